@@ -1,0 +1,30 @@
+//! Pure domain logic of Layers. Nothing here does I/O or reads a clock: callers pass time in,
+//! so every rule can be tested exhaustively. (The one exception: fresh UUIDs for new ids.)
+//!
+//! Components:
+//! - [`money`]: micro-credits, per-token rates, markup and the cost of a request.
+//! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
+//! - [`base62`]: fixed-width base62 encoding used by keys and ids.
+//! - [`ids`]: typed identifiers (users, keys, requests).
+//! - [`tier`]: account tiers.
+//! - [`model`]: model names, routes and specs of the catalogue.
+//! - [`limits`]: input limits of a chat request (SPEC §2.3).
+//! - [`tokens`]: conservative token estimates used before upstream usage is known.
+//! - [`usage`]: token usage reported by an upstream.
+
+pub mod base62;
+pub mod ids;
+pub mod key_format;
+pub mod limits;
+pub mod model;
+pub mod money;
+pub mod tier;
+pub mod tokens;
+pub mod usage;
+
+pub use ids::{KeyId, RequestId, UserId};
+pub use key_format::{ApiKey, KeyEnv, KeyFormatError};
+pub use model::{ModelKind, ModelName, ModelSpec, RouteSpec};
+pub use money::{Markup, MicroCredits, Price, Rate};
+pub use tier::Tier;
+pub use usage::Usage;

@@ -1,0 +1,102 @@
+//! Models of the catalogue: `provider/model` names, the routes that serve them and their price.
+//! Invariant: a [`ModelSpec`] always has at least one route and a price (possibly explicitly free).
+
+use std::fmt;
+
+use crate::money::Price;
+
+/// A public model name such as `openai/gpt-4o-mini`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelNameError {
+    #[error("model names have the form provider/model")]
+    Shape,
+    #[error("model names use only letters, digits and . _ - : / @")]
+    Charset,
+    #[error("model names are at most 200 characters")]
+    Length,
+}
+
+/// What a model does; decides which endpoints may use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Chat,
+    Embedding,
+    Image,
+}
+
+/// One way to serve a model: a configured provider and the model id it knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub provider: String,
+    pub upstream_model: String,
+}
+
+/// Everything the gateway knows about one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub name: ModelName,
+    pub kind: ModelKind,
+    pub routes: Vec<RouteSpec>,
+    /// List price, before the operator's markup.
+    pub list_price: Price,
+    pub context_window: u32,
+    pub max_output_tokens: u32,
+    /// Unix seconds, shown as `created` by `/v1/models`.
+    pub created: i64,
+}
+
+// === impl ModelName ===
+
+impl ModelName {
+    pub fn parse(s: &str) -> Result<ModelName, ModelNameError> {
+        if s.len() > 200 {
+            return Err(ModelNameError::Length);
+        }
+        let Some((provider, model)) = s.split_once('/') else {
+            return Err(ModelNameError::Shape);
+        };
+        if provider.is_empty() || model.is_empty() {
+            return Err(ModelNameError::Shape);
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@');
+        if !s.bytes().all(allowed) {
+            return Err(ModelNameError::Charset);
+        }
+        Ok(ModelName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the first `/`, e.g. `openai`.
+    pub fn owner(&self) -> &str {
+        self.0.split_once('/').map(|(p, _)| p).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ModelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names() {
+        let n = ModelName::parse("anthropic/claude-sonnet-4.5").unwrap();
+        assert_eq!(n.owner(), "anthropic");
+        assert!(ModelName::parse("meta/llama-3.1-8b-instruct:free").is_ok());
+        assert_eq!(ModelName::parse("gpt-4o").unwrap_err(), ModelNameError::Shape);
+        assert_eq!(ModelName::parse("/x").unwrap_err(), ModelNameError::Shape);
+        assert_eq!(ModelName::parse("a/b c").unwrap_err(), ModelNameError::Charset);
+        assert_eq!(ModelName::parse(&format!("a/{}", "b".repeat(200))).unwrap_err(), ModelNameError::Length);
+    }
+}

@@ -1,0 +1,249 @@
+//! Integer money. 1 credit = US$0.01 = 1,000,000 micro-credits; rates are micro-credits per
+//! million tokens. Invariant: no floating point touches an amount once a price is loaded, and a
+//! cost is rounded up exactly once per request (never free by rounding, no drift when summed).
+
+use std::fmt;
+
+use crate::usage::Usage;
+
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+/// US$1 = 100 credits.
+pub const MICROS_PER_USD: i64 = 100 * MICROS_PER_CREDIT;
+const TOKENS_PER_MTOK: i128 = 1_000_000;
+/// Largest list price accepted, in US$ per million tokens (or per image).
+const MAX_USD_PRICE: f64 = 100_000.0;
+
+/// An amount of money in micro-credits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct MicroCredits(pub i64);
+
+/// A price per token, as micro-credits per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rate(i64);
+
+/// The operator's markup over list price, in basis points (1 % = 100).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Markup(u32);
+
+/// What a model costs: per-token rates and, for image models, a price per image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input: Rate,
+    pub output: Rate,
+    /// Rate for prompt tokens served from the provider's cache.
+    pub cached_input: Rate,
+    pub per_image: MicroCredits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("not a decimal number of credits")]
+    Syntax,
+    #[error("credits have at most 6 decimal places")]
+    TooPrecise,
+    #[error("amount is out of range")]
+    Range,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PriceError {
+    #[error("price must be a finite number of US$ between 0 and {MAX_USD_PRICE}")]
+    OutOfRange,
+    #[error("markup must be between 0 and 1000 percent")]
+    MarkupOutOfRange,
+}
+
+// === impl MicroCredits ===
+
+impl MicroCredits {
+    pub const ZERO: MicroCredits = MicroCredits(0);
+
+    pub fn from_credits(credits: i64) -> Option<MicroCredits> {
+        credits.checked_mul(MICROS_PER_CREDIT).map(MicroCredits)
+    }
+
+    /// Parses a decimal number of credits exactly: `12`, `0.5`, `-3.000001`.
+    pub fn parse_credits(s: &str) -> Result<MicroCredits, AmountError> {
+        let s = s.trim();
+        let (negative, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty()) || !all_digits(whole) || !all_digits(frac) {
+            return Err(AmountError::Syntax);
+        }
+        if frac.len() > 6 {
+            return Err(AmountError::TooPrecise);
+        }
+        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| AmountError::Range)? };
+        let mut frac_micros: i64 = 0;
+        for (i, b) in frac.bytes().enumerate() {
+            frac_micros += i64::from(b - b'0') * 10_i64.pow(5 - i as u32);
+        }
+        let magnitude =
+            whole.checked_mul(MICROS_PER_CREDIT).and_then(|w| w.checked_add(frac_micros)).ok_or(AmountError::Range)?;
+        Ok(MicroCredits(if negative { -magnitude } else { magnitude }))
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+
+    pub fn checked_add(self, other: MicroCredits) -> Option<MicroCredits> {
+        self.0.checked_add(other.0).map(MicroCredits)
+    }
+
+    pub fn checked_sub(self, other: MicroCredits) -> Option<MicroCredits> {
+        self.0.checked_sub(other.0).map(MicroCredits)
+    }
+
+    pub fn saturating_add(self, other: MicroCredits) -> MicroCredits {
+        MicroCredits(self.0.saturating_add(other.0))
+    }
+
+    pub fn saturating_sub(self, other: MicroCredits) -> MicroCredits {
+        MicroCredits(self.0.saturating_sub(other.0))
+    }
+
+    pub fn min(self, other: MicroCredits) -> MicroCredits {
+        MicroCredits(self.0.min(other.0))
+    }
+
+    pub fn max(self, other: MicroCredits) -> MicroCredits {
+        MicroCredits(self.0.max(other.0))
+    }
+}
+
+impl fmt::Display for MicroCredits {
+    /// Credits with six decimals, exact: `1.500000`, `-0.000001`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let per = MICROS_PER_CREDIT as u64;
+        write!(f, "{sign}{}.{:06}", abs / per, abs % per)
+    }
+}
+
+impl std::iter::Sum for MicroCredits {
+    fn sum<I: Iterator<Item = MicroCredits>>(iter: I) -> MicroCredits {
+        MicroCredits(iter.map(|m| m.0).sum())
+    }
+}
+
+// === impl Rate ===
+
+impl Rate {
+    pub const ZERO: Rate = Rate(0);
+
+    /// Converts a list price in US$ per million tokens. Prices with up to eight decimal places
+    /// are represented exactly; the float is read once, here, and never again.
+    pub fn from_usd_per_mtok(usd: f64) -> Result<Rate, PriceError> {
+        usd_to_micros(usd).map(Rate)
+    }
+
+    pub fn from_micros_per_mtok(micros: i64) -> Rate {
+        Rate(micros.max(0))
+    }
+
+    pub fn micros_per_mtok(self) -> i64 {
+        self.0
+    }
+
+    /// Credits per million tokens, for price lists.
+    pub fn credits_per_mtok(self) -> MicroCredits {
+        MicroCredits(self.0)
+    }
+
+    /// The rate with the operator's markup, rounded up to the next micro-credit per Mtok.
+    pub fn with_markup(self, markup: Markup) -> Rate {
+        let scaled = i128::from(self.0) * i128::from(10_000 + markup.0);
+        Rate(ceil_div(scaled, 10_000).min(i128::from(i64::MAX)) as i64)
+    }
+}
+
+// === impl Markup ===
+
+impl Markup {
+    pub const NONE: Markup = Markup(0);
+
+    pub fn from_percent(percent: f64) -> Result<Markup, PriceError> {
+        if !percent.is_finite() || !(0.0..=1000.0).contains(&percent) {
+            return Err(PriceError::MarkupOutOfRange);
+        }
+        Ok(Markup((percent * 100.0).round() as u32))
+    }
+
+    pub fn basis_points(self) -> u32 {
+        self.0
+    }
+}
+
+// === impl Price ===
+
+impl Price {
+    /// A price from list prices in US$ per million tokens; cached input defaults to input.
+    pub fn from_usd(
+        input: f64,
+        output: f64,
+        cached_input: Option<f64>,
+        per_image: Option<f64>,
+    ) -> Result<Price, PriceError> {
+        let input = Rate::from_usd_per_mtok(input)?;
+        Ok(Price {
+            input,
+            output: Rate::from_usd_per_mtok(output)?,
+            cached_input: cached_input.map(Rate::from_usd_per_mtok).transpose()?.unwrap_or(input),
+            per_image: MicroCredits(per_image.map(usd_to_micros).transpose()?.unwrap_or(0)),
+        })
+    }
+
+    pub fn with_markup(self, markup: Markup) -> Price {
+        let image = Rate(self.per_image.0).with_markup(markup);
+        Price {
+            input: self.input.with_markup(markup),
+            output: self.output.with_markup(markup),
+            cached_input: self.cached_input.with_markup(markup),
+            per_image: MicroCredits(image.0),
+        }
+    }
+
+    pub fn is_free(&self) -> bool {
+        self.input.0 == 0 && self.output.0 == 0 && self.cached_input.0 == 0 && self.per_image.0 == 0
+    }
+
+    /// The cost of `usage`, rounded up once to a whole micro-credit.
+    pub fn cost(&self, usage: &Usage) -> MicroCredits {
+        let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let uncached = usage.prompt_tokens - cached;
+        let exact = i128::from(uncached) * i128::from(self.input.0)
+            + i128::from(cached) * i128::from(self.cached_input.0)
+            + i128::from(usage.completion_tokens) * i128::from(self.output.0);
+        let tokens = ceil_div(exact, TOKENS_PER_MTOK);
+        let images = i128::from(usage.images) * i128::from(self.per_image.0);
+        MicroCredits((tokens + images).min(i128::from(i64::MAX)) as i64)
+    }
+}
+
+fn usd_to_micros(usd: f64) -> Result<i64, PriceError> {
+    if !usd.is_finite() || !(0.0..=MAX_USD_PRICE).contains(&usd) {
+        return Err(PriceError::OutOfRange);
+    }
+    Ok((usd * MICROS_PER_USD as f64).round() as i64)
+}
+
+fn ceil_div(numer: i128, denom: i128) -> i128 {
+    // Amounts here are never negative; clamp rather than trust that.
+    let numer = numer.max(0);
+    (numer + denom - 1) / denom
+}
+
+#[cfg(test)]
+#[path = "money_tests.rs"]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+use proptest::prelude::*;
+
+fn usage(prompt: u32, completion: u32, cached: u32) -> Usage {
+    Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: cached, ..Usage::default() }
+}
+
+#[test]
+fn parses_and_prints_credits_exactly() {
+    let cases = [
+        ("12", 12_000_000),
+        ("0.5", 500_000),
+        (".5", 500_000),
+        ("-3.000001", -3_000_001),
+        ("+1.25", 1_250_000),
+        ("0.000001", 1),
+    ];
+    for (text, micros) in cases {
+        assert_eq!(MicroCredits::parse_credits(text), Ok(MicroCredits(micros)), "{text}");
+    }
+    assert_eq!(MicroCredits::parse_credits("1.0000001"), Err(AmountError::TooPrecise));
+    assert_eq!(MicroCredits::parse_credits("abc"), Err(AmountError::Syntax));
+    assert_eq!(MicroCredits::parse_credits(""), Err(AmountError::Syntax));
+    assert_eq!(MicroCredits::parse_credits("."), Err(AmountError::Syntax));
+    assert_eq!(MicroCredits::parse_credits("1e3"), Err(AmountError::Syntax));
+    assert_eq!(MicroCredits::parse_credits("99999999999999999"), Err(AmountError::Range));
+    assert_eq!(MicroCredits(1_500_000).to_string(), "1.500000");
+    assert_eq!(MicroCredits(-1).to_string(), "-0.000001");
+    assert_eq!(MicroCredits(0).to_string(), "0.000000");
+}
+
+#[test]
+fn list_prices_convert_exactly() {
+    // gpt-4o-mini: $0.15 / $0.60 per Mtok = 15 / 60 credits per Mtok.
+    let p = Price::from_usd(0.15, 0.60, Some(0.075), None).unwrap();
+    assert_eq!(p.input.micros_per_mtok(), 15_000_000);
+    assert_eq!(p.output.micros_per_mtok(), 60_000_000);
+    assert_eq!(p.cached_input.micros_per_mtok(), 7_500_000);
+    // Cheap rates with many decimals survive.
+    assert_eq!(Rate::from_usd_per_mtok(0.0375).unwrap().micros_per_mtok(), 3_750_000);
+    assert_eq!(Rate::from_usd_per_mtok(0.00000001).unwrap().micros_per_mtok(), 1);
+    assert!(Rate::from_usd_per_mtok(-1.0).is_err());
+    assert!(Rate::from_usd_per_mtok(f64::NAN).is_err());
+}
+
+#[test]
+fn cost_of_a_request() {
+    let p = Price::from_usd(0.15, 0.60, Some(0.075), None).unwrap();
+    // 1000 in, 500 out: 1000*15 + 500*60 = 45,000 µcr... per token rates are per Mtok:
+    // (1000 * 15e6 + 500 * 60e6) / 1e6 = 15,000 + 30,000.
+    assert_eq!(p.cost(&usage(1000, 500, 0)), MicroCredits(45_000));
+    // Half the prompt cached at half price.
+    assert_eq!(p.cost(&usage(1000, 500, 500)), MicroCredits(41_250));
+    // One token is never free.
+    let cheap = Price::from_usd(0.01, 0.01, None, None).unwrap();
+    assert_eq!(cheap.cost(&usage(1, 0, 0)), MicroCredits(1));
+    assert_eq!(cheap.cost(&usage(0, 0, 0)), MicroCredits(0));
+    // Cached tokens beyond the prompt are clamped, not negative.
+    assert_eq!(p.cost(&usage(10, 0, 50)), MicroCredits(75));
+}
+
+#[test]
+fn markup_rounds_up() {
+    let r = Rate::from_micros_per_mtok(3);
+    assert_eq!(r.with_markup(Markup::from_percent(60.0).unwrap()).micros_per_mtok(), 5);
+    assert_eq!(r.with_markup(Markup::NONE), r);
+    assert_eq!(Markup::from_percent(12.5).unwrap().basis_points(), 1250);
+    assert!(Markup::from_percent(-1.0).is_err());
+    let p = Price::from_usd(1.0, 2.0, None, Some(0.04)).unwrap().with_markup(Markup::from_percent(50.0).unwrap());
+    assert_eq!(p.input.micros_per_mtok(), 150_000_000);
+    assert_eq!(p.per_image, MicroCredits(6_000_000));
+}
+
+#[test]
+fn image_cost() {
+    let p = Price::from_usd(0.0, 0.0, None, Some(0.04)).unwrap();
+    let u = Usage { images: 3, ..Usage::default() };
+    assert_eq!(p.cost(&u), MicroCredits(12_000_000));
+}
+
+proptest! {
+    #[test]
+    fn cost_is_never_below_exact_and_within_one_micro(
+        input in 0i64..10_000_000_000, output in 0i64..10_000_000_000,
+        prompt in 0u32..2_000_000, completion in 0u32..200_000,
+    ) {
+        let p = Price { input: Rate(input), output: Rate(output), cached_input: Rate(input), per_image: MicroCredits(0) };
+        let cost = p.cost(&usage(prompt, completion, 0)).0 as i128;
+        let exact_numer = i128::from(prompt) * i128::from(input) + i128::from(completion) * i128::from(output);
+        prop_assert!(cost * 1_000_000 >= exact_numer);
+        prop_assert!(cost * 1_000_000 - exact_numer < 1_000_000);
+        if exact_numer > 0 { prop_assert!(cost >= 1); }
+    }
+
+    #[test]
+    fn cost_is_monotonic(prompt in 0u32..1_000_000, completion in 0u32..100_000, extra in 0u32..1000) {
+        let p = Price::from_usd(3.0, 15.0, Some(0.3), None).unwrap();
+        let base = p.cost(&usage(prompt, completion, 0));
+        prop_assert!(p.cost(&usage(prompt + extra, completion, 0)) >= base);
+        prop_assert!(p.cost(&usage(prompt, completion + extra, 0)) >= base);
+    }
+
+    #[test]
+    fn summing_costs_has_no_drift(costs in proptest::collection::vec(0i64..1_000_000_000, 0..200)) {
+        let total: MicroCredits = costs.iter().copied().map(MicroCredits).sum();
+        prop_assert_eq!(total.0, costs.iter().sum::<i64>());
+    }
+
+    #[test]
+    fn credits_text_round_trips(micros in -1_000_000_000_000i64..1_000_000_000_000) {
+        let m = MicroCredits(micros);
+        prop_assert_eq!(MicroCredits::parse_credits(&m.to_string()), Ok(m));
+    }
+}

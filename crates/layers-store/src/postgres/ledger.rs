@@ -1,0 +1,97 @@
+//! The credit ledger on PostgreSQL: a transaction row and the balance move together, under the
+//! balance row's lock.
+
+use async_trait::async_trait;
+use layers_domain::{MicroCredits, UserId};
+
+use super::rows;
+use super::PgStore;
+use crate::error::{StoreError, StoreResult};
+use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::traits::LedgerStore;
+
+#[async_trait]
+impl LedgerStore for PgStore {
+    async fn apply_transaction(&self, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
+        let mut tx = self.begin_as(t.user_id).await?;
+        // The row lock serialises every movement of this balance, so the duplicate check and
+        // the new balance below see all committed entries.
+        let balance: i64 =
+            sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE")
+                .bind(t.user_id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        let duplicate: Option<i32> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = $1")
+            .bind(&t.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if duplicate.is_some() {
+            return Ok(LedgerOutcome::Duplicate);
+        }
+        let after =
+            MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
+        if t.amount.0 < 0 && after.0 < 0 && !t.allow_negative {
+            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance) });
+        }
+        sqlx::query(
+            "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
+             idempotency_key, reason, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(t.id)
+        .bind(t.user_id.0)
+        .bind(t.kind.as_str())
+        .bind(t.amount.0)
+        .bind(after.0)
+        .bind(&t.idempotency_key)
+        .bind(&t.reason)
+        .bind(&t.request_id)
+        .bind(t.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE credit_balances SET balance_micros = $1, updated_at = $2 WHERE user_id = $3")
+            .bind(after.0)
+            .bind(t.created_at)
+            .bind(t.user_id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(LedgerOutcome::Applied { balance_after: after })
+    }
+
+    async fn balance(&self, user: UserId) -> StoreResult<MicroCredits> {
+        let mut tx = self.begin_as(user).await?;
+        let balance: Option<i64> = sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        balance.map(MicroCredits).ok_or(StoreError::NotFound { entity: "credit balance" })
+    }
+
+    async fn transactions(&self, user: UserId, limit: u32) -> StoreResult<Vec<CreditTransaction>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows = sqlx::query(
+            "SELECT id, user_id, kind, amount_micros, balance_after_micros, idempotency_key, reason, request_id, \
+             created_at FROM credit_transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(user.0)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(rows::transaction).collect()
+    }
+
+    async fn ledger_sum(&self, user: UserId) -> StoreResult<MicroCredits> {
+        let mut tx = self.begin_as(user).await?;
+        let sum: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount_micros), 0)::bigint FROM credit_transactions WHERE user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(MicroCredits(sum))
+    }
+}

@@ -1,0 +1,137 @@
+//! Decoding PostgreSQL rows into records. Invariant: a value that does not parse is reported as
+//! `Corrupt` with its column, never defaulted.
+
+use layers_domain::{KeyId, MicroCredits, Usage, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::error::{StoreError, StoreResult};
+use crate::records::*;
+
+fn parsed<T>(row: &PgRow, col: &'static str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s: String = row.try_get(col)?;
+    parse(&s).ok_or(StoreError::Corrupt { column: col })
+}
+
+fn u32_col(row: &PgRow, col: &'static str) -> StoreResult<u32> {
+    let v: i64 = row.try_get(col)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt { column: col })
+}
+
+fn ip(row: &PgRow, col: &'static str) -> StoreResult<Option<std::net::IpAddr>> {
+    row.try_get::<Option<String>, _>(col)?
+        .map(|s| {
+            // inet::text renders a host address as `1.2.3.4/32`.
+            let host = s.split('/').next().unwrap_or_default();
+            host.parse().map_err(|_| StoreError::Corrupt { column: col })
+        })
+        .transpose()
+}
+
+pub(crate) fn user(row: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: UserId(row.try_get("id")?),
+        email: row.try_get("email")?,
+        tier: parsed(row, "tier", |s| s.parse().ok())?,
+        status: parsed(row, "status", UserStatus::from_db)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn key(row: &PgRow) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        id: KeyId(row.try_get("id")?),
+        user_id: UserId(row.try_get("user_id")?),
+        name: row.try_get("name")?,
+        env: parsed(row, "env", |s| s.parse().ok())?,
+        key_hash: row.try_get("key_hash")?,
+        pepper_version: row.try_get("pepper_version")?,
+        display_prefix: row.try_get("display_prefix")?,
+        last4: row.try_get("last4")?,
+        state: parsed(row, "state", KeyState::from_db)?,
+        spend_limit: row.try_get::<Option<i64>, _>("spend_limit_micros")?.map(MicroCredits),
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+pub(crate) fn transaction(row: &PgRow) -> StoreResult<CreditTransaction> {
+    Ok(CreditTransaction {
+        id: row.try_get("id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        kind: parsed(row, "kind", TransactionKind::from_db)?,
+        amount: MicroCredits(row.try_get("amount_micros")?),
+        balance_after: MicroCredits(row.try_get("balance_after_micros")?),
+        idempotency_key: row.try_get("idempotency_key")?,
+        reason: row.try_get("reason")?,
+        request_id: row.try_get("request_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn usage(row: &PgRow) -> StoreResult<UsageRecord> {
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        key_id: row.try_get::<Option<uuid::Uuid>, _>("key_id")?.map(KeyId),
+        model: row.try_get("model")?,
+        provider: row.try_get("provider")?,
+        upstream_model: row.try_get("upstream_model")?,
+        endpoint: row.try_get("endpoint")?,
+        usage: Usage {
+            prompt_tokens: u32_col(row, "prompt_tokens")?,
+            completion_tokens: u32_col(row, "completion_tokens")?,
+            cached_tokens: u32_col(row, "cached_tokens")?,
+            reasoning_tokens: u32_col(row, "reasoning_tokens")?,
+            images: u32_col(row, "images")?,
+        },
+        cost: MicroCredits(row.try_get("cost_micros")?),
+        latency_ms: row.try_get("latency_ms")?,
+        status: u16::try_from(row.try_get::<i32, _>("status")?)
+            .map_err(|_| StoreError::Corrupt { column: "status" })?,
+        error_code: row.try_get("error_code")?,
+        streamed: row.try_get("streamed")?,
+        usage_estimated: row.try_get("usage_estimated")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn audit(row: &PgRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        user_id: row.try_get::<Option<uuid::Uuid>, _>("user_id")?.map(UserId),
+        event_type: row.try_get("event_type")?,
+        ip_address: ip(row, "ip_address")?,
+        user_agent: row.try_get("user_agent")?,
+        metadata: row.try_get("metadata")?,
+        severity: parsed(row, "severity", Severity::from_db)?,
+    })
+}
+
+pub(crate) fn session(row: &PgRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        token_hash: row.try_get("token_hash")?,
+        created_at: row.try_get("created_at")?,
+        authenticated_at: row.try_get("authenticated_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        ip_address: ip(row, "ip_address")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+pub(crate) fn cache_event(row: &PgRow) -> StoreResult<CacheEvent> {
+    Ok(CacheEvent {
+        id: row.try_get("id")?,
+        scope: parsed(row, "scope", CacheScope::from_db)?,
+        key_hash: row.try_get("key_hash")?,
+        user_id: UserId(row.try_get("user_id")?),
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,78 @@
+//! Usage rows on PostgreSQL, written in batches through `layers_record_usage`.
+
+use async_trait::async_trait;
+use layers_domain::UserId;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::rows;
+use super::PgStore;
+use crate::error::{StoreError, StoreResult};
+use crate::records::UsageRecord;
+use crate::traits::UsageStore;
+
+const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
+     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
+     status, error_code, streamed, usage_estimated, created_at";
+
+#[async_trait]
+impl UsageStore for PgStore {
+    async fn record_usage(&self, batch: &[UsageRecord]) -> StoreResult<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let rows = batch.iter().map(to_json).collect::<StoreResult<Vec<_>>>()?;
+        let written: i64 = sqlx::query_scalar("SELECT layers_record_usage($1)")
+            .bind(serde_json::Value::Array(rows))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(written.max(0) as u64)
+    }
+
+    async fn recent_usage(
+        &self,
+        user: UserId,
+        limit: u32,
+        before: Option<OffsetDateTime>,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(user.0)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(rows::usage).collect()
+    }
+}
+
+fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
+    let created_at = r.created_at.format(&Rfc3339).map_err(|_| StoreError::Corrupt { column: "created_at" })?;
+    Ok(json!({
+        "id": r.id,
+        "request_id": r.request_id,
+        "user_id": r.user_id.0,
+        "key_id": r.key_id.map(|k| k.0),
+        "model": r.model,
+        "provider": r.provider,
+        "upstream_model": r.upstream_model,
+        "endpoint": r.endpoint,
+        "prompt_tokens": r.usage.prompt_tokens,
+        "completion_tokens": r.usage.completion_tokens,
+        "cached_tokens": r.usage.cached_tokens,
+        "reasoning_tokens": r.usage.reasoning_tokens,
+        "images": r.usage.images,
+        "cost_micros": r.cost.0,
+        "latency_ms": r.latency_ms,
+        "status": r.status,
+        "error_code": r.error_code,
+        "streamed": r.streamed,
+        "usage_estimated": r.usage_estimated,
+        "created_at": created_at,
+    }))
+}

@@ -1,0 +1,232 @@
+//! The rows the store reads and writes, as typed records shared by both backends.
+//! Invariant: no record carries a secret in clear (keys and session tokens appear only hashed).
+
+use layers_domain::{KeyEnv, KeyId, MicroCredits, Tier, Usage, UserId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Suspended,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub tier: Tier,
+    pub status: UserStatus,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: UserId,
+    /// Already normalised (trimmed, lower-cased) by the caller.
+    pub email: String,
+    pub tier: Tier,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Deactivated,
+    Deleted,
+}
+
+/// An API key as stored: hashed, with display parts only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub env: KeyEnv,
+    pub key_hash: Vec<u8>,
+    pub pepper_version: i32,
+    pub display_prefix: String,
+    pub last4: String,
+    pub state: KeyState,
+    pub spend_limit: Option<MicroCredits>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A key with what authentication needs to know about its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAuthRecord {
+    pub key: KeyRecord,
+    pub tier: Tier,
+    pub user_status: UserStatus,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub env: KeyEnv,
+    pub key_hash: Vec<u8>,
+    pub pepper_version: i32,
+    pub display_prefix: String,
+    pub last4: String,
+    pub spend_limit: Option<MicroCredits>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionKind {
+    Grant,
+    Purchase,
+    SubscriptionGrant,
+    Usage,
+    Refund,
+    Adjustment,
+}
+
+/// A ledger entry to append. Applying the same idempotency key twice applies it once.
+#[derive(Clone, Debug)]
+pub struct NewTransaction {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub kind: TransactionKind,
+    pub amount: MicroCredits,
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    /// Whether a debit may take the balance below zero (refunds may; usage may not). Credits
+    /// always apply, even to a negative balance.
+    pub allow_negative: bool,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditTransaction {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub kind: TransactionKind,
+    pub amount: MicroCredits,
+    pub balance_after: MicroCredits,
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerOutcome {
+    Applied {
+        balance_after: MicroCredits,
+    },
+    /// The idempotency key was already used; nothing changed.
+    Duplicate,
+    /// The entry would take the balance below zero and was not applied.
+    Insufficient {
+        balance: MicroCredits,
+    },
+}
+
+/// One row of `usage_logs`: one request that reached an upstream (or the sandbox).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// Internal, always generated: the idempotency key of the request's settlement.
+    pub id: Uuid,
+    /// Public request id (`x-request-id`), possibly chosen by the client, so not unique.
+    pub request_id: String,
+    pub user_id: UserId,
+    pub key_id: Option<KeyId>,
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub endpoint: String,
+    pub usage: Usage,
+    pub cost: MicroCredits,
+    pub latency_ms: i64,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub streamed: bool,
+    pub usage_estimated: bool,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub user_id: Option<UserId>,
+    pub event_type: String,
+    pub ip_address: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+    pub metadata: serde_json::Value,
+    pub severity: Severity,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub token_hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub authenticated_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub ip_address: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheScope {
+    /// One key changed state: drop it by hash.
+    Key,
+    /// An account changed (tier, status): drop everything cached about it.
+    Account,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEvent {
+    pub id: i64,
+    pub scope: CacheScope,
+    pub key_hash: Option<Vec<u8>>,
+    pub user_id: UserId,
+    pub created_at: OffsetDateTime,
+}
+
+// === text forms shared by both backends ===
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$ty>::$variant => $text),+ }
+            }
+
+            pub fn from_db(s: &str) -> Option<Self> {
+                match s { $($text => Some(<$ty>::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(UserStatus { Active => "active", Suspended => "suspended" });
+text_enum!(KeyState { Active => "active", Deactivated => "deactivated", Deleted => "deleted" });
+text_enum!(TransactionKind {
+    Grant => "grant",
+    Purchase => "purchase",
+    SubscriptionGrant => "subscription_grant",
+    Usage => "usage",
+    Refund => "refund",
+    Adjustment => "adjustment",
+});
+text_enum!(Severity { Info => "info", Warning => "warning", Critical => "critical" });
+text_enum!(CacheScope { Key => "key", Account => "account" });

@@ -1,0 +1,88 @@
+//! The credit ledger on SQLite: a transaction row and the balance move together.
+
+use async_trait::async_trait;
+use layers_domain::{MicroCredits, UserId};
+
+use super::rows::{self, ms};
+use super::SqliteStore;
+use crate::error::{StoreError, StoreResult};
+use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::traits::LedgerStore;
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn apply_transaction(&self, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
+        // BEGIN IMMEDIATE holds the write lock, so the checks below cannot race.
+        let mut tx = self.begin_write().await?;
+        let duplicate: Option<i64> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = ?")
+            .bind(&t.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if duplicate.is_some() {
+            return Ok(LedgerOutcome::Duplicate);
+        }
+        let balance: i64 = sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
+            .bind(t.user_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        let after =
+            MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
+        if t.amount.0 < 0 && after.0 < 0 && !t.allow_negative {
+            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance) });
+        }
+        let at = ms(t.created_at);
+        sqlx::query(
+            "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
+             idempotency_key, reason, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.to_string())
+        .bind(t.user_id.to_string())
+        .bind(t.kind.as_str())
+        .bind(t.amount.0)
+        .bind(after.0)
+        .bind(&t.idempotency_key)
+        .bind(&t.reason)
+        .bind(&t.request_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE credit_balances SET balance_micros = ?, updated_at = ? WHERE user_id = ?")
+            .bind(after.0)
+            .bind(at)
+            .bind(t.user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(LedgerOutcome::Applied { balance_after: after })
+    }
+
+    async fn balance(&self, user: UserId) -> StoreResult<MicroCredits> {
+        let balance: Option<i64> = sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
+            .bind(user.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        balance.map(MicroCredits).ok_or(StoreError::NotFound { entity: "credit balance" })
+    }
+
+    async fn transactions(&self, user: UserId, limit: u32) -> StoreResult<Vec<CreditTransaction>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, kind, amount_micros, balance_after_micros, idempotency_key, reason, request_id, \
+             created_at FROM credit_transactions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(user.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::transaction).collect()
+    }
+
+    async fn ledger_sum(&self, user: UserId) -> StoreResult<MicroCredits> {
+        let sum: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(amount_micros), 0) FROM credit_transactions WHERE user_id = ?")
+                .bind(user.to_string())
+                .fetch_one(self.pool())
+                .await?;
+        Ok(MicroCredits(sum))
+    }
+}

@@ -1,0 +1,121 @@
+//! Throwaway databases for tests: a temporary SQLite file, or a fresh PostgreSQL database per
+//! test so tests run in parallel. Invariant: a missing PostgreSQL fails the test unless
+//! `LAYERS_TEST_SKIP_POSTGRES=1`, and then the skip is printed, never silent.
+
+use std::sync::Arc;
+
+use crate::{connect, ConnectOptions, Store};
+
+/// The server's PostgreSQL role, as created by the migrations.
+pub const APP_ROLE: &str = "layers_app";
+
+/// A database that exists for one test and is dropped after it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// URL for the owner (migrations) and, on SQLite, for everything.
+    pub url: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { name: String, admin_url: String },
+}
+
+/// The PostgreSQL server tests use: `LAYERS_TEST_POSTGRES_URL`, else the local default.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LAYERS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let url = format!("sqlite://{}", dir.path().join("layers.db").display());
+        TestDatabase { url, kind: Kind::Sqlite(dir) }
+    }
+
+    /// A fresh, empty PostgreSQL database, or `None` (after saying so) when PostgreSQL is
+    /// unreachable and the run allows skipping.
+    pub async fn postgres() -> Option<TestDatabase> {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                if std::env::var("LAYERS_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+                    eprintln!("SKIPPED (PostgreSQL unreachable at {admin_url}: {err})");
+                    return None;
+                }
+                panic!(
+                    "PostgreSQL is not reachable at {admin_url} ({err}). Start it (scripts/test does), point \
+                     LAYERS_TEST_POSTGRES_URL at one, or set LAYERS_TEST_SKIP_POSTGRES=1 to skip these tests."
+                );
+            }
+        };
+        let name = format!("layers_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+        let _ = admin.close().await;
+        let url = replace_db_name(&admin_url, &name);
+        Some(TestDatabase { url, kind: Kind::Postgres { name, admin_url } })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. })
+    }
+
+    /// Migrates as the owner and returns the store the server would use (the app role on
+    /// PostgreSQL).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let owner = connect(&ConnectOptions { url: self.url.clone(), max_connections: 2, app_role: None })
+            .await
+            .unwrap_or_else(|e| panic!("cannot open test database: {e}"));
+        owner.migrate().await.unwrap_or_else(|e| panic!("migrations failed: {e:?}"));
+        if self.is_postgres() {
+            owner.close().await;
+            connect(&ConnectOptions { url: self.url.clone(), max_connections: 8, app_role: Some(APP_ROLE.to_owned()) })
+                .await
+                .unwrap_or_else(|e| panic!("cannot open test database as {APP_ROLE}: {e}"))
+        } else {
+            owner
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Kind::Postgres { name, admin_url } = &self.kind else { return };
+        let (name, admin_url) = (name.clone(), admin_url.clone());
+        // Drop runs inside the test's runtime; a separate thread with its own runtime may block.
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}

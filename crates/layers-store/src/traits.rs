@@ -1,0 +1,89 @@
+//! The store's traits, one per concern. Both backends implement all of them and one
+//! conformance suite (tests/it) runs the same bodies against each.
+//! Invariant: a method that acts on behalf of one user takes that user's id and touches no
+//! other user's rows (on PostgreSQL, row-level security enforces it as well).
+
+use async_trait::async_trait;
+use layers_domain::{KeyId, MicroCredits, Tier, UserId};
+use time::OffsetDateTime;
+
+use crate::error::StoreResult;
+use crate::records::*;
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates the user and its zero balance.
+    async fn create_user(&self, new: &NewUser) -> StoreResult<User>;
+    /// System lookup (login, operator commands).
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// Changes the tier and tells every node's cache.
+    async fn set_tier(&self, id: UserId, tier: Tier) -> StoreResult<()>;
+    /// Suspends or reactivates the account and tells every node's cache.
+    async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, new: &NewKey) -> StoreResult<KeyRecord>;
+    /// System lookup for authentication: the key with this hash and its owner's state.
+    async fn key_for_auth(&self, key_hash: &[u8]) -> StoreResult<Option<KeyAuthRecord>>;
+    async fn keys_of_user(&self, user: UserId) -> StoreResult<Vec<KeyRecord>>;
+    /// System lookup for incident response: keys with this display prefix.
+    async fn keys_by_prefix(&self, display_prefix: &str) -> StoreResult<Vec<KeyRecord>>;
+    /// Changes a key's state and tells every node's cache. `NotFound` if the user has no such key.
+    async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord>;
+    /// Records last-used times (batched by each node; older times never overwrite newer).
+    async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Appends a transaction and moves the balance, atomically and at most once per
+    /// idempotency key.
+    async fn apply_transaction(&self, tx: &NewTransaction) -> StoreResult<LedgerOutcome>;
+    async fn balance(&self, user: UserId) -> StoreResult<MicroCredits>;
+    /// Newest first.
+    async fn transactions(&self, user: UserId, limit: u32) -> StoreResult<Vec<CreditTransaction>>;
+    /// Sum of all the user's transactions: always equal to the balance.
+    async fn ledger_sum(&self, user: UserId) -> StoreResult<MicroCredits>;
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Writes a batch of usage rows (of any users); rows whose id exists are skipped.
+    async fn record_usage(&self, rows: &[UsageRecord]) -> StoreResult<u64>;
+    /// Newest first; `before` pages by creation time.
+    async fn recent_usage(
+        &self,
+        user: UserId,
+        limit: u32,
+        before: Option<OffsetDateTime>,
+    ) -> StoreResult<Vec<UsageRecord>>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn audit_events(&self, user: UserId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// System lookup: the session with this token hash, if not revoked.
+    async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, user: UserId, id: uuid::Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    async fn revoke_session(&self, user: UserId, id: uuid::Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    /// Revokes every session of the user; returns how many were open.
+    async fn revoke_all_sessions(&self, user: UserId, at: OffsetDateTime) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait CacheEventStore: Send + Sync {
+    /// Events created after `since` (database clock), oldest first.
+    async fn cache_events_since(&self, since: OffsetDateTime) -> StoreResult<Vec<CacheEvent>>;
+    /// The database's clock, so nodes with skewed clocks agree on the feed's position.
+    async fn db_now(&self) -> StoreResult<OffsetDateTime>;
+}

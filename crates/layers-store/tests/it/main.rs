@@ -1,0 +1,12 @@
+//! Store conformance suite: every test body runs on SQLite and on PostgreSQL, plus the
+//! PostgreSQL row-level-security proofs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod support;
+
+mod accounts;
+mod keys;
+mod ledger;
+mod migrations;
+mod records;
+mod rls;

@@ -1,0 +1,80 @@
+//! Row-level security on PostgreSQL: connected as the app role, one user cannot read or change
+//! another's rows even when a query leaves out the user filter.
+
+use layers_store::postgres::PgStore;
+use layers_store::testing::{TestDatabase, APP_ROLE};
+use layers_store::{Store, StoreError};
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+use crate::support::{key, user};
+
+#[tokio::test]
+async fn one_user_cannot_read_or_change_another_users_rows() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let store = db.store().await;
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    key(&store, &alice, 1).await;
+    key(&store, &bob, 2).await;
+
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    conn.execute(format!("SET ROLE {APP_ROLE}").as_str()).await.unwrap();
+
+    // No user named: nothing is visible, in any table.
+    for table in ["users", "api_keys", "credit_balances", "credit_transactions", "usage_logs", "audit_logs", "sessions"]
+    {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
+        assert_eq!(n, 0, "{table} visible without app.user_id");
+    }
+
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute(format!("SET LOCAL app.user_id = '{}'", alice.id).as_str()).await.unwrap();
+    // Unfiltered queries only see Alice.
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users").fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(emails, vec!["alice@example.com".to_owned()]);
+    let owners: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT user_id FROM api_keys").fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(owners, vec![alice.id.0]);
+    // Changing Bob's rows touches nothing.
+    let done =
+        sqlx::query("UPDATE users SET tier = 'team' WHERE id = $1").bind(bob.id.0).execute(&mut *tx).await.unwrap();
+    assert_eq!(done.rows_affected(), 0);
+    let done = sqlx::query("UPDATE credit_balances SET balance_micros = 999").execute(&mut *tx).await.unwrap();
+    assert_eq!(done.rows_affected(), 1, "only Alice's own balance row");
+    // Writing a row for Bob is refused by the policy's WITH CHECK.
+    let err = sqlx::query(
+        "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, idempotency_key, created_at) \
+         VALUES (gen_random_uuid(), $1, 'grant', 1, 1, 'evil', now())",
+    )
+    .bind(bob.id.0)
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    tx.rollback().await.unwrap();
+
+    // The app role cannot switch RLS off, nor reach the tables as their owner.
+    let mut tx = conn.begin().await.unwrap();
+    assert!(tx.execute("ALTER TABLE users DISABLE ROW LEVEL SECURITY").await.is_err());
+    tx.rollback().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    assert!(tx.execute("SET LOCAL row_security = off; SELECT count(*) FROM users").await.is_err());
+    tx.rollback().await.unwrap();
+
+    // Bob's balance is untouched.
+    assert_eq!(store.balance(bob.id).await.unwrap().0, 0);
+    let row = sqlx::query("SELECT current_user::text AS u").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(row.get::<String, _>("u"), APP_ROLE);
+}
+
+#[tokio::test]
+async fn the_server_role_is_confined_and_the_owner_is_not() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    db.store().await; // migrate
+    let app = PgStore::connect(&db.url, 1, Some(APP_ROLE)).await.unwrap();
+    app.check_role_is_confined().await.unwrap();
+    let owner = PgStore::connect(&db.url, 1, None).await.unwrap();
+    let err = owner.check_role_is_confined().await.unwrap_err();
+    assert!(matches!(err, StoreError::UnsafeRole { .. }), "{err:?}");
+    app.close().await;
+    owner.close().await;
+}
