@@ -1,0 +1,115 @@
+//! Adapters by kind, and the registry of configured providers.
+//! Invariant: a provider is reached only through its adapter; callers never build upstream
+//! requests themselves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use crate::chat::ChatRequest;
+use crate::error::ProviderError;
+use crate::openai::OpenAiAdapter;
+use crate::reply::{ChunkStream, Completion};
+use crate::sandbox::SandboxAdapter;
+use crate::timing::Timeouts;
+
+/// The wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Sandbox,
+}
+
+/// A configured provider, as the config hands it over.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    pub timeouts: Timeouts,
+}
+
+/// One chat call to one route.
+#[derive(Debug)]
+pub struct ChatCall<'a> {
+    pub request: &'a ChatRequest,
+    pub upstream_model: &'a str,
+    /// Used in ids the sandbox makes up; never sent upstream.
+    pub request_id: &'a str,
+    /// The whole call (all attempts) must end by then.
+    pub deadline: Instant,
+}
+
+#[derive(Debug)]
+pub enum Adapter {
+    OpenAi(OpenAiAdapter),
+    Sandbox(SandboxAdapter),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("provider {name}: kind {kind:?} is not available in this build")]
+    UnsupportedKind { name: String, kind: ProviderKind },
+    #[error("provider {name}: cannot build its HTTP client")]
+    Client {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Every configured provider, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Providers {
+    by_name: HashMap<String, Arc<Adapter>>,
+}
+
+// === impl Adapter ===
+
+impl Adapter {
+    pub fn build(s: &ProviderSettings) -> Result<Adapter, BuildError> {
+        match s.kind {
+            ProviderKind::OpenAi => OpenAiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
+                .map(Adapter::OpenAi)
+                .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
+            ProviderKind::Sandbox => Ok(Adapter::Sandbox(SandboxAdapter)),
+            kind => Err(BuildError::UnsupportedKind { name: s.name.clone(), kind }),
+        }
+    }
+
+    pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
+        match self {
+            Adapter::OpenAi(a) => a.complete(call).await,
+            Adapter::Sandbox(a) => a.complete(call).await,
+        }
+    }
+
+    /// Starts a streamed call; returns once the upstream accepted it (response headers in).
+    pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
+        match self {
+            Adapter::OpenAi(a) => a.stream(call).await,
+            Adapter::Sandbox(a) => a.stream(call).await,
+        }
+    }
+}
+
+// === impl Providers ===
+
+impl Providers {
+    pub fn build(settings: &[ProviderSettings]) -> Result<Providers, BuildError> {
+        let mut by_name = HashMap::new();
+        for s in settings {
+            by_name.insert(s.name.clone(), Arc::new(Adapter::build(s)?));
+        }
+        Ok(Providers { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Adapter>> {
+        self.by_name.get(name)
+    }
+}

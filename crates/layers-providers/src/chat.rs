@@ -1,0 +1,174 @@
+//! The OpenAI Chat Completions wire shape: what clients send and what every adapter returns.
+//! Invariant: fields the gateway does not interpret are kept (`extra`) and forwarded unchanged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A chat completion request as a client sends it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<MessageContent>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a multi-part message: `text`, `image_url`, `input_audio`, `file`, …
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+// === impl ChatRequest ===
+
+impl ChatRequest {
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether the client asked to see usage in the stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+    }
+
+    /// The output cap the client asked for, whichever field it used.
+    pub fn requested_max_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Total UTF-8 bytes of text and number of images, for estimates.
+    pub fn prompt_size(&self) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut images = 0;
+        for m in &self.messages {
+            let (b, i) = m.text_size();
+            bytes += b;
+            images += i;
+            // Tool calls an assistant made are prompt input too.
+            if let Some(calls) = m.extra.get("tool_calls") {
+                bytes += calls.to_string().len();
+            }
+        }
+        if let Some(tools) = self.extra.get("tools") {
+            bytes += tools.to_string().len();
+        }
+        (bytes, images)
+    }
+}
+
+// === impl ChatMessage ===
+
+impl ChatMessage {
+    /// Characters of text in this message (for the per-message limit).
+    pub fn text_chars(&self) -> usize {
+        self.texts().map(|t| t.chars().count()).sum()
+    }
+
+    /// The message's text, parts joined.
+    pub fn joined_text(&self) -> String {
+        self.texts().collect::<Vec<_>>().join("")
+    }
+
+    fn text_size(&self) -> (usize, usize) {
+        let bytes = self.texts().map(str::len).sum();
+        let images = match &self.content {
+            Some(MessageContent::Parts(parts)) => parts.iter().filter(|p| p.kind == "image_url").count(),
+            _ => 0,
+        };
+        (bytes, images)
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        let (single, parts) = match &self.content {
+            Some(MessageContent::Text(t)) => (Some(t.as_str()), None),
+            Some(MessageContent::Parts(p)) => (None, Some(p)),
+            None => (None, None),
+        };
+        single.into_iter().chain(parts.into_iter().flatten().filter_map(|p| p.text.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_unknown_fields_and_counts_text() {
+        let body = r#"{"model":"openai/gpt-4o-mini","temperature":0.2,"seed":7,
+            "messages":[{"role":"system","content":"be brief"},
+                        {"role":"user","content":[{"type":"text","text":"héllo"},
+                                                  {"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
+                        {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                          "function":{"name":"f","arguments":"{}"}}]}],
+            "stream":true,"stream_options":{"include_usage":true}}"#;
+        let req: ChatRequest = serde_json::from_str(body).unwrap();
+        assert!(req.is_stream() && req.wants_stream_usage());
+        assert_eq!(req.extra.get("seed"), Some(&Value::from(7)));
+        assert_eq!(req.messages[1].text_chars(), 5);
+        assert_eq!(req.messages[2].text_chars(), 0);
+        let (bytes, images) = req.prompt_size();
+        assert_eq!(images, 1);
+        assert!(bytes > 14);
+        let back = serde_json::to_value(&req).unwrap();
+        assert_eq!(back["temperature"], 0.2);
+        assert_eq!(back["messages"][2]["tool_calls"][0]["id"], "c1");
+    }
+
+    #[test]
+    fn rejects_wrong_types() {
+        let err = serde_json::from_str::<ChatRequest>(r#"{"model":"a/b","messages":[{"role":"wizard"}]}"#);
+        assert!(err.is_err());
+        let err = serde_json::from_str::<ChatRequest>(r#"{"model":"a/b","messages":[],"max_tokens":-1}"#);
+        assert!(err.is_err());
+    }
+}

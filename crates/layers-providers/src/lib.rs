@@ -1,0 +1,30 @@
+//! Upstream adapters of Layers. Every provider is spoken to through an [`adapter::Adapter`]
+//! that takes and returns the OpenAI chat shape.
+//!
+//! Components:
+//! - [`chat`]: the OpenAI Chat Completions request shape clients send.
+//! - [`adapter`]: adapters by kind and the registry of configured providers.
+//! - [`openai`]: any OpenAI-compatible upstream.
+//! - [`sandbox`]: the built-in deterministic provider.
+//! - [`sse`]: byte-exact Server-Sent Events parsing and writing.
+//! - [`timing`]: per-route timeouts and the stream wrapper that enforces them.
+//! - [`transport`]: the HTTP client, bounded reads, upstream error bodies.
+//! - [`usage_json`]: usage in OpenAI's JSON shape.
+//! - [`error`]: failures with blame and retryability.
+
+pub mod adapter;
+pub mod chat;
+pub mod error;
+pub mod openai;
+pub mod reply;
+pub mod sandbox;
+pub mod sse;
+pub mod timing;
+pub mod transport;
+pub mod usage_json;
+
+pub use adapter::{Adapter, ChatCall, ProviderKind, ProviderSettings, Providers};
+pub use chat::ChatRequest;
+pub use error::{Blame, ProviderError, TimeoutPhase};
+pub use reply::{ChunkStream, Completion, StreamEvent};
+pub use timing::Timeouts;

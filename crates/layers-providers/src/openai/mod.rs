@@ -1,0 +1,75 @@
+//! The `openai` kind: any OpenAI-compatible Chat Completions upstream (OpenAI, OpenRouter,
+//! Perplexity, Morph, Groq, vLLM, Ollama…). Invariant: streamed calls always ask the upstream
+//! for usage, so every stream can be billed exactly.
+
+mod stream;
+mod wire;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::adapter::ChatCall;
+use crate::error::ProviderError;
+use crate::transport;
+use crate::reply::{ChunkStream, Completion};
+use crate::timing::{self, Timeouts};
+use crate::usage_json::parse_usage;
+
+#[derive(Debug)]
+pub struct OpenAiAdapter {
+    client: reqwest::Client,
+    chat_url: String,
+    api_key: Option<SecretString>,
+    timeouts: Timeouts,
+}
+
+impl OpenAiAdapter {
+    pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+        Ok(OpenAiAdapter {
+            client: transport::client(&timeouts)?,
+            chat_url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            api_key,
+            timeouts,
+        })
+    }
+
+    pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
+        let resp = self.send(call, false).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let body: Map<String, Value> =
+            serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not a JSON object"))?;
+        if !body.get("choices").is_some_and(Value::is_array) {
+            return Err(ProviderError::Protocol("response has no choices"));
+        }
+        let usage = body.get("usage").and_then(parse_usage);
+        Ok(Completion { body, usage })
+    }
+
+    pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
+        let resp = self.send(call, true).await?;
+        Ok(timing::timed(stream::chunks(resp), self.timeouts, call.deadline))
+    }
+
+    async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
+        let body = wire::outgoing_body(call.request, call.upstream_model, stream)
+            .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let mut rb = self
+            .client
+            .post(&self.chat_url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if stream {
+            rb = rb.header(http::header::ACCEPT, "text/event-stream");
+        }
+        if let Some(key) = &self.api_key {
+            rb = rb.bearer_auth(key.expose_secret());
+        }
+        let timeouts = Timeouts { first_byte: self.timeouts.first_byte.min(remaining(call.deadline)), ..self.timeouts };
+        transport::send(rb, &timeouts).await
+    }
+}
+
+fn remaining(deadline: Instant) -> std::time::Duration {
+    deadline.saturating_duration_since(Instant::now())
+}

@@ -1,0 +1,28 @@
+//! What an adapter returns: a whole completion, or a stream of OpenAI-shaped chunks.
+//! Invariant: whatever the provider, chunks and bodies are in OpenAI's chat shape.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use layers_domain::Usage;
+use serde_json::{Map, Value};
+
+use crate::error::ProviderError;
+
+/// A non-streamed completion: the body in OpenAI's shape and its usage, if reported.
+#[derive(Debug)]
+pub struct Completion {
+    pub body: Map<String, Value>,
+    pub usage: Option<Usage>,
+}
+
+/// One item of a streamed completion.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A `chat.completion.chunk` object.
+    Chunk(Map<String, Value>),
+    /// The provider finished cleanly (`data: [DONE]` or its native equivalent).
+    Done,
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;

@@ -1,0 +1,189 @@
+//! The built-in `sandbox` provider: no network, deterministic answers with realistic SSE and
+//! usage. Serves test keys and the embedded default. Invariant: the same request always gets
+//! the same content and the same usage.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use layers_domain::{tokens, Usage};
+use serde_json::{json, Map, Value};
+
+use crate::adapter::ChatCall;
+use crate::chat::{ChatRequest, Role};
+use crate::error::ProviderError;
+use crate::reply::{ChunkStream, Completion, StreamEvent};
+use crate::usage_json::usage_value;
+
+/// Characters of the user's message echoed back.
+const ECHO_CHARS: usize = 200;
+
+#[derive(Debug, Default)]
+pub struct SandboxAdapter;
+
+/// The reply the sandbox gives to a request, split into token-sized pieces.
+struct Reply {
+    pieces: Vec<String>,
+    finish_reason: &'static str,
+    usage: Usage,
+}
+
+impl SandboxAdapter {
+    pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
+        let reply = Reply::for_request(call.request);
+        let mut body = envelope(call, "chat.completion");
+        body.insert(
+            "choices".into(),
+            json!([{
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.pieces.concat(), "refusal": null},
+                "logprobs": null,
+                "finish_reason": reply.finish_reason,
+            }]),
+        );
+        body.insert("usage".into(), usage_value(&reply.usage, None));
+        Ok(Completion { body, usage: Some(reply.usage) })
+    }
+
+    pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
+        let reply = Reply::for_request(call.request);
+        let base = envelope(call, "chat.completion.chunk");
+        let chunk = |choices: Value, usage: Option<Value>| {
+            let mut c = base.clone();
+            c.insert("choices".into(), choices);
+            if let Some(u) = usage {
+                c.insert("usage".into(), u);
+            }
+            Ok(StreamEvent::Chunk(c))
+        };
+        let delta = |d: Value, finish: Value| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
+        let mut events = Vec::with_capacity(reply.pieces.len() + 4);
+        events.push(chunk(delta(json!({"role": "assistant", "content": ""}), Value::Null), None));
+        for piece in &reply.pieces {
+            events.push(chunk(delta(json!({"content": piece}), Value::Null), None));
+        }
+        events.push(chunk(delta(json!({}), json!(reply.finish_reason)), None));
+        events.push(chunk(json!([]), Some(usage_value(&reply.usage, None))));
+        events.push(Ok(StreamEvent::Done));
+        Ok(Box::pin(futures_util::stream::iter(events)))
+    }
+}
+
+fn envelope(call: &ChatCall<'_>, object: &str) -> Map<String, Value> {
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut m = Map::new();
+    m.insert("id".into(), json!(format!("chatcmpl-sandbox-{}", call.request_id)));
+    m.insert("object".into(), json!(object));
+    m.insert("created".into(), json!(created));
+    m.insert("model".into(), json!(call.upstream_model));
+    m.insert("system_fingerprint".into(), json!("layers-sandbox"));
+    m
+}
+
+// === impl Reply ===
+
+impl Reply {
+    fn for_request(req: &ChatRequest) -> Reply {
+        let said = req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.joined_text())
+            .unwrap_or_default();
+        let echo: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(ECHO_CHARS).collect();
+        let text = format!(
+            "Hello from the Layers sandbox. You said: \"{echo}\". This answer is deterministic and no model was called."
+        );
+        let mut pieces = split_tokens(&text);
+        let mut finish_reason = "stop";
+        if let Some(max) = req.requested_max_tokens() {
+            if pieces.len() > max as usize {
+                pieces.truncate(max as usize);
+                finish_reason = "length";
+            }
+        }
+        let (bytes, images) = req.prompt_size();
+        let prompt = tokens::estimate_generated(bytes)
+            .saturating_add(4 * req.messages.len() as u32 + 3)
+            .saturating_add(85 * images as u32);
+        let usage = Usage { prompt_tokens: prompt, completion_tokens: pieces.len() as u32, ..Usage::default() };
+        Reply { pieces, finish_reason, usage }
+    }
+}
+
+/// Splits text like a BPE tokenizer roughly does: a word with its leading space is one piece.
+fn split_tokens(text: &str) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut prev_space = false;
+    for c in text.chars() {
+        let is_space = c.is_whitespace();
+        if is_space && !prev_space && !current.is_empty() {
+            pieces.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+        prev_space = is_space;
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::time::Instant;
+
+    fn call_with(body: &str) -> ChatRequest {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn splits_like_words() {
+        assert_eq!(split_tokens("Hello big  world"), vec!["Hello", " big", "  world"]);
+    }
+
+    #[tokio::test]
+    async fn deterministic_and_streams_the_same_text() {
+        let req = call_with(r#"{"model":"sandbox/echo","messages":[{"role":"user","content":"ping  pong"}]}"#);
+        let call = ChatCall { request: &req, upstream_model: "echo", request_id: "r1", deadline: Instant::now() };
+        let a = SandboxAdapter.complete(&call).await.unwrap();
+        let b = SandboxAdapter.complete(&call).await.unwrap();
+        assert_eq!(a.body["choices"], b.body["choices"]);
+        let text = a.body["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+        assert!(text.contains("You said: \"ping pong\""));
+        let usage = a.usage.unwrap();
+        assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 10);
+
+        let mut s = SandboxAdapter.stream(&call).await.unwrap();
+        let mut streamed = String::new();
+        let mut stream_usage = None;
+        let mut done = false;
+        while let Some(ev) = s.next().await {
+            match ev.unwrap() {
+                StreamEvent::Chunk(c) => {
+                    if let Some(t) = c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str()) {
+                        streamed.push_str(t);
+                    }
+                    if let Some(u) = c.get("usage") {
+                        stream_usage = crate::usage_json::parse_usage(u);
+                    }
+                }
+                StreamEvent::Done => done = true,
+            }
+        }
+        assert!(done);
+        assert_eq!(streamed, text);
+        assert_eq!(stream_usage, Some(usage));
+    }
+
+    #[tokio::test]
+    async fn honours_max_tokens() {
+        let req = call_with(r#"{"model":"sandbox/echo","max_tokens":3,"messages":[{"role":"user","content":"x"}]}"#);
+        let call = ChatCall { request: &req, upstream_model: "echo", request_id: "r", deadline: Instant::now() };
+        let c = SandboxAdapter.complete(&call).await.unwrap();
+        assert_eq!(c.usage.unwrap().completion_tokens, 3);
+        assert_eq!(c.body["choices"][0]["finish_reason"], "length");
+    }
+}
