@@ -20,6 +20,15 @@ pub fn estimate_prompt(messages: usize, text_bytes: usize, images: usize) -> u32
     bytes_to_tokens(text_bytes).saturating_add(per_message).saturating_add(per_image).saturating_add(PER_REPLY_OVERHEAD)
 }
 
+/// Typical (not upper-bound) prompt size, for usage the upstream did not report: ≈4 bytes
+/// per token, message overhead, and ~85 tokens per low-detail image.
+pub fn typical_prompt(messages: usize, text_bytes: usize, images: usize) -> u32 {
+    estimate_generated(text_bytes)
+        .saturating_add((messages as u32).saturating_mul(PER_MESSAGE_OVERHEAD))
+        .saturating_add((images as u32).saturating_mul(85))
+        .saturating_add(PER_REPLY_OVERHEAD)
+}
+
 /// Best estimate of tokens already generated, from streamed text (≈4 bytes per token).
 pub fn estimate_generated(text_bytes: usize) -> u32 {
     u32::try_from(text_bytes.div_ceil(4)).unwrap_or(u32::MAX)
@@ -41,5 +50,6 @@ mod tests {
         assert_eq!(estimate_prompt(1, 5, 0), 2 + 4 + 3);
         assert_eq!(estimate_prompt(2, 0, 1), 8 + 1600 + 3);
         assert_eq!(estimate_generated(9), 3);
+        assert_eq!(typical_prompt(1, 8, 1), 2 + 4 + 85 + 3);
     }
 }

@@ -82,6 +82,13 @@ impl Adapter {
         }
     }
 
+    pub fn timeouts(&self) -> Timeouts {
+        match self {
+            Adapter::OpenAi(a) => a.timeouts(),
+            Adapter::Sandbox(_) => Timeouts::default(),
+        }
+    }
+
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         match self {
             Adapter::OpenAi(a) => a.complete(call).await,

@@ -50,8 +50,9 @@ impl ProviderError {
     pub fn blame(&self) -> Blame {
         match self {
             ProviderError::Status { status, .. } => match status {
-                400 | 404 | 413 | 422 => Blame::Client,
-                401 | 403 => Blame::Internal,
+                400 | 413 | 422 => Blame::Client,
+                // A rejected operator key or an upstream model id the provider does not know.
+                401 | 403 | 404 => Blame::Internal,
                 _ => Blame::Upstream,
             },
             ProviderError::Unsupported { .. } => Blame::Client,

@@ -20,12 +20,7 @@ fn parses_the_grammar() {
     let got = parse_all(&[input]);
     assert_eq!(
         got,
-        vec![
-            ev("a"),
-            ev("b\n c"),
-            SseEvent { event: Some("message_stop".into()), data: "{}".into() },
-            ev(""),
-        ]
+        vec![ev("a"), ev("b\n c"), SseEvent { event: Some("message_stop".into()), data: "{}".into() }, ev(""),]
     );
 }
 

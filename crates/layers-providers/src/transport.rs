@@ -82,8 +82,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 }
 
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok())
-    {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok()) {
         return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_millis(ms as u64));
     }
     let secs = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
@@ -101,8 +100,7 @@ mod tests {
             Some("bad")
         );
         assert_eq!(
-            error_message(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
-                .as_deref(),
+            error_message(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#).as_deref(),
             Some("Overloaded")
         );
         assert_eq!(error_message(b"<html>"), None);

@@ -12,8 +12,7 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
     let prompt = num(obj.get("prompt_tokens"))?;
     let completion = num(obj.get("completion_tokens")).unwrap_or(0);
     let cached = num(obj.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"))).unwrap_or(0);
-    let reasoning =
-        num(obj.get("completion_tokens_details").and_then(|d| d.get("reasoning_tokens"))).unwrap_or(0);
+    let reasoning = num(obj.get("completion_tokens_details").and_then(|d| d.get("reasoning_tokens"))).unwrap_or(0);
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,

@@ -36,7 +36,15 @@ pub enum Backend {
 /// Everything the services need from persistence.
 #[async_trait]
 pub trait Store:
-    AccountStore + KeyStore + LedgerStore + UsageStore + AuditStore + SessionStore + CacheEventStore + 'static
+    AccountStore
+    + KeyStore
+    + LedgerStore
+    + UsageStore
+    + AuditStore
+    + SessionStore
+    + CacheEventStore
+    + std::fmt::Debug
+    + 'static
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations (run as the owner role on PostgreSQL).

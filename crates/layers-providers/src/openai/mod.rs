@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use crate::adapter::ChatCall;
 use crate::error::ProviderError;
-use crate::transport;
 use crate::reply::{ChunkStream, Completion};
 use crate::timing::{self, Timeouts};
+use crate::transport;
 use crate::usage_json::parse_usage;
 
 #[derive(Debug)]
@@ -32,6 +32,10 @@ impl OpenAiAdapter {
             api_key,
             timeouts,
         })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
@@ -54,11 +58,7 @@ impl OpenAiAdapter {
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
         let body = wire::outgoing_body(call.request, call.upstream_model, stream)
             .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
-        let mut rb = self
-            .client
-            .post(&self.chat_url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        let mut rb = self.client.post(&self.chat_url).header(http::header::CONTENT_TYPE, "application/json").body(body);
         if stream {
             rb = rb.header(http::header::ACCEPT, "text/event-stream");
         }

@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::ProviderError;
-use crate::transport::error_message;
 use crate::reply::{ChunkStream, StreamEvent};
 use crate::sse::{SseDecoder, SseEvent};
+use crate::transport::error_message;
 
 struct State {
     bytes: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,

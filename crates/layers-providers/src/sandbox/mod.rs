@@ -54,7 +54,8 @@ impl SandboxAdapter {
             }
             Ok(StreamEvent::Chunk(c))
         };
-        let delta = |d: Value, finish: Value| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
+        let delta =
+            |d: Value, finish: Value| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
         let mut events = Vec::with_capacity(reply.pieces.len() + 4);
         events.push(chunk(delta(json!({"role": "assistant", "content": ""}), Value::Null), None));
         for piece in &reply.pieces {
@@ -82,13 +83,8 @@ fn envelope(call: &ChatCall<'_>, object: &str) -> Map<String, Value> {
 
 impl Reply {
     fn for_request(req: &ChatRequest) -> Reply {
-        let said = req
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.joined_text())
-            .unwrap_or_default();
+        let said =
+            req.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.joined_text()).unwrap_or_default();
         let echo: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(ECHO_CHARS).collect();
         let text = format!(
             "Hello from the Layers sandbox. You said: \"{echo}\". This answer is deterministic and no model was called."
@@ -102,9 +98,7 @@ impl Reply {
             }
         }
         let (bytes, images) = req.prompt_size();
-        let prompt = tokens::estimate_generated(bytes)
-            .saturating_add(4 * req.messages.len() as u32 + 3)
-            .saturating_add(85 * images as u32);
+        let prompt = tokens::typical_prompt(req.messages.len(), bytes, images);
         let usage = Usage { prompt_tokens: prompt, completion_tokens: pieces.len() as u32, ..Usage::default() };
         Reply { pieces, finish_reason, usage }
     }

@@ -1,0 +1,118 @@
+//! Accounts and credits as operators and (later) the dashboard change them.
+//! Invariant: every change of a balance is a ledger transaction with an idempotency key.
+
+use std::sync::Arc;
+
+use layers_domain::{MicroCredits, Tier, UserId};
+use layers_store::{LedgerOutcome, NewTransaction, NewUser, Store, TransactionKind, User};
+use time::OffsetDateTime;
+
+use crate::audit::Audit;
+use crate::error::{ServiceError, ServiceResult};
+
+#[derive(Debug)]
+pub struct AccountService {
+    store: Arc<dyn Store>,
+    audit: Audit,
+}
+
+/// A balance change an operator asked for.
+#[derive(Debug)]
+pub struct CreditChange {
+    pub user: UserId,
+    pub amount: MicroCredits,
+    pub reason: String,
+    /// Makes a retried command apply once; generated when absent.
+    pub idempotency_key: Option<String>,
+}
+
+impl AccountService {
+    pub fn new(store: Arc<dyn Store>, audit: Audit) -> AccountService {
+        AccountService { store, audit }
+    }
+
+    pub async fn create_user(&self, email: &str, tier: Tier) -> ServiceResult<User> {
+        let email = normalize_email(email)?;
+        let user = self
+            .store
+            .create_user(&NewUser { id: UserId::random(), email, tier, created_at: OffsetDateTime::now_utc() })
+            .await?;
+        self.audit.info(Some(user.id), "account_created", serde_json::json!({"tier": tier})).await;
+        Ok(user)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> ServiceResult<User> {
+        let email = normalize_email(email)?;
+        self.store.user_by_email(&email).await?.ok_or(ServiceError::NotFound("account"))
+    }
+
+    pub async fn balance(&self, user: UserId) -> ServiceResult<MicroCredits> {
+        Ok(self.store.balance(user).await?)
+    }
+
+    /// Grants (positive) or adjusts (negative) credits, through the ledger.
+    pub async fn change_credits(&self, change: CreditChange) -> ServiceResult<MicroCredits> {
+        let reason = change.reason.trim();
+        if reason.is_empty() {
+            return Err(ServiceError::Invalid("a reason is required"));
+        }
+        if change.amount == MicroCredits::ZERO {
+            return Err(ServiceError::Invalid("the amount must not be zero"));
+        }
+        let kind = if change.amount.is_positive() { TransactionKind::Grant } else { TransactionKind::Adjustment };
+        let key = change.idempotency_key.unwrap_or_else(|| format!("{}:{}", kind.as_str(), uuid::Uuid::new_v4()));
+        let outcome = self
+            .store
+            .apply_transaction(&NewTransaction {
+                id: uuid::Uuid::new_v4(),
+                user_id: change.user,
+                kind,
+                amount: change.amount,
+                idempotency_key: key,
+                reason: Some(reason.to_owned()),
+                request_id: None,
+                allow_negative: false,
+                created_at: OffsetDateTime::now_utc(),
+            })
+            .await?;
+        match outcome {
+            LedgerOutcome::Applied { balance_after } => {
+                let event = if kind == TransactionKind::Grant { "credits_granted" } else { "credits_adjusted" };
+                self.audit.info(Some(change.user), event, serde_json::json!({"micro_credits": change.amount.0})).await;
+                Ok(balance_after)
+            }
+            LedgerOutcome::Duplicate => self.balance(change.user).await,
+            LedgerOutcome::Insufficient { balance } => {
+                Err(ServiceError::Refused(format!("the balance ({balance} credits) cannot cover this adjustment")))
+            }
+        }
+    }
+}
+
+/// Trims and lower-cases an e-mail address and checks its basic shape.
+pub fn normalize_email(raw: &str) -> ServiceResult<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email)
+    } else {
+        Err(ServiceError::InvalidEmail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails() {
+        assert_eq!(normalize_email("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        for bad in ["", "alice", "@x.com", "a@b", "a b@c.com", "a@.com", "a@com."] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}

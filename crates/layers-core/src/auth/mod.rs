@@ -1,0 +1,166 @@
+//! Authentication of API keys (SPEC §3). Invariant: a malformed key is rejected before any
+//! lookup; a key seen recently is answered from memory; the database is asked only on a miss,
+//! and what it returns is compared in constant time.
+
+pub mod cache;
+pub mod pepper;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, Tier, UserId};
+use layers_store::{KeyAuthRecord, KeyState, Store, StoreError, UserStatus};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use self::cache::{Cached, KeyCache};
+use self::pepper::{KeyHash, Peppers};
+use crate::last_used::LastUsed;
+
+/// Who is calling: an authenticated, active key and its account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: KeyId,
+    pub user_id: UserId,
+    pub env: KeyEnv,
+    pub tier: Tier,
+    pub spend_limit: Option<MicroCredits>,
+}
+
+/// Why a request is not authenticated. The `Display` texts are the exact client messages.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Missing Authorization header")]
+    Missing,
+    #[error("Invalid API key format")]
+    Format,
+    #[error("Invalid API key")]
+    Invalid,
+    #[error("API key is deactivated")]
+    Deactivated,
+    #[error("API key has expired")]
+    Expired,
+    #[error("Account is suspended")]
+    Suspended,
+    #[error("authentication is unavailable")]
+    Unavailable(#[source] StoreError),
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    pub format_rejections: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub db_lookups: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    peppers: Arc<Peppers>,
+    cache: Arc<KeyCache>,
+    last_used: Arc<LastUsed>,
+    stats: AuthStats,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, peppers: Arc<Peppers>, cache: Arc<KeyCache>, last_used: Arc<LastUsed>) -> Self {
+        Authenticator { store, peppers, cache, last_used, stats: AuthStats::default() }
+    }
+
+    pub fn stats(&self) -> &AuthStats {
+        &self.stats
+    }
+
+    /// Authenticates the value of an `Authorization` header (or `x-api-key`, passed as is).
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let raw = header.ok_or(AuthError::Missing)?;
+        let token = bearer_token(raw);
+        let key = ApiKey::parse(token).map_err(|_| {
+            self.stats.format_rejections.fetch_add(1, Ordering::Relaxed);
+            AuthError::Format
+        })?;
+        let now = Instant::now();
+        let current = self.peppers.hash_current(&key);
+        if let Some(answer) = self.from_cache(&current, now) {
+            return answer;
+        }
+        // Keys created under an older pepper are cached under their own hash.
+        let older: Vec<(i32, KeyHash)> =
+            self.peppers.older_versions().filter_map(|v| Some((v, self.peppers.hash(v, &key)?))).collect();
+        for (_, hash) in &older {
+            if let Some(answer) = self.from_cache(hash, now) {
+                return answer;
+            }
+        }
+        let epoch = self.cache.epoch();
+        self.stats.db_lookups.fetch_add(1, Ordering::Relaxed);
+        let candidates = std::iter::once((self.peppers.current_version(), current)).chain(older);
+        for (version, hash) in candidates {
+            let found = self.store.key_for_auth(&hash).await.map_err(AuthError::Unavailable)?;
+            if let Some(record) = found.filter(|r| matches_hash(r, version, &hash)) {
+                let record = Arc::new(record);
+                self.cache.insert(hash, Cached::Found(record.clone()), now, epoch);
+                return self.accept(&record, now);
+            }
+        }
+        self.cache.insert(current, Cached::Missing, now, epoch);
+        Err(AuthError::Invalid)
+    }
+
+    fn from_cache(&self, hash: &KeyHash, now: Instant) -> Option<Result<Principal, AuthError>> {
+        let hit = self.cache.get(hash, now)?;
+        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(match hit {
+            Cached::Found(record) => self.accept(&record, now),
+            Cached::Missing => Err(AuthError::Invalid),
+        })
+    }
+
+    fn accept(&self, record: &KeyAuthRecord, now: Instant) -> Result<Principal, AuthError> {
+        let principal = judge(record)?;
+        self.last_used.note(principal.key_id, now);
+        Ok(principal)
+    }
+}
+
+/// Takes the token from `Bearer <token>` (scheme case-insensitive), or the whole value.
+fn bearer_token(raw: &str) -> &str {
+    let raw = raw.trim();
+    match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => raw,
+    }
+}
+
+fn matches_hash(r: &KeyAuthRecord, version: i32, hash: &KeyHash) -> bool {
+    r.key.pepper_version == version && bool::from(r.key.key_hash.as_slice().ct_eq(hash.as_slice()))
+}
+
+fn judge(r: &KeyAuthRecord) -> Result<Principal, AuthError> {
+    match r.key.state {
+        KeyState::Active => {}
+        KeyState::Deactivated => return Err(AuthError::Deactivated),
+        KeyState::Deleted => return Err(AuthError::Invalid),
+    }
+    if let Some(expiry) = r.key.expires_at {
+        let left = expiry - time::OffsetDateTime::now_utc();
+        if left <= time::Duration::ZERO {
+            return Err(AuthError::Expired);
+        }
+    }
+    if r.user_status == UserStatus::Suspended {
+        return Err(AuthError::Suspended);
+    }
+    Ok(Principal {
+        key_id: r.key.id,
+        user_id: r.key.user_id,
+        env: r.key.env,
+        tier: r.tier,
+        spend_limit: r.key.spend_limit,
+    })
+}
+
+/// Default TTL of cache entries; revocations arrive faster through the invalidation feed.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);

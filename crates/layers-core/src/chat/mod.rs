@@ -1,0 +1,228 @@
+//! The chat completion service: validate, resolve the model, call the provider, meter, and
+//! shape the reply. Invariant: every request that reaches a provider produces exactly one usage
+//! row, whichever way it ends.
+
+mod complete;
+pub mod errors;
+mod meter;
+mod stream;
+mod validate;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use layers_domain::limits::RequestLimits;
+use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind, RequestId};
+use layers_providers::{Adapter, ChatCall, ChatRequest, Providers, StreamEvent};
+use layers_store::UsageRecord;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+pub use self::errors::UpstreamFailure;
+use self::meter::{Ending, Meter};
+pub use self::stream::ClientStream;
+use crate::auth::Principal;
+use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
+use crate::usage_writer::UsageSink;
+
+/// The provider that answers test keys.
+pub const SANDBOX_PROVIDER: &str = "sandbox";
+
+/// Who asks, and when.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub principal: Principal,
+    pub request_id: RequestId,
+    pub started: Instant,
+    pub endpoint: &'static str,
+}
+
+#[derive(Debug)]
+pub struct ChatReply {
+    /// The provider that served the request (`x-layers-provider`).
+    pub provider: String,
+    pub credits_charged: MicroCredits,
+    pub body: ReplyBody,
+}
+
+#[derive(Debug)]
+pub enum ReplyBody {
+    Json(Bytes),
+    Stream(ClientStream),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("{message}")]
+    Invalid { message: String, param: Option<String>, code: &'static str },
+    #[error("{message}")]
+    ModelNotFound { message: String },
+    #[error("{}", .0.message)]
+    Upstream(UpstreamFailure),
+}
+
+#[derive(Debug)]
+pub struct ChatService {
+    catalogue: Arc<Catalogue>,
+    providers: Providers,
+    limits: RequestLimits,
+    usage: UsageSink,
+}
+
+/// Where one request goes.
+pub(crate) struct Route {
+    pub entry: Arc<ModelEntry>,
+    pub adapter: Arc<Adapter>,
+    pub provider: String,
+    pub upstream_model: String,
+    pub started: Instant,
+}
+
+impl ChatService {
+    pub fn new(catalogue: Arc<Catalogue>, providers: Providers, limits: RequestLimits, usage: UsageSink) -> Self {
+        ChatService { catalogue, providers, limits, usage }
+    }
+
+    pub fn limits(&self) -> &RequestLimits {
+        &self.limits
+    }
+
+    pub async fn chat(&self, ctx: &CallContext, req: ChatRequest) -> Result<ChatReply, ChatError> {
+        validate::check_limits(&req, &self.limits)?;
+        let entry = self.resolve(&req.model)?;
+        validate::check_against_model(&req, &entry)?;
+        let route = self.route(ctx, entry)?;
+        let meter = self.meter(ctx, &route, &req);
+        let deadline = ctx.started + route.adapter.timeouts().total;
+        let call = ChatCall {
+            request: &req,
+            upstream_model: &route.upstream_model,
+            request_id: ctx.request_id.as_str(),
+            deadline,
+        };
+        if req.is_stream() {
+            self.stream(ctx, &route, &call, meter, req.wants_stream_usage()).await
+        } else {
+            complete::run(&route, &call, meter).await
+        }
+    }
+
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        route: &Route,
+        call: &ChatCall<'_>,
+        meter: Meter,
+        show_usage: bool,
+    ) -> Result<ChatReply, ChatError> {
+        let failed = |meter: Meter, err: &layers_providers::ProviderError| {
+            let failure = errors::describe(err);
+            tracing::warn!(provider = %route.provider, error = %err, status = failure.status, "upstream stream failed to start");
+            meter.finish(Ending::Failed {
+                status: failure.status,
+                code: failure.code,
+                usage: None,
+                generated_bytes: 0,
+            });
+            ChatError::Upstream(failure)
+        };
+        let mut chunks = match route.adapter.stream(call).await {
+            Ok(s) => s,
+            Err(err) => return Err(failed(meter, &err)),
+        };
+        // Nothing is sent to the client until the upstream produced its first chunk, so a
+        // stream that fails or is empty is answered with a real error status.
+        let first = match chunks.next().await {
+            Some(Ok(StreamEvent::Chunk(first))) => first,
+            Some(Err(err)) => return Err(failed(meter, &err)),
+            Some(Ok(StreamEvent::Done)) | None => {
+                let err = layers_providers::ProviderError::Protocol("the stream ended without any content");
+                return Err(failed(meter, &err));
+            }
+        };
+        let body = ClientStream::new(chunks, first, route.entry.name(), ctx.request_id.as_str(), show_usage, meter);
+        Ok(ChatReply {
+            provider: route.provider.clone(),
+            credits_charged: MicroCredits::ZERO,
+            body: ReplyBody::Stream(body),
+        })
+    }
+
+    fn resolve(&self, model: &str) -> Result<Arc<ModelEntry>, ChatError> {
+        self.catalogue.resolve(model, ModelKind::Chat).cloned().map_err(|why| match why {
+            Unresolved::Unknown => {
+                ChatError::ModelNotFound { message: format!("The model `{}` does not exist", printable(model)) }
+            }
+            Unresolved::NotServed => ChatError::ModelNotFound {
+                message: format!("The model `{}` is not available on this deployment", printable(model)),
+            },
+            Unresolved::WrongKind(kind) => ChatError::Invalid {
+                message: format!("The model `{}` is a{} model, not a chat model", printable(model), kind_article(kind)),
+                param: Some("model".to_owned()),
+                code: "model_not_supported",
+            },
+        })
+    }
+
+    fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
+        let (provider, upstream_model) = match ctx.principal.env {
+            // Test keys never reach a paid upstream (SPEC §3.1).
+            KeyEnv::Test => (SANDBOX_PROVIDER.to_owned(), entry.name().to_owned()),
+            KeyEnv::Live => {
+                let first = entry.routes.first().ok_or_else(|| ChatError::ModelNotFound {
+                    message: format!("The model `{}` is not available on this deployment", entry.name()),
+                })?;
+                (first.provider.clone(), first.upstream_model.clone())
+            }
+        };
+        let adapter = self.providers.get(&provider).cloned().ok_or_else(|| ChatError::ModelNotFound {
+            message: format!("The model `{}` is not available on this deployment", entry.name()),
+        })?;
+        Ok(Route { entry, adapter, provider, upstream_model, started: ctx.started })
+    }
+
+    fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest) -> Meter {
+        let (bytes, images) = req.prompt_size();
+        let row = UsageRecord {
+            id: uuid::Uuid::new_v4(),
+            request_id: ctx.request_id.as_str().to_owned(),
+            user_id: ctx.principal.user_id,
+            key_id: Some(ctx.principal.key_id),
+            model: route.entry.name().to_owned(),
+            provider: route.provider.clone(),
+            upstream_model: route.upstream_model.clone(),
+            endpoint: ctx.endpoint.to_owned(),
+            usage: Default::default(),
+            cost: MicroCredits::ZERO,
+            latency_ms: 0,
+            status: 0,
+            error_code: None,
+            streamed: req.is_stream(),
+            usage_estimated: false,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let billable = ctx.principal.env == KeyEnv::Live;
+        Meter::new(
+            self.usage.clone(),
+            row,
+            route.entry.price,
+            billable,
+            ctx.started,
+            tokens::typical_prompt(req.messages.len(), bytes, images),
+        )
+    }
+}
+
+/// A model name as the client sent it, safe to echo (bounded, printable).
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+fn kind_article(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Chat => " chat",
+        ModelKind::Embedding => "n embedding",
+        ModelKind::Image => "n image",
+    }
+}

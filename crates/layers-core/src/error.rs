@@ -1,0 +1,34 @@
+//! Failures of the account and key services. Invariant: messages are safe to show to the
+//! operator or user who caused them; store details stay in the source chain.
+
+use layers_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("storage failed")]
+    Store(#[source] StoreError),
+    #[error("an account with this e-mail already exists")]
+    EmailTaken,
+    #[error("not a valid e-mail address")]
+    InvalidEmail,
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the operating system's random number generator failed")]
+    Entropy,
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            e if e.is_conflict_on("users_email_key") => ServiceError::EmailTaken,
+            StoreError::NotFound { entity } => ServiceError::NotFound(entity),
+            e => ServiceError::Store(e),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

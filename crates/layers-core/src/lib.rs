@@ -1,0 +1,112 @@
+//! The services of Layers. They use the domain, the store traits and the providers; they know
+//! nothing of HTTP servers (no axum here), so handlers stay thin and every rule is testable.
+//!
+//! Components:
+//! - [`auth`]: API key authentication with its cache and peppers.
+//! - [`keys`], [`accounts`]: creating and changing keys, accounts and credits.
+//! - [`catalogue`]: models, routes and prices as this deployment serves them.
+//! - [`chat`]: the chat completion pipeline, streaming and metering included.
+//! - [`usage_writer`], [`last_used`], [`invalidation`]: background work off the hot path.
+//! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod catalogue;
+pub mod chat;
+pub mod error;
+pub mod invalidation;
+pub mod keys;
+pub mod last_used;
+pub mod tasks;
+pub mod usage_writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use layers_domain::limits::RequestLimits;
+use layers_domain::{Markup, ModelSpec};
+use layers_providers::{ProviderSettings, Providers};
+use layers_store::Store;
+
+use crate::accounts::AccountService;
+use crate::audit::Audit;
+use crate::auth::cache::KeyCache;
+use crate::auth::pepper::Peppers;
+use crate::auth::Authenticator;
+use crate::catalogue::Catalogue;
+use crate::chat::ChatService;
+use crate::keys::KeyService;
+use crate::last_used::LastUsed;
+use crate::tasks::Tasks;
+use crate::usage_writer::UsageSink;
+
+pub use error::{ServiceError, ServiceResult};
+
+/// Everything the services need, already validated by the configuration loader.
+#[derive(Debug)]
+pub struct CoreSettings {
+    pub peppers: Peppers,
+    /// Enabled providers only.
+    pub providers: Vec<ProviderSettings>,
+    pub models: Vec<ModelSpec>,
+    pub markup: Markup,
+    pub limits: RequestLimits,
+    pub key_cache_capacity: usize,
+    pub key_cache_ttl: Duration,
+    pub invalidation_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Providers(#[from] layers_providers::adapter::BuildError),
+}
+
+/// The running services of one node.
+#[derive(Debug)]
+pub struct Core {
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    pub keys: KeyService,
+    pub accounts: AccountService,
+    pub chat: ChatService,
+    pub catalogue: Arc<Catalogue>,
+    pub usage: UsageSink,
+    tasks: Tasks,
+}
+
+impl Core {
+    /// Builds the services and starts their background tasks.
+    pub fn start(settings: CoreSettings, store: Arc<dyn Store>) -> Result<Core, CoreError> {
+        let tasks = Tasks::new();
+        let providers = Providers::build(&settings.providers)?;
+        let catalogue =
+            Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
+        let peppers = Arc::new(settings.peppers);
+        let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
+        let last_used = Arc::new(LastUsed::new());
+        let audit = Audit::new(store.clone());
+
+        let usage = usage_writer::spawn_writer(store.clone(), &tasks);
+        last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
+        invalidation::spawn_follower(store.clone(), cache.clone(), &tasks, settings.invalidation_poll);
+
+        Ok(Core {
+            auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
+            keys: KeyService::new(store.clone(), peppers, cache, audit.clone()),
+            accounts: AccountService::new(store.clone(), audit),
+            chat: ChatService::new(catalogue.clone(), providers, settings.limits, usage.clone()),
+            catalogue,
+            usage,
+            store,
+            tasks,
+        })
+    }
+
+    /// Stops background work after flushing what it buffered. Call after the server stopped
+    /// accepting requests and in-flight requests have ended.
+    pub async fn shutdown(&self) {
+        self.tasks.shutdown().await;
+    }
+}
