@@ -1,0 +1,49 @@
+//! `POST /v1/chat/completions` and `POST /api/v1/chat` (one handler).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use http::{HeaderValue, StatusCode};
+use layers_core::chat::{CallContext, ChatReply, ReplyBody};
+use layers_domain::RequestId;
+use layers_providers::ChatRequest;
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Authenticated};
+use crate::middleware::context::Started;
+use crate::state::AppState;
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(Started(started)): Extension<Started>,
+    Authenticated(principal): Authenticated,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let ctx = CallContext { principal, request_id, started, endpoint: "chat" };
+    let reply = state.core.chat.chat(&ctx, request).await?;
+    Ok(render(reply))
+}
+
+fn render(reply: ChatReply) -> Response {
+    let mut resp = match reply.body {
+        ReplyBody::Json(bytes) => {
+            let mut r = (StatusCode::OK, bytes).into_response();
+            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        ReplyBody::Stream(stream) => {
+            let mut r = Response::new(Body::from_stream(stream));
+            let h = r.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&reply.provider) {
+        resp.headers_mut().insert("x-layers-provider", v);
+    }
+    resp
+}

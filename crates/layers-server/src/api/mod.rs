@@ -1,0 +1,5 @@
+//! Handlers of the public API. Each extracts, calls one core service, and renders.
+
+pub mod chat;
+pub mod health;
+pub mod models;

@@ -1,0 +1,197 @@
+//! The one API error type and its response: OpenAI's error shape (SPEC §2.4).
+//! Invariant: status codes are decided in `status()` only; internal details never reach the
+//! body — they ride in a response extension to the one middleware that logs them.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use layers_core::auth::AuthError;
+use layers_core::chat::{ChatError, UpstreamFailure};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Auth(AuthError),
+    Invalid { message: String, param: Option<String>, code: &'static str },
+    PayloadTooLarge { limit: usize },
+    UnsupportedMediaType,
+    NotFound { message: String, code: &'static str },
+    MethodNotAllowed,
+    OriginNotAllowed,
+    Upstream(UpstreamFailure),
+    Unavailable { detail: String },
+    Internal { detail: String },
+}
+
+/// The client-visible part of an error, kept on the response for the middleware that adds
+/// the request id.
+#[derive(Clone, Debug)]
+pub struct ErrorBody {
+    pub message: String,
+    pub error_type: &'static str,
+    pub code: &'static str,
+    pub param: Option<String>,
+}
+
+/// Server-side detail of a 5xx, logged once by the error middleware and never sent.
+#[derive(Clone, Debug)]
+pub struct InternalDetail(pub String);
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(AuthError::Suspended) => StatusCode::FORBIDDEN,
+            ApiError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ApiError::Upstream(f) => StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let body =
+            |message: String, error_type, code, param: Option<String>| ErrorBody { message, error_type, code, param };
+        match self {
+            ApiError::Auth(err @ AuthError::Suspended) => {
+                body(err.to_string(), "permission_error", "account_suspended", None)
+            }
+            ApiError::Auth(AuthError::Unavailable(_)) => {
+                body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
+            }
+            ApiError::Auth(err) => {
+                let code = match err {
+                    AuthError::Missing => "missing_api_key",
+                    AuthError::Format => "invalid_api_key_format",
+                    AuthError::Deactivated => "api_key_deactivated",
+                    AuthError::Expired => "api_key_expired",
+                    _ => "invalid_api_key",
+                };
+                body(err.to_string(), "authentication_error", code, None)
+            }
+            ApiError::Invalid { message, param, code } => {
+                body(message.clone(), "invalid_request_error", code, param.clone())
+            }
+            ApiError::PayloadTooLarge { limit } => body(
+                format!("Request body is too large (limit {limit} bytes)"),
+                "invalid_request_error",
+                "request_too_large",
+                None,
+            ),
+            ApiError::UnsupportedMediaType => body(
+                "Content-Type must be application/json".into(),
+                "invalid_request_error",
+                "unsupported_media_type",
+                None,
+            ),
+            ApiError::NotFound { message, code } => body(message.clone(), "invalid_request_error", code, None),
+            ApiError::MethodNotAllowed => {
+                body("Method not allowed".into(), "invalid_request_error", "method_not_allowed", None)
+            }
+            ApiError::OriginNotAllowed => {
+                body("Origin not allowed".into(), "permission_error", "origin_not_allowed", None)
+            }
+            ApiError::Upstream(f) => body(f.message.clone(), f.error_type, f.code, f.param.clone()),
+            ApiError::Unavailable { .. } => {
+                body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
+            }
+            ApiError::Internal { .. } => body("Internal server error".into(), "api_error", "internal_error", None),
+        }
+    }
+
+    /// Errors a retry cannot fix tell the official SDKs not to retry (SPEC §2.4).
+    fn should_retry(&self) -> Option<bool> {
+        match self.status().as_u16() {
+            400 | 401 | 402 | 403 | 404 | 405 | 413 | 415 => Some(false),
+            _ => None,
+        }
+    }
+
+    fn internal_detail(&self) -> Option<String> {
+        match self {
+            ApiError::Auth(AuthError::Unavailable(source)) => Some(error_chain(source)),
+            ApiError::Unavailable { detail } | ApiError::Internal { detail } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        ApiError::Auth(err)
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(err: ChatError) -> Self {
+        match err {
+            ChatError::Invalid { message, param, code } => ApiError::Invalid { message, param, code },
+            ChatError::ModelNotFound { message } => ApiError::NotFound { message, code: "model_not_found" },
+            ChatError::Upstream(f) => ApiError::Upstream(f),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
+        let mut resp = (status, render(&body, None)).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(retry) = self.should_retry() {
+            headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        }
+        if let ApiError::Upstream(UpstreamFailure { retry_after: Some(after), .. }) = &self {
+            insert_retry_after(headers, *after);
+        }
+        if let Some(detail) = self.internal_detail() {
+            resp.extensions_mut().insert(InternalDetail(detail));
+        }
+        resp.extensions_mut().insert(body);
+        resp
+    }
+}
+
+/// `retry-after` (seconds, rounded up) and `retry-after-ms`.
+pub fn insert_retry_after(headers: &mut http::HeaderMap, after: std::time::Duration) {
+    let secs = after.as_millis().div_ceil(1000).max(1);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        headers.insert(http::header::RETRY_AFTER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&after.as_millis().to_string()) {
+        headers.insert("retry-after-ms", v);
+    }
+}
+
+/// `{"error":{"message","type","code","param"},"request_id"}`.
+pub fn render(body: &ErrorBody, request_id: Option<&str>) -> String {
+    let mut v = json!({
+        "error": {"message": body.message, "type": body.error_type, "code": body.code, "param": body.param},
+    });
+    if let Some(id) = request_id {
+        v["request_id"] = json!(id);
+    }
+    v.to_string()
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Renders any error's chain for server logs.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    error_chain(err)
+}

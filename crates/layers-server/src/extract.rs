@@ -1,0 +1,127 @@
+//! Extractors that parse at the edge: an authenticated principal, and a JSON body checked for
+//! media type and size and decoded with the failing field named. Invariant: every rejection is
+//! an [`ApiError`], so it has the API's error shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::request::Parts;
+use http_body_util::{BodyExt, Limited};
+use layers_core::auth::Principal;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The caller, authenticated by `Authorization: Bearer <key>` (or `x-api-key`).
+#[derive(Debug)]
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .or_else(|| parts.headers.get("x-api-key"))
+            .map(|v| v.to_str().unwrap_or(""));
+        Ok(Authenticated(state.core.auth.authenticate(header).await?))
+    }
+}
+
+/// A JSON request body of type `T`.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.core.chat.limits().max_body_bytes;
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let bytes = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::PayloadTooLarge { limit })
+            }
+            Err(_) => {
+                return Err(ApiError::Invalid {
+                    message: "The request body could not be read".into(),
+                    param: None,
+                    code: "invalid_body",
+                })
+            }
+        };
+        decode(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Decodes JSON, naming the field that failed in `param` (SPEC §2.3).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let inner = err.inner();
+        let path = err.path().to_string();
+        let param = missing_field(&inner.to_string())
+            .map(|field| if path == "." { field.to_owned() } else { format!("{path}.{field}") })
+            .unwrap_or_else(|| if path == "." { "body".to_owned() } else { path });
+        invalid_json(inner, param)
+    })?;
+    // Trailing garbage after the JSON value is malformed input too.
+    de.end().map_err(|e| invalid_json(&e, "body".to_owned()))?;
+    Ok(value)
+}
+
+fn invalid_json(inner: &serde_json::Error, param: String) -> ApiError {
+    let (code, message) = if inner.is_syntax() || inner.is_eof() {
+        ("invalid_json", format!("The request body is not valid JSON: {inner}"))
+    } else {
+        ("invalid_value", format!("Invalid request body: {inner}"))
+    };
+    ApiError::Invalid { message, param: Some(param), code }
+}
+
+/// `missing field `model`` → `model`.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layers_providers::ChatRequest;
+
+    fn param_of(body: &str) -> (String, &'static str) {
+        match decode::<ChatRequest>(body.as_bytes()) {
+            Err(ApiError::Invalid { param, code, .. }) => (param.unwrap(), code),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_failing_field() {
+        assert_eq!(param_of(r#"{"messages":[]}"#), ("model".into(), "invalid_value"));
+        assert_eq!(param_of(r#"{"model":"a/b","messages":[{"role":"wizard"}]}"#).0, "messages[0].role");
+        assert_eq!(param_of(r#"{"model":"a/b","messages":[],"max_tokens":"x"}"#).0, "max_tokens");
+        assert_eq!(param_of(r#"{"model":"a/b","messages":[{"content":"x"}]}"#).0, "messages[0].role");
+        assert_eq!(param_of(r#"{"model": "#).1, "invalid_json");
+        assert_eq!(param_of(r#"{"model":"a/b","messages":[]} trailing"#).1, "invalid_json");
+        assert_eq!(param_of("[]").0, "body");
+    }
+}

@@ -1,0 +1,53 @@
+//! The router: paths mapped to handlers, and the cross-cutting layers, read top to bottom.
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::HeaderValue;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api::{chat, health, models};
+use crate::error::ApiError;
+use crate::middleware::{context, cors};
+use crate::state::AppState;
+
+pub fn build_router(state: AppState) -> Router {
+    let data_plane = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/api/v1/chat", post(chat::chat_completions))
+        .route("/v1/models", get(models::list_models))
+        .route_layer(from_fn_with_state(state.cors.clone(), cors::cors));
+
+    Router::new()
+        .merge(data_plane)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // Outermost last: the request context wraps everything, panics included.
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(from_fn(security_headers))
+        .layer(from_fn(context::request_context))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound { message: "Not found".into(), code: "not_found" }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal { detail: "handler panicked".into() }.into_response()
+}
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}

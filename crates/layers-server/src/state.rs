@@ -1,0 +1,13 @@
+//! Application state: one value, cheap to clone, built once at start-up.
+
+use std::sync::Arc;
+
+use layers_core::Core;
+
+use crate::middleware::cors::CorsPolicy;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub cors: CorsPolicy,
+}
