@@ -7,7 +7,7 @@
 //! - [`extract`]: authentication and JSON-body extractors.
 //! - [`middleware`]: request context (ids, error bodies, 5xx logging) and CORS.
 //! - [`error`]: `ApiError`, the one mapping from failures to responses.
-//! - [`state`]: `AppState`.
+//! - [`state`]: the application state.
 
 pub mod api;
 pub mod error;

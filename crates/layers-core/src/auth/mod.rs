@@ -83,14 +83,14 @@ impl Authenticator {
         })?;
         let now = Instant::now();
         let current = self.peppers.hash_current(&key);
-        if let Some(answer) = self.from_cache(&current, now) {
+        if let Some(answer) = self.cached(&current, now) {
             return answer;
         }
         // Keys created under an older pepper are cached under their own hash.
         let older: Vec<(i32, KeyHash)> =
             self.peppers.older_versions().filter_map(|v| Some((v, self.peppers.hash(v, &key)?))).collect();
         for (_, hash) in &older {
-            if let Some(answer) = self.from_cache(hash, now) {
+            if let Some(answer) = self.cached(hash, now) {
                 return answer;
             }
         }
@@ -109,7 +109,7 @@ impl Authenticator {
         Err(AuthError::Invalid)
     }
 
-    fn from_cache(&self, hash: &KeyHash, now: Instant) -> Option<Result<Principal, AuthError>> {
+    fn cached(&self, hash: &KeyHash, now: Instant) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(hash, now)?;
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         Some(match hit {

@@ -49,7 +49,7 @@ pub struct ChatReply {
 #[derive(Debug)]
 pub enum ReplyBody {
     Json(Bytes),
-    Stream(ClientStream),
+    Stream(Box<ClientStream>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,7 @@ impl ChatService {
         Ok(ChatReply {
             provider: route.provider.clone(),
             credits_charged: MicroCredits::ZERO,
-            body: ReplyBody::Stream(body),
+            body: ReplyBody::Stream(Box::new(body)),
         })
     }
 

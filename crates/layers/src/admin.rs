@@ -1,0 +1,113 @@
+//! The operator's `layers admin` commands. Invariant: they go through the same services (and
+//! so the same ledger and audit log) as the product; stdout carries only the result.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use layers_core::accounts::{AccountService, CreditChange};
+use layers_core::audit::Audit;
+use layers_core::auth::cache::KeyCache;
+use layers_core::keys::{KeyService, NewKeyRequest};
+use layers_domain::{KeyEnv, MicroCredits, Tier};
+use layers_store::{KeyState, Store};
+
+use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, UserCommand};
+use crate::config::Settings;
+use crate::output::emit;
+use crate::startup;
+
+pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
+    let store = startup::open_store(&settings.database, settings.production).await?;
+    let result = dispatch(&settings, store.clone(), command).await;
+    store.close().await;
+    result
+}
+
+async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminCommand) -> anyhow::Result<()> {
+    let audit = Audit::new(store.clone());
+    let accounts = AccountService::new(store.clone(), audit.clone());
+    match command {
+        AdminCommand::User { command: UserCommand::Create { email, tier } } => {
+            let tier: Tier = tier.parse()?;
+            let user = accounts.create_user(&email, tier).await?;
+            emit(&user.id.to_string());
+        }
+        AdminCommand::Key { command } => {
+            let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
+            // Serving nodes learn of changes through the database's invalidation feed.
+            let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
+            let keys = KeyService::new(store.clone(), peppers, cache, audit);
+            match command {
+                KeyCommand::Create { email, env, name } => {
+                    let user = accounts.user_by_email(&email).await?;
+                    let env: KeyEnv = env.parse()?;
+                    let created = keys
+                        .create(NewKeyRequest { user: user.id, env, name, spend_limit: None, expires_at: None })
+                        .await?;
+                    emit(created.key.expose());
+                }
+                KeyCommand::Deactivate { prefix } => {
+                    let found = keys.find_by_prefix(prefix.trim()).await?;
+                    let key = match found.as_slice() {
+                        [] => bail!("no key has the display prefix {prefix:?}"),
+                        [one] => one,
+                        many => bail!(
+                            "{} keys share this prefix ({}); deactivate them from the dashboard by id",
+                            many.len(),
+                            many.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    let done = keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?;
+                    emit(&done.id.to_string());
+                }
+                KeyCommand::List { email } => {
+                    let user = accounts.user_by_email(&email).await?;
+                    for k in keys.list(user.id).await? {
+                        let last_used = k.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
+                        emit(&format!(
+                            "{}\t{}…{}\t{}\t{}\t{}\t{}\t{}",
+                            k.id,
+                            k.display_prefix,
+                            k.last4,
+                            k.env,
+                            k.state.as_str(),
+                            k.name,
+                            k.created_at,
+                            last_used
+                        ));
+                    }
+                }
+            }
+        }
+        AdminCommand::Credits { command } => match command {
+            CreditsCommand::Grant { email, credits, reason } => {
+                let amount = parse_credits(&credits)?;
+                if !amount.is_positive() {
+                    bail!("--credits must be positive for a grant; use `credits adjust` to remove credits");
+                }
+                let user = accounts.user_by_email(&email).await?;
+                let balance = accounts
+                    .change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None })
+                    .await?;
+                emit(&balance.to_string());
+            }
+            CreditsCommand::Adjust { email, credits, reason } => {
+                let amount = parse_credits(&credits)?;
+                let user = accounts.user_by_email(&email).await?;
+                let balance = accounts
+                    .change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None })
+                    .await?;
+                emit(&balance.to_string());
+            }
+            CreditsCommand::Show { email } => {
+                let user = accounts.user_by_email(&email).await?;
+                emit(&accounts.balance(user.id).await?.to_string());
+            }
+        },
+    }
+    Ok(())
+}
+
+fn parse_credits(text: &str) -> anyhow::Result<MicroCredits> {
+    MicroCredits::parse_credits(text).with_context(|| format!("--credits {text:?} is not a number of credits"))
+}

@@ -1,0 +1,254 @@
+//! Configuration: `layers.toml` overlaid by `LAYERS_*` variables, checked once at start-up.
+//! Invariant: every problem is reported with its setting path, all at once; a loaded
+//! [`Settings`] is valid, so nothing downstream re-checks it.
+
+mod catalogue;
+mod env;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use self::secret::Secret;
+pub use self::validate::{DatabaseSettings, PepperSource, Settings};
+
+/// The raw configuration, as written.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Config {
+    pub listen: Option<String>,
+    pub env: Option<String>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub allowed_origins: Vec<String>,
+    pub database: DatabaseConfig,
+    pub keys: KeysConfig,
+    pub limits: LimitsConfig,
+    pub billing: BillingConfig,
+    pub log: LogConfig,
+    pub server: ServerConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://./data/layers.db` (default) or `postgres://…`.
+    pub url: Option<String>,
+    /// Owner connection for `layers migrate` (PostgreSQL); defaults to `url`.
+    pub migrate_url: Option<String>,
+    /// The role the server switches to on PostgreSQL (default `layers_app`; "" keeps the login role).
+    pub app_role: Option<String>,
+    pub max_connections: Option<u32>,
+    /// Apply migrations at start-up (default: on for SQLite outside production, else off).
+    pub auto_migrate: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Pepper of the current version (≥ 32 bytes). Outside production a generated one is kept in
+    /// `data_dir/pepper` when none is set.
+    pub pepper: Option<Secret>,
+    /// Version of `pepper`; raise it when rotating (default 1).
+    pub pepper_version: Option<i32>,
+    /// Earlier peppers by version, so keys issued under them keep working.
+    #[serde(default)]
+    pub old_peppers: BTreeMap<String, Secret>,
+    pub cache_capacity: Option<usize>,
+    pub cache_ttl_secs: Option<u64>,
+    /// How often each node polls the revocation feed.
+    pub invalidation_poll_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: Option<usize>,
+    pub max_messages: Option<usize>,
+    pub max_message_chars: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Charged price = list price × (1 + markup_percent / 100).
+    pub markup_percent: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json` (default: json in production).
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `layers=debug,info`.
+    pub level: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How long a graceful shutdown waits for in-flight requests (default 30).
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// `openai` | `anthropic` | `gemini` | `sandbox`.
+    pub kind: String,
+    pub base_url: Option<String>,
+    /// Environment variable holding the provider's API key.
+    pub api_key_env: Option<String>,
+    /// File holding the provider's API key (container secrets).
+    pub api_key_file: Option<PathBuf>,
+    pub enabled: Option<bool>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    /// `chat` (default), `embedding` or `image`.
+    pub kind: Option<String>,
+    pub routes: Vec<RouteConfig>,
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+    pub cached_input_per_mtok: Option<f64>,
+    pub per_image: Option<f64>,
+    pub context_window: Option<u32>,
+    pub max_output_tokens: Option<u32>,
+    /// Explicitly free (no price needed).
+    #[serde(default)]
+    pub free: bool,
+    pub enabled: Option<bool>,
+    pub created: Option<i64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub provider: String,
+    pub model: String,
+}
+
+/// One thing wrong with the configuration, at a setting path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: &str, message: impl Into<String>) -> Problem {
+        Problem { path: path.to_owned(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found, in order.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads and validates: the file (if any), then the environment overlay, then every check.
+pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Settings, ConfigErrors> {
+    let (config, mut problems) = read(file, env);
+    let settings = validate::validate(config, env, &mut problems);
+    match settings {
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(ConfigErrors(problems)),
+    }
+}
+
+/// Reads the configuration without validating it (for `check-config --print`).
+pub fn read(file: Option<&Path>, env: &BTreeMap<String, String>) -> (Config, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut table = match file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => match toml::from_str::<toml::Table>(&text) {
+                Ok(t) => t,
+                Err(err) => {
+                    problems.push(Problem::new(&path.display().to_string(), format!("invalid TOML: {err}")));
+                    toml::Table::new()
+                }
+            },
+            Err(err) => {
+                problems.push(Problem::new(&path.display().to_string(), format!("cannot read the file: {err}")));
+                toml::Table::new()
+            }
+        },
+        None => toml::Table::new(),
+    };
+    env::overlay(&mut table, env, &mut problems);
+    let config = from_table(table, &mut problems);
+    (config, problems)
+}
+
+/// Deserialises each top-level setting on its own, so one bad section does not hide the others.
+fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
+    let mut c = Config::default();
+    take(&mut t, "listen", &mut c.listen, problems);
+    take(&mut t, "env", &mut c.env, problems);
+    take(&mut t, "public_url", &mut c.public_url, problems);
+    take(&mut t, "data_dir", &mut c.data_dir, problems);
+    take(&mut t, "allowed_origins", &mut c.allowed_origins, problems);
+    take(&mut t, "database", &mut c.database, problems);
+    take(&mut t, "keys", &mut c.keys, problems);
+    take(&mut t, "limits", &mut c.limits, problems);
+    take(&mut t, "billing", &mut c.billing, problems);
+    take(&mut t, "log", &mut c.log, problems);
+    take(&mut t, "server", &mut c.server, problems);
+    take(&mut t, "providers", &mut c.providers, problems);
+    take(&mut t, "models", &mut c.models, problems);
+    for unknown in t.keys() {
+        problems.push(Problem::new(unknown, "unknown setting"));
+    }
+    c
+}
+
+fn take<T: DeserializeOwned>(t: &mut toml::Table, key: &str, slot: &mut T, problems: &mut Vec<Problem>) {
+    let Some(value) = t.remove(key) else { return };
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => *slot = v,
+        Err(err) => {
+            let sub = err.path().to_string();
+            let path = match sub.as_str() {
+                "." => key.to_owned(),
+                s if s.starts_with('[') => format!("{key}{s}"),
+                s => format!("{key}.{s}"),
+            };
+            problems.push(Problem::new(&path, err.into_inner().to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,152 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(vars: &[(&str, &str)]) -> BTreeMap<String, String> {
+    vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn paths(err: ConfigErrors) -> Vec<String> {
+    err.0.into_iter().map(|p| p.path).collect()
+}
+
+#[test]
+fn the_embedded_default_needs_nothing() {
+    let s = load(None, &env(&[])).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.database.url, "sqlite://./data/layers.db");
+    assert!(s.database.auto_migrate);
+    assert!(!s.production);
+    assert!(matches!(s.pepper, PepperSource::DevFile { .. }));
+    assert!(s.providers.iter().any(|p| p.name == "sandbox"));
+    assert!(s.disabled_providers.iter().any(|(n, why)| n == "openai" && why.contains("OPENAI_API_KEY")));
+    assert!(s.models.iter().any(|m| m.name.as_str() == "sandbox/echo"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let f = file("listen = \"127.0.0.1:1\"\n[database]\nurl = \"sqlite://other.db\"\n");
+    let s = load(
+        Some(f.path()),
+        &env(&[
+            ("LAYERS_LISTEN", "0.0.0.0:9999"),
+            ("LAYERS_DATABASE_URL", "postgres://u@h/db"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.listen.to_string(), "0.0.0.0:9999");
+    assert_eq!(s.database.url, "postgres://u@h/db");
+    assert_eq!(s.database.app_role.as_deref(), Some("layers_app"));
+    assert!(!s.database.auto_migrate);
+    assert!(s.providers.iter().any(|p| p.name == "openai"));
+}
+
+#[test]
+fn the_issue_example_shape_loads() {
+    let f = file(
+        r#"
+[[providers]]
+name = "openai"            # referenced by routes
+kind = "openai"            # openai | anthropic | gemini | sandbox
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[[models]]
+name = "openai/gpt-4o-mini"
+routes = [{ provider = "openai", model = "gpt-4o-mini" }]
+input_per_mtok = 0.15      # USD per million tokens
+output_per_mtok = 0.60
+context_window = 128000
+max_output_tokens = 16384
+"#,
+    );
+    let s = load(Some(f.path()), &env(&[("OPENAI_API_KEY", "sk-x")])).unwrap();
+    let m = s.models.iter().find(|m| m.name.as_str() == "openai/gpt-4o-mini").unwrap();
+    assert_eq!(m.list_price.input.micros_per_mtok(), 15_000_000);
+    // The operator's entry replaced the built-in one, so the cached price fell back to input.
+    assert_eq!(m.list_price.cached_input, m.list_price.input);
+}
+
+#[test]
+fn a_model_without_a_price_is_refused_unless_free() {
+    let f = file(
+        r#"
+[[models]]
+name = "sandbox/unpriced"
+routes = [{ provider = "sandbox", model = "x" }]
+context_window = 1000
+
+[[models]]
+name = "sandbox/gift"
+routes = [{ provider = "sandbox", model = "x" }]
+context_window = 1000
+free = true
+"#,
+    );
+    let err = load(Some(f.path()), &env(&[])).unwrap_err();
+    assert_eq!(paths(err), vec!["models.sandbox/unpriced"]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let f = file(
+        r#"
+listen = "nowhere"
+env = "staging"
+colour = "blue"
+[limits]
+max_messages = 0
+[billing]
+markup_percent = "lots"
+[[models]]
+name = "x/y"
+routes = [{ provider = "ghost", model = "y" }]
+input_per_mtok = 1.0
+output_per_mtok = 1.0
+context_window = 10
+"#,
+    );
+    let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
+    for want in ["listen", "env", "colour", "limits.max_messages", "billing.markup_percent", "models.x/y.routes"] {
+        assert!(got.iter().any(|p| p == want), "missing {want} in {got:?}");
+    }
+}
+
+#[test]
+fn production_refuses_weak_settings() {
+    let f = file("env = \"production\"\npublic_url = \"http://layers.example\"\nallowed_origins = [\"*\"]\n");
+    let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
+    for want in ["database.url", "keys.pepper", "public_url", "allowed_origins[0]"] {
+        assert!(got.iter().any(|p| p == want), "missing {want} in {got:?}");
+    }
+    let ok = load(
+        None,
+        &env(&[
+            ("LAYERS_ENV", "production"),
+            ("LAYERS_PUBLIC_URL", "https://layers.example"),
+            ("LAYERS_DATABASE_URL", "postgres://layers@db/layers"),
+            ("LAYERS_KEYS__PEPPER", "0123456789abcdef0123456789abcdef-long-enough"),
+        ]),
+    )
+    .unwrap();
+    assert!(ok.production && ok.log_json);
+}
+
+#[test]
+fn short_peppers_are_refused_and_secrets_never_print() {
+    let err = load(None, &env(&[("LAYERS_KEYS__PEPPER", "12345")])).unwrap_err();
+    assert_eq!(paths(err), vec!["keys.pepper"]);
+    let (config, _) = read(None, &env(&[("LAYERS_KEYS__PEPPER", "super-secret-pepper-value-that-is-long")]));
+    let printed = toml::to_string(&config).unwrap();
+    assert!(!printed.contains("super-secret"));
+    assert!(printed.contains("[redacted]"));
+    assert!(!format!("{config:?}").contains("super-secret"));
+}

@@ -1,0 +1,431 @@
+//! Checks a [`Config`] and turns it into [`Settings`]: typed, defaulted, complete.
+//! Invariant: production mode (SPEC §8.6) refuses weak or missing settings instead of
+//! falling back to a development behaviour.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use layers_domain::limits::RequestLimits;
+use layers_domain::{Markup, ModelKind, ModelName, ModelSpec, Price, RouteSpec};
+use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
+use layers_store::{backend_of, Backend};
+use secrecy::SecretString;
+
+use super::catalogue;
+use super::{Config, ModelConfig, Problem, ProviderConfig};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/layers.db";
+const DEFAULT_APP_ROLE: &str = "layers_app";
+const MIN_PEPPER_BYTES: usize = 32;
+
+/// A complete, valid configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub production: bool,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub allowed_origins: Vec<String>,
+    pub database: DatabaseSettings,
+    pub pepper: PepperSource,
+    /// Enabled providers.
+    pub providers: Vec<ProviderSettings>,
+    /// Providers left out, with the reason (logged at start-up).
+    pub disabled_providers: Vec<(String, String)>,
+    pub models: Vec<ModelSpec>,
+    pub markup: Markup,
+    pub limits: RequestLimits,
+    pub key_cache_capacity: usize,
+    pub key_cache_ttl: Duration,
+    pub invalidation_poll: Duration,
+    pub log_json: bool,
+    pub log_level: String,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub migrate_url: String,
+    pub app_role: Option<String>,
+    pub max_connections: u32,
+    pub auto_migrate: bool,
+    pub backend: Backend,
+}
+
+/// Where the key pepper comes from.
+#[derive(Debug)]
+pub enum PepperSource {
+    Configured {
+        current: i32,
+        peppers: BTreeMap<i32, SecretString>,
+    },
+    /// Development only: generated once and kept in this file.
+    DevFile {
+        path: PathBuf,
+        current: i32,
+        older: BTreeMap<i32, SecretString>,
+    },
+}
+
+pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) -> Option<Settings> {
+    let production = match c.env.as_deref().unwrap_or("development") {
+        "development" => false,
+        "production" => true,
+        other => {
+            problems.push(Problem::new("env", format!("must be development or production, not {other:?}")));
+            false
+        }
+    };
+    let listen_text = c.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+        problems.push(Problem::new("listen", format!("{listen_text:?} is not host:port (e.g. {DEFAULT_LISTEN})")));
+    });
+    let public_url = check_public_url(&c, production, problems);
+    let allowed_origins = check_origins(&c.allowed_origins, problems);
+    let database = check_database(&c, production, problems);
+    let pepper = check_pepper(&c, production, problems);
+    let markup = Markup::from_percent(c.billing.markup_percent.unwrap_or(0.0))
+        .map_err(|e| problems.push(Problem::new("billing.markup_percent", e.to_string())))
+        .unwrap_or(Markup::NONE);
+    let limits = check_limits(&c, problems);
+
+    let merged = catalogue::merge(&c, problems);
+    let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
+    let known_providers: HashSet<&str> = merged.providers.iter().map(|p| p.name.as_str()).collect();
+    if !providers.iter().any(|p| p.kind == ProviderKind::Sandbox) {
+        problems.push(Problem::new("providers", "the sandbox provider serves test keys and cannot be disabled"));
+    }
+    let models = check_models(&merged.models, &known_providers, merged.updated, problems);
+
+    let log_json = match c.log.format.as_deref() {
+        None => production,
+        Some("json") => true,
+        Some("text") => false,
+        Some(other) => {
+            problems.push(Problem::new("log.format", format!("must be text or json, not {other:?}")));
+            false
+        }
+    };
+    Some(Settings {
+        listen: listen.ok()?,
+        production,
+        public_url,
+        data_dir: c.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data")),
+        allowed_origins,
+        database: database?,
+        pepper: pepper?,
+        providers,
+        disabled_providers,
+        models,
+        markup,
+        limits,
+        key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
+        key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),
+        invalidation_poll: Duration::from_millis(c.keys.invalidation_poll_ms.unwrap_or(250).clamp(10, 1_000)),
+        log_json,
+        log_level: c.log.level.clone().unwrap_or_else(|| "info".to_owned()),
+        shutdown_timeout: Duration::from_secs(c.server.shutdown_timeout_secs.unwrap_or(30)),
+    })
+}
+
+fn check_public_url(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Option<String> {
+    match &c.public_url {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            problems.push(Problem::new("public_url", "must be an http(s) URL"));
+            None
+        }
+        Some(url) if production && !url.starts_with("https://") => {
+            problems.push(Problem::new("public_url", "production requires an https:// public URL"));
+            None
+        }
+        None if production => {
+            problems.push(Problem::new("public_url", "production requires the public https:// URL of this service"));
+            None
+        }
+        other => other.clone(),
+    }
+}
+
+fn check_origins(origins: &[String], problems: &mut Vec<Problem>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, o) in origins.iter().enumerate() {
+        let path = format!("allowed_origins[{i}]");
+        if o.contains('*') {
+            problems.push(Problem::new(&path, "wildcards are not allowed; list each origin"));
+        } else if !(o.starts_with("https://") || o.starts_with("http://"))
+            || o.trim_end_matches('/').matches('/').count() != 2
+        {
+            problems.push(Problem::new(&path, format!("{o:?} is not an origin like https://app.example.com")));
+        } else {
+            out.push(o.trim_end_matches('/').to_owned());
+        }
+    }
+    out
+}
+
+fn check_database(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Option<DatabaseSettings> {
+    let url = c.database.url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let Some(backend) = backend_of(&url) else {
+        problems.push(Problem::new("database.url", "must start with sqlite:// or postgres://"));
+        return None;
+    };
+    if production && backend == Backend::Sqlite {
+        problems.push(Problem::new("database.url", "production requires PostgreSQL"));
+    }
+    let migrate_url = c.database.migrate_url.clone().unwrap_or_else(|| url.clone());
+    if backend_of(&migrate_url) != Some(backend) {
+        problems.push(Problem::new("database.migrate_url", "must name the same kind of database as database.url"));
+    }
+    let app_role = match (backend, c.database.app_role.as_deref()) {
+        (Backend::Sqlite, _) => None,
+        (Backend::Postgres, Some("")) => None,
+        (Backend::Postgres, Some(role)) => Some(role.to_owned()),
+        (Backend::Postgres, None) => Some(DEFAULT_APP_ROLE.to_owned()),
+    };
+    let default_max = if backend == Backend::Sqlite { 4 } else { 16 };
+    Some(DatabaseSettings {
+        auto_migrate: c.database.auto_migrate.unwrap_or(backend == Backend::Sqlite && !production),
+        max_connections: c.database.max_connections.unwrap_or(default_max).max(1),
+        url,
+        migrate_url,
+        app_role,
+        backend,
+    })
+}
+
+fn check_pepper(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Option<PepperSource> {
+    let current = c.keys.pepper_version.unwrap_or(1);
+    let mut older = BTreeMap::new();
+    for (version, secret) in &c.keys.old_peppers {
+        match version.parse::<i32>() {
+            Ok(v) if v != current => {
+                if secret.expose().len() < MIN_PEPPER_BYTES {
+                    problems.push(Problem::new(&format!("keys.old_peppers.{version}"), "must be at least 32 bytes"));
+                }
+                older.insert(v, secret.clone().into_inner());
+            }
+            _ => problems.push(Problem::new(
+                &format!("keys.old_peppers.{version}"),
+                "keys are version numbers other than keys.pepper_version",
+            )),
+        }
+    }
+    match &c.keys.pepper {
+        Some(p) if p.expose().len() < MIN_PEPPER_BYTES => {
+            problems.push(Problem::new("keys.pepper", "must be at least 32 bytes (e.g. `openssl rand -base64 48`)"));
+            None
+        }
+        Some(p) => {
+            let mut peppers = older;
+            peppers.insert(current, p.clone().into_inner());
+            Some(PepperSource::Configured { current, peppers })
+        }
+        None if production => {
+            problems.push(Problem::new(
+                "keys.pepper",
+                "production requires a pepper: set LAYERS_KEYS__PEPPER or LAYERS_KEYS__PEPPER_FILE",
+            ));
+            None
+        }
+        None => {
+            let dir = c.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data"));
+            Some(PepperSource::DevFile { path: dir.join("pepper"), current, older })
+        }
+    }
+}
+
+fn check_limits(c: &Config, problems: &mut Vec<Problem>) -> RequestLimits {
+    let d = RequestLimits::default();
+    let mut positive = |path: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => {
+            problems.push(Problem::new(path, "must be greater than zero"));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    RequestLimits {
+        max_body_bytes: positive("limits.max_body_bytes", c.limits.max_body_bytes, d.max_body_bytes),
+        max_messages: positive("limits.max_messages", c.limits.max_messages, d.max_messages),
+        max_message_chars: positive("limits.max_message_chars", c.limits.max_message_chars, d.max_message_chars),
+    }
+}
+
+fn check_providers(
+    providers: &[ProviderConfig],
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<ProviderSettings>, Vec<(String, String)>) {
+    let mut enabled = Vec::new();
+    let mut disabled = Vec::new();
+    let mut seen = HashSet::new();
+    for p in providers {
+        let path = format!("providers.{}", p.name);
+        if !seen.insert(p.name.as_str()) {
+            problems.push(Problem::new(&path, "defined twice"));
+            continue;
+        }
+        let kind = match p.kind.as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "sandbox" => ProviderKind::Sandbox,
+            other => {
+                problems.push(Problem::new(
+                    &format!("{path}.kind"),
+                    format!("must be openai, anthropic, gemini or sandbox, not {other:?}"),
+                ));
+                continue;
+            }
+        };
+        let base_url = p.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
+        if kind != ProviderKind::Sandbox && !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            problems.push(Problem::new(&format!("{path}.base_url"), "must be an http(s) URL"));
+            continue;
+        }
+        let api_key = match (&p.api_key_file, &p.api_key_env) {
+            (Some(file), _) => match std::fs::read_to_string(file) {
+                Ok(k) => Some(SecretString::from(k.trim().to_owned())),
+                Err(err) => {
+                    problems.push(Problem::new(
+                        &format!("{path}.api_key_file"),
+                        format!("cannot read {}: {err}", file.display()),
+                    ));
+                    continue;
+                }
+            },
+            (None, Some(var)) => match env.get(var).filter(|v| !v.is_empty()) {
+                Some(k) => Some(SecretString::from(k.clone())),
+                None => {
+                    disabled.push((p.name.clone(), format!("{var} is not set")));
+                    continue;
+                }
+            },
+            (None, None) => None,
+        };
+        if matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini) {
+            problems.push(Problem::new(
+                &format!("{path}.kind"),
+                "this kind is not available yet; use kind = \"openai\" with the provider's OpenAI-compatible endpoint",
+            ));
+            continue;
+        }
+        let d = Timeouts::default();
+        let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+        enabled.push(ProviderSettings {
+            name: p.name.clone(),
+            kind,
+            base_url,
+            api_key,
+            timeouts: Timeouts {
+                connect: ms(p.connect_timeout_ms, d.connect),
+                first_byte: ms(p.first_byte_timeout_ms, d.first_byte),
+                idle: ms(p.idle_timeout_ms, d.idle),
+                total: ms(p.total_timeout_ms, d.total),
+            },
+        });
+    }
+    (enabled, disabled)
+}
+
+fn default_base_url(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => "https://api.openai.com/v1",
+        ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+        ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+        ProviderKind::Sandbox => "",
+    }
+}
+
+fn check_models(
+    models: &[ModelConfig],
+    providers: &HashSet<&str>,
+    created: i64,
+    problems: &mut Vec<Problem>,
+) -> Vec<ModelSpec> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for m in models {
+        let path = format!("models.{}", m.name);
+        let before = problems.len();
+        if !seen.insert(m.name.as_str()) {
+            problems.push(Problem::new(&path, "defined twice"));
+        }
+        let name = ModelName::parse(&m.name).map_err(|e| problems.push(Problem::new(&path, e.to_string())));
+        let kind = match m.kind.as_deref().unwrap_or("chat") {
+            "chat" => ModelKind::Chat,
+            "embedding" => ModelKind::Embedding,
+            "image" => ModelKind::Image,
+            other => {
+                problems.push(Problem::new(
+                    &format!("{path}.kind"),
+                    format!("must be chat, embedding or image, not {other:?}"),
+                ));
+                ModelKind::Chat
+            }
+        };
+        if m.routes.is_empty() {
+            problems.push(Problem::new(&format!("{path}.routes"), "needs at least one route"));
+        }
+        for r in &m.routes {
+            if !providers.contains(r.provider.as_str()) {
+                problems.push(Problem::new(&format!("{path}.routes"), format!("unknown provider {:?}", r.provider)));
+            }
+        }
+        let price = model_price(m, kind, &path, problems);
+        if kind == ModelKind::Chat && m.context_window.unwrap_or(0) == 0 {
+            problems.push(Problem::new(&format!("{path}.context_window"), "chat models need a context window"));
+        }
+        if problems.len() > before {
+            continue;
+        }
+        let (Ok(name), Some(price)) = (name, price) else { continue };
+        out.push(ModelSpec {
+            name,
+            kind,
+            routes: m
+                .routes
+                .iter()
+                .map(|r| RouteSpec { provider: r.provider.clone(), upstream_model: r.model.clone() })
+                .collect(),
+            list_price: price,
+            context_window: m.context_window.unwrap_or(0),
+            max_output_tokens: m.max_output_tokens.unwrap_or(0),
+            created: m.created.unwrap_or(created),
+        });
+    }
+    out
+}
+
+/// A model's price. Refused when missing: billing an unknown price as $0 is a known pain.
+fn model_price(m: &ModelConfig, kind: ModelKind, path: &str, problems: &mut Vec<Problem>) -> Option<Price> {
+    if m.free {
+        return Some(Price::default());
+    }
+    let missing = match kind {
+        ModelKind::Chat => m.input_per_mtok.is_none() || m.output_per_mtok.is_none(),
+        ModelKind::Embedding => m.input_per_mtok.is_none(),
+        ModelKind::Image => m.per_image.is_none() && m.input_per_mtok.is_none(),
+    };
+    if missing {
+        let what = match kind {
+            ModelKind::Chat => "input_per_mtok and output_per_mtok",
+            ModelKind::Embedding => "input_per_mtok",
+            ModelKind::Image => "per_image",
+        };
+        problems.push(Problem::new(path, format!("has no price: set {what}, or free = true")));
+        return None;
+    }
+    Price::from_usd(
+        m.input_per_mtok.unwrap_or(0.0),
+        m.output_per_mtok.unwrap_or(0.0),
+        m.cached_input_per_mtok,
+        m.per_image,
+    )
+    .map_err(|e| problems.push(Problem::new(path, e.to_string())))
+    .ok()
+}

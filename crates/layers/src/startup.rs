@@ -1,0 +1,187 @@
+//! Start-up and shutdown: open the store, build the services, serve, and drain on SIGTERM.
+//! Invariant: `serve` refuses an unmigrated database and, on PostgreSQL, a role that could
+//! bypass row-level security in production; shutdown flushes buffered writes before returning.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use layers_core::auth::pepper::Peppers;
+use layers_core::{Core, CoreSettings};
+use layers_domain::base62;
+use layers_server::middleware::cors::CorsPolicy;
+use layers_server::AppState;
+use layers_store::postgres::PgStore;
+use layers_store::{Backend, ConnectOptions, Store};
+use rand::TryRngCore;
+use secrecy::SecretString;
+
+use crate::config::{DatabaseSettings, PepperSource, Settings};
+
+/// Everything `serve` needs, ready to accept connections.
+pub struct Prepared {
+    pub core: Arc<Core>,
+    pub state: AppState,
+    shutdown_timeout: Duration,
+}
+
+/// Opens the store and builds the services from valid settings.
+pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
+    let store = open_store(&settings.database, settings.production).await?;
+    let peppers = load_peppers(&settings.pepper)?;
+    for (name, why) in &settings.disabled_providers {
+        tracing::info!(provider = %name, reason = %why, "provider disabled");
+    }
+    let core = Core::start(
+        CoreSettings {
+            peppers,
+            providers: settings.providers,
+            models: settings.models,
+            markup: settings.markup,
+            limits: settings.limits,
+            key_cache_capacity: settings.key_cache_capacity,
+            key_cache_ttl: settings.key_cache_ttl,
+            invalidation_poll: settings.invalidation_poll,
+        },
+        store,
+    )?;
+    let core = Arc::new(core);
+    let state = AppState { core: core.clone(), cors: CorsPolicy::new(settings.allowed_origins) };
+    Ok(Prepared { core, state, shutdown_timeout: settings.shutdown_timeout })
+}
+
+/// Serves until `shutdown` resolves; then lets in-flight requests finish (up to the shutdown
+/// timeout), flushes usage and closes the store.
+pub async fn serve<F>(prepared: Prepared, listener: tokio::net::TcpListener, shutdown: F) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Prepared { core, state, shutdown_timeout } = prepared;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let mut server = Box::pin(layers_server::serve(listener, state, async move {
+        shutdown.await;
+        notify.notify_one();
+    }));
+    let result = tokio::select! {
+        r = &mut server => r.context("the HTTP server failed"),
+        _ = async { stopping.notified().await; tokio::time::sleep(shutdown_timeout).await } => {
+            tracing::warn!(timeout_secs = shutdown_timeout.as_secs(), "shutdown timeout reached; closing remaining connections");
+            Ok(())
+        }
+    };
+    // Dropping the server ends any stream still open; its usage is metered as it drops.
+    drop(server);
+    core.shutdown().await;
+    core.store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Connects as the app role, migrating first when allowed, and refuses an unsafe database.
+pub async fn open_store(db: &DatabaseSettings, production: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if db.auto_migrate {
+        migrate(db).await?;
+    }
+    let store = layers_store::connect(&ConnectOptions {
+        url: db.url.clone(),
+        max_connections: db.max_connections,
+        app_role: db.app_role.clone(),
+    })
+    .await
+    .context("cannot connect to the database")?;
+    store.check_migrated().await.context("the database schema is not ready")?;
+    if db.backend == Backend::Postgres {
+        let probe = PgStore::connect(&db.url, 1, db.app_role.as_deref()).await?;
+        let confined = probe.check_role_is_confined().await;
+        probe.close().await;
+        match confined {
+            Ok(()) => {}
+            Err(err) if production => bail!("refusing to serve: {err}"),
+            Err(err) => tracing::warn!(error = %err, "the database role is not confined by row-level security"),
+        }
+    }
+    Ok(store)
+}
+
+/// Applies migrations with the owner connection.
+pub async fn migrate(db: &DatabaseSettings) -> anyhow::Result<()> {
+    let owner =
+        layers_store::connect(&ConnectOptions { url: db.migrate_url.clone(), max_connections: 1, app_role: None })
+            .await
+            .context("cannot connect to the database to migrate it")?;
+    let result = owner.migrate().await.context("migrations failed");
+    owner.close().await;
+    result
+}
+
+/// Builds the peppers, creating the development pepper file on first use.
+pub fn load_peppers(source: &PepperSource) -> anyhow::Result<Peppers> {
+    let (current, peppers) = match source {
+        PepperSource::Configured { current, peppers } => (*current, peppers.clone()),
+        PepperSource::DevFile { path, current, older } => {
+            let mut peppers = older.clone();
+            peppers.insert(*current, dev_pepper(path)?);
+            (*current, peppers)
+        }
+    };
+    Peppers::new(current, &peppers).context("invalid key pepper")
+}
+
+fn dev_pepper(path: &Path) -> anyhow::Result<SecretString> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).context("the OS random number generator failed")?;
+    let pepper = base62::encode_fixed(&bytes, base62::width_for_bytes(48)).unwrap_or_default();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(path, &pepper).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "generated a development key pepper; production requires LAYERS_KEYS__PEPPER");
+    Ok(SecretString::from(pepper))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(content.as_bytes())
+}
+
+/// The process environment as a map, read once here.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
