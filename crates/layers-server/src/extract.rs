@@ -77,9 +77,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let inner = err.inner();
         let path = err.path().to_string();
-        let param = missing_field(&inner.to_string())
-            .map(|field| if path == "." { field.to_owned() } else { format!("{path}.{field}") })
-            .unwrap_or_else(|| if path == "." { "body".to_owned() } else { path });
+        let param = if inner.is_syntax() || inner.is_eof() {
+            // Malformed JSON: the body as a whole is at fault.
+            "body".to_owned()
+        } else {
+            missing_field(&inner.to_string())
+                .map(|field| if path == "." { field.to_owned() } else { format!("{path}.{field}") })
+                .unwrap_or_else(|| if path == "." { "body".to_owned() } else { path })
+        };
         invalid_json(inner, param)
     })?;
     // Trailing garbage after the JSON value is malformed input too.

@@ -1,0 +1,227 @@
+//! `TestApp`: the real product (config loading, start-up, router, background tasks) on a fresh
+//! database and a random port, with verbs that read like a user's story.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use layers::config;
+use layers::startup;
+use layers_core::keys::NewKeyRequest;
+use layers_core::Core;
+use layers_domain::{KeyEnv, MicroCredits, Tier};
+use layers_store::testing::TestDatabase;
+use layers_store::{Store, UsageRecord, User};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::mock_openai::MockOpenAi;
+
+/// The pepper every test app uses (tests only; production refuses anything it did not get from
+/// the environment or a file).
+pub const TEST_PEPPER: &str = "test-pepper-0123456789-abcdefghijklmnopqrstuvwxyz";
+/// The public name of the model served by the mock upstream.
+pub const MOCK_MODEL: &str = "mock/gpt-4o-mini";
+/// The operator key the gateway sends to the mock upstream.
+pub const MOCK_UPSTREAM_KEY: &str = "sk-mock-upstream-key";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    pub backend: Backend,
+    /// Extra TOML appended to the test configuration.
+    pub config: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { backend: Backend::Sqlite, config: String::new(), env: Vec::new() }
+    }
+}
+
+impl AppOptions {
+    pub fn postgres(mut self) -> Self {
+        self.backend = Backend::Postgres;
+        self
+    }
+
+    /// Serves `mock/gpt-4o-mini` from `mock` (priced like gpt-4o-mini), with short timeouts.
+    pub fn with_mock(mut self, mock: &MockOpenAi) -> Self {
+        self.config.push_str(&format!(
+            r#"
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "{}"
+api_key_env = "MOCK_OPENAI_KEY"
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 1000
+total_timeout_ms = 10000
+
+[[models]]
+name = "{MOCK_MODEL}"
+routes = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+input_per_mtok = 0.15
+output_per_mtok = 0.60
+cached_input_per_mtok = 0.075
+context_window = 128000
+max_output_tokens = 16384
+"#,
+            mock.base_url
+        ));
+        self.env.push(("MOCK_OPENAI_KEY".into(), MOCK_UPSTREAM_KEY.into()));
+        self
+    }
+
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push('\n');
+        self.config.push_str(toml);
+        self
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub core: Arc<Core>,
+    pub http: reqwest::Client,
+    pub db: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// The embedded default on SQLite.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(AppOptions::default()).await.expect("SQLite is always available")
+    }
+
+    /// `None` when the options ask for PostgreSQL and the run allows skipping it.
+    pub async fn spawn_with(opts: AppOptions) -> Option<TestApp> {
+        let db = match opts.backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres().await?,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layers.toml");
+        let toml = format!(
+            r#"
+data_dir = "{data}"
+[database]
+url = "{url}"
+auto_migrate = true
+[keys]
+pepper = "{TEST_PEPPER}"
+invalidation_poll_ms = 50
+[log]
+level = "warn"
+{extra}
+"#,
+            data = dir.path().display(),
+            url = db.url,
+            extra = opts.config,
+        );
+        std::fs::write(&path, toml).unwrap();
+        let env: BTreeMap<String, String> = opts.env.into_iter().collect();
+        let settings = config::load(Some(&path), &env).unwrap_or_else(|e| panic!("test configuration invalid: {e}"));
+        let prepared = startup::prepare(settings).await.unwrap_or_else(|e| panic!("start-up failed: {e:#}"));
+        let core = prepared.core.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(startup::serve(prepared, listener, async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Some(TestApp { url, core, http, db, stop: Some(stop), server: Some(server), _dir: dir })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.core.store
+    }
+
+    pub async fn create_user(&self, email: &str, tier: Tier) -> User {
+        self.core.accounts.create_user(email, tier).await.unwrap()
+    }
+
+    /// Creates a key through the product's own service and returns the full key.
+    pub async fn create_key(&self, user: &User, env: KeyEnv) -> String {
+        let created = self
+            .core
+            .keys
+            .create(NewKeyRequest { user: user.id, env, name: "test".into(), spend_limit: None, expires_at: None })
+            .await
+            .unwrap();
+        created.key.expose().to_owned()
+    }
+
+    /// A user with `credits` and a live key.
+    pub async fn user_with_key(&self, email: &str, credits: &str) -> (User, String) {
+        let user = self.create_user(email, Tier::Pro).await;
+        self.grant(&user, credits).await;
+        let key = self.create_key(&user, KeyEnv::Live).await;
+        (user, key)
+    }
+
+    pub async fn grant(&self, user: &User, credits: &str) {
+        self.core
+            .accounts
+            .change_credits(layers_core::accounts::CreditChange {
+                user: user.id,
+                amount: MicroCredits::parse_credits(credits).unwrap(),
+                reason: "test grant".into(),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// `POST /v1/chat/completions` with the key as bearer token.
+    pub fn chat(&self, key: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/v1/chat/completions", self.url)).bearer_auth(key).json(body)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.url))
+    }
+
+    /// Waits until the usage writer has stored at least `n` rows for the user.
+    pub async fn wait_for_usage(&self, user: &User, n: usize) -> Vec<UsageRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.store().recent_usage(user.id, 10_000, None).await.unwrap();
+            if rows.len() >= n {
+                return rows;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "expected {n} usage rows, found {}", rows.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM; returns what `serve` returned.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

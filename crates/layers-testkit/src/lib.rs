@@ -1,0 +1,15 @@
+//! Test support for Layers: start the real product on a fresh database with mock providers on
+//! random ports, and talk to it like a user would. Dev-dependency only.
+//!
+//! Components:
+//! - [`app`]: `TestApp::spawn()` and its verbs (`create_user`, `create_key`, `post_chat`…).
+//! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
+//! - [`python`]: the venv with the official SDKs, for SDK-level tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
+
+pub mod app;
+pub mod mock_openai;
+pub mod python;
+
+pub use app::{AppOptions, Backend, TestApp};
+pub use mock_openai::{MockOpenAi, Reply};

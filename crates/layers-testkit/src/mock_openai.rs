@@ -1,0 +1,243 @@
+//! A mock OpenAI-compatible upstream that speaks the Chat Completions wire format as OpenAI
+//! documents it (non-streamed bodies, `chat.completion.chunk` SSE, `usage: null` on every chunk
+//! and a final usage chunk when `stream_options.include_usage` is set, `data: [DONE]`), with
+//! failure modes for tests. Every request is recorded for assertions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// What the mock does with the next requests.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A normal answer (streamed word by word when the request streams).
+    Answer { content: String, prompt_tokens: u32, completion_tokens: u32 },
+    /// An HTTP error with an OpenAI error body.
+    Status { status: u16, message: String, retry_after: Option<u64> },
+    /// Accept the connection and never answer.
+    Hang,
+    /// Stream `chunks` content pieces, `delay` apart; then stall forever (`stall`) or close
+    /// without `[DONE]` (`cut`), or finish normally.
+    SlowStream { pieces: Vec<String>, delay: Duration, end: StreamEnd, prompt_tokens: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    Finish,
+    Stall,
+    Cut,
+}
+
+/// A request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+struct Shared {
+    reply: Arc<Mutex<Reply>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Write each SSE event in several small pieces (byte-exactness tests).
+    split_writes: Arc<Mutex<bool>>,
+}
+
+pub struct MockOpenAi {
+    pub base_url: String,
+    shared: Shared,
+}
+
+impl MockOpenAi {
+    pub async fn start() -> MockOpenAi {
+        let shared = Shared {
+            reply: Arc::new(Mutex::new(Reply::Answer {
+                content: "Hello from the mock upstream!".into(),
+                prompt_tokens: 12,
+                completion_tokens: 6,
+            })),
+            requests: Arc::new(Mutex::new(Vec::new())),
+            split_writes: Arc::new(Mutex::new(false)),
+        };
+        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockOpenAi { base_url: format!("http://{addr}/v1"), shared }
+    }
+
+    pub fn reply_with(&self, reply: Reply) {
+        *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    pub fn split_writes(&self, on: bool) {
+        *self.shared.split_writes.lock().unwrap() = on;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn last_request(&self) -> Recorded {
+        self.requests().pop().expect("the mock received no request")
+    }
+}
+
+async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    let reply = s.reply.lock().unwrap().clone();
+    let split = *s.split_writes.lock().unwrap();
+    let model = body["model"].as_str().unwrap_or("unknown").to_owned();
+    let streaming = body["stream"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    match reply {
+        Reply::Answer { content, prompt_tokens, completion_tokens } if !streaming => {
+            let v = json!({
+                "id": "chatcmpl-mock123",
+                "object": "chat.completion",
+                "created": 1_730_000_000,
+                "model": format!("{model}-2024-07-18"),
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
+                    "logprobs": null,
+                    "finish_reason": "stop"
+                }],
+                "usage": usage(prompt_tokens, completion_tokens),
+                "service_tier": "default",
+                "system_fingerprint": "fp_mock"
+            });
+            (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+        }
+        Reply::Answer { content, prompt_tokens, completion_tokens } => {
+            let pieces = words(&content);
+            let events = stream_events(&model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
+            sse_response(events, Duration::ZERO, StreamEnd::Finish, split)
+        }
+        Reply::SlowStream { pieces, delay, end, prompt_tokens } => {
+            let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, None);
+            if end != StreamEnd::Finish {
+                // Keep the role chunk and the content; drop finish, usage and [DONE].
+                events.truncate(pieces.len() + 1);
+            }
+            sse_response(events, delay, end, split)
+        }
+        Reply::Status { status, message, retry_after } => {
+            let v = json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}});
+            let mut resp =
+                (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], v.to_string())
+                    .into_response();
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+            }
+            resp
+        }
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}
+
+fn usage(prompt: u32, completion: u32) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    })
+}
+
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, w) in text.split(' ').enumerate() {
+        out.push(if i == 0 { w.to_owned() } else { format!(" {w}") });
+    }
+    out
+}
+
+/// The SSE events OpenAI sends: role chunk, content chunks, finish chunk, usage chunk, [DONE].
+fn stream_events(
+    model: &str,
+    pieces: &[String],
+    include_usage: bool,
+    prompt: u32,
+    completion: Option<u32>,
+) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": "chatcmpl-mock123", "object": "chat.completion.chunk", "created": 1_730_000_000,
+            "model": format!("{model}-2024-07-18"), "service_tier": "default", "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
+    for p in pieces {
+        events.push(chunk(json!({"content": p}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        let completion = completion.unwrap_or(pieces.len() as u32);
+        let u = json!({
+            "id": "chatcmpl-mock123", "object": "chat.completion.chunk", "created": 1_730_000_000,
+            "model": format!("{model}-2024-07-18"), "service_tier": "default", "system_fingerprint": "fp_mock",
+            "choices": [], "usage": usage(prompt, completion),
+        });
+        events.push(format!("data: {u}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    events
+}
+
+fn sse_response(events: Vec<String>, delay: Duration, end: StreamEnd, split: bool) -> Response {
+    let mut pieces: Vec<Bytes> = Vec::new();
+    for e in events {
+        if split {
+            // Split inside events, inside "\n\n" and inside multi-byte characters.
+            for chunk in e.as_bytes().chunks(3) {
+                pieces.push(Bytes::copy_from_slice(chunk));
+            }
+        } else {
+            pieces.push(Bytes::from(e));
+        }
+    }
+    let state = (pieces.into_iter(), true, false);
+    let stream = futures_util::stream::unfold(state, move |(mut it, first, ended)| async move {
+        if ended {
+            return None;
+        }
+        if !first && (delay > Duration::ZERO || split) {
+            tokio::time::sleep(if split { Duration::from_millis(1) } else { delay }).await;
+        }
+        match it.next() {
+            Some(b) => Some((Ok::<_, std::io::Error>(b), (it, false, false))),
+            None => match end {
+                StreamEnd::Stall => std::future::pending().await,
+                // An error aborts the connection mid-body, as a crashed upstream would.
+                StreamEnd::Cut => Some((Err(std::io::Error::other("cut")), (it, false, true))),
+                StreamEnd::Finish => None,
+            },
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of Layers: the real binary's start-up path, over HTTP, against mock
+//! upstreams that speak each provider's wire format.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
+
+mod auth;
+mod chat;
+mod cli;
+mod disconnect;
+mod lifecycle;
+mod limits;
+mod sdk_openai;
+mod support;
+mod upstream_errors;

@@ -1,0 +1,47 @@
+//! The official `openai` Python SDK against Layers, the way users' code meets it.
+
+use layers_domain::KeyEnv;
+use layers_store::KeyState;
+use layers_testkit::python::{run_script, sdk_python};
+use layers_testkit::{AppOptions, MockOpenAi, TestApp};
+
+use crate::support::MOCK_MODEL;
+
+#[tokio::test]
+async fn the_openai_sdk_works_unmodified() {
+    let Some(python) = sdk_python() else { return };
+    let mock = MockOpenAi::start().await;
+    let app = TestApp::spawn_with(AppOptions::default().with_mock(&mock)).await.unwrap();
+    let (user, key) = app.user_with_key("sdk@example.com", "10").await;
+    let dead = app.create_key(&user, KeyEnv::Live).await;
+    let dead_id = app
+        .core
+        .keys
+        .list(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| dead.starts_with(&k.display_prefix) && dead.ends_with(&k.last4))
+        .unwrap()
+        .id;
+    app.core.keys.set_state(user.id, dead_id, KeyState::Deactivated).await.unwrap();
+    let unknown = layers_domain::ApiKey::from_entropy(KeyEnv::Live, &[5; 24]);
+
+    let out = run_script(
+        &python,
+        include_str!("sdk/openai_chat.py"),
+        &[
+            ("BASE_URL", format!("{}/v1", app.url)),
+            ("API_KEY", key),
+            ("MODEL", MOCK_MODEL.to_owned()),
+            ("EXPECTED_TEXT", "Hello from the mock upstream!".to_owned()),
+            ("UNKNOWN_KEY", unknown.expose().to_owned()),
+            ("DEACTIVATED_KEY", dead),
+        ],
+    )
+    .await;
+    assert!(out.contains("all checks passed"), "{out}");
+    // Two non-streamed and two streamed completions were billed.
+    let rows = app.wait_for_usage(&user, 4).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 > 0));
+}
