@@ -1,0 +1,34 @@
+//! `layers-bench`: the repository's benchmark (see bench/README.md).
+//!
+//! - `layers-bench mock [--listen ADDR]`: a fast mock OpenAI-compatible upstream.
+//! - `layers-bench run --layers PATH [--seconds N]`: starts the mock and `layers serve`
+//!   (embedded default: SQLite, in-process limits, billing on, live key) and measures direct
+//!   calls to the mock side by side with calls through Layers, printing a Markdown report.
+#![allow(clippy::print_stdout, clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
+
+mod load;
+mod mock;
+mod run;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.first().map(String::as_str) {
+        Some("mock") => {
+            let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:0".into()).parse()?;
+            rt.block_on(mock::run(listen))
+        }
+        Some("run") => {
+            let layers = flag("--layers").unwrap_or_else(|| "target/release/layers".into());
+            let seconds: u64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(10);
+            let report = rt.block_on(run::run(&layers, seconds))?;
+            println!("{report}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: layers-bench mock [--listen ADDR] | layers-bench run [--layers PATH] [--seconds N]");
+            std::process::exit(2);
+        }
+    }
+}
