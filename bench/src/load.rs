@@ -71,9 +71,7 @@ async fn worker(t: Target, deadline: Instant) -> anyhow::Result<(Vec<u32>, usize
     let mut lat = Vec::with_capacity(100_000);
     let mut errors = 0;
     while Instant::now() < deadline {
-        let mut req = Request::post(t.path.as_str())
-            .header("host", "bench")
-            .header("content-type", "application/json");
+        let mut req = Request::post(t.path.as_str()).header("host", "bench").header("content-type", "application/json");
         if let Some(b) = &t.bearer {
             req = req.header("authorization", format!("Bearer {b}"));
         }

@@ -19,6 +19,31 @@ fn main() -> anyhow::Result<()> {
             let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:0".into()).parse()?;
             rt.block_on(mock::run(listen))
         }
+        Some("load") => {
+            // Ad hoc load against one target, for profiling: prints one report line.
+            let target = load::Target {
+                addr: flag("--addr").unwrap_or_else(|| "127.0.0.1:8080".into()).parse()?,
+                path: "/v1/chat/completions".into(),
+                bearer: flag("--key"),
+                body: bytes::Bytes::from(format!(
+                    r#"{{"model":"{}","messages":[{{"role":"user","content":"Hello, how are you?"}}]{}}}"#,
+                    flag("--model").unwrap_or_else(|| "sandbox/echo".into()),
+                    if args.iter().any(|a| a == "--stream") { r#","stream":true"# } else { "" }
+                )),
+                ttfb: args.iter().any(|a| a == "--stream"),
+            };
+            let c: usize = flag("-c").map(|s| s.parse()).transpose()?.unwrap_or(1);
+            let secs: u64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(10);
+            let o = rt.block_on(load::run(&target, c, std::time::Duration::from_secs(secs)))?;
+            println!(
+                "rps {:.0} p50 {} µs p99 {} µs errors {}",
+                o.rps(),
+                o.percentile(0.5),
+                o.percentile(0.99),
+                o.errors
+            );
+            Ok(())
+        }
         Some("run") => {
             let layers = flag("--layers").unwrap_or_else(|| "target/release/layers".into());
             let seconds: u64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(10);

@@ -42,7 +42,17 @@ pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
     };
     admin(&["admin", "user", "create", "--email", "bench@example.com", "--tier", "team"])?;
     let key = admin(&["admin", "key", "create", "--email", "bench@example.com", "--env", "live"])?;
-    admin(&["admin", "credits", "grant", "--email", "bench@example.com", "--credits", "100000000", "--reason", "bench"])?;
+    admin(&[
+        "admin",
+        "credits",
+        "grant",
+        "--email",
+        "bench@example.com",
+        "--credits",
+        "100000000",
+        "--reason",
+        "bench",
+    ])?;
 
     let spawned = Instant::now();
     let server = Command::new(layers).arg("--config").arg(&config).arg("serve").stderr(Stdio::null()).spawn()?;
@@ -79,7 +89,9 @@ pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
     load::run(&gateway(false), 8, Duration::from_secs(2)).await?;
 
     let mut rows = Vec::new();
-    for (name, concurrency, stream) in [("chat, c=1", 1, false), ("chat, c=64", 64, false), ("stream TTFB, c=1", 1, true)] {
+    for (name, concurrency, stream) in
+        [("chat, c=1", 1, false), ("chat, c=64", 64, false), ("stream TTFB, c=1", 1, true)]
+    {
         let a = load::run(&direct(stream), concurrency, d).await?;
         let b = load::run(&gateway(stream), concurrency, d).await?;
         rows.push((name, a, b));

@@ -28,7 +28,13 @@ pub async fn serve<F>(listener: tokio::net::TcpListener, state: AppState, shutdo
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    use axum::serve::ListenerExt;
     let app = build_router(state);
+    // Small SSE writes must leave at once: Nagle's algorithm would hold them for the peer's
+    // delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use layers_domain::UserId;
-use sqlx::QueryBuilder;
+use std::sync::OnceLock;
+
 use time::OffsetDateTime;
 
 use super::rows::{self, ms};
@@ -11,8 +12,9 @@ use crate::error::StoreResult;
 use crate::records::UsageRecord;
 use crate::traits::UsageStore;
 
-/// Rows per INSERT statement: 20 columns each stays far below SQLite's variable limit.
-const ROWS_PER_STATEMENT: usize = 400;
+/// Rows per multi-row INSERT: 20 columns each stays far below SQLite's variable limit, and a
+/// fixed size means one prepared statement, cached, for every full chunk.
+const ROWS_PER_STATEMENT: usize = 50;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
      status, error_code, streamed, usage_estimated, created_at";
@@ -25,32 +27,13 @@ impl UsageStore for SqliteStore {
         }
         let mut tx = self.begin_write().await?;
         let mut written = 0;
-        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(format!("INSERT INTO usage_logs ({USAGE_COLS}) "));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.to_string())
-                    .push_bind(&r.request_id)
-                    .push_bind(r.user_id.to_string())
-                    .push_bind(r.key_id.map(|k| k.to_string()))
-                    .push_bind(&r.model)
-                    .push_bind(&r.provider)
-                    .push_bind(&r.upstream_model)
-                    .push_bind(&r.endpoint)
-                    .push_bind(i64::from(r.usage.prompt_tokens))
-                    .push_bind(i64::from(r.usage.completion_tokens))
-                    .push_bind(i64::from(r.usage.cached_tokens))
-                    .push_bind(i64::from(r.usage.reasoning_tokens))
-                    .push_bind(i64::from(r.usage.images))
-                    .push_bind(r.cost.0)
-                    .push_bind(r.latency_ms)
-                    .push_bind(i64::from(r.status))
-                    .push_bind(&r.error_code)
-                    .push_bind(r.streamed)
-                    .push_bind(r.usage_estimated)
-                    .push_bind(ms(r.created_at));
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            written += q.build().execute(&mut *tx).await?.rows_affected();
+        // Full chunks share one cached statement; the remainder goes row by row through another.
+        let mut chunks = batch.chunks_exact(ROWS_PER_STATEMENT);
+        for chunk in &mut chunks {
+            written += insert(chunk).execute(&mut *tx).await?.rows_affected();
+        }
+        for row in chunks.remainder() {
+            written += insert(std::slice::from_ref(row)).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(written)
@@ -73,4 +56,44 @@ impl UsageStore for SqliteStore {
         .await?;
         rows.iter().map(rows::usage).collect()
     }
+}
+
+fn insert(rows: &[UsageRecord]) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
+    static CHUNK: OnceLock<String> = OnceLock::new();
+    static SINGLE: OnceLock<String> = OnceLock::new();
+    let sql = if rows.len() == ROWS_PER_STATEMENT {
+        CHUNK.get_or_init(|| insert_sql(ROWS_PER_STATEMENT))
+    } else {
+        SINGLE.get_or_init(|| insert_sql(1))
+    };
+    let mut q = sqlx::query(sql.as_str());
+    for r in rows {
+        q = q
+            .bind(r.id.to_string())
+            .bind(r.request_id.clone())
+            .bind(r.user_id.to_string())
+            .bind(r.key_id.map(|k| k.to_string()))
+            .bind(r.model.clone())
+            .bind(r.provider.clone())
+            .bind(r.upstream_model.clone())
+            .bind(r.endpoint.clone())
+            .bind(i64::from(r.usage.prompt_tokens))
+            .bind(i64::from(r.usage.completion_tokens))
+            .bind(i64::from(r.usage.cached_tokens))
+            .bind(i64::from(r.usage.reasoning_tokens))
+            .bind(i64::from(r.usage.images))
+            .bind(r.cost.0)
+            .bind(r.latency_ms)
+            .bind(i64::from(r.status))
+            .bind(r.error_code.clone())
+            .bind(r.streamed)
+            .bind(r.usage_estimated)
+            .bind(ms(r.created_at));
+    }
+    q
+}
+
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; 20].join(", "));
+    format!("INSERT INTO usage_logs ({USAGE_COLS}) VALUES {} ON CONFLICT (id) DO NOTHING", vec![one; rows].join(", "))
 }
