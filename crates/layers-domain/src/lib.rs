@@ -3,6 +3,7 @@
 //!
 //! Components:
 //! - [`money`]: micro-credits, per-token rates, markup and the cost of a request.
+//! - [`credit`]: caps, estimates and the lease book that holds and settles credit.
 //! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
 //! - [`base62`]: fixed-width base62 encoding used by keys and ids.
 //! - [`ids`]: typed identifiers (users, keys, requests).
@@ -13,6 +14,7 @@
 //! - [`usage`]: token usage reported by an upstream.
 
 pub mod base62;
+pub mod credit;
 pub mod ids;
 pub mod key_format;
 pub mod limits;

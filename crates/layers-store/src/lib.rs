@@ -1,8 +1,8 @@
 //! Persistence for Layers. SQL lives in this crate and nowhere else.
 //!
 //! Components:
-//! - [`traits`]: one trait per concern (accounts, keys, ledger, usage, audit, sessions, cache
-//!   events); [`Store`] is all of them plus lifecycle.
+//! - [`traits`]: one trait per concern (accounts, keys, ledger, credit leases and settlement,
+//!   usage, audit, sessions, cache events); [`Store`] is all of them plus lifecycle.
 //! - [`records`]: the typed rows both backends read and write.
 //! - [`sqlite`]: the embedded default, one WAL file.
 //! - [`postgres`]: production, with row-level security; the server works as `layers_app`.
@@ -39,6 +39,7 @@ pub trait Store:
     AccountStore
     + KeyStore
     + LedgerStore
+    + CreditStore
     + UsageStore
     + AuditStore
     + SessionStore

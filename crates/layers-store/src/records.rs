@@ -17,7 +17,16 @@ pub struct User {
     pub email: String,
     pub tier: Tier,
     pub status: UserStatus,
+    /// Account overrides of the tier's spend caps.
+    pub caps: CapOverrides,
     pub created_at: OffsetDateTime,
+}
+
+/// Overrides of spend caps stored on an account or a key (`None`: inherit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapOverrides {
+    pub per_request: Option<MicroCredits>,
+    pub per_hour: Option<MicroCredits>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +57,12 @@ pub struct KeyRecord {
     pub display_prefix: String,
     pub last4: String,
     pub state: KeyState,
+    /// Lifetime spend limit of the key.
     pub spend_limit: Option<MicroCredits>,
+    /// Key overrides of the spend caps.
+    pub caps: CapOverrides,
+    /// What the key has spent so far (settled).
+    pub spent: MicroCredits,
     pub expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
@@ -60,6 +74,7 @@ pub struct KeyAuthRecord {
     pub key: KeyRecord,
     pub tier: Tier,
     pub user_status: UserStatus,
+    pub account_caps: CapOverrides,
 }
 
 #[derive(Clone, Debug)]
@@ -143,13 +158,105 @@ pub struct UsageRecord {
     pub upstream_model: String,
     pub endpoint: String,
     pub usage: Usage,
+    /// What the usage was worth at the charged price.
     pub cost: MicroCredits,
+    /// What the ledger debited (less than `cost` on a shortfall or a refused late settlement).
+    pub charged: MicroCredits,
     pub latency_ms: i64,
     pub status: u16,
     pub error_code: Option<String>,
     pub streamed: bool,
     pub usage_estimated: bool,
     pub created_at: OffsetDateTime,
+}
+
+/// A request to lease more credit for one key to one node.
+#[derive(Clone, Debug)]
+pub struct LeaseRequest {
+    /// The node's lease for this key (created on first use, extended afterwards).
+    pub lease_id: Uuid,
+    pub user: UserId,
+    pub key: KeyId,
+    pub node: Uuid,
+    /// Grant nothing unless at least this much can be granted.
+    pub min: MicroCredits,
+    pub want: MicroCredits,
+    pub account_hour_cap: Option<MicroCredits>,
+    pub key_hour_cap: Option<MicroCredits>,
+    pub key_total_cap: Option<MicroCredits>,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What the database granted, and the room each limit left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub granted: MicroCredits,
+    pub balance: MicroCredits,
+    /// Balance minus every node's leases, before this grant.
+    pub available: MicroCredits,
+    pub account_hour_room: Option<MicroCredits>,
+    pub key_hour_room: Option<MicroCredits>,
+    pub key_total_room: Option<MicroCredits>,
+    /// The lease had been ended by the reaper; nothing was granted on it.
+    pub lease_ended: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    Active,
+    Released,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub key_id: KeyId,
+    pub node_id: Uuid,
+    pub amount: MicroCredits,
+    pub state: LeaseState,
+    pub expires_at: OffsetDateTime,
+}
+
+/// One request's settlement: its usage row and, when it cost something, the lease it drew on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// `usage.charged` is what the node charged against `lease`.
+    pub usage: UsageRecord,
+    pub lease_id: Option<Uuid>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    Applied,
+    /// Already settled (a retried flush): nothing changed.
+    Duplicate,
+    /// The lease had been ended by the reaper: recorded, not charged.
+    Refused,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SettleResult {
+    pub usage_id: Uuid,
+    pub outcome: SettleOutcome,
+    /// What the ledger debited.
+    pub charged: MicroCredits,
+    pub balance_after: Option<MicroCredits>,
+}
+
+/// Balance and the credit leased to nodes out of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditState {
+    pub balance: MicroCredits,
+    pub leased: MicroCredits,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub leases: u64,
+    pub micros: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,3 +337,5 @@ text_enum!(TransactionKind {
 });
 text_enum!(Severity { Info => "info", Warning => "warning", Critical => "critical" });
 text_enum!(CacheScope { Key => "key", Account => "account" });
+text_enum!(LeaseState { Active => "active", Released => "released", Expired => "expired" });
+text_enum!(SettleOutcome { Applied => "applied", Duplicate => "duplicate", Refused => "refused" });

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use layers_domain::{KeyId, MicroCredits, Tier, UserId};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::error::StoreResult;
 use crate::records::*;
@@ -21,6 +22,8 @@ pub trait AccountStore: Send + Sync {
     async fn set_tier(&self, id: UserId, tier: Tier) -> StoreResult<()>;
     /// Suspends or reactivates the account and tells every node's cache.
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()>;
+    /// Sets the account's overrides of its tier's spend caps and tells every node's cache.
+    async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -33,6 +36,14 @@ pub trait KeyStore: Send + Sync {
     async fn keys_by_prefix(&self, display_prefix: &str) -> StoreResult<Vec<KeyRecord>>;
     /// Changes a key's state and tells every node's cache. `NotFound` if the user has no such key.
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord>;
+    /// Sets a key's spend caps and lifetime spend limit, and tells every node's cache.
+    async fn set_key_limits(
+        &self,
+        user: UserId,
+        key: KeyId,
+        caps: CapOverrides,
+        spend_limit: Option<MicroCredits>,
+    ) -> StoreResult<KeyRecord>;
     /// Records last-used times (batched by each node; older times never overwrite newer).
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()>;
 }
@@ -74,10 +85,30 @@ pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     /// System lookup: the session with this token hash, if not revoked.
     async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
-    async fn touch_session(&self, user: UserId, id: uuid::Uuid, at: OffsetDateTime) -> StoreResult<()>;
-    async fn revoke_session(&self, user: UserId, id: uuid::Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    async fn touch_session(&self, user: UserId, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    async fn revoke_session(&self, user: UserId, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
     /// Revokes every session of the user; returns how many were open.
     async fn revoke_all_sessions(&self, user: UserId, at: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2).
+#[async_trait]
+pub trait CreditStore: Send + Sync {
+    /// Atomically grants credit for one key to one node within the balance (minus every
+    /// node's leases) and the caps.
+    async fn acquire_lease(&self, req: &LeaseRequest) -> StoreResult<LeaseGrant>;
+    /// Gives back `amount` of a lease's unspent credit; `end` closes the lease. Returns false
+    /// when the lease was no longer active (the reaper had already returned it).
+    async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool>;
+    /// Extends the node's active leases; returns how many were still active.
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<u64>;
+    /// Writes a batch of settlements: usage rows, ledger debits, lease and spend counters.
+    /// Idempotent by usage id; never takes a balance below zero.
+    async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>>;
+    /// Ends leases that expired (their node stopped renewing) and returns their credit.
+    async fn reap_expired_leases(&self, now: OffsetDateTime) -> StoreResult<Reaped>;
+    async fn leases_of_user(&self, user: UserId) -> StoreResult<Vec<LeaseRecord>>;
+    async fn credit_state(&self, user: UserId) -> StoreResult<CreditState>;
 }
 
 #[async_trait]

@@ -75,6 +75,7 @@ impl Meter {
         let cost = if self.billable && charge { self.price.cost(&usage) } else { MicroCredits::ZERO };
         self.row.usage = usage;
         self.row.cost = cost;
+        self.row.charged = cost;
         self.row.status = status;
         self.row.error_code = code.map(str::to_owned);
         self.row.usage_estimated = estimated;

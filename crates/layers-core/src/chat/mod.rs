@@ -196,6 +196,7 @@ impl ChatService {
             endpoint: ctx.endpoint.to_owned(),
             usage: Default::default(),
             cost: MicroCredits::ZERO,
+            charged: MicroCredits::ZERO,
             latency_ms: 0,
             status: 0,
             error_code: None,

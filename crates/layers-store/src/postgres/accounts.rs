@@ -7,10 +7,11 @@ use uuid::Uuid;
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{NewUser, User, UserStatus};
+use crate::records::{CapOverrides, NewUser, User, UserStatus};
 use crate::traits::AccountStore;
 
-const USER_COLS: &str = "id, email, tier, status, created_at";
+const USER_COLS: &str =
+    "id, email, tier, status, max_credits_per_request_micros, max_credits_per_hour_micros, created_at";
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -60,6 +61,28 @@ impl AccountStore for PgStore {
 
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()> {
         self.update_user(id, "status", status.as_str()).await
+    }
+
+    async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()> {
+        let mut tx = self.begin_as(id).await?;
+        let done = sqlx::query(
+            "UPDATE users SET max_credits_per_request_micros = $1, max_credits_per_hour_micros = $2, \
+             updated_at = now() WHERE id = $3",
+        )
+        .bind(caps.per_request.map(|m| m.0))
+        .bind(caps.per_hour.map(|m| m.0))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { entity: "user" });
+        }
+        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

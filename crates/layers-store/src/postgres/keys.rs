@@ -1,7 +1,7 @@
 //! API keys on PostgreSQL.
 
 use async_trait::async_trait;
-use layers_domain::{KeyId, UserId};
+use layers_domain::{KeyId, MicroCredits, UserId};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -9,11 +9,12 @@ use uuid::Uuid;
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
+use crate::records::{CapOverrides, KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
 use crate::traits::KeyStore;
 
 const KEY_COLS: &str = "id, user_id, name, env, key_hash, pepper_version, display_prefix, \
-     last4, state, spend_limit_micros, expires_at, created_at, last_used_at";
+     last4, state, spend_limit_micros, max_credits_per_request_micros, max_credits_per_hour_micros, spent_micros, \
+     expires_at, created_at, last_used_at";
 
 #[async_trait]
 impl KeyStore for PgStore {
@@ -42,10 +43,13 @@ impl KeyStore for PgStore {
     }
 
     async fn key_for_auth(&self, key_hash: &[u8]) -> StoreResult<Option<KeyAuthRecord>> {
-        let row = sqlx::query(&format!("SELECT {KEY_COLS}, tier, user_status FROM layers_key_for_auth($1)"))
-            .bind(key_hash)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLS}, tier, user_status, account_max_per_request_micros, account_max_per_hour_micros \
+             FROM layers_key_for_auth($1)"
+        ))
+        .bind(key_hash)
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let tier: String = row.try_get("tier")?;
         let status: String = row.try_get("user_status")?;
@@ -53,6 +57,7 @@ impl KeyStore for PgStore {
             key: rows::key(&row)?,
             tier: tier.parse().map_err(|_| StoreError::Corrupt { column: "tier" })?,
             user_status: UserStatus::from_db(&status).ok_or(StoreError::Corrupt { column: "status" })?,
+            account_caps: rows::caps(&row, "account_max_per_request_micros", "account_max_per_hour_micros")?,
         }))
     }
 
@@ -93,11 +98,33 @@ impl KeyStore for PgStore {
         .await?
         .ok_or(StoreError::NotFound { entity: "api key" })?;
         let record = rows::key(&row)?;
-        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('key', $1, $2)")
-            .bind(&record.key_hash)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
+        announce_key(&mut tx, &record).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn set_key_limits(
+        &self,
+        user: UserId,
+        key: KeyId,
+        caps: CapOverrides,
+        spend_limit: Option<MicroCredits>,
+    ) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_as(user).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET max_credits_per_request_micros = $1, max_credits_per_hour_micros = $2, \
+             spend_limit_micros = $3 WHERE id = $4 AND user_id = $5 RETURNING {KEY_COLS}"
+        ))
+        .bind(caps.per_request.map(|m| m.0))
+        .bind(caps.per_hour.map(|m| m.0))
+        .bind(spend_limit.map(|m| m.0))
+        .bind(key.0)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        let record = rows::key(&row)?;
+        announce_key(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -111,4 +138,14 @@ impl KeyStore for PgStore {
         sqlx::query("SELECT layers_touch_keys($1, $2)").bind(&ids).bind(&times).execute(self.pool()).await?;
         Ok(())
     }
+}
+
+/// Tells every node's cache that this key changed.
+async fn announce_key(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, record: &KeyRecord) -> StoreResult<()> {
+    sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('key', $1, $2)")
+        .bind(&record.key_hash)
+        .bind(record.user_id.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

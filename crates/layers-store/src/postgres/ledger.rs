@@ -16,8 +16,8 @@ impl LedgerStore for PgStore {
         let mut tx = self.begin_as(t.user_id).await?;
         // The row lock serialises every movement of this balance, so the duplicate check and
         // the new balance below see all committed entries.
-        let balance: i64 =
-            sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE")
+        let (balance, leased): (i64, i64) =
+            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE")
                 .bind(t.user_id.0)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -31,8 +31,9 @@ impl LedgerStore for PgStore {
         }
         let after =
             MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
-        if t.amount.0 < 0 && after.0 < 0 && !t.allow_negative {
-            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance) });
+        // A debit may not take credit that nodes hold for requests in flight.
+        if t.amount.0 < 0 && after.0 < leased && !t.allow_negative {
+            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance - leased) });
         }
         sqlx::query(
             "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod credits;
 mod events;
 mod keys;
 mod ledger;

@@ -34,7 +34,15 @@ pub(crate) fn user(row: &PgRow) -> StoreResult<User> {
         email: row.try_get("email")?,
         tier: parsed(row, "tier", |s| s.parse().ok())?,
         status: parsed(row, "status", UserStatus::from_db)?,
+        caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn caps(row: &PgRow, per_request: &'static str, per_hour: &'static str) -> StoreResult<CapOverrides> {
+    Ok(CapOverrides {
+        per_request: row.try_get::<Option<i64>, _>(per_request)?.map(MicroCredits),
+        per_hour: row.try_get::<Option<i64>, _>(per_hour)?.map(MicroCredits),
     })
 }
 
@@ -50,6 +58,8 @@ pub(crate) fn key(row: &PgRow) -> StoreResult<KeyRecord> {
         last4: row.try_get("last4")?,
         state: parsed(row, "state", KeyState::from_db)?,
         spend_limit: row.try_get::<Option<i64>, _>("spend_limit_micros")?.map(MicroCredits),
+        caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
+        spent: MicroCredits(row.try_get("spent_micros")?),
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
@@ -88,6 +98,7 @@ pub(crate) fn usage(row: &PgRow) -> StoreResult<UsageRecord> {
             images: u32_col(row, "images")?,
         },
         cost: MicroCredits(row.try_get("cost_micros")?),
+        charged: MicroCredits(row.try_get("charged_micros")?),
         latency_ms: row.try_get("latency_ms")?,
         status: u16::try_from(row.try_get::<i32, _>("status")?)
             .map_err(|_| StoreError::Corrupt { column: "status" })?,
@@ -133,5 +144,17 @@ pub(crate) fn cache_event(row: &PgRow) -> StoreResult<CacheEvent> {
         key_hash: row.try_get("key_hash")?,
         user_id: UserId(row.try_get("user_id")?),
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn lease(row: &PgRow) -> StoreResult<LeaseRecord> {
+    Ok(LeaseRecord {
+        id: row.try_get("id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        key_id: KeyId(row.try_get("key_id")?),
+        node_id: row.try_get("node_id")?,
+        amount: MicroCredits(row.try_get("amount_micros")?),
+        state: parsed(row, "state", LeaseState::from_db)?,
+        expires_at: row.try_get("expires_at")?,
     })
 }

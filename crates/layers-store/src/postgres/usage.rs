@@ -14,7 +14,7 @@ use crate::traits::UsageStore;
 
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
-     status, error_code, streamed, usage_estimated, created_at";
+     status, error_code, streamed, usage_estimated, created_at, charged_micros";
 
 #[async_trait]
 impl UsageStore for PgStore {
@@ -51,7 +51,7 @@ impl UsageStore for PgStore {
     }
 }
 
-fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
+pub(super) fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
     let created_at = r.created_at.format(&Rfc3339).map_err(|_| StoreError::Corrupt { column: "created_at" })?;
     Ok(json!({
         "id": r.id,
@@ -74,5 +74,6 @@ fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
         "streamed": r.streamed,
         "usage_estimated": r.usage_estimated,
         "created_at": created_at,
+        "charged_micros": r.charged.0,
     }))
 }

@@ -1,20 +1,22 @@
 //! API keys on SQLite.
 
 use async_trait::async_trait;
-use layers_domain::{KeyId, UserId};
+use layers_domain::{KeyId, MicroCredits, UserId};
 use time::OffsetDateTime;
 
 use super::rows::{self, ms, opt_ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
+use crate::records::{CapOverrides, KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
 use crate::traits::KeyStore;
 
 const KEY_COLS: &str = "id, user_id, name, env, key_hash, pepper_version, display_prefix, \
-     last4, state, spend_limit_micros, expires_at, created_at, last_used_at";
+     last4, state, spend_limit_micros, max_credits_per_request_micros, max_credits_per_hour_micros, spent_micros, \
+     expires_at, created_at, last_used_at";
 /// The same columns, qualified for joins with `users`.
 const KEY_COLS_K: &str = "k.id, k.user_id, k.name, k.env, k.key_hash, k.pepper_version, k.display_prefix, \
-     k.last4, k.state, k.spend_limit_micros, k.expires_at, k.created_at, k.last_used_at";
+     k.last4, k.state, k.spend_limit_micros, k.max_credits_per_request_micros, k.max_credits_per_hour_micros, \
+     k.spent_micros, k.expires_at, k.created_at, k.last_used_at";
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -44,7 +46,9 @@ impl KeyStore for SqliteStore {
 
     async fn key_for_auth(&self, key_hash: &[u8]) -> StoreResult<Option<KeyAuthRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {KEY_COLS_K}, u.tier AS tier, u.status AS user_status \
+            "SELECT {KEY_COLS_K}, u.tier AS tier, u.status AS user_status, \
+             u.max_credits_per_request_micros AS account_max_per_request_micros, \
+             u.max_credits_per_hour_micros AS account_max_per_hour_micros \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?"
         ))
         .bind(key_hash)
@@ -58,6 +62,7 @@ impl KeyStore for SqliteStore {
             key: rows::key(&row)?,
             tier: tier.parse().map_err(|_| StoreError::Corrupt { column: "tier" })?,
             user_status: UserStatus::from_db(&status).ok_or(StoreError::Corrupt { column: "status" })?,
+            account_caps: rows::caps(&row, "account_max_per_request_micros", "account_max_per_hour_micros")?,
         }))
     }
 
@@ -94,14 +99,33 @@ impl KeyStore for SqliteStore {
         .await?
         .ok_or(StoreError::NotFound { entity: "api key" })?;
         let record = rows::key(&row)?;
-        sqlx::query(
-            "INSERT INTO cache_events (scope, key_hash, user_id, created_at) \
-             VALUES ('key', ?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
-        )
-        .bind(&record.key_hash)
+        announce_key(&mut tx, &record).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn set_key_limits(
+        &self,
+        user: UserId,
+        key: KeyId,
+        caps: CapOverrides,
+        spend_limit: Option<MicroCredits>,
+    ) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET max_credits_per_request_micros = ?, max_credits_per_hour_micros = ?, \
+             spend_limit_micros = ? WHERE id = ? AND user_id = ? RETURNING {KEY_COLS}"
+        ))
+        .bind(caps.per_request.map(|m| m.0))
+        .bind(caps.per_hour.map(|m| m.0))
+        .bind(spend_limit.map(|m| m.0))
+        .bind(key.to_string())
         .bind(user.to_string())
-        .execute(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        let record = rows::key(&row)?;
+        announce_key(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -124,4 +148,17 @@ impl KeyStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Tells every node's cache that this key changed.
+async fn announce_key(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, record: &KeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO cache_events (scope, key_hash, user_id, created_at) \
+         VALUES ('key', ?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+    )
+    .bind(&record.key_hash)
+    .bind(record.user_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -21,15 +21,17 @@ impl LedgerStore for SqliteStore {
         if duplicate.is_some() {
             return Ok(LedgerOutcome::Duplicate);
         }
-        let balance: i64 = sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
-            .bind(t.user_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        let (balance, leased): (i64, i64) =
+            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
+                .bind(t.user_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
         let after =
             MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
-        if t.amount.0 < 0 && after.0 < 0 && !t.allow_negative {
-            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance) });
+        // A debit may not take credit that nodes hold for requests in flight.
+        if t.amount.0 < 0 && after.0 < leased && !t.allow_negative {
+            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance - leased) });
         }
         let at = ms(t.created_at);
         sqlx::query(

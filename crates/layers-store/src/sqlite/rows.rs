@@ -56,7 +56,15 @@ pub(crate) fn user(row: &SqliteRow) -> StoreResult<User> {
         email: row.try_get("email")?,
         tier: parsed(row, "tier", |s| s.parse().ok())?,
         status: parsed(row, "status", UserStatus::from_db)?,
+        caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub(crate) fn caps(row: &SqliteRow, per_request: &'static str, per_hour: &'static str) -> StoreResult<CapOverrides> {
+    Ok(CapOverrides {
+        per_request: row.try_get::<Option<i64>, _>(per_request)?.map(MicroCredits),
+        per_hour: row.try_get::<Option<i64>, _>(per_hour)?.map(MicroCredits),
     })
 }
 
@@ -72,6 +80,8 @@ pub(crate) fn key(row: &SqliteRow) -> StoreResult<KeyRecord> {
         last4: row.try_get("last4")?,
         state: parsed(row, "state", KeyState::from_db)?,
         spend_limit: row.try_get::<Option<i64>, _>("spend_limit_micros")?.map(MicroCredits),
+        caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
+        spent: MicroCredits(row.try_get("spent_micros")?),
         expires_at: opt_time(row, "expires_at")?,
         created_at: time(row, "created_at")?,
         last_used_at: opt_time(row, "last_used_at")?,
@@ -110,6 +120,7 @@ pub(crate) fn usage(row: &SqliteRow) -> StoreResult<UsageRecord> {
             images: u32_col(row, "images")?,
         },
         cost: MicroCredits(row.try_get("cost_micros")?),
+        charged: MicroCredits(row.try_get("charged_micros")?),
         latency_ms: row.try_get("latency_ms")?,
         status: u16::try_from(row.try_get::<i64, _>("status")?)
             .map_err(|_| StoreError::Corrupt { column: "status" })?,
@@ -162,5 +173,17 @@ pub(crate) fn cache_event(row: &SqliteRow) -> StoreResult<CacheEvent> {
         key_hash: row.try_get("key_hash")?,
         user_id: UserId(uuid(row, "user_id")?),
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub(crate) fn lease(row: &SqliteRow) -> StoreResult<LeaseRecord> {
+    Ok(LeaseRecord {
+        id: uuid(row, "id")?,
+        user_id: UserId(uuid(row, "user_id")?),
+        key_id: KeyId(uuid(row, "key_id")?),
+        node_id: uuid(row, "node_id")?,
+        amount: MicroCredits(row.try_get("amount_micros")?),
+        state: parsed(row, "state", LeaseState::from_db)?,
+        expires_at: time(row, "expires_at")?,
     })
 }

@@ -12,12 +12,12 @@ use crate::error::StoreResult;
 use crate::records::UsageRecord;
 use crate::traits::UsageStore;
 
-/// Rows per multi-row INSERT: 20 columns each stays far below SQLite's variable limit, and a
+/// Rows per multi-row INSERT: 21 columns each stays far below SQLite's variable limit, and a
 /// fixed size means one prepared statement, cached, for every full chunk.
 const ROWS_PER_STATEMENT: usize = 50;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
-     status, error_code, streamed, usage_estimated, created_at";
+     status, error_code, streamed, usage_estimated, created_at, charged_micros";
 
 #[async_trait]
 impl UsageStore for SqliteStore {
@@ -58,7 +58,9 @@ impl UsageStore for SqliteStore {
     }
 }
 
-fn insert(rows: &[UsageRecord]) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
+pub(super) fn insert(
+    rows: &[UsageRecord],
+) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
     static CHUNK: OnceLock<String> = OnceLock::new();
     static SINGLE: OnceLock<String> = OnceLock::new();
     let sql = if rows.len() == ROWS_PER_STATEMENT {
@@ -88,12 +90,13 @@ fn insert(rows: &[UsageRecord]) -> sqlx::query::Query<'static, sqlx::Sqlite, sql
             .bind(r.error_code.clone())
             .bind(r.streamed)
             .bind(r.usage_estimated)
-            .bind(ms(r.created_at));
+            .bind(ms(r.created_at))
+            .bind(r.charged.0);
     }
     q
 }
 
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; 20].join(", "));
+    let one = format!("({})", vec!["?"; 21].join(", "));
     format!("INSERT INTO usage_logs ({USAGE_COLS}) VALUES {} ON CONFLICT (id) DO NOTHING", vec![one; rows].join(", "))
 }

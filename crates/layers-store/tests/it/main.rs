@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod credits;
 mod keys;
 mod ledger;
 mod migrations;

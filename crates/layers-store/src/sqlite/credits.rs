@@ -1,0 +1,393 @@
+//! Credit leases and settlement on SQLite. Every operation is one `BEGIN IMMEDIATE`
+//! transaction, so it sees and changes the balance atomically.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use layers_domain::{MicroCredits, UserId};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::rows::{self, ms};
+use super::usage;
+use super::SqliteStore;
+use crate::error::{StoreError, StoreResult};
+use crate::records::*;
+use crate::traits::CreditStore;
+
+#[async_trait]
+impl CreditStore for SqliteStore {
+    async fn acquire_lease(&self, req: &LeaseRequest) -> StoreResult<LeaseGrant> {
+        let mut tx = self.begin_write().await?;
+        let user = req.user.to_string();
+        let key = req.key.to_string();
+        let (balance, leased): (i64, i64) =
+            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
+                .bind(&user)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        let available = (balance - leased).max(0);
+        let key_leases: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount_micros), 0) FROM credit_leases WHERE user_id = ? AND key_id = ? AND state = 'active'",
+        )
+        .bind(&user)
+        .bind(&key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let since_minute = ms(req.now) / 60_000 - 60;
+        let account_hour_room = match req.account_hour_cap {
+            Some(cap) => {
+                let spent: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(spent_micros), 0) FROM spend_buckets WHERE user_id = ? AND minute > ?",
+                )
+                .bind(&user)
+                .bind(since_minute)
+                .fetch_one(&mut *tx)
+                .await?;
+                Some((cap.0 - leased - spent).max(0))
+            }
+            None => None,
+        };
+        let key_hour_room = match req.key_hour_cap {
+            Some(cap) => {
+                let spent: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(spent_micros), 0) FROM spend_buckets WHERE user_id = ? AND key_id = ? AND minute > ?",
+                )
+                .bind(&user)
+                .bind(&key)
+                .bind(since_minute)
+                .fetch_one(&mut *tx)
+                .await?;
+                Some((cap.0 - key_leases - spent).max(0))
+            }
+            None => None,
+        };
+        let key_total_room = match req.key_total_cap {
+            Some(cap) => {
+                let spent: i64 = sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(0);
+                Some((cap.0 - key_leases - spent).max(0))
+            }
+            None => None,
+        };
+        let want = req.want.0;
+        let mut grant = [Some(want), Some(available), account_hour_room, key_hour_room, key_total_room]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0);
+        if grant < req.min.0 || grant <= 0 {
+            grant = 0;
+        }
+        let mut lease_ended = false;
+        if grant > 0 {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
+                .bind(req.lease_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match state.as_deref() {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO credit_leases (id, user_id, key_id, node_id, amount_micros, state, created_at, expires_at) \
+                         VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+                    )
+                    .bind(req.lease_id.to_string())
+                    .bind(&user)
+                    .bind(&key)
+                    .bind(req.node.to_string())
+                    .bind(grant)
+                    .bind(ms(req.now))
+                    .bind(ms(req.expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some("active") => {
+                    sqlx::query(
+                        "UPDATE credit_leases SET amount_micros = amount_micros + ?, expires_at = ? WHERE id = ?",
+                    )
+                    .bind(grant)
+                    .bind(ms(req.expires_at))
+                    .bind(req.lease_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(_) => {
+                    lease_ended = true;
+                    grant = 0;
+                }
+            }
+            if grant > 0 {
+                sqlx::query("UPDATE credit_balances SET leased_micros = leased_micros + ? WHERE user_id = ?")
+                    .bind(grant)
+                    .bind(&user)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(LeaseGrant {
+            granted: MicroCredits(grant),
+            balance: MicroCredits(balance),
+            available: MicroCredits(available),
+            account_hour_room: account_hour_room.map(MicroCredits),
+            key_hour_room: key_hour_room.map(MicroCredits),
+            key_total_room: key_total_room.map(MicroCredits),
+            lease_ended,
+        })
+    }
+
+    async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT amount_micros FROM credit_leases WHERE id = ? AND user_id = ? AND state = 'active'",
+        )
+        .bind(lease.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else { return Ok(false) };
+        let back = amount.0.clamp(0, current);
+        let (state, ended_at) = if end { ("released", Some(ms(OffsetDateTime::now_utc()))) } else { ("active", None) };
+        sqlx::query("UPDATE credit_leases SET amount_micros = amount_micros - ?, state = ?, ended_at = ? WHERE id = ?")
+            .bind(back)
+            .bind(state)
+            .bind(ended_at)
+            .bind(lease.to_string())
+            .execute(&mut *tx)
+            .await?;
+        // An ended lease gives back everything it still held.
+        let released = if end { current } else { back };
+        sqlx::query("UPDATE credit_balances SET leased_micros = MAX(0, leased_micros - ?) WHERE user_id = ?")
+            .bind(released)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut renewed = 0;
+        for id in leases {
+            renewed += sqlx::query(
+                "UPDATE credit_leases SET expires_at = ? WHERE id = ? AND node_id = ? AND state = 'active'",
+            )
+            .bind(ms(expires_at))
+            .bind(id.to_string())
+            .bind(node.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let results = settle_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn reap_expired_leases(&self, now: OffsetDateTime) -> StoreResult<Reaped> {
+        let mut tx = self.begin_write().await?;
+        let expired = sqlx::query(
+            "UPDATE credit_leases SET state = 'expired', ended_at = ? WHERE state = 'active' AND expires_at < ? \
+             RETURNING user_id, amount_micros",
+        )
+        .bind(ms(now))
+        .bind(ms(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut per_user: HashMap<String, i64> = HashMap::new();
+        let mut reaped = Reaped::default();
+        for row in &expired {
+            let amount: i64 = row.try_get("amount_micros")?;
+            *per_user.entry(row.try_get("user_id")?).or_default() += amount;
+            reaped.leases += 1;
+            reaped.micros += amount;
+        }
+        for (user, amount) in per_user {
+            sqlx::query("UPDATE credit_balances SET leased_micros = MAX(0, leased_micros - ?) WHERE user_id = ?")
+                .bind(amount)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM spend_buckets WHERE minute < ?")
+            .bind(ms(now) / 60_000 - 120)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(reaped)
+    }
+
+    async fn leases_of_user(&self, user: UserId) -> StoreResult<Vec<LeaseRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, key_id, node_id, amount_micros, state, expires_at FROM credit_leases \
+             WHERE user_id = ? ORDER BY created_at",
+        )
+        .bind(user.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::lease).collect()
+    }
+
+    async fn credit_state(&self, user: UserId) -> StoreResult<CreditState> {
+        let (balance, leased): (i64, i64) =
+            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
+                .bind(user.to_string())
+                .fetch_optional(self.pool())
+                .await?
+                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        Ok(CreditState { balance: MicroCredits(balance), leased: MicroCredits(leased) })
+    }
+}
+
+/// The body of `settle`, inside the caller's write transaction.
+async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut seen = HashSet::new();
+    let mut balances: HashMap<UserId, i64> = HashMap::new();
+    let mut lease_active: HashMap<Uuid, bool> = HashMap::new();
+    let mut usage_rows = Vec::with_capacity(batch.len());
+    for s in batch {
+        let id = s.usage.id;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM usage_logs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_some() || !seen.insert(id) {
+            results.push(SettleResult {
+                usage_id: id,
+                outcome: SettleOutcome::Duplicate,
+                charged: MicroCredits::ZERO,
+                balance_after: None,
+            });
+            continue;
+        }
+        let mut row = s.usage.clone();
+        let asked = row.charged.0.max(0);
+        let mut outcome = SettleOutcome::Applied;
+        let mut balance_after = None;
+        if asked > 0 {
+            let active = match (s.lease_id, s.lease_id.and_then(|l| lease_active.get(&l).copied())) {
+                (Some(_), Some(known)) => known,
+                (Some(lease), None) => {
+                    let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
+                        .bind(lease.to_string())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let active = state.as_deref() == Some("active");
+                    lease_active.insert(lease, active);
+                    active
+                }
+                (None, _) => false,
+            };
+            if !active {
+                outcome = SettleOutcome::Refused;
+                row.charged = MicroCredits::ZERO;
+            } else {
+                let balance = match balances.get(&row.user_id) {
+                    Some(b) => *b,
+                    None => sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
+                        .bind(row.user_id.to_string())
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .ok_or(StoreError::NotFound { entity: "credit balance" })?,
+                };
+                // Never below zero: a charge the balance cannot cover is cut to what it can.
+                let charged = asked.min(balance.max(0));
+                let after = balance - charged;
+                balances.insert(row.user_id, after);
+                row.charged = MicroCredits(charged);
+                balance_after = Some(MicroCredits(after));
+                debit(tx, &row, asked, after, s.lease_id).await?;
+            }
+        }
+        results.push(SettleResult { usage_id: id, outcome, charged: row.charged, balance_after });
+        usage_rows.push(row);
+    }
+    for chunk in usage_rows.chunks(1) {
+        usage::insert(chunk).execute(&mut **tx).await?;
+    }
+    Ok(results)
+}
+
+/// One ledger debit and the counters it moves. `leased` is what leaves the lease (the charge
+/// asked), `row.charged` what leaves the balance.
+async fn debit(
+    tx: &mut Transaction<'static, Sqlite>,
+    row: &UsageRecord,
+    leased: i64,
+    balance_after: i64,
+    lease: Option<Uuid>,
+) -> StoreResult<()> {
+    let user = row.user_id.to_string();
+    let key = row.key_id.map(|k| k.to_string());
+    let charged = row.charged.0;
+    if charged > 0 {
+        sqlx::query(
+            "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
+             idempotency_key, reason, request_id, created_at, key_id) VALUES (?, ?, 'usage', ?, ?, ?, NULL, ?, ?, ?)",
+        )
+        .bind(row.id.to_string())
+        .bind(&user)
+        .bind(-charged)
+        .bind(balance_after)
+        .bind(format!("usage:{}", row.id))
+        .bind(&row.request_id)
+        .bind(ms(row.created_at))
+        .bind(&key)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO spend_buckets (user_id, key_id, minute, spent_micros) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, key_id, minute) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+        )
+        .bind(&user)
+        .bind(key.clone().unwrap_or_default())
+        .bind(ms(row.created_at) / 60_000)
+        .bind(charged)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(key) = &key {
+            sqlx::query("UPDATE api_keys SET spent_micros = spent_micros + ? WHERE id = ?")
+                .bind(charged)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE credit_balances SET balance_micros = ?, leased_micros = MAX(0, leased_micros - ?), updated_at = ? \
+         WHERE user_id = ?",
+    )
+    .bind(balance_after)
+    .bind(leased)
+    .bind(ms(row.created_at))
+    .bind(&user)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(lease) = lease {
+        sqlx::query("UPDATE credit_leases SET amount_micros = MAX(0, amount_micros - ?) WHERE id = ?")
+            .bind(leased)
+            .bind(lease.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Credit leases and settlement: the same bodies on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use layers_domain::{KeyId, MicroCredits, Usage, UserId};
+use layers_store::*;
+use time::Duration;
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::support::{key, now, user};
+
+fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> LeaseRequest {
+    LeaseRequest {
+        lease_id: lease,
+        user,
+        key,
+        node: Uuid::nil(),
+        min: MicroCredits(min),
+        want: MicroCredits(want),
+        account_hour_cap: None,
+        key_hour_cap: None,
+        key_total_cap: None,
+        now: now(),
+        expires_at: now() + Duration::seconds(30),
+    }
+}
+
+fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Settlement {
+    Settlement {
+        usage: UsageRecord {
+            id: Uuid::now_v7(),
+            request_id: "req_x".into(),
+            user_id: user,
+            key_id: Some(key),
+            model: "m/x".into(),
+            provider: "p".into(),
+            upstream_model: "x".into(),
+            endpoint: "chat".into(),
+            usage: Usage { prompt_tokens: 10, completion_tokens: 5, ..Usage::default() },
+            cost: MicroCredits(charged),
+            charged: MicroCredits(charged),
+            latency_ms: 3,
+            status: 200,
+            error_code: None,
+            streamed: false,
+            usage_estimated: false,
+            created_at: now(),
+        },
+        lease_id: lease,
+    }
+}
+
+async fn funded(store: &Arc<dyn Store>, email: &str, micros: i64) -> (User, KeyRecord) {
+    let u = user(store, email).await;
+    let k = key(store, &u, email.len() as u8).await;
+    store
+        .apply_transaction(&NewTransaction {
+            id: Uuid::new_v4(),
+            user_id: u.id,
+            kind: TransactionKind::Grant,
+            amount: MicroCredits(micros),
+            idempotency_key: format!("grant:{email}"),
+            reason: None,
+            request_id: None,
+            allow_negative: false,
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    (u, k)
+}
+
+async fn assert_ledger_balanced(store: &Arc<dyn Store>, u: UserId) {
+    let state = store.credit_state(u).await.unwrap();
+    assert_eq!(store.ledger_sum(u).await.unwrap(), state.balance, "balance = sum of the ledger");
+    assert!(state.balance.0 >= 0);
+}
+
+conformance!(leases_are_granted_within_the_balance, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "lease@example.com", 1_000).await;
+    let l1 = Uuid::new_v4();
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l1, 100, 600)).await.unwrap();
+    assert_eq!((g.granted.0, g.available.0, g.balance.0), (600, 1_000, 1_000));
+    // A second node gets what is left, never more.
+    let l2 = Uuid::new_v4();
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 100, 600)).await.unwrap();
+    assert_eq!((g.granted.0, g.available.0), (400, 400));
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 1, 600)).await.unwrap();
+    assert_eq!(g.granted.0, 0, "nothing left");
+    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 1_000);
+    // The same lease id is extended, not duplicated.
+    assert!(store.return_lease(u.id, l1, MicroCredits(200), false).await.unwrap());
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l1, 50, 50)).await.unwrap();
+    assert_eq!(g.granted.0, 50);
+    let leases = store.leases_of_user(u.id).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases.iter().find(|l| l.id == l1).unwrap().amount.0, 450);
+    // Ending a lease gives back all it still held.
+    assert!(store.return_lease(u.id, l1, MicroCredits(0), true).await.unwrap());
+    assert!(!store.return_lease(u.id, l1, MicroCredits(10), false).await.unwrap(), "ended leases stay ended");
+    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 400);
+    // Below `min`, nothing is granted.
+    let g = store.acquire_lease(&lease_req(u.id, k.id, Uuid::new_v4(), 700, 900)).await.unwrap();
+    assert_eq!((g.granted.0, g.available.0), (0, 600));
+});
+
+conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "settle@example.com", 1_000).await;
+    let lease = Uuid::new_v4();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 1, 1_000)).await.unwrap();
+    let a = settlement(u.id, k.id, Some(lease), 300);
+    let b = settlement(u.id, k.id, Some(lease), 0);
+    let out = store.settle(&[a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(out[0].outcome, SettleOutcome::Applied);
+    assert_eq!((out[0].charged.0, out[0].balance_after), (300, Some(MicroCredits(700))));
+    assert_eq!((out[1].outcome, out[1].charged.0), (SettleOutcome::Applied, 0));
+    // A retried flush changes nothing.
+    let again = store.settle(&[a.clone()]).await.unwrap();
+    assert_eq!(again[0].outcome, SettleOutcome::Duplicate);
+    let state = store.credit_state(u.id).await.unwrap();
+    assert_eq!((state.balance.0, state.leased.0), (700, 700));
+    assert_eq!(store.leases_of_user(u.id).await.unwrap()[0].amount.0, 700);
+    let rows = store.recent_usage(u.id, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 2, "one usage row per request, even when free");
+    assert_eq!(store.keys_of_user(u.id).await.unwrap()[0].spent.0, 300);
+    assert_ledger_balanced(&store, u.id).await;
+    // An admin debit cannot take credit that is leased to nodes.
+    let adjust = NewTransaction {
+        id: Uuid::new_v4(),
+        user_id: u.id,
+        kind: TransactionKind::Adjustment,
+        amount: MicroCredits(-100),
+        idempotency_key: "adj:1".into(),
+        reason: Some("x".into()),
+        request_id: None,
+        allow_negative: false,
+        created_at: now(),
+    };
+    assert!(matches!(store.apply_transaction(&adjust).await.unwrap(), LedgerOutcome::Insufficient { .. }));
+    // A refund may; then a charge is cut to what the balance still has.
+    let refund = NewTransaction {
+        kind: TransactionKind::Refund,
+        allow_negative: true,
+        idempotency_key: "ref:1".into(),
+        amount: MicroCredits(-600),
+        ..adjust
+    };
+    store.apply_transaction(&refund).await.unwrap();
+    let out = store.settle(&[settlement(u.id, k.id, Some(lease), 250)]).await.unwrap();
+    assert_eq!((out[0].charged.0, out[0].balance_after), (100, Some(MicroCredits(0))));
+    assert_ledger_balanced(&store, u.id).await;
+});
+
+conformance!(the_reaper_returns_expired_leases_and_late_settlements_are_refused, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "reap@example.com", 1_000).await;
+    let lease = Uuid::new_v4();
+    let mut req = lease_req(u.id, k.id, lease, 1, 800);
+    req.expires_at = now() - Duration::seconds(1);
+    store.acquire_lease(&req).await.unwrap();
+    let live = Uuid::new_v4();
+    store.acquire_lease(&lease_req(u.id, k.id, live, 1, 100)).await.unwrap();
+    assert_eq!(store.renew_leases(Uuid::nil(), &[live], now() + Duration::seconds(60)).await.unwrap(), 1);
+    let reaped = store.reap_expired_leases(now()).await.unwrap();
+    assert_eq!((reaped.leases, reaped.micros), (1, 800));
+    assert_eq!(store.reap_expired_leases(now()).await.unwrap().leases, 0, "idempotent");
+    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 100);
+    // The node that held the reaped lease was only paused: its settlement arrives late.
+    let late = settlement(u.id, k.id, Some(lease), 200);
+    let out = store.settle(&[late]).await.unwrap();
+    assert_eq!((out[0].outcome, out[0].charged.0), (SettleOutcome::Refused, 0));
+    assert_eq!(store.credit_state(u.id).await.unwrap().balance.0, 1_000, "not charged twice, not charged at all");
+    let rows = store.recent_usage(u.id, 10, None).await.unwrap();
+    assert_eq!((rows.len(), rows[0].charged.0), (1, 0), "the request is still recorded");
+    // Extending a reaped lease is refused too; the node starts a new one.
+    let g = store.acquire_lease(&lease_req(u.id, k.id, lease, 1, 10)).await.unwrap();
+    assert!(g.lease_ended && g.granted.0 == 0);
+    assert_ledger_balanced(&store, u.id).await;
+});
+
+conformance!(caps_limit_what_is_leased, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "caps@example.com", 100_000).await;
+    let lease = Uuid::new_v4();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 1, 1_000)).await.unwrap();
+    store.settle(&[settlement(u.id, k.id, Some(lease), 900)]).await.unwrap();
+    // Rolling hour: 900 spent + 100 still leased.
+    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
+    req.account_hour_cap = Some(MicroCredits(1_500));
+    let g = store.acquire_lease(&req).await.unwrap();
+    assert_eq!((g.granted.0, g.account_hour_room), (500, Some(MicroCredits(500))));
+    // Key lifetime limit: 900 spent, 600 leased to this key now.
+    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
+    req.key_total_cap = Some(MicroCredits(2_000));
+    let g = store.acquire_lease(&req).await.unwrap();
+    assert_eq!((g.granted.0, g.key_total_room), (500, Some(MicroCredits(500))));
+    // Key hour cap.
+    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
+    req.key_hour_cap = Some(MicroCredits(2_000));
+    let g = store.acquire_lease(&req).await.unwrap();
+    assert_eq!(g.granted.0, 0, "1,100 leased + 900 spent within the hour");
+    assert_eq!(g.key_hour_room, Some(MicroCredits(0)));
+});
+
+conformance!(concurrent_leases_never_exceed_the_balance, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "race@example.com", 10_000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let store = store.clone();
+        let (uid, kid) = (u.id, k.id);
+        tasks.push(tokio::spawn(async move {
+            store.acquire_lease(&lease_req(uid, kid, Uuid::new_v4(), 1, 700)).await.unwrap().granted.0
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 10_000, "exactly the balance was leased, no more");
+    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 10_000);
+});
