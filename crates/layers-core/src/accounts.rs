@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use layers_domain::{MicroCredits, Tier, UserId};
-use layers_store::{LedgerOutcome, NewTransaction, NewUser, Store, TransactionKind, User};
+use layers_store::{CapOverrides, LedgerOutcome, NewTransaction, NewUser, Store, TransactionKind, User};
 use time::OffsetDateTime;
 
 use crate::audit::Audit;
@@ -44,6 +44,27 @@ impl AccountService {
     pub async fn user_by_email(&self, email: &str) -> ServiceResult<User> {
         let email = normalize_email(email)?;
         self.store.user_by_email(&email).await?.ok_or(ServiceError::NotFound("account"))
+    }
+
+    /// Changes the tier; every node applies it within a poll of the invalidation feed.
+    pub async fn set_tier(&self, user: UserId, tier: Tier) -> ServiceResult<()> {
+        self.store.set_tier(user, tier).await?;
+        self.audit.info(Some(user), "tier_changed", serde_json::json!({"tier": tier})).await;
+        Ok(())
+    }
+
+    /// Overrides the tier's spend caps for this account (`None` inherits the tier's).
+    pub async fn set_caps(&self, user: UserId, caps: CapOverrides) -> ServiceResult<()> {
+        self.store.set_user_caps(user, caps).await?;
+        self.audit
+            .info(
+                Some(user),
+                "spend_caps_changed",
+                serde_json::json!({"per_request_micros": caps.per_request.map(|m| m.0),
+                                   "per_hour_micros": caps.per_hour.map(|m| m.0)}),
+            )
+            .await;
+        Ok(())
     }
 
     pub async fn balance(&self, user: UserId) -> ServiceResult<MicroCredits> {

@@ -67,9 +67,11 @@ impl Catalogue {
         cat
     }
 
-    pub fn resolve(&self, name: &str, kind: ModelKind) -> Result<&Arc<ModelEntry>, Unresolved> {
+    /// The model a name means. `served_only` is false for test keys, which the sandbox answers
+    /// for any known model whether or not its provider is configured here.
+    pub fn resolve(&self, name: &str, kind: ModelKind, served_only: bool) -> Result<&Arc<ModelEntry>, Unresolved> {
         let entry = self.by_name.get(name).or_else(|| self.aliases.get(name)).ok_or(Unresolved::Unknown)?;
-        if !entry.is_served() {
+        if served_only && !entry.is_served() {
             return Err(Unresolved::NotServed);
         }
         if entry.spec.kind != kind {
@@ -119,17 +121,18 @@ mod tests {
             Markup::from_percent(10.0).unwrap(),
             |p| p != "anthropic",
         );
-        assert_eq!(cat.resolve("openai/o3", ModelKind::Chat).unwrap().name(), "openai/o3");
-        assert_eq!(cat.resolve("o3", ModelKind::Chat).unwrap().name(), "openai/o3");
-        assert_eq!(cat.resolve("gpt-4o", ModelKind::Chat).unwrap_err(), Unresolved::Unknown, "ambiguous alias");
-        assert_eq!(cat.resolve("anthropic/claude", ModelKind::Chat).unwrap_err(), Unresolved::NotServed);
-        assert_eq!(cat.resolve("nope/x", ModelKind::Chat).unwrap_err(), Unresolved::Unknown);
+        assert_eq!(cat.resolve("openai/o3", ModelKind::Chat, true).unwrap().name(), "openai/o3");
+        assert_eq!(cat.resolve("o3", ModelKind::Chat, true).unwrap().name(), "openai/o3");
+        assert_eq!(cat.resolve("gpt-4o", ModelKind::Chat, true).unwrap_err(), Unresolved::Unknown, "ambiguous alias");
+        assert_eq!(cat.resolve("anthropic/claude", ModelKind::Chat, true).unwrap_err(), Unresolved::NotServed);
+        assert_eq!(cat.resolve("anthropic/claude", ModelKind::Chat, false).unwrap().name(), "anthropic/claude");
+        assert_eq!(cat.resolve("nope/x", ModelKind::Chat, false).unwrap_err(), Unresolved::Unknown);
         assert_eq!(
-            cat.resolve("openai/text-embedding-3-small", ModelKind::Chat).unwrap_err(),
+            cat.resolve("openai/text-embedding-3-small", ModelKind::Chat, true).unwrap_err(),
             Unresolved::WrongKind(ModelKind::Embedding)
         );
         assert_eq!(cat.served().count(), 4);
-        let o3 = cat.resolve("o3", ModelKind::Chat).unwrap();
+        let o3 = cat.resolve("o3", ModelKind::Chat, true).unwrap();
         assert_eq!(o3.price.input.micros_per_mtok(), 110_000_000);
     }
 }

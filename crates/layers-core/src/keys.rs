@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use layers_domain::key_format::SECRET_BYTES;
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, UserId};
-use layers_store::{KeyRecord, KeyState, NewKey, Store};
+use layers_store::{CapOverrides, KeyRecord, KeyState, NewKey, Store};
 use rand::TryRngCore;
 use time::OffsetDateTime;
 
@@ -79,6 +79,28 @@ impl KeyService {
 
     pub async fn list(&self, user: UserId) -> ServiceResult<Vec<KeyRecord>> {
         Ok(self.store.keys_of_user(user).await?)
+    }
+
+    /// Sets a key's spend caps and lifetime spend limit; every node applies them at once.
+    pub async fn set_limits(
+        &self,
+        user: UserId,
+        key: KeyId,
+        caps: CapOverrides,
+        spend_limit: Option<MicroCredits>,
+    ) -> ServiceResult<KeyRecord> {
+        let record = self.store.set_key_limits(user, key, caps, spend_limit).await?;
+        self.cache.remove(&record.key_hash);
+        self.audit
+            .info(
+                Some(user),
+                "key_limits_changed",
+                serde_json::json!({"key_id": key, "per_request_micros": caps.per_request.map(|m| m.0),
+                                   "per_hour_micros": caps.per_hour.map(|m| m.0),
+                                   "spend_limit_micros": spend_limit.map(|m| m.0)}),
+            )
+            .await;
+        Ok(record)
     }
 
     /// Keys whose display prefix is `prefix` (incident response).

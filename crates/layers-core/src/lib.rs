@@ -6,12 +6,14 @@
 //! - [`keys`], [`accounts`]: creating and changing keys, accounts and credits.
 //! - [`catalogue`]: models, routes and prices as this deployment serves them.
 //! - [`chat`]: the chat completion pipeline, streaming and metering included.
-//! - [`usage_writer`], [`last_used`], [`invalidation`]: background work off the hot path.
+//! - [`billing`]: credit holds against per-node leases, settlement, lease upkeep and reaper.
+//! - [`last_used`], [`invalidation`]: background work off the hot path.
 //! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
 
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod catalogue;
 pub mod chat;
 pub mod error;
@@ -19,7 +21,6 @@ pub mod invalidation;
 pub mod keys;
 pub mod last_used;
 pub mod tasks;
-pub mod usage_writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +35,12 @@ use crate::audit::Audit;
 use crate::auth::cache::KeyCache;
 use crate::auth::pepper::Peppers;
 use crate::auth::Authenticator;
+use crate::billing::{Billing, BillingSettings};
 use crate::catalogue::Catalogue;
 use crate::chat::ChatService;
 use crate::keys::KeyService;
 use crate::last_used::LastUsed;
 use crate::tasks::Tasks;
-use crate::usage_writer::UsageSink;
 
 pub use error::{ServiceError, ServiceResult};
 
@@ -55,6 +56,7 @@ pub struct CoreSettings {
     pub key_cache_capacity: usize,
     pub key_cache_ttl: Duration,
     pub invalidation_poll: Duration,
+    pub billing: BillingSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,7 @@ pub struct Core {
     pub accounts: AccountService,
     pub chat: ChatService,
     pub catalogue: Arc<Catalogue>,
-    pub usage: UsageSink,
+    pub billing: Billing,
     tasks: Tasks,
 }
 
@@ -88,7 +90,7 @@ impl Core {
         let last_used = Arc::new(LastUsed::new());
         let audit = Audit::new(store.clone());
 
-        let usage = usage_writer::spawn_writer(store.clone(), &tasks);
+        let billing = Billing::start(store.clone(), settings.billing, &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
         invalidation::spawn_follower(store.clone(), cache.clone(), &tasks, settings.invalidation_poll);
 
@@ -96,9 +98,9 @@ impl Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
             keys: KeyService::new(store.clone(), peppers, cache, audit.clone()),
             accounts: AccountService::new(store.clone(), audit),
-            chat: ChatService::new(catalogue.clone(), providers, settings.limits, usage.clone()),
+            chat: ChatService::new(catalogue.clone(), providers, settings.limits, billing.clone()),
             catalogue,
-            usage,
+            billing,
             store,
             tasks,
         })
@@ -107,6 +109,8 @@ impl Core {
     /// Stops background work after flushing what it buffered. Call after the server stopped
     /// accepting requests and in-flight requests have ended.
     pub async fn shutdown(&self) {
+        // The settlement writer drains first; then the leases' unspent credit goes back.
         self.tasks.shutdown().await;
+        self.billing.release_all().await;
     }
 }

@@ -21,6 +21,10 @@ pub struct ChatRequest {
     pub n: Option<u32>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// An output cap the gateway set (the client set none): each adapter sends it in the
+    /// parameter its upstream understands.
+    #[serde(skip)]
+    pub gateway_output_cap: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -84,6 +88,22 @@ impl ChatRequest {
     /// The output cap the client asked for, whichever field it used.
     pub fn requested_max_tokens(&self) -> Option<u32> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The output cap in force: the client's, or the one the gateway set.
+    pub fn output_cap(&self) -> Option<u32> {
+        self.requested_max_tokens().or(self.gateway_output_cap)
+    }
+
+    /// Lowers the output cap to `n`, in the field the client used (or as a gateway cap).
+    pub fn lower_output_cap(&mut self, n: u32) {
+        if self.max_completion_tokens.is_some() {
+            self.max_completion_tokens = Some(n);
+        } else if self.max_tokens.is_some() {
+            self.max_tokens = Some(n);
+        } else {
+            self.gateway_output_cap = Some(n);
+        }
     }
 
     /// Total UTF-8 bytes of text and number of images, for estimates.

@@ -11,6 +11,15 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// Largest line or event accepted from an upstream (a stream that never ends a line must not
+/// grow memory without bound).
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The stream exceeded [`MAX_EVENT_BYTES`] in one line or event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event of the stream exceeds {MAX_EVENT_BYTES} bytes")]
+pub struct EventTooLarge;
+
 /// Incremental SSE parser (the WHATWG event-stream grammar).
 #[derive(Debug, Default)]
 pub struct SseDecoder {
@@ -28,7 +37,7 @@ impl SseDecoder {
     }
 
     /// Feeds bytes; complete events are appended to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) {
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), EventTooLarge> {
         if self.skip_lf && !bytes.is_empty() {
             self.skip_lf = false;
             if bytes[0] == b'\n' {
@@ -48,8 +57,15 @@ impl SseDecoder {
             }
             let line = std::mem::take(&mut self.line);
             self.process_line(&line, out);
+            if self.data.len() > MAX_EVENT_BYTES {
+                return Err(EventTooLarge);
+            }
         }
         self.line.extend_from_slice(bytes);
+        if self.line.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(())
     }
 
     /// End of input: an unterminated event is discarded, as the grammar requires.

@@ -5,7 +5,7 @@ fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
     let mut d = SseDecoder::new();
     let mut out = Vec::new();
     for c in chunks {
-        d.push(c, &mut out);
+        d.push(c, &mut out).unwrap();
     }
     out
 }
@@ -48,9 +48,34 @@ fn multibyte_split_across_reads() {
 fn unterminated_event_is_not_dispatched() {
     let mut d = SseDecoder::new();
     let mut out = Vec::new();
-    d.push(b"data: [DONE]", &mut out);
+    d.push(b"data: [DONE]", &mut out).unwrap();
     assert!(out.is_empty());
     assert!(d.has_partial_event());
+}
+
+#[test]
+fn endless_lines_and_events_are_refused() {
+    let mut d = SseDecoder::new();
+    let mut out = Vec::new();
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut result = Ok(());
+    for _ in 0..20 {
+        result = d.push(&chunk, &mut out);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(EventTooLarge));
+    let mut d = SseDecoder::new();
+    let line = format!("data: {}\n", "y".repeat(1024 * 1024));
+    let mut result = Ok(());
+    for _ in 0..20 {
+        result = d.push(line.as_bytes(), &mut out);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(EventTooLarge), "many data lines without a blank line");
 }
 
 #[test]

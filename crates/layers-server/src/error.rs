@@ -5,6 +5,7 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use layers_core::auth::AuthError;
+use layers_core::billing::BillingError;
 use layers_core::chat::{ChatError, UpstreamFailure};
 use serde_json::json;
 
@@ -18,6 +19,7 @@ pub enum ApiError {
     MethodNotAllowed,
     OriginNotAllowed,
     Upstream(UpstreamFailure),
+    Billing(BillingError),
     Unavailable { detail: String },
     Internal { detail: String },
 }
@@ -49,6 +51,12 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::Upstream(f) => StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            ApiError::Billing(b) => match b {
+                BillingError::TooExpensive { .. } => StatusCode::BAD_REQUEST,
+                BillingError::Insufficient { .. } | BillingError::KeyLimit { .. } => StatusCode::PAYMENT_REQUIRED,
+                BillingError::HourlyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+                BillingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,6 +105,23 @@ impl ApiError {
                 body("Origin not allowed".into(), "permission_error", "origin_not_allowed", None)
             }
             ApiError::Upstream(f) => body(f.message.clone(), f.error_type, f.code, f.param.clone()),
+            ApiError::Billing(b) => match b {
+                BillingError::TooExpensive { .. } => {
+                    body(b.to_string(), "invalid_request_error", "request_too_expensive", Some("max_tokens".into()))
+                }
+                BillingError::Insufficient { .. } => {
+                    body(b.to_string(), "insufficient_quota", "insufficient_credits", None)
+                }
+                BillingError::KeyLimit { .. } => {
+                    body(b.to_string(), "insufficient_quota", "key_spend_limit_reached", None)
+                }
+                BillingError::HourlyLimit { .. } => {
+                    body(b.to_string(), "rate_limit_error", "spend_limit_exceeded", None)
+                }
+                BillingError::Unavailable(_) => {
+                    body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
+                }
+            },
             ApiError::Unavailable { .. } => {
                 body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
             }
@@ -108,6 +133,8 @@ impl ApiError {
     fn should_retry(&self) -> Option<bool> {
         match self.status().as_u16() {
             400 | 401 | 402 | 403 | 404 | 405 | 413 | 415 => Some(false),
+            // A spend limit does not lift within the SDK's retry window.
+            429 if matches!(self, ApiError::Billing(BillingError::HourlyLimit { .. })) => Some(false),
             _ => None,
         }
     }
@@ -115,6 +142,7 @@ impl ApiError {
     fn internal_detail(&self) -> Option<String> {
         match self {
             ApiError::Auth(AuthError::Unavailable(source)) => Some(error_chain(source)),
+            ApiError::Billing(err @ BillingError::Unavailable(_)) => Some(error_chain(err)),
             ApiError::Unavailable { detail } | ApiError::Internal { detail } => Some(detail.clone()),
             _ => None,
         }
@@ -133,6 +161,7 @@ impl From<ChatError> for ApiError {
             ChatError::Invalid { message, param, code } => ApiError::Invalid { message, param, code },
             ChatError::ModelNotFound { message } => ApiError::NotFound { message, code: "model_not_found" },
             ChatError::Upstream(f) => ApiError::Upstream(f),
+            ChatError::Billing(b) => ApiError::Billing(b),
         }
     }
 }

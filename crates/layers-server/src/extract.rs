@@ -24,7 +24,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(http::header::AUTHORIZATION)
             .or_else(|| parts.headers.get("x-api-key"))
             .map(|v| v.to_str().unwrap_or(""));
-        Ok(Authenticated(state.core.auth.authenticate(header).await?))
+        let principal = state.core.auth.authenticate(header).await?;
+        let span = tracing::Span::current();
+        span.record("user_id", tracing::field::display(principal.user_id));
+        span.record("key_id", tracing::field::display(principal.key_id));
+        Ok(Authenticated(principal))
     }
 }
 

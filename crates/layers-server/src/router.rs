@@ -13,21 +13,19 @@ use crate::middleware::{context, cors};
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
-    let data_plane = Router::new()
+    Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
-        .route_layer(from_fn_with_state(state.cors.clone(), cors::cors));
-
-    Router::new()
-        .merge(data_plane)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        // Outermost last: the request context wraps everything, panics included.
+        .with_state(state.clone())
+        // Outermost last: the request context wraps everything, panics included. CORS sits
+        // outside routing so that preflights of data-plane paths never reach a method router.
         .layer(CatchPanicLayer::custom(on_panic))
+        .layer(from_fn_with_state(state.cors, cors::cors))
         .layer(from_fn(security_headers))
         .layer(from_fn(context::request_context))
 }

@@ -20,7 +20,14 @@ pub struct TestDatabase {
 #[derive(Debug)]
 enum Kind {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { name: String, admin_url: String },
+    Postgres {
+        name: String,
+        admin_url: String,
+    },
+    /// Another test's database, shared (a second node); dropped by its owner.
+    Shared {
+        postgres: bool,
+    },
 }
 
 /// The PostgreSQL server tests use: `LAYERS_TEST_POSTGRES_URL`, else the local default.
@@ -63,8 +70,17 @@ impl TestDatabase {
         Some(TestDatabase { url, kind: Kind::Postgres { name, admin_url } })
     }
 
+    /// The same database, for a second node of one deployment (never dropped through it).
+    pub fn share(&self) -> TestDatabase {
+        TestDatabase::shared(&self.url, self.is_postgres())
+    }
+
+    pub fn shared(url: &str, postgres: bool) -> TestDatabase {
+        TestDatabase { url: url.to_owned(), kind: Kind::Shared { postgres } }
+    }
+
     pub fn is_postgres(&self) -> bool {
-        matches!(self.kind, Kind::Postgres { .. })
+        matches!(self.kind, Kind::Postgres { .. } | Kind::Shared { postgres: true })
     }
 
     /// Migrates as the owner and returns the store the server would use (the app role on

@@ -100,8 +100,9 @@ pub trait CreditStore: Send + Sync {
     /// Gives back `amount` of a lease's unspent credit; `end` closes the lease. Returns false
     /// when the lease was no longer active (the reaper had already returned it).
     async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool>;
-    /// Extends the node's active leases; returns how many were still active.
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<u64>;
+    /// Extends the node's active leases; returns the ids that were still active (the others
+    /// were ended by the reaper while the node was away).
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>>;
     /// Writes a batch of settlements: usage rows, ledger debits, lease and spend counters.
     /// Idempotent by usage id; never takes a balance below zero.
     async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>>;

@@ -38,11 +38,13 @@ pub struct AppOptions {
     /// Extra TOML appended to the test configuration.
     pub config: String,
     pub env: Vec<(String, String)>,
+    /// Another app's database (URL, is PostgreSQL): this app is a second node of it.
+    pub shared_db: Option<(String, bool)>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { backend: Backend::Sqlite, config: String::new(), env: Vec::new() }
+        AppOptions { backend: Backend::Sqlite, config: String::new(), env: Vec::new(), shared_db: None }
     }
 }
 
@@ -80,6 +82,12 @@ max_output_tokens = 16384
         self
     }
 
+    /// Runs as a second node of `app`'s deployment (same database).
+    pub fn second_node_of(mut self, app: &TestApp) -> Self {
+        self.shared_db = Some((app.db.url.clone(), app.db.is_postgres()));
+        self
+    }
+
     pub fn config(mut self, toml: &str) -> Self {
         self.config.push('\n');
         self.config.push_str(toml);
@@ -106,9 +114,10 @@ impl TestApp {
 
     /// `None` when the options ask for PostgreSQL and the run allows skipping it.
     pub async fn spawn_with(opts: AppOptions) -> Option<TestApp> {
-        let db = match opts.backend {
-            Backend::Sqlite => TestDatabase::sqlite(),
-            Backend::Postgres => TestDatabase::postgres().await?,
+        let db = match (&opts.shared_db, opts.backend) {
+            (Some((url, postgres)), _) => TestDatabase::shared(url, *postgres),
+            (None, Backend::Sqlite) => TestDatabase::sqlite(),
+            (None, Backend::Postgres) => TestDatabase::postgres().await?,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("layers.toml");

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod mock_openai;
+pub mod process;
 pub mod python;
 
 pub use app::{AppOptions, Backend, TestApp};

@@ -49,6 +49,8 @@ struct Shared {
     requests: Arc<Mutex<Vec<Recorded>>>,
     /// Write each SSE event in several small pieces (byte-exactness tests).
     split_writes: Arc<Mutex<bool>>,
+    /// Random delay before answering, in milliseconds (min, max).
+    latency_ms: Arc<Mutex<(u64, u64)>>,
 }
 
 pub struct MockOpenAi {
@@ -66,6 +68,7 @@ impl MockOpenAi {
             })),
             requests: Arc::new(Mutex::new(Vec::new())),
             split_writes: Arc::new(Mutex::new(false)),
+            latency_ms: Arc::new(Mutex::new((0, 0))),
         };
         let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,6 +81,11 @@ impl MockOpenAi {
 
     pub fn reply_with(&self, reply: Reply) {
         *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    /// Answers after a random delay between `min` and `max` milliseconds.
+    pub fn latency(&self, min_ms: u64, max_ms: u64) {
+        *self.shared.latency_ms.lock().unwrap() = (min_ms, max_ms.max(min_ms));
     }
 
     pub fn split_writes(&self, on: bool) {
@@ -96,8 +104,13 @@ impl MockOpenAi {
 async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
-    let reply = s.reply.lock().unwrap().clone();
+    let reply = reply_for(&body).unwrap_or_else(|| s.reply.lock().unwrap().clone());
     let split = *s.split_writes.lock().unwrap();
+    let (min, max) = *s.latency_ms.lock().unwrap();
+    if max > 0 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+        tokio::time::sleep(Duration::from_millis(min + nanos % (max - min + 1))).await;
+    }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let streaming = body["stream"].as_bool().unwrap_or(false);
     let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
@@ -148,6 +161,30 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             unreachable!()
         }
     }
+}
+
+/// Per-request behaviour chosen by the last user message, so mixed traffic can run at once:
+/// `mock:500`, `mock:hang`, `mock:stall`, `mock:cut`, `mock:tokens=N` (completion tokens).
+fn reply_for(body: &Value) -> Option<Reply> {
+    let text = body["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?["content"].as_str()?;
+    let cmd = text.strip_prefix("mock:")?;
+    let slow = |end| Reply::SlowStream {
+        pieces: (0..20).map(|i| format!(" w{i}")).collect(),
+        delay: Duration::from_millis(5),
+        end,
+        prompt_tokens: 10,
+    };
+    Some(match cmd.split_whitespace().next()? {
+        "500" => Reply::Status { status: 500, message: "mock failure".into(), retry_after: None },
+        "hang" => Reply::Hang,
+        "stall" => slow(StreamEnd::Stall),
+        "cut" => slow(StreamEnd::Cut),
+        "slow" => slow(StreamEnd::Finish),
+        other => {
+            let n = other.strip_prefix("tokens=")?.parse().ok()?;
+            Reply::Answer { content: "counted answer".into(), prompt_tokens: 10, completion_tokens: n }
+        }
+    })
 }
 
 fn usage(prompt: u32, completion: u32) -> Value {

@@ -7,11 +7,12 @@ use anyhow::{bail, Context};
 use layers_core::accounts::{AccountService, CreditChange};
 use layers_core::audit::Audit;
 use layers_core::auth::cache::KeyCache;
+use layers_core::keys::KeyService as Keys;
 use layers_core::keys::{KeyService, NewKeyRequest};
 use layers_domain::{KeyEnv, MicroCredits, Tier};
-use layers_store::{KeyState, Store};
+use layers_store::{CapOverrides, KeyRecord, KeyState, Store};
 
-use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, UserCommand};
+use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, LeasesCommand, UserCommand};
 use crate::config::Settings;
 use crate::output::emit;
 use crate::startup;
@@ -32,32 +33,51 @@ async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminComm
             let user = accounts.create_user(&email, tier).await?;
             emit(&user.id.to_string());
         }
+        AdminCommand::User { command: UserCommand::SetTier { email, tier } } => {
+            let user = accounts.user_by_email(&email).await?;
+            accounts.set_tier(user.id, tier.parse()?).await?;
+            emit(&user.id.to_string());
+        }
+        AdminCommand::User { command: UserCommand::SetCaps { email, per_request, per_hour } } => {
+            let user = accounts.user_by_email(&email).await?;
+            let caps = CapOverrides {
+                per_request: limit_arg(per_request.as_deref(), user.caps.per_request)?,
+                per_hour: limit_arg(per_hour.as_deref(), user.caps.per_hour)?,
+            };
+            accounts.set_caps(user.id, caps).await?;
+            emit(&user.id.to_string());
+        }
+        AdminCommand::Leases { command: LeasesCommand::Reap } => {
+            let reaped = store.reap_expired_leases(time::OffsetDateTime::now_utc()).await?;
+            emit(&format!("{} {}", reaped.leases, MicroCredits(reaped.micros)));
+        }
         AdminCommand::Key { command } => {
             let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
             // Serving nodes learn of changes through the database's invalidation feed.
             let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
             let keys = KeyService::new(store.clone(), peppers, cache, audit);
             match command {
-                KeyCommand::Create { email, env, name } => {
+                KeyCommand::Create { email, env, name, spend_limit } => {
                     let user = accounts.user_by_email(&email).await?;
                     let env: KeyEnv = env.parse()?;
-                    let created = keys
-                        .create(NewKeyRequest { user: user.id, env, name, spend_limit: None, expires_at: None })
-                        .await?;
+                    let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
+                    let created =
+                        keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None }).await?;
                     emit(created.key.expose());
                 }
                 KeyCommand::Deactivate { prefix } => {
-                    let found = keys.find_by_prefix(prefix.trim()).await?;
-                    let key = match found.as_slice() {
-                        [] => bail!("no key has the display prefix {prefix:?}"),
-                        [one] => one,
-                        many => bail!(
-                            "{} keys share this prefix ({}); deactivate them from the dashboard by id",
-                            many.len(),
-                            many.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
-                        ),
-                    };
+                    let key = key_by_prefix(&keys, &prefix).await?;
                     let done = keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?;
+                    emit(&done.id.to_string());
+                }
+                KeyCommand::SetLimits { prefix, per_request, per_hour, spend_limit } => {
+                    let key = key_by_prefix(&keys, &prefix).await?;
+                    let caps = CapOverrides {
+                        per_request: limit_arg(per_request.as_deref(), key.caps.per_request)?,
+                        per_hour: limit_arg(per_hour.as_deref(), key.caps.per_hour)?,
+                    };
+                    let spend_limit = limit_arg(spend_limit.as_deref(), key.spend_limit)?;
+                    let done = keys.set_limits(key.user_id, key.id, caps, spend_limit).await?;
                     emit(&done.id.to_string());
                 }
                 KeyCommand::List { email } => {
@@ -106,6 +126,35 @@ async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminComm
         },
     }
     Ok(())
+}
+
+/// The one live key with this display prefix.
+async fn key_by_prefix(keys: &Keys, prefix: &str) -> anyhow::Result<KeyRecord> {
+    let mut found = keys.find_by_prefix(prefix.trim()).await?;
+    found.retain(|k| k.state != KeyState::Deleted);
+    match found.len() {
+        0 => bail!("no key has the display prefix {prefix:?}"),
+        1 => Ok(found.remove(0)),
+        n => bail!(
+            "{n} keys share this prefix ({}); act on them from the dashboard by id",
+            found.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A limit argument: absent keeps `current`, `default` removes the override, else credits.
+fn limit_arg(arg: Option<&str>, current: Option<MicroCredits>) -> anyhow::Result<Option<MicroCredits>> {
+    match arg {
+        None => Ok(current),
+        Some("default") | Some("none") => Ok(None),
+        Some(text) => {
+            let amount = parse_credits(text)?;
+            if amount.0 < 0 {
+                bail!("limits are zero or more credits");
+            }
+            Ok(Some(amount))
+        }
+    }
 }
 
 fn parse_credits(text: &str) -> anyhow::Result<MicroCredits> {

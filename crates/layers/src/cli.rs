@@ -52,6 +52,17 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CreditsCommand,
     },
+    /// Credit leases of the gateway nodes.
+    Leases {
+        #[command(subcommand)]
+        command: LeasesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeasesCommand {
+    /// Return the credit of leases whose node stopped renewing them; prints "LEASES CREDITS".
+    Reap,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +73,22 @@ pub enum UserCommand {
         email: String,
         #[arg(long, default_value = "free", value_parser = ["free", "starter", "pro", "team"])]
         tier: String,
+    },
+    /// Change an account's tier (applies at once on every node).
+    SetTier {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["free", "starter", "pro", "team"])]
+        tier: String,
+    },
+    /// Override the tier's spend caps for an account, in credits ("default" inherits the tier's).
+    SetCaps {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        per_request: Option<String>,
+        #[arg(long)]
+        per_hour: Option<String>,
     },
 }
 
@@ -75,6 +102,20 @@ pub enum KeyCommand {
         env: String,
         #[arg(long, default_value = "default")]
         name: String,
+        /// Lifetime spend limit of the key, in credits.
+        #[arg(long)]
+        spend_limit: Option<String>,
+    },
+    /// Set a key's caps and spend limit, in credits ("default" removes one); prints its id.
+    SetLimits {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        per_request: Option<String>,
+        #[arg(long)]
+        per_hour: Option<String>,
+        #[arg(long)]
+        spend_limit: Option<String>,
     },
     /// Deactivate a key by its display prefix (e.g. lyr_live_sk_ab12); prints its id.
     Deactivate {

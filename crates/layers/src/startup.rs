@@ -45,6 +45,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             key_cache_capacity: settings.key_cache_capacity,
             key_cache_ttl: settings.key_cache_ttl,
             invalidation_poll: settings.invalidation_poll,
+            billing: settings.billing,
         },
         store,
     )?;
@@ -60,21 +61,10 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let Prepared { core, state, shutdown_timeout } = prepared;
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let mut server = Box::pin(layers_server::serve(listener, state, async move {
-        shutdown.await;
-        notify.notify_one();
-    }));
-    let result = tokio::select! {
-        r = &mut server => r.context("the HTTP server failed"),
-        _ = async { stopping.notified().await; tokio::time::sleep(shutdown_timeout).await } => {
-            tracing::warn!(timeout_secs = shutdown_timeout.as_secs(), "shutdown timeout reached; closing remaining connections");
-            Ok(())
-        }
-    };
-    // Dropping the server ends any stream still open; its usage is metered as it drops.
-    drop(server);
+    let result =
+        layers_server::serve(listener, state, shutdown, shutdown_timeout).await.context("the HTTP server failed");
+    // Every connection has ended (streams cut at the deadline were metered as they dropped):
+    // now flush what is buffered and close the store.
     core.shutdown().await;
     core.store.close().await;
     tracing::info!("stopped");
@@ -86,14 +76,21 @@ pub async fn open_store(db: &DatabaseSettings, production: bool) -> anyhow::Resu
     if db.auto_migrate {
         migrate(db).await?;
     }
+    // Checked as the login role: on a never-migrated PostgreSQL the app role does not exist
+    // yet, and the operator should hear "run layers migrate", not "role does not exist".
+    let login = layers_store::connect(&ConnectOptions { url: db.url.clone(), max_connections: 1, app_role: None })
+        .await
+        .context("cannot connect to the database")?;
+    let migrated = login.check_migrated().await;
+    login.close().await;
+    migrated.context("the database schema is not ready")?;
     let store = layers_store::connect(&ConnectOptions {
         url: db.url.clone(),
         max_connections: db.max_connections,
         app_role: db.app_role.clone(),
     })
     .await
-    .context("cannot connect to the database")?;
-    store.check_migrated().await.context("the database schema is not ready")?;
+    .context("cannot connect to the database as the app role")?;
     if db.backend == Backend::Postgres {
         let probe = PgStore::connect(&db.url, 1, db.app_role.as_deref()).await?;
         let confined = probe.check_role_is_confined().await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, Tier, UserId};
-use layers_store::{KeyAuthRecord, KeyState, Store, StoreError, UserStatus};
+use layers_store::{CapOverrides, KeyAuthRecord, KeyState, Store, StoreError, UserStatus};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
@@ -25,7 +25,10 @@ pub struct Principal {
     pub user_id: UserId,
     pub env: KeyEnv,
     pub tier: Tier,
+    /// The key's lifetime spend limit.
     pub spend_limit: Option<MicroCredits>,
+    pub key_caps: CapOverrides,
+    pub account_caps: CapOverrides,
 }
 
 /// Why a request is not authenticated. The `Display` texts are the exact client messages.
@@ -159,6 +162,8 @@ fn judge(r: &KeyAuthRecord) -> Result<Principal, AuthError> {
         env: r.key.env,
         tier: r.tier,
         spend_limit: r.key.spend_limit,
+        key_caps: r.key.caps,
+        account_caps: r.account_caps,
     })
 }
 

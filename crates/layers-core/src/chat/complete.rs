@@ -10,9 +10,14 @@ use serde_json::{json, Map, Value};
 
 use super::errors::describe;
 use super::meter::{Ending, Meter};
-use super::{ChatError, ChatReply, ReplyBody, Route};
+use super::{ChatError, ChatReply, Credits, ReplyBody, Route};
 
-pub(super) async fn run(route: &Route, call: &ChatCall<'_>, meter: Meter) -> Result<ChatReply, ChatError> {
+pub(super) async fn run(
+    route: &Route,
+    call: &ChatCall<'_>,
+    mut meter: Meter,
+    mut credits: Credits,
+) -> Result<ChatReply, ChatError> {
     match route.adapter.complete(call).await {
         Ok(completion) => {
             let generated = generated_bytes(&completion.body);
@@ -24,14 +29,14 @@ pub(super) async fn run(route: &Route, call: &ChatCall<'_>, meter: Meter) -> Res
                 route.entry.name(),
                 &metered.usage,
                 upstream_usage.as_ref(),
-                metered.cost,
+                metered.charged,
                 latency_ms,
             );
-            Ok(ChatReply {
-                provider: route.provider.clone(),
-                credits_charged: metered.cost,
-                body: ReplyBody::Json(body),
-            })
+            if credits.billed {
+                credits.charged = Some(metered.charged);
+                credits.remaining = metered.remaining;
+            }
+            Ok(ChatReply { provider: route.provider.clone(), credits, body: ReplyBody::Json(body) })
         }
         Err(err) => {
             let failure = describe(&err);

@@ -1,40 +1,43 @@
-//! Metering of one request: however it ends, exactly one usage row is handed to the writer.
-//! Invariant: `Meter::finish` consumes the meter, so a request cannot be recorded twice; it
-//! never awaits, so it is safe to call from `Drop` when a client disconnects.
+//! Metering of one request: however it ends, exactly one usage row is handed to the settlement
+//! writer, with the hold settled or released. Invariant: `finish` runs once (it takes the row);
+//! it never awaits, so it is safe in `Drop` when a client disconnects.
 
 use layers_domain::{tokens, MicroCredits, Price, Usage};
-use layers_store::UsageRecord;
+use layers_store::{Settlement, UsageRecord};
 use tokio::time::Instant;
 
-use crate::usage_writer::UsageSink;
+use crate::billing::{Reservation, SettleSink};
 
 /// How a request ended.
 #[derive(Debug)]
 pub(crate) enum Ending {
     /// The upstream finished; charge its usage.
     Completed { usage: Option<Usage>, generated_bytes: usize },
-    /// The client went away mid-stream; charge what was generated.
+    /// The client went away; charge what was generated.
     ClientGone { usage: Option<Usage>, generated_bytes: usize },
     /// The upstream failed; record it, charge nothing.
     Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize },
 }
 
 /// What was recorded.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Metered {
     pub usage: Usage,
-    pub cost: MicroCredits,
+    pub charged: MicroCredits,
+    /// Approximately what the account still has (None for unbilled requests).
+    pub remaining: Option<MicroCredits>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Meter {
-    sink: UsageSink,
-    row: UsageRecord,
+    sink: SettleSink,
+    row: Option<UsageRecord>,
     price: Price,
-    billable: bool,
     started: Instant,
     /// Typical prompt size, used when the upstream reports no usage.
     prompt_estimate: u32,
+    /// The request's hold; `None` for requests that are never billed (test keys).
+    reservation: Option<Reservation>,
 }
 
 /// HTTP's unofficial "client closed request", as nginx logs it.
@@ -42,17 +45,18 @@ pub(crate) const CLIENT_CLOSED: u16 = 499;
 
 impl Meter {
     pub(crate) fn new(
-        sink: UsageSink,
+        sink: SettleSink,
         row: UsageRecord,
         price: Price,
-        billable: bool,
         started: Instant,
         prompt_estimate: u32,
+        reservation: Option<Reservation>,
     ) -> Meter {
-        Meter { sink, row, price, billable, started, prompt_estimate }
+        Meter { sink, row: Some(row), price, started, prompt_estimate, reservation }
     }
 
-    pub(crate) fn finish(mut self, ending: Ending) -> Metered {
+    pub(crate) fn finish(&mut self, ending: Ending) -> Metered {
+        let Some(mut row) = self.row.take() else { return Metered::default() };
         let (status, code, usage, generated, charge) = match ending {
             Ending::Completed { usage, generated_bytes } => (200, None, usage, generated_bytes, true),
             Ending::ClientGone { usage, generated_bytes } => {
@@ -72,15 +76,35 @@ impl Meter {
             },
             None => Usage::default(),
         };
-        let cost = if self.billable && charge { self.price.cost(&usage) } else { MicroCredits::ZERO };
-        self.row.usage = usage;
-        self.row.cost = cost;
-        self.row.charged = cost;
-        self.row.status = status;
-        self.row.error_code = code.map(str::to_owned);
-        self.row.usage_estimated = estimated;
-        self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.sink.record(self.row);
-        Metered { usage, cost }
+        row.usage = usage;
+        row.cost = if self.reservation.is_some() && charge { self.price.cost(&usage) } else { MicroCredits::ZERO };
+        row.charged = MicroCredits::ZERO;
+        row.status = status;
+        row.error_code = code.map(str::to_owned);
+        row.usage_estimated = estimated;
+        row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let charge = match self.reservation.take() {
+            Some(hold) if charge => Some(hold.settle(row)),
+            Some(hold) => Some(hold.release(row)),
+            None => {
+                self.sink.record_unbilled(Settlement { usage: row, lease_id: None });
+                None
+            }
+        };
+        Metered {
+            usage,
+            charged: charge.map_or(MicroCredits::ZERO, |c| c.charged),
+            remaining: charge.map(|c| c.remaining),
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Still unfinished: the request was abandoned (the client went away while the upstream
+        // worked). What the upstream consumed is charged as estimated.
+        if self.row.is_some() {
+            self.finish(Ending::ClientGone { usage: None, generated_bytes: 0 });
+        }
     }
 }

@@ -23,8 +23,8 @@ pub use self::errors::UpstreamFailure;
 use self::meter::{Ending, Meter};
 pub use self::stream::ClientStream;
 use crate::auth::Principal;
+use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
-use crate::usage_writer::UsageSink;
 
 /// The provider that answers test keys.
 pub const SANDBOX_PROVIDER: &str = "sandbox";
@@ -42,8 +42,21 @@ pub struct CallContext {
 pub struct ChatReply {
     /// The provider that served the request (`x-layers-provider`).
     pub provider: String,
-    pub credits_charged: MicroCredits,
+    pub credits: Credits,
     pub body: ReplyBody,
+}
+
+/// Billing facts for the response headers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Credits {
+    /// Whether the request is billed (live key).
+    pub billed: bool,
+    /// What was charged; `None` for a stream, whose cost is known only at its end.
+    pub charged: Option<MicroCredits>,
+    /// Approximately what the account still has available.
+    pub remaining: Option<MicroCredits>,
+    /// The output cap the gateway lowered `max_tokens` to, to fit the credit or the caps.
+    pub max_tokens_capped: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -60,6 +73,8 @@ pub enum ChatError {
     ModelNotFound { message: String },
     #[error("{}", .0.message)]
     Upstream(UpstreamFailure),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
 }
 
 #[derive(Debug)]
@@ -67,7 +82,7 @@ pub struct ChatService {
     catalogue: Arc<Catalogue>,
     providers: Providers,
     limits: RequestLimits,
-    usage: UsageSink,
+    billing: Billing,
 }
 
 /// Where one request goes.
@@ -80,20 +95,44 @@ pub(crate) struct Route {
 }
 
 impl ChatService {
-    pub fn new(catalogue: Arc<Catalogue>, providers: Providers, limits: RequestLimits, usage: UsageSink) -> Self {
-        ChatService { catalogue, providers, limits, usage }
+    pub fn new(catalogue: Arc<Catalogue>, providers: Providers, limits: RequestLimits, billing: Billing) -> Self {
+        ChatService { catalogue, providers, limits, billing }
     }
 
     pub fn limits(&self) -> &RequestLimits {
         &self.limits
     }
 
-    pub async fn chat(&self, ctx: &CallContext, req: ChatRequest) -> Result<ChatReply, ChatError> {
+    pub async fn chat(&self, ctx: &CallContext, mut req: ChatRequest) -> Result<ChatReply, ChatError> {
         validate::check_limits(&req, &self.limits)?;
-        let entry = self.resolve(&req.model)?;
+        let billed = ctx.principal.env == KeyEnv::Live;
+        let entry = self.resolve(&req.model, billed)?;
+        tracing::Span::current().record("model", entry.name());
         validate::check_against_model(&req, &entry)?;
         let route = self.route(ctx, entry)?;
-        let meter = self.meter(ctx, &route, &req);
+        let mut credits = Credits { billed, ..Credits::default() };
+        let reservation = if billed {
+            let (bytes, images) = req.prompt_size();
+            let reserved = self
+                .billing
+                .reserve(ReserveRequest {
+                    principal: &ctx.principal,
+                    price: &route.entry.price,
+                    prompt_tokens: tokens::estimate_prompt(req.messages.len(), bytes, images),
+                    requested_output: req.requested_max_tokens(),
+                    model_output_cap: route.entry.spec.max_output_tokens,
+                })
+                .await?;
+            if let Some(n) = reserved.lowered_to {
+                req.lower_output_cap(n);
+                credits.max_tokens_capped = Some(n);
+            }
+            Some(reserved.reservation)
+        } else {
+            None
+        };
+        let meter = self.meter(ctx, &route, &req, reservation);
+        credits.remaining = billed.then(|| self.billing.remaining(&ctx.principal));
         let deadline = ctx.started + route.adapter.timeouts().total;
         let call = ChatCall {
             request: &req,
@@ -102,9 +141,9 @@ impl ChatService {
             deadline,
         };
         if req.is_stream() {
-            self.stream(ctx, &route, &call, meter, req.wants_stream_usage()).await
+            self.stream(ctx, &route, &call, meter, req.wants_stream_usage(), credits).await
         } else {
-            complete::run(&route, &call, meter).await
+            complete::run(&route, &call, meter, credits).await
         }
     }
 
@@ -115,8 +154,9 @@ impl ChatService {
         call: &ChatCall<'_>,
         meter: Meter,
         show_usage: bool,
+        credits: Credits,
     ) -> Result<ChatReply, ChatError> {
-        let failed = |meter: Meter, err: &layers_providers::ProviderError| {
+        let failed = |mut meter: Meter, err: &layers_providers::ProviderError| {
             let failure = errors::describe(err);
             tracing::warn!(provider = %route.provider, error = %err, status = failure.status, "upstream stream failed to start");
             meter.finish(Ending::Failed {
@@ -142,15 +182,11 @@ impl ChatService {
             }
         };
         let body = ClientStream::new(chunks, first, route.entry.name(), ctx.request_id.as_str(), show_usage, meter);
-        Ok(ChatReply {
-            provider: route.provider.clone(),
-            credits_charged: MicroCredits::ZERO,
-            body: ReplyBody::Stream(Box::new(body)),
-        })
+        Ok(ChatReply { provider: route.provider.clone(), credits, body: ReplyBody::Stream(Box::new(body)) })
     }
 
-    fn resolve(&self, model: &str) -> Result<Arc<ModelEntry>, ChatError> {
-        self.catalogue.resolve(model, ModelKind::Chat).cloned().map_err(|why| match why {
+    fn resolve(&self, model: &str, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
+        self.catalogue.resolve(model, ModelKind::Chat, served_only).cloned().map_err(|why| match why {
             Unresolved::Unknown => {
                 ChatError::ModelNotFound { message: format!("The model `{}` does not exist", printable(model)) }
             }
@@ -182,7 +218,7 @@ impl ChatService {
         Ok(Route { entry, adapter, provider, upstream_model, started: ctx.started })
     }
 
-    fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest) -> Meter {
+    fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest, reservation: Option<Reservation>) -> Meter {
         let (bytes, images) = req.prompt_size();
         let row = UsageRecord {
             // Time-ordered, so usage inserts append to the index instead of scattering.
@@ -204,14 +240,13 @@ impl ChatService {
             usage_estimated: false,
             created_at: OffsetDateTime::now_utc(),
         };
-        let billable = ctx.principal.env == KeyEnv::Live;
         Meter::new(
-            self.usage.clone(),
+            self.billing.sink().clone(),
             row,
             route.entry.price,
-            billable,
             ctx.started,
             tokens::typical_prompt(req.messages.len(), bytes, images),
+            reservation,
         )
     }
 }

@@ -28,6 +28,8 @@ pub struct ClientStream {
     usage: Option<Usage>,
     generated_bytes: usize,
     done: bool,
+    /// The request's span: the body is polled outside the handler, logs keep their ids.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for ClientStream {
@@ -55,6 +57,7 @@ impl ClientStream {
             usage: None,
             generated_bytes: 0,
             done: false,
+            span: tracing::Span::current(),
         }
     }
 
@@ -83,10 +86,8 @@ impl ClientStream {
         Some(Bytes::from(buf))
     }
 
-    fn finish(&mut self, ending: Ending) {
-        if let Some(meter) = self.meter.take() {
-            meter.finish(ending);
-        }
+    fn finish(&mut self, ending: Ending) -> Option<super::meter::Metered> {
+        self.meter.take().map(|mut meter| meter.finish(ending))
     }
 
     fn fail(&mut self, failure: &UpstreamFailure) -> Bytes {
@@ -111,6 +112,8 @@ impl Stream for ClientStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        let span = this.span.clone();
+        let _entered = span.enter();
         loop {
             if this.done {
                 return Poll::Ready(None);
@@ -153,6 +156,8 @@ impl Stream for ClientStream {
 impl Drop for ClientStream {
     fn drop(&mut self) {
         // Still metered here only if the client disconnected before the stream ended.
+        let span = self.span.clone();
+        let _entered = span.enter();
         let (usage, generated_bytes) = (self.usage, self.generated_bytes);
         self.finish(Ending::ClientGone { usage, generated_bytes });
     }

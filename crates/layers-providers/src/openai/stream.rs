@@ -41,7 +41,10 @@ pub(super) fn chunks(resp: reqwest::Response) -> ChunkStream {
             match st.bytes.next().await {
                 Some(Ok(bytes)) => {
                     let mut out = Vec::new();
-                    st.decoder.push(&bytes, &mut out);
+                    if st.decoder.push(&bytes, &mut out).is_err() {
+                        st.finished = true;
+                        return Some((Err(ProviderError::Protocol("stream event too large")), st));
+                    }
                     st.pending.extend(out);
                 }
                 Some(Err(e)) => {

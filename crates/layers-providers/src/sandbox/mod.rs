@@ -91,7 +91,7 @@ impl Reply {
         );
         let mut pieces = split_tokens(&text);
         let mut finish_reason = "stop";
-        if let Some(max) = req.requested_max_tokens() {
+        if let Some(max) = req.output_cap() {
             if pieces.len() > max as usize {
                 pieces.truncate(max as usize);
                 finish_reason = "length";

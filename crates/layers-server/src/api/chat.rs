@@ -42,8 +42,24 @@ fn render(reply: ChatReply) -> Response {
             r
         }
     };
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&reply.provider) {
-        resp.headers_mut().insert("x-layers-provider", v);
+        h.insert("x-layers-provider", v);
+    }
+    let c = reply.credits;
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    if let Some(charged) = c.charged {
+        put("x-layers-credits-charged", charged.to_string());
+    }
+    if let Some(remaining) = c.remaining {
+        put("x-layers-credits-remaining", remaining.to_string());
+    }
+    if let Some(n) = c.max_tokens_capped {
+        put("x-layers-max-tokens-capped", n.to_string());
     }
     resp
 }

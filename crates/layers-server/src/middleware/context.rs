@@ -10,6 +10,7 @@ use http::HeaderValue;
 use layers_domain::{base62, RequestId};
 use rand::RngCore;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::{render, ErrorBody, InternalDetail};
 
@@ -29,8 +30,18 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(Started(started));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // Every log line of this request carries its ids; `user_id`, `key_id` and `model` are
+    // recorded once known. Never e-mails, keys or prompts.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        user_id = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+        model = tracing::field::Empty,
+    );
 
-    let mut resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let _entered = span.enter();
 
     if let Some(body) = resp.extensions_mut().remove::<ErrorBody>() {
         *resp.body_mut() = Body::from(render(&body, Some(id.as_str())));
@@ -39,10 +50,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let status = resp.status();
     if status.is_server_error() {
         let detail = resp.extensions_mut().remove::<InternalDetail>().map(|d| d.0).unwrap_or_default();
-        tracing::error!(request_id = %id, %method, %path, status = status.as_u16(), detail = %detail, "request failed");
+        tracing::error!(%method, %path, status = status.as_u16(), detail = %detail, "request failed");
     } else {
-        tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(),
-                        elapsed_us = started.elapsed().as_micros() as u64, "request");
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     }
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         resp.headers_mut().insert("x-request-id", v);

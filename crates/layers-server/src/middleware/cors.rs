@@ -46,7 +46,15 @@ impl CorsPolicy {
     }
 }
 
+/// Whether CORS applies to a path: the data plane only (SPEC §8.3).
+fn is_data_plane(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/api/v1/")
+}
+
 pub async fn cors(State(policy): State<CorsPolicy>, req: Request, next: Next) -> Response {
+    if !is_data_plane(req.uri().path()) {
+        return next.run(req).await;
+    }
     let origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let is_preflight =
         req.method() == Method::OPTIONS && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);

@@ -208,15 +208,12 @@ REVOKE ALL ON FUNCTION layers_reap_leases(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_reap_leases(timestamptz) TO layers_app;
 
 -- Renewal of a node's leases (one call for all of them).
-CREATE FUNCTION layers_renew_leases(p_node uuid, p_ids uuid[], p_expires timestamptz) RETURNS bigint
+CREATE FUNCTION layers_renew_leases(p_node uuid, p_ids uuid[], p_expires timestamptz) RETURNS SETOF uuid
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
-    WITH renewed AS (
-        UPDATE credit_leases SET expires_at = p_expires
-        WHERE id = ANY (p_ids) AND node_id = p_node AND state = 'active'
-        RETURNING 1
-    )
-    SELECT count(*) FROM renewed
+    UPDATE credit_leases SET expires_at = p_expires
+    WHERE id = ANY (p_ids) AND node_id = p_node AND state = 'active'
+    RETURNING id
 $$;
 REVOKE ALL ON FUNCTION layers_renew_leases(uuid, uuid[], timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_renew_leases(uuid, uuid[], timestamptz) TO layers_app;

@@ -82,17 +82,16 @@ impl CreditStore for PgStore {
         Ok(true)
     }
 
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<u64> {
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let renewed: i64 = sqlx::query_scalar("SELECT layers_renew_leases($1, $2, $3)")
+        Ok(sqlx::query_scalar("SELECT layers_renew_leases($1, $2, $3)")
             .bind(node)
             .bind(leases)
             .bind(expires_at)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(renewed.max(0) as u64)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {

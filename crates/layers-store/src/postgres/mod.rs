@@ -63,26 +63,31 @@ impl PgStore {
         Ok(self.pool.begin_with(format!("BEGIN; SET LOCAL app.user_id = '{}'", user.0)).await?)
     }
 
-    /// Refuses a connection whose effective role could read past row-level security.
+    /// Refuses a connection that could read past row-level security: the effective role (after
+    /// `SET ROLE`) and the login role must both be unable to bypass it, and own no table (a
+    /// login role that could simply `RESET ROLE` is no confinement at all).
     pub async fn check_role_is_confined(&self) -> StoreResult<()> {
-        let (role, superuser, bypass): (String, bool, bool) =
-            sqlx::query_as("SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-                .fetch_one(&self.pool)
-                .await?;
-        if superuser || bypass {
-            return Err(StoreError::UnsafeRole {
-                detail: format!("role {role} is a superuser or has BYPASSRLS; set database.app_role"),
-            });
-        }
-        let owned: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tableowner = current_user",
+        let roles: Vec<(String, String, bool, bool, i64)> = sqlx::query_as(
+            "SELECT which, r.rolname::text, r.rolsuper, r.rolbypassrls, \
+                    (SELECT count(*) FROM pg_tables t WHERE t.schemaname = current_schema() AND t.tableowner = r.rolname) \
+             FROM (VALUES ('effective', current_user), ('login', session_user)) AS w(which, name) \
+             JOIN pg_roles r ON r.rolname = w.name",
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if owned > 0 {
-            return Err(StoreError::UnsafeRole {
-                detail: format!("role {role} owns {owned} table(s); the server must not own its tables"),
-            });
+        for (which, role, superuser, bypass, owned) in roles {
+            if superuser || bypass {
+                return Err(StoreError::UnsafeRole {
+                    detail: format!("the {which} role {role} is a superuser or has BYPASSRLS"),
+                });
+            }
+            if owned > 0 {
+                return Err(StoreError::UnsafeRole {
+                    detail: format!(
+                        "the {which} role {role} owns {owned} table(s); the server must not own its tables"
+                    ),
+                });
+            }
         }
         Ok(())
     }

@@ -171,22 +171,24 @@ impl CreditStore for SqliteStore {
         Ok(true)
     }
 
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<u64> {
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let mut renewed = 0;
+        let mut renewed = Vec::with_capacity(leases.len());
         for id in leases {
-            renewed += sqlx::query(
+            let done = sqlx::query(
                 "UPDATE credit_leases SET expires_at = ? WHERE id = ? AND node_id = ? AND state = 'active'",
             )
             .bind(ms(expires_at))
             .bind(id.to_string())
             .bind(node.to_string())
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
+            if done.rows_affected() > 0 {
+                renewed.push(*id);
+            }
         }
         tx.commit().await?;
         Ok(renewed)

@@ -116,7 +116,7 @@ conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>
     assert_eq!((out[0].charged.0, out[0].balance_after), (300, Some(MicroCredits(700))));
     assert_eq!((out[1].outcome, out[1].charged.0), (SettleOutcome::Applied, 0));
     // A retried flush changes nothing.
-    let again = store.settle(&[a.clone()]).await.unwrap();
+    let again = store.settle(std::slice::from_ref(&a)).await.unwrap();
     assert_eq!(again[0].outcome, SettleOutcome::Duplicate);
     let state = store.credit_state(u.id).await.unwrap();
     assert_eq!((state.balance.0, state.leased.0), (700, 700));
@@ -160,9 +160,11 @@ conformance!(the_reaper_returns_expired_leases_and_late_settlements_are_refused,
     store.acquire_lease(&req).await.unwrap();
     let live = Uuid::new_v4();
     store.acquire_lease(&lease_req(u.id, k.id, live, 1, 100)).await.unwrap();
-    assert_eq!(store.renew_leases(Uuid::nil(), &[live], now() + Duration::seconds(60)).await.unwrap(), 1);
+    assert_eq!(store.renew_leases(Uuid::nil(), &[live], now() + Duration::seconds(60)).await.unwrap(), vec![live]);
     let reaped = store.reap_expired_leases(now()).await.unwrap();
     assert_eq!((reaped.leases, reaped.micros), (1, 800));
+    // Once reaped, a lease cannot be renewed back to life.
+    assert!(store.renew_leases(Uuid::nil(), &[lease], now() + Duration::seconds(60)).await.unwrap().is_empty());
     assert_eq!(store.reap_expired_leases(now()).await.unwrap().leases, 0, "idempotent");
     assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 100);
     // The node that held the reaped lease was only paused: its settlement arrives late.

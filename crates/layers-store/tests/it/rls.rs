@@ -70,11 +70,26 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
 async fn the_server_role_is_confined_and_the_owner_is_not() {
     let Some(db) = TestDatabase::postgres().await else { return };
     db.store().await; // migrate
-    let app = PgStore::connect(&db.url, 1, Some(APP_ROLE)).await.unwrap();
+                      // A login role that may only become layers_app, as docs/postgres.md sets it up.
+    let login = format!("layers_login_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    admin.execute(format!("CREATE ROLE {login} LOGIN NOINHERIT IN ROLE {APP_ROLE}").as_str()).await.unwrap();
+    let login_url = db.url.replacen("postgres@", &format!("{login}@"), 1);
+    assert_ne!(login_url, db.url, "test URL shape changed: {}", db.url);
+
+    let app = PgStore::connect(&login_url, 1, Some(APP_ROLE)).await.unwrap();
     app.check_role_is_confined().await.unwrap();
+    // Logged in as the owner (a superuser here), SET ROLE is no confinement: RESET ROLE escapes it.
+    let owner_as_app = PgStore::connect(&db.url, 1, Some(APP_ROLE)).await.unwrap();
+    let err = owner_as_app.check_role_is_confined().await.unwrap_err();
+    assert!(matches!(&err, StoreError::UnsafeRole { detail } if detail.contains("login role")), "{err:?}");
     let owner = PgStore::connect(&db.url, 1, None).await.unwrap();
-    let err = owner.check_role_is_confined().await.unwrap_err();
-    assert!(matches!(err, StoreError::UnsafeRole { .. }), "{err:?}");
+    assert!(matches!(owner.check_role_is_confined().await.unwrap_err(), StoreError::UnsafeRole { .. }));
     app.close().await;
+    owner_as_app.close().await;
     owner.close().await;
+    let _ = admin.close().await;
+    drop(db);
+    let mut server = PgConnection::connect(&layers_store::testing::postgres_admin_url()).await.unwrap();
+    server.execute(format!("DROP ROLE IF EXISTS {login}").as_str()).await.unwrap();
 }

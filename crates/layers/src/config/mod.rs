@@ -29,6 +29,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub limits: LimitsConfig,
     pub billing: BillingConfig,
+    pub tiers: TiersConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
     pub providers: Vec<ProviderConfig>,
@@ -39,8 +40,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://./data/layers.db` (default) or `postgres://…`.
+    #[serde(serialize_with = "secret::serialize_url")]
     pub url: Option<String>,
     /// Owner connection for `layers migrate` (PostgreSQL); defaults to `url`.
+    #[serde(serialize_with = "secret::serialize_url")]
     pub migrate_url: Option<String>,
     /// The role the server switches to on PostgreSQL (default `layers_app`; "" keeps the login role).
     pub app_role: Option<String>,
@@ -79,6 +82,37 @@ pub struct LimitsConfig {
 pub struct BillingConfig {
     /// Charged price = list price × (1 + markup_percent / 100).
     pub markup_percent: Option<f64>,
+    /// How long a node's credit lease lives without renewal (a dead node's credit comes back
+    /// after this). Default 30.
+    pub lease_ttl_secs: Option<u64>,
+    /// Unused lease credit goes back after this long without requests. Default 2000.
+    pub idle_release_ms: Option<u64>,
+    /// How often every node reaps expired leases. Default 10.
+    pub reaper_interval_secs: Option<u64>,
+    /// Largest block of credit one node leases at once, in credits. Default 100.
+    pub max_lease_credits: Option<f64>,
+    /// Lower the forwarded max_tokens to what is covered: `never`, `implicit` (only when the
+    /// client set none; default) or `always`.
+    pub lower_max_tokens: Option<String>,
+}
+
+/// Per-tier settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TiersConfig {
+    pub free: Option<TierConfig>,
+    pub starter: Option<TierConfig>,
+    pub pro: Option<TierConfig>,
+    pub team: Option<TierConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Largest estimated cost of one request, in credits (default 100 = US$1.00).
+    pub max_credits_per_request: Option<f64>,
+    /// Largest spend in any rolling hour, in credits (default 1,000 = US$10.00).
+    pub max_credits_per_hour: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -223,6 +257,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "keys", &mut c.keys, problems);
     take(&mut t, "limits", &mut c.limits, problems);
     take(&mut t, "billing", &mut c.billing, problems);
+    take(&mut t, "tiers", &mut c.tiers, problems);
     take(&mut t, "log", &mut c.log, problems);
     take(&mut t, "server", &mut c.server, problems);
     take(&mut t, "providers", &mut c.providers, problems);

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use layers_core::billing::{BillingSettings, LowerMaxTokens};
+use layers_domain::credit::{Caps, TierCaps};
 use layers_domain::limits::RequestLimits;
-use layers_domain::{Markup, ModelKind, ModelName, ModelSpec, Price, RouteSpec};
+use layers_domain::{Markup, MicroCredits, ModelKind, ModelName, ModelSpec, Price, RouteSpec};
 use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
 use layers_store::{backend_of, Backend};
 use secrecy::SecretString;
@@ -37,6 +39,7 @@ pub struct Settings {
     pub disabled_providers: Vec<(String, String)>,
     pub models: Vec<ModelSpec>,
     pub markup: Markup,
+    pub billing: BillingSettings,
     pub limits: RequestLimits,
     pub key_cache_capacity: usize,
     pub key_cache_ttl: Duration,
@@ -92,6 +95,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         .map_err(|e| problems.push(Problem::new("billing.markup_percent", e.to_string())))
         .unwrap_or(Markup::NONE);
     let limits = check_limits(&c, problems);
+    let billing = check_billing(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
@@ -122,6 +126,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         disabled_providers,
         models,
         markup,
+        billing,
         limits,
         key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
         key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),
@@ -236,6 +241,56 @@ fn check_pepper(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Op
             Some(PepperSource::DevFile { path: dir.join("pepper"), current, older })
         }
     }
+}
+
+fn check_billing(c: &Config, problems: &mut Vec<Problem>) -> BillingSettings {
+    let d = BillingSettings::default();
+    let b = &c.billing;
+    let lower_max_tokens = match b.lower_max_tokens.as_deref() {
+        None | Some("implicit") => LowerMaxTokens::Implicit,
+        Some("never") => LowerMaxTokens::Never,
+        Some("always") => LowerMaxTokens::Always,
+        Some(other) => {
+            problems.push(Problem::new(
+                "billing.lower_max_tokens",
+                format!("must be never, implicit or always, not {other:?}"),
+            ));
+            LowerMaxTokens::Implicit
+        }
+    };
+    let lease_ttl = Duration::from_secs(b.lease_ttl_secs.unwrap_or(d.lease_ttl.as_secs()).max(1));
+    let mut tier_caps = TierCaps::default();
+    let tiers = [
+        ("free", &c.tiers.free, &mut tier_caps.free),
+        ("starter", &c.tiers.starter, &mut tier_caps.starter),
+        ("pro", &c.tiers.pro, &mut tier_caps.pro),
+        ("team", &c.tiers.team, &mut tier_caps.team),
+    ];
+    for (name, given, caps) in tiers {
+        let Some(given) = given else { continue };
+        let per_request =
+            credits(&format!("tiers.{name}.max_credits_per_request"), given.max_credits_per_request, problems);
+        let per_hour = credits(&format!("tiers.{name}.max_credits_per_hour"), given.max_credits_per_hour, problems);
+        *caps = Caps { per_request: per_request.or(caps.per_request), per_hour: per_hour.or(caps.per_hour) };
+    }
+    BillingSettings {
+        tier_caps,
+        lease_ttl,
+        idle_release: b.idle_release_ms.map(Duration::from_millis).unwrap_or(d.idle_release),
+        reaper_interval: b.reaper_interval_secs.map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.reaper_interval),
+        lower_max_tokens,
+        max_block: credits("billing.max_lease_credits", b.max_lease_credits, problems).unwrap_or(d.max_block),
+    }
+}
+
+/// A number of credits from the config, exact to the micro-credit.
+fn credits(path: &str, value: Option<f64>, problems: &mut Vec<Problem>) -> Option<MicroCredits> {
+    let v = value?;
+    if !v.is_finite() || !(0.0..=1e12).contains(&v) {
+        problems.push(Problem::new(path, "must be a number of credits, zero or more"));
+        return None;
+    }
+    Some(MicroCredits((v * 1e6).round() as i64))
 }
 
 fn check_limits(c: &Config, problems: &mut Vec<Problem>) -> RequestLimits {

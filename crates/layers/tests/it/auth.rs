@@ -48,9 +48,23 @@ async fn the_four_authentication_errors_say_exactly_what_went_wrong() {
     let other = app.create_user("suspended@example.com", Tier::Free).await;
     let other_key = app.create_key(&other, KeyEnv::Live).await;
     app.store().set_user_status(other.id, UserStatus::Suspended).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let (status, msg, _) = message_for(&app, Some(&format!("Bearer {other_key}"))).await;
     assert_eq!((status, msg.as_str()), (403, "Account is suspended"));
+    // A key already cached learns of the suspension through the feed, within a second.
+    let user3 = app.create_user("later@example.com", Tier::Free).await;
+    let key3 = app.create_key(&user3, KeyEnv::Live).await;
+    assert_eq!(message_for(&app, Some(&format!("Bearer {key3}"))).await.0, 402, "cached, and no credits yet");
+    app.store().set_user_status(user3.id, UserStatus::Suspended).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, msg, _) = message_for(&app, Some(&format!("Bearer {key3}"))).await;
+        if status == 403 {
+            assert_eq!(msg, "Account is suspended");
+            break;
+        }
+        assert!(Instant::now() < deadline, "suspension not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod auth;
+mod billing;
 mod chat;
 mod cli;
 mod disconnect;
