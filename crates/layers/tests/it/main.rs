@@ -5,6 +5,7 @@
 mod architecture;
 mod auth;
 mod billing;
+mod billing_load;
 mod chat;
 mod cli;
 mod disconnect;

@@ -26,6 +26,8 @@ async fn the_openai_sdk_works_unmodified() {
         .id;
     app.core.keys.set_state(user.id, dead_id, KeyState::Deactivated).await.unwrap();
     let unknown = layers_domain::ApiKey::from_entropy(KeyEnv::Live, &[5; 24]);
+    let broke = app.create_user("unfunded@example.com", layers_domain::Tier::Free).await;
+    let unfunded = app.create_key(&broke, KeyEnv::Live).await;
 
     let out = run_script(
         &python,
@@ -37,11 +39,12 @@ async fn the_openai_sdk_works_unmodified() {
             ("EXPECTED_TEXT", "Hello from the mock upstream!".to_owned()),
             ("UNKNOWN_KEY", unknown.expose().to_owned()),
             ("DEACTIVATED_KEY", dead),
+            ("UNFUNDED_KEY", unfunded),
         ],
     )
     .await;
     assert!(out.contains("all checks passed"), "{out}");
-    // Two non-streamed and two streamed completions were billed.
-    let rows = app.wait_for_usage(&user, 4).await;
+    // Three non-streamed and two streamed completions were billed.
+    let rows = app.wait_for_usage(&user, 5).await;
     assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 > 0));
 }

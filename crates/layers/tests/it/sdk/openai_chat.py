@@ -11,8 +11,8 @@ MODEL = os.environ["MODEL"]
 EXPECTED = os.environ["EXPECTED_TEXT"]
 
 
-def client(key=KEY, **kw):
-    return openai.OpenAI(base_url=BASE_URL, api_key=key, _strict_response_validation=True, max_retries=0, **kw)
+def client(key=KEY, max_retries=0, **kw):
+    return openai.OpenAI(base_url=BASE_URL, api_key=key, _strict_response_validation=True, max_retries=max_retries, **kw)
 
 
 c = client()
@@ -78,6 +78,22 @@ except openai.NotFoundError as e:
     assert e.body["code"] == "model_not_found", e.body
 else:
     raise AssertionError("expected NotFoundError")
+
+# No credit: a 402 the SDK raises at once, without retrying.
+try:
+    client(os.environ["UNFUNDED_KEY"], max_retries=2).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}])
+except openai.APIStatusError as e:
+    assert e.status_code == 402, e
+    assert e.body["code"] == "insufficient_credits", e.body
+    assert e.response.headers.get("x-should-retry") == "false"
+else:
+    raise AssertionError("expected a 402")
+
+# Billed responses say what they cost.
+raw = c.chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+assert float(raw.headers["x-layers-credits-charged"]) > 0, dict(raw.headers)
+assert float(raw.headers["x-layers-credits-remaining"]) > 0
 
 # Models list validates against the SDK's Model type.
 models = c.models.list()
