@@ -259,26 +259,42 @@ impl CreditStore for SqliteStore {
     }
 }
 
-/// The body of `settle`, inside the caller's write transaction.
+/// A ledger debit to insert.
+struct Debit {
+    id: Uuid,
+    user: UserId,
+    key: Option<String>,
+    amount: i64,
+    balance_after: i64,
+    request_id: String,
+    created_at: i64,
+}
+
+/// Counters a batch moves, summed so each is updated once per batch.
+#[derive(Default)]
+struct Totals {
+    /// Per user: (charged from the balance, released from its leases).
+    users: HashMap<UserId, (i64, i64)>,
+    leases: HashMap<Uuid, i64>,
+    keys: HashMap<String, i64>,
+    buckets: HashMap<(UserId, String, i64), i64>,
+}
+
+/// The body of `settle`, inside the caller's write transaction: one pass to decide every
+/// row, then multi-row inserts and one update per touched counter.
 async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
+    let existing = existing_usage(tx, batch).await?;
     let mut results = Vec::with_capacity(batch.len());
     let mut seen = HashSet::new();
     let mut balances: HashMap<UserId, i64> = HashMap::new();
     let mut lease_active: HashMap<Uuid, bool> = HashMap::new();
     let mut usage_rows = Vec::with_capacity(batch.len());
+    let mut debits = Vec::new();
+    let mut totals = Totals::default();
     for s in batch {
         let id = s.usage.id;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM usage_logs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-        if exists.is_some() || !seen.insert(id) {
-            results.push(SettleResult {
-                usage_id: id,
-                outcome: SettleOutcome::Duplicate,
-                charged: MicroCredits::ZERO,
-                balance_after: None,
-            });
+        if existing.contains(&id) || !seen.insert(id) {
+            results.push(SettleResult { usage_id: id, outcome: SettleOutcome::Duplicate, charged: MicroCredits::ZERO, balance_after: None });
             continue;
         }
         let mut row = s.usage.clone();
@@ -286,18 +302,20 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
         let mut outcome = SettleOutcome::Applied;
         let mut balance_after = None;
         if asked > 0 {
-            let active = match (s.lease_id, s.lease_id.and_then(|l| lease_active.get(&l).copied())) {
-                (Some(_), Some(known)) => known,
-                (Some(lease), None) => {
-                    let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
-                        .bind(lease.to_string())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let active = state.as_deref() == Some("active");
-                    lease_active.insert(lease, active);
-                    active
-                }
-                (None, _) => false,
+            let active = match s.lease_id {
+                Some(lease) => match lease_active.get(&lease) {
+                    Some(known) => *known,
+                    None => {
+                        let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
+                            .bind(lease.to_string())
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        let active = state.as_deref() == Some("active");
+                        lease_active.insert(lease, active);
+                        active
+                    }
+                },
+                None => false,
             };
             if !active {
                 outcome = SettleOutcome::Refused;
@@ -317,79 +335,144 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
                 balances.insert(row.user_id, after);
                 row.charged = MicroCredits(charged);
                 balance_after = Some(MicroCredits(after));
-                debit(tx, &row, asked, after, s.lease_id).await?;
+                let key = row.key_id.map(|k| k.to_string());
+                let user_totals = totals.users.entry(row.user_id).or_default();
+                user_totals.0 += charged;
+                user_totals.1 += asked;
+                if let Some(lease) = s.lease_id {
+                    *totals.leases.entry(lease).or_default() += asked;
+                }
+                if charged > 0 {
+                    if let Some(k) = &key {
+                        *totals.keys.entry(k.clone()).or_default() += charged;
+                    }
+                    let minute = ms(row.created_at) / 60_000;
+                    *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() += charged;
+                    debits.push(Debit {
+                        id,
+                        user: row.user_id,
+                        key,
+                        amount: -charged,
+                        balance_after: after,
+                        request_id: row.request_id.clone(),
+                        created_at: ms(row.created_at),
+                    });
+                }
             }
         }
         results.push(SettleResult { usage_id: id, outcome, charged: row.charged, balance_after });
         usage_rows.push(row);
     }
-    for chunk in usage_rows.chunks(1) {
+    insert_debits(tx, &debits).await?;
+    let mut chunks = usage_rows.chunks_exact(usage::ROWS_PER_STATEMENT);
+    for chunk in &mut chunks {
         usage::insert(chunk).execute(&mut **tx).await?;
     }
+    for row in chunks.remainder() {
+        usage::insert(std::slice::from_ref(row)).execute(&mut **tx).await?;
+    }
+    apply_totals(tx, &totals, &balances).await?;
     Ok(results)
 }
 
-/// One ledger debit and the counters it moves. `leased` is what leaves the lease (the charge
-/// asked), `row.charged` what leaves the balance.
-async fn debit(
-    tx: &mut Transaction<'static, Sqlite>,
-    row: &UsageRecord,
-    leased: i64,
-    balance_after: i64,
-    lease: Option<Uuid>,
-) -> StoreResult<()> {
-    let user = row.user_id.to_string();
-    let key = row.key_id.map(|k| k.to_string());
-    let charged = row.charged.0;
-    if charged > 0 {
-        sqlx::query(
+/// Usage ids of the batch that are already recorded (a retried flush).
+async fn existing_usage(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) -> StoreResult<HashSet<Uuid>> {
+    let mut found = HashSet::new();
+    for chunk in batch.chunks(500) {
+        let sql = format!("SELECT id FROM usage_logs WHERE id IN ({})", vec!["?"; chunk.len()].join(", "));
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+        for s in chunk {
+            q = q.bind(s.usage.id.to_string());
+        }
+        for id in q.fetch_all(&mut **tx).await? {
+            if let Ok(id) = Uuid::parse_str(&id) {
+                found.insert(id);
+            }
+        }
+    }
+    Ok(found)
+}
+
+const DEBITS_PER_STATEMENT: usize = 50;
+
+async fn insert_debits(tx: &mut Transaction<'static, Sqlite>, debits: &[Debit]) -> StoreResult<()> {
+    static CHUNK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SINGLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = |rows: usize| {
+        let one = "(?, ?, 'usage', ?, ?, ?, NULL, ?, ?, ?)";
+        format!(
             "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
-             idempotency_key, reason, request_id, created_at, key_id) VALUES (?, ?, 'usage', ?, ?, ?, NULL, ?, ?, ?)",
+             idempotency_key, reason, request_id, created_at, key_id) VALUES {}",
+            vec![one; rows].join(", ")
         )
-        .bind(row.id.to_string())
-        .bind(&user)
-        .bind(-charged)
-        .bind(balance_after)
-        .bind(format!("usage:{}", row.id))
-        .bind(&row.request_id)
-        .bind(ms(row.created_at))
-        .bind(&key)
+    };
+    let mut chunks = debits.chunks_exact(DEBITS_PER_STATEMENT);
+    let full = CHUNK.get_or_init(|| sql(DEBITS_PER_STATEMENT));
+    let single = SINGLE.get_or_init(|| sql(1));
+    let groups = (&mut chunks).map(|c| (full, c)).collect::<Vec<_>>();
+    let rest = chunks.remainder().chunks(1).map(|c| (single, c));
+    for (sql, rows) in groups.into_iter().chain(rest) {
+        let mut q = sqlx::query(sql.as_str());
+        for d in rows {
+            q = q
+                .bind(d.id.to_string())
+                .bind(d.user.to_string())
+                .bind(d.amount)
+                .bind(d.balance_after)
+                .bind(format!("usage:{}", d.id))
+                .bind(d.request_id.clone())
+                .bind(d.created_at)
+                .bind(d.key.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn apply_totals(
+    tx: &mut Transaction<'static, Sqlite>,
+    totals: &Totals,
+    balances: &HashMap<UserId, i64>,
+) -> StoreResult<()> {
+    let now = ms(OffsetDateTime::now_utc());
+    for (user, (_, leased)) in &totals.users {
+        let Some(balance) = balances.get(user) else { continue };
+        sqlx::query(
+            "UPDATE credit_balances SET balance_micros = ?, leased_micros = MAX(0, leased_micros - ?), updated_at = ? \
+             WHERE user_id = ?",
+        )
+        .bind(balance)
+        .bind(leased)
+        .bind(now)
+        .bind(user.to_string())
         .execute(&mut **tx)
         .await?;
+    }
+    for (lease, amount) in &totals.leases {
+        sqlx::query("UPDATE credit_leases SET amount_micros = MAX(0, amount_micros - ?) WHERE id = ?")
+            .bind(amount)
+            .bind(lease.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (key, amount) in &totals.keys {
+        sqlx::query("UPDATE api_keys SET spent_micros = spent_micros + ? WHERE id = ?")
+            .bind(amount)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for ((user, key, minute), amount) in &totals.buckets {
         sqlx::query(
             "INSERT INTO spend_buckets (user_id, key_id, minute, spent_micros) VALUES (?, ?, ?, ?) \
              ON CONFLICT (user_id, key_id, minute) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
         )
-        .bind(&user)
-        .bind(key.clone().unwrap_or_default())
-        .bind(ms(row.created_at) / 60_000)
-        .bind(charged)
+        .bind(user.to_string())
+        .bind(key)
+        .bind(minute)
+        .bind(amount)
         .execute(&mut **tx)
         .await?;
-        if let Some(key) = &key {
-            sqlx::query("UPDATE api_keys SET spent_micros = spent_micros + ? WHERE id = ?")
-                .bind(charged)
-                .bind(key)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    sqlx::query(
-        "UPDATE credit_balances SET balance_micros = ?, leased_micros = MAX(0, leased_micros - ?), updated_at = ? \
-         WHERE user_id = ?",
-    )
-    .bind(balance_after)
-    .bind(leased)
-    .bind(ms(row.created_at))
-    .bind(&user)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(lease) = lease {
-        sqlx::query("UPDATE credit_leases SET amount_micros = MAX(0, amount_micros - ?) WHERE id = ?")
-            .bind(leased)
-            .bind(lease.to_string())
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(())
 }

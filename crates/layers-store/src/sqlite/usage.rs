@@ -14,7 +14,7 @@ use crate::traits::UsageStore;
 
 /// Rows per multi-row INSERT: 21 columns each stays far below SQLite's variable limit, and a
 /// fixed size means one prepared statement, cached, for every full chunk.
-const ROWS_PER_STATEMENT: usize = 50;
+pub(super) const ROWS_PER_STATEMENT: usize = 50;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
      status, error_code, streamed, usage_estimated, created_at, charged_micros";
