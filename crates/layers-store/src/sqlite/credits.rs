@@ -294,7 +294,12 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
     for s in batch {
         let id = s.usage.id;
         if existing.contains(&id) || !seen.insert(id) {
-            results.push(SettleResult { usage_id: id, outcome: SettleOutcome::Duplicate, charged: MicroCredits::ZERO, balance_after: None });
+            results.push(SettleResult {
+                usage_id: id,
+                outcome: SettleOutcome::Duplicate,
+                charged: MicroCredits::ZERO,
+                balance_after: None,
+            });
             continue;
         }
         let mut row = s.usage.clone();
@@ -347,7 +352,8 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
                         *totals.keys.entry(k.clone()).or_default() += charged;
                     }
                     let minute = ms(row.created_at) / 60_000;
-                    *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() += charged;
+                    *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() +=
+                        charged;
                     debits.push(Debit {
                         id,
                         user: row.user_id,
