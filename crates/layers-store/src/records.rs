@@ -184,8 +184,8 @@ pub struct LeaseRequest {
     pub account_hour_cap: Option<MicroCredits>,
     pub key_hour_cap: Option<MicroCredits>,
     pub key_total_cap: Option<MicroCredits>,
-    pub now: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
+    /// The lease expires this long after now (the database's clock) unless renewed.
+    pub ttl: std::time::Duration,
 }
 
 /// What the database granted, and the room each limit left.
@@ -226,6 +226,9 @@ pub struct Settlement {
     /// `usage.charged` is what the node charged against `lease`.
     pub usage: UsageRecord,
     pub lease_id: Option<Uuid>,
+    /// Cost beyond what the lease covered (the upstream cost more than was held), taken from
+    /// what the balance has beyond every lease, as far as it goes.
+    pub overage: MicroCredits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

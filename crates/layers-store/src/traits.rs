@@ -102,12 +102,13 @@ pub trait CreditStore: Send + Sync {
     async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool>;
     /// Extends the node's active leases; returns the ids that were still active (the others
     /// were ended by the reaper while the node was away).
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>>;
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], ttl: std::time::Duration) -> StoreResult<Vec<Uuid>>;
     /// Writes a batch of settlements: usage rows, ledger debits, lease and spend counters.
     /// Idempotent by usage id; never takes a balance below zero.
     async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>>;
-    /// Ends leases that expired (their node stopped renewing) and returns their credit.
-    async fn reap_expired_leases(&self, now: OffsetDateTime) -> StoreResult<Reaped>;
+    /// Ends leases that expired by the database's clock (their node stopped renewing) and
+    /// returns their credit.
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped>;
     async fn leases_of_user(&self, user: UserId) -> StoreResult<Vec<LeaseRecord>>;
     async fn credit_state(&self, user: UserId) -> StoreResult<CreditState>;
 }

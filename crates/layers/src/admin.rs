@@ -48,7 +48,7 @@ async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminComm
             emit(&user.id.to_string());
         }
         AdminCommand::Leases { command: LeasesCommand::Reap } => {
-            let reaped = store.reap_expired_leases(time::OffsetDateTime::now_utc()).await?;
+            let reaped = store.reap_expired_leases().await?;
             emit(&format!("{} {}", reaped.leases, MicroCredits(reaped.micros)));
         }
         AdminCommand::Key { command } => {

@@ -110,7 +110,15 @@ impl Registry {
                 && b.last_active.elapsed() >= after
         });
         if idle {
-            keys.remove(&key);
+            if let Some(removed) = keys.remove(&key) {
+                let user = removed.user;
+                drop(removed);
+                // The user's balance view goes too once no key of it is left here.
+                let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+                if users.get(&user).is_some_and(|c| Arc::strong_count(c) == 1) {
+                    users.remove(&user);
+                }
+            }
         }
     }
 }

@@ -14,11 +14,11 @@ use std::time::Duration;
 use layers_domain::credit::{self, EffectiveCaps, TierCaps};
 use layers_domain::{MicroCredits, Price};
 use layers_store::{CapOverrides, LeaseGrant, LeaseRequest, Settlement, Store, StoreError, UsageRecord};
-use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use self::accounts::{KeyAccount, Registry};
+use self::settler::Outcome;
 pub use self::settler::SettleSink;
 use crate::auth::Principal;
 use crate::tasks::Tasks;
@@ -86,8 +86,10 @@ pub struct ReserveRequest<'a> {
     pub price: &'a Price,
     /// Upper-bound estimate of prompt tokens.
     pub prompt_tokens: u32,
-    /// `max_tokens` as the client sent it.
+    /// `max_tokens` as the client sent it (per choice).
     pub requested_output: Option<u32>,
+    /// Choices asked for (`n`): each may produce the full output.
+    pub choices: u32,
     /// The model's output cap (0 when unknown).
     pub model_output_cap: u32,
 }
@@ -96,7 +98,7 @@ pub struct ReserveRequest<'a> {
 #[derive(Debug)]
 pub struct Reserved {
     pub reservation: Reservation,
-    /// Output tokens covered.
+    /// Output tokens covered, per choice.
     pub max_output: u32,
     /// Set when the gateway lowered the output cap to what is covered: forward it upstream.
     pub lowered_to: Option<u32>,
@@ -119,6 +121,7 @@ pub struct Billing {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    tasks: Tasks,
     node: Uuid,
     settings: BillingSettings,
     registry: Registry,
@@ -153,6 +156,7 @@ impl Billing {
         let node = Uuid::now_v7();
         let inner = Arc::new(Inner {
             sink: settler::spawn(store.clone(), stats.clone(), tasks),
+            tasks: tasks.clone(),
             store,
             node,
             settings,
@@ -192,16 +196,24 @@ impl Billing {
             LowerMaxTokens::Implicit => !explicit,
             LowerMaxTokens::Always => true,
         };
+        // Without a known output cap the gateway forwards one, so the hold is an upper bound.
+        let unknown_cap = r.model_output_cap == 0 && !explicit;
         let model_cap = if r.model_output_cap > 0 { r.model_output_cap } else { FALLBACK_OUTPUT_TOKENS };
+        let choices = r.choices.max(1);
         let mut output = r.requested_output.unwrap_or(model_cap);
-        let mut lowered = false;
-        let mut estimate = credit::estimate(r.price, r.prompt_tokens, output);
+        let mut lowered = unknown_cap;
+        let cost_of = |per_choice: u32| credit::estimate(r.price, r.prompt_tokens, per_choice.saturating_mul(choices));
+        let fit = |budget: MicroCredits, per_choice: u32| {
+            credit::affordable_output(r.price, r.prompt_tokens, budget, per_choice.saturating_mul(choices))
+                .map(|total| total / choices)
+        };
+        let mut estimate = cost_of(output);
         if let Some(cap) = caps.per_request.filter(|cap| estimate > *cap) {
-            match credit::affordable_output(r.price, r.prompt_tokens, cap, output) {
+            match fit(cap, output) {
                 Some(n) if may_lower && n >= MIN_OUTPUT_TOKENS => {
                     output = n;
                     lowered = true;
-                    estimate = credit::estimate(r.price, r.prompt_tokens, n);
+                    estimate = cost_of(n);
                 }
                 _ => return Err(BillingError::TooExpensive { estimate, cap }),
             }
@@ -223,9 +235,9 @@ impl Billing {
         let free = account.lock().book.free().max(0);
         let budget = MicroCredits(free + room(&grant).0);
         if may_lower {
-            if let Some(n) = credit::affordable_output(r.price, r.prompt_tokens, budget, output) {
+            if let Some(n) = fit(budget, output) {
                 if n >= MIN_OUTPUT_TOKENS {
-                    let smaller = credit::estimate(r.price, r.prompt_tokens, n);
+                    let smaller = cost_of(n);
                     if account.lock().book.free() < smaller.0 {
                         inner.refill(&account, smaller, &caps).await?;
                     }
@@ -308,8 +320,25 @@ impl Inner {
         })
     }
 
-    /// Leases more credit for the key: at least what `need` lacks, more when refills come fast.
+    /// Leases more credit for the key. The database call and the book update run in a task
+    /// the engine owns: a request that goes away mid-refill must not leave a lease the
+    /// database granted but the book never learned of.
     async fn refill(
+        self: &Arc<Self>,
+        account: &Arc<KeyAccount>,
+        need: MicroCredits,
+        caps: &EffectiveCaps,
+    ) -> Result<LeaseGrant, BillingError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (this, account, caps) = (self.clone(), account.clone(), *caps);
+        self.tasks.spawn("lease-refill", async move {
+            let _ = tx.send(this.refill_now(&account, need, &caps).await);
+        });
+        rx.await.unwrap_or(Err(BillingError::Unavailable(StoreError::NotFound { entity: "lease refill" })))
+    }
+
+    /// Leases at least what `need` lacks, more when refills come fast.
+    async fn refill_now(
         &self,
         account: &KeyAccount,
         need: MicroCredits,
@@ -325,7 +354,6 @@ impl Inner {
                 let want = block.clamp(min, self.settings.max_block.0.max(min));
                 (b.lease_id, min, want)
             };
-            let now = OffsetDateTime::now_utc();
             let req = LeaseRequest {
                 lease_id,
                 user: account.user,
@@ -336,8 +364,7 @@ impl Inner {
                 account_hour_cap: caps.account_per_hour,
                 key_hour_cap: caps.key_per_hour,
                 key_total_cap: caps.key_total,
-                now,
-                expires_at: now + self.settings.lease_ttl,
+                ttl: self.settings.lease_ttl,
             };
             let grant = self.store.acquire_lease(&req).await.map_err(BillingError::Unavailable)?;
             account.credit.balance.store(grant.balance.0, Ordering::Relaxed);
@@ -379,46 +406,46 @@ impl Reservation {
     }
 
     /// Settles to the actual cost and queues the usage row and ledger debit. Never awaits.
+    /// The lease pays what it can; a cost beyond it goes to the database as an overage, paid
+    /// from what the balance has beyond every lease, and any rest is recorded as a shortfall.
     pub fn settle(mut self, mut usage: UsageRecord) -> Charge {
         self.open = false;
-        let mut shortfall = MicroCredits::ZERO;
-        let charged = {
+        let (charged, overage, live) = {
             let mut b = self.account.lock();
-            let credit = &self.account.credit;
-            credit.pending.fetch_sub(self.held.0, Ordering::Relaxed);
             if b.lease_id != self.lease_id {
-                // The lease this hold was made on has ended: nothing can be charged against it.
-                self.inner.stats.refused_settlements.fetch_add(1, Ordering::Relaxed);
-                MicroCredits::ZERO
+                // The lease this hold was made on has ended (its book was reset, pending and
+                // all): nothing can be charged against it. Recorded by the writer.
+                (MicroCredits::ZERO, MicroCredits::ZERO, false)
             } else {
+                let credit = &self.account.credit;
+                credit.pending.fetch_sub(self.held.0, Ordering::Relaxed);
                 let s = b.book.settle(self.held, usage.cost);
                 credit.pending.fetch_add(s.charged.0, Ordering::Relaxed);
                 b.last_active = Instant::now();
-                shortfall = s.shortfall;
-                if s.shortfall.is_positive() {
-                    self.inner.stats.shortfalls.fetch_add(1, Ordering::Relaxed);
-                    self.inner.stats.shortfall_micros.fetch_add(s.shortfall.0 as u64, Ordering::Relaxed);
-                    tracing::warn!(user_id = %self.account.user, cost = %usage.cost, charged = %s.charged,
-                                   "actual cost exceeded what the lease covers; shortfall recorded");
-                }
-                s.charged
+                (s.charged, s.shortfall, true)
             }
         };
         usage.charged = charged;
-        let remaining = MicroCredits(self.account.credit.remaining());
-        self.inner.sink.send(
-            Settlement { usage, lease_id: charged.is_positive().then_some(self.lease_id) },
-            Some((self.account.clone(), self.lease_id)),
-            shortfall,
-        );
-        Charge { charged, remaining }
+        // The overage is paid from what the balance has beyond the leases, as far as it goes:
+        // the headers show this node's best estimate of that.
+        let available = MicroCredits(self.account.credit.remaining());
+        let overage_paid = overage.min(available);
+        let remaining = available.saturating_sub(overage_paid);
+        let settlement = Settlement { usage, lease_id: charged.is_positive().then_some(self.lease_id), overage };
+        if live {
+            self.inner.sink.send(settlement, Some((self.account.clone(), self.lease_id)), Outcome::Settled);
+        } else {
+            self.inner.stats.refused_settlements.fetch_add(1, Ordering::Relaxed);
+            self.inner.sink.send(settlement, None, Outcome::LeaseGone);
+        }
+        Charge { charged: charged.saturating_add(overage_paid), remaining }
     }
 
     /// Ends the hold without charging; the usage row is still recorded.
     pub fn release(mut self, mut usage: UsageRecord) -> Charge {
         self.release_hold();
         usage.charged = MicroCredits::ZERO;
-        self.inner.sink.send(Settlement { usage, lease_id: None }, None, MicroCredits::ZERO);
+        self.inner.sink.send(Settlement { usage, lease_id: None, overage: MicroCredits::ZERO }, None, Outcome::Settled);
         Charge { charged: MicroCredits::ZERO, remaining: MicroCredits(self.account.credit.remaining()) }
     }
 
@@ -428,8 +455,9 @@ impl Reservation {
         }
         self.open = false;
         let mut b = self.account.lock();
-        self.account.credit.pending.fetch_sub(self.held.0, Ordering::Relaxed);
+        // A reset book already forgot this hold (and its share of `pending`).
         if b.lease_id == self.lease_id {
+            self.account.credit.pending.fetch_sub(self.held.0, Ordering::Relaxed);
             b.book.release(self.held);
             b.last_active = Instant::now();
         }

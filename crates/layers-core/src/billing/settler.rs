@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use layers_domain::MicroCredits;
 use layers_store::{AuditEvent, SettleOutcome, Settlement, Severity, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,15 @@ struct Item {
     settlement: Settlement,
     /// The book to credit back once written, and the lease it was charged on.
     account: Option<(Arc<KeyAccount>, Uuid)>,
-    shortfall: MicroCredits,
+    outcome: Outcome,
+}
+
+/// How the node ended the request's hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Settled,
+    /// The hold's lease had been reaped while the node was stalled: refused in memory.
+    LeaseGone,
 }
 
 /// The sending side, cheap to clone. Never blocks and never awaits.
@@ -44,21 +51,16 @@ impl std::fmt::Debug for SettleSink {
 }
 
 impl SettleSink {
-    pub(crate) fn send(
-        &self,
-        settlement: Settlement,
-        account: Option<(Arc<KeyAccount>, Uuid)>,
-        shortfall: MicroCredits,
-    ) {
+    pub(crate) fn send(&self, settlement: Settlement, account: Option<(Arc<KeyAccount>, Uuid)>, outcome: Outcome) {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Item { settlement, account, shortfall }).is_err() {
+        if self.tx.send(Item { settlement, account, outcome }).is_err() {
             tracing::error!("settlement writer has stopped; a settlement was not recorded");
         }
     }
 
     /// Records a request that was never billable (a test key): its usage row only.
     pub fn record_unbilled(&self, settlement: Settlement) {
-        self.send(settlement, None, MicroCredits::ZERO);
+        self.send(settlement, None, Outcome::Settled);
     }
 
     /// Settlements handed over but not yet written.
@@ -148,7 +150,8 @@ async fn write(store: &Arc<dyn Store>, stats: &BillingStats, items: &[Item], can
                 account.credit.balance.store(after.0, Ordering::Relaxed);
             }
         }
-        if result.outcome == SettleOutcome::Refused {
+        let refused = result.outcome == SettleOutcome::Refused || item.outcome == Outcome::LeaseGone;
+        if refused {
             stats.refused_settlements.fetch_add(1, Ordering::Relaxed);
             audit(
                 store,
@@ -159,14 +162,21 @@ async fn write(store: &Arc<dyn Store>, stats: &BillingStats, items: &[Item], can
                 }),
             )
             .await;
+            continue;
         }
-        if item.shortfall.is_positive() {
+        // What the request should have paid and what the ledger could take.
+        let wanted = sent.saturating_add(item.settlement.overage);
+        let shortfall = wanted.saturating_sub(result.charged);
+        if result.outcome == SettleOutcome::Applied && shortfall.is_positive() {
+            stats.shortfalls.fetch_add(1, Ordering::Relaxed);
+            stats.shortfall_micros.fetch_add(shortfall.0 as u64, Ordering::Relaxed);
             audit(
                 store,
                 &item.settlement,
                 "billing_shortfall",
                 serde_json::json!({
-                    "usage_id": item.settlement.usage.id, "shortfall_micros": item.shortfall.0,
+                    "usage_id": item.settlement.usage.id, "cost_micros": item.settlement.usage.cost.0,
+                    "charged_micros": result.charged.0, "shortfall_micros": shortfall.0,
                 }),
             )
             .await;

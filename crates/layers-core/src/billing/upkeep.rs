@@ -7,7 +7,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use layers_domain::MicroCredits;
-use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -42,12 +41,17 @@ pub(super) fn spawn(inner: Weak<Inner>, tasks: &Tasks) {
 
 /// Returns the unspent credit of keys that have been idle, ending their leases.
 async fn release_idle(inner: &Arc<Inner>) {
-    for account in inner.registry.all() {
+    let accounts = inner.registry.all();
+    let mut idle_keys = Vec::new();
+    for account in accounts {
         // Not while a refill of this key is in flight: it would grant onto the ended lease.
-        let Ok(_refill) = account.refill.try_lock() else { continue };
         let taken = {
+            let Ok(_refill) = account.refill.try_lock() else { continue };
             let mut b = account.lock();
             let idle = b.last_active.elapsed() >= inner.settings.idle_release;
+            if idle && b.book.held == 0 && b.book.unflushed == 0 {
+                idle_keys.push(account.key);
+            }
             if !(idle && b.leased_once && b.book.held == 0 && b.book.unflushed == 0) {
                 None
             } else {
@@ -64,27 +68,37 @@ async fn release_idle(inner: &Arc<Inner>) {
                 tracing::warn!(error = %err, "could not return an idle lease");
             }
         }
-        drop(_refill);
-        inner.registry.forget_idle(account.key, inner.settings.idle_release * 30);
+    }
+    // Every Arc of this scan is dropped now: an account referenced elsewhere stays.
+    for key in idle_keys {
+        inner.registry.forget_idle(key, inner.settings.idle_release * 30);
     }
 }
 
 async fn renew(inner: &Arc<Inner>) {
-    let accounts: Vec<_> = inner.registry.all().into_iter().filter(|a| a.lock().leased_once).collect();
-    if accounts.is_empty() {
+    // One snapshot per account, taken under its lock: the lease it had, if the database has it.
+    let leases: Vec<_> = inner
+        .registry
+        .all()
+        .into_iter()
+        .filter_map(|a| {
+            let b = a.lock();
+            b.leased_once.then_some(b.lease_id).map(|id| (a.clone(), id))
+        })
+        .collect();
+    if leases.is_empty() {
         return;
     }
-    let ids: Vec<Uuid> = accounts.iter().map(|a| a.lock().lease_id).collect();
-    let expires = OffsetDateTime::now_utc() + inner.settings.lease_ttl;
-    match inner.store.renew_leases(inner.node, &ids, expires).await {
+    let ids: Vec<Uuid> = leases.iter().map(|(_, id)| *id).collect();
+    match inner.store.renew_leases(inner.node, &ids, inner.settings.lease_ttl).await {
         Ok(alive) => {
             let alive: HashSet<Uuid> = alive.into_iter().collect();
-            for (account, id) in accounts.iter().zip(&ids) {
+            for (account, id) in &leases {
                 if alive.contains(id) {
                     continue;
                 }
                 let mut b = account.lock();
-                if b.lease_id == *id {
+                if b.lease_id == *id && b.leased_once {
                     tracing::warn!(user_id = %account.user, "a credit lease was reaped while in use; starting a new one");
                     reset_book(&mut b, &account.credit);
                 }
@@ -95,7 +109,7 @@ async fn renew(inner: &Arc<Inner>) {
 }
 
 async fn reap(inner: &Arc<Inner>) {
-    match inner.store.reap_expired_leases(OffsetDateTime::now_utc()).await {
+    match inner.store.reap_expired_leases().await {
         Ok(r) if r.leases > 0 => {
             tracing::info!(leases = r.leases, micro_credits = r.micros, "reaped expired credit leases")
         }

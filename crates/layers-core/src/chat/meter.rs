@@ -87,7 +87,7 @@ impl Meter {
             Some(hold) if charge => Some(hold.settle(row)),
             Some(hold) => Some(hold.release(row)),
             None => {
-                self.sink.record_unbilled(Settlement { usage: row, lease_id: None });
+                self.sink.record_unbilled(Settlement { usage: row, lease_id: None, overage: MicroCredits::ZERO });
                 None
             }
         };

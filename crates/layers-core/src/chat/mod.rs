@@ -120,6 +120,7 @@ impl ChatService {
                     price: &route.entry.price,
                     prompt_tokens: tokens::estimate_prompt(req.messages.len(), bytes, images),
                     requested_output: req.requested_max_tokens(),
+                    choices: req.n.unwrap_or(1),
                     model_output_cap: route.entry.spec.max_output_tokens,
                 })
                 .await?;

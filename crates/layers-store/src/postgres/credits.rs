@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use layers_domain::{MicroCredits, UserId};
 use sqlx::Row;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rows;
@@ -21,7 +20,7 @@ impl CreditStore for PgStore {
         let mut tx = self.begin_as(req.user).await?;
         let row = sqlx::query(
             "SELECT granted, balance, available, account_hour_room, key_hour_room, key_total_room, lease_ended \
-             FROM layers_acquire_lease($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             FROM layers_acquire_lease($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(req.lease_id)
         .bind(req.user.0)
@@ -32,8 +31,7 @@ impl CreditStore for PgStore {
         .bind(req.account_hour_cap.map(|m| m.0))
         .bind(req.key_hour_cap.map(|m| m.0))
         .bind(req.key_total_cap.map(|m| m.0))
-        .bind(req.now)
-        .bind(req.expires_at)
+        .bind(ttl_ms(req.ttl))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -53,6 +51,11 @@ impl CreditStore for PgStore {
 
     async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool> {
         let mut tx = self.begin_as(user).await?;
+        // Balance first, then lease: the order every path takes, so none can deadlock another.
+        sqlx::query("SELECT 1 FROM credit_balances WHERE user_id = $1 FOR UPDATE")
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
         let current: Option<i64> = sqlx::query_scalar(
             "SELECT amount_micros FROM credit_leases WHERE id = $1 AND user_id = $2 AND state = 'active' FOR UPDATE",
         )
@@ -82,14 +85,14 @@ impl CreditStore for PgStore {
         Ok(true)
     }
 
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], ttl: std::time::Duration) -> StoreResult<Vec<Uuid>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_scalar("SELECT layers_renew_leases($1, $2, $3)")
             .bind(node)
             .bind(leases)
-            .bind(expires_at)
+            .bind(ttl_ms(ttl))
             .fetch_all(self.pool())
             .await?)
     }
@@ -103,6 +106,7 @@ impl CreditStore for PgStore {
             let mut v = to_json(&s.usage)?;
             v["ord"] = serde_json::json!(ord);
             v["lease_id"] = serde_json::json!(s.lease_id);
+            v["overage_micros"] = serde_json::json!(s.overage.0);
             rows.push(v);
         }
         let mut tx = self.pool().begin().await?;
@@ -124,9 +128,8 @@ impl CreditStore for PgStore {
             .collect()
     }
 
-    async fn reap_expired_leases(&self, now: OffsetDateTime) -> StoreResult<Reaped> {
-        let row =
-            sqlx::query("SELECT leases, micros FROM layers_reap_leases($1)").bind(now).fetch_one(self.pool()).await?;
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped> {
+        let row = sqlx::query("SELECT leases, micros FROM layers_reap_leases()").fetch_one(self.pool()).await?;
         Ok(Reaped { leases: row.try_get::<i64, _>("leases")?.max(0) as u64, micros: row.try_get("micros")? })
     }
 
@@ -154,4 +157,8 @@ impl CreditStore for PgStore {
         tx.commit().await?;
         Ok(CreditState { balance: MicroCredits(balance), leased: MicroCredits(leased) })
     }
+}
+
+fn ttl_ms(ttl: std::time::Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }

@@ -36,7 +36,10 @@ impl CreditStore for SqliteStore {
         .bind(&key)
         .fetch_one(&mut *tx)
         .await?;
-        let since_minute = ms(req.now) / 60_000 - 60;
+        let now = OffsetDateTime::now_utc();
+        let expires_at = now + req.ttl;
+        // The rolling hour is the last 61 minute buckets: never less than an hour.
+        let since_minute = ms(now) / 60_000 - 61;
         let account_hour_room = match req.account_hour_cap {
             Some(cap) => {
                 let spent: i64 = sqlx::query_scalar(
@@ -75,15 +78,13 @@ impl CreditStore for SqliteStore {
             }
             None => None,
         };
-        let want = req.want.0;
-        let mut grant = [Some(want), Some(available), account_hour_room, key_hour_room, key_total_room]
+        let limit = [Some(available), account_hour_room, key_hour_room, key_total_room]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(0);
-        if grant < req.min.0 || grant <= 0 {
-            grant = 0;
-        }
+        // At most a quarter of the room left, so one busy node or key cannot strand the rest.
+        let mut grant = if limit < req.min.0 || limit <= 0 { 0 } else { req.want.0.min(req.min.0.max(limit / 4)) };
         let mut lease_ended = false;
         if grant > 0 {
             let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
@@ -101,8 +102,8 @@ impl CreditStore for SqliteStore {
                     .bind(&key)
                     .bind(req.node.to_string())
                     .bind(grant)
-                    .bind(ms(req.now))
-                    .bind(ms(req.expires_at))
+                    .bind(ms(now))
+                    .bind(ms(expires_at))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -111,7 +112,7 @@ impl CreditStore for SqliteStore {
                         "UPDATE credit_leases SET amount_micros = amount_micros + ?, expires_at = ? WHERE id = ?",
                     )
                     .bind(grant)
-                    .bind(ms(req.expires_at))
+                    .bind(ms(expires_at))
                     .bind(req.lease_id.to_string())
                     .execute(&mut *tx)
                     .await?;
@@ -171,10 +172,11 @@ impl CreditStore for SqliteStore {
         Ok(true)
     }
 
-    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], expires_at: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
+    async fn renew_leases(&self, node: Uuid, leases: &[Uuid], ttl: std::time::Duration) -> StoreResult<Vec<Uuid>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
+        let expires_at = OffsetDateTime::now_utc() + ttl;
         let mut tx = self.begin_write().await?;
         let mut renewed = Vec::with_capacity(leases.len());
         for id in leases {
@@ -204,7 +206,8 @@ impl CreditStore for SqliteStore {
         Ok(results)
     }
 
-    async fn reap_expired_leases(&self, now: OffsetDateTime) -> StoreResult<Reaped> {
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped> {
+        let now = OffsetDateTime::now_utc();
         let mut tx = self.begin_write().await?;
         let expired = sqlx::query(
             "UPDATE credit_leases SET state = 'expired', ended_at = ? WHERE state = 'active' AND expires_at < ? \
@@ -286,7 +289,8 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
     let existing = existing_usage(tx, batch).await?;
     let mut results = Vec::with_capacity(batch.len());
     let mut seen = HashSet::new();
-    let mut balances: HashMap<UserId, i64> = HashMap::new();
+    // Per user: (balance, leased) as this batch moves them.
+    let mut balances: HashMap<UserId, (i64, i64)> = HashMap::new();
     let mut lease_active: HashMap<Uuid, bool> = HashMap::new();
     let mut usage_rows = Vec::with_capacity(batch.len());
     let mut debits = Vec::new();
@@ -304,66 +308,69 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
         }
         let mut row = s.usage.clone();
         let asked = row.charged.0.max(0);
+        let overage = s.overage.0.max(0);
         let mut outcome = SettleOutcome::Applied;
         let mut balance_after = None;
-        if asked > 0 {
-            let active = match s.lease_id {
-                Some(lease) => match lease_active.get(&lease) {
-                    Some(known) => *known,
-                    None => {
-                        let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
-                            .bind(lease.to_string())
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                        let active = state.as_deref() == Some("active");
-                        lease_active.insert(lease, active);
-                        active
-                    }
-                },
-                None => false,
-            };
-            if !active {
-                outcome = SettleOutcome::Refused;
-                row.charged = MicroCredits::ZERO;
-            } else {
-                let balance = match balances.get(&row.user_id) {
-                    Some(b) => *b,
-                    None => sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
-                        .bind(row.user_id.to_string())
+        let active = match s.lease_id {
+            _ if asked == 0 => true,
+            Some(lease) => match lease_active.get(&lease) {
+                Some(known) => *known,
+                None => {
+                    let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
+                        .bind(lease.to_string())
                         .fetch_optional(&mut **tx)
-                        .await?
-                        .ok_or(StoreError::NotFound { entity: "credit balance" })?,
-                };
-                // Never below zero: a charge the balance cannot cover is cut to what it can.
-                let charged = asked.min(balance.max(0));
-                let after = balance - charged;
-                balances.insert(row.user_id, after);
-                row.charged = MicroCredits(charged);
-                balance_after = Some(MicroCredits(after));
-                let key = row.key_id.map(|k| k.to_string());
-                let user_totals = totals.users.entry(row.user_id).or_default();
-                user_totals.0 += charged;
-                user_totals.1 += asked;
-                if let Some(lease) = s.lease_id {
-                    *totals.leases.entry(lease).or_default() += asked;
+                        .await?;
+                    let active = state.as_deref() == Some("active");
+                    lease_active.insert(lease, active);
+                    active
                 }
-                if charged > 0 {
-                    if let Some(k) = &key {
-                        *totals.keys.entry(k.clone()).or_default() += charged;
-                    }
-                    let minute = ms(row.created_at) / 60_000;
-                    *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() +=
-                        charged;
-                    debits.push(Debit {
-                        id,
-                        user: row.user_id,
-                        key,
-                        amount: -charged,
-                        balance_after: after,
-                        request_id: row.request_id.clone(),
-                        created_at: ms(row.created_at),
-                    });
+            },
+            None => false,
+        };
+        if !active {
+            outcome = SettleOutcome::Refused;
+            row.charged = MicroCredits::ZERO;
+        } else if asked > 0 || overage > 0 {
+            let (balance, leased) = match balances.get(&row.user_id) {
+                Some(b) => *b,
+                None => sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
+                    .bind(row.user_id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or(StoreError::NotFound { entity: "credit balance" })?,
+            };
+            // Never below zero: a charge the balance cannot cover is cut to what it can. An
+            // overage takes only what no lease holds.
+            let part = asked.min(balance.max(0));
+            let leased_after = (leased - asked).max(0);
+            let extra = overage.min(((balance - part) - leased_after).max(0));
+            let charged = part + extra;
+            let after = balance - charged;
+            balances.insert(row.user_id, (after, leased_after));
+            row.charged = MicroCredits(charged);
+            balance_after = Some(MicroCredits(after));
+            let key = row.key_id.map(|k| k.to_string());
+            let user_totals = totals.users.entry(row.user_id).or_default();
+            user_totals.0 += charged;
+            user_totals.1 += asked;
+            if let Some(lease) = s.lease_id.filter(|_| asked > 0) {
+                *totals.leases.entry(lease).or_default() += asked;
+            }
+            if charged > 0 {
+                if let Some(k) = &key {
+                    *totals.keys.entry(k.clone()).or_default() += charged;
                 }
+                let minute = ms(row.created_at) / 60_000;
+                *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() += charged;
+                debits.push(Debit {
+                    id,
+                    user: row.user_id,
+                    key,
+                    amount: -charged,
+                    balance_after: after,
+                    request_id: row.request_id.clone(),
+                    created_at: ms(row.created_at),
+                });
             }
         }
         results.push(SettleResult { usage_id: id, outcome, charged: row.charged, balance_after });
@@ -438,11 +445,11 @@ async fn insert_debits(tx: &mut Transaction<'static, Sqlite>, debits: &[Debit]) 
 async fn apply_totals(
     tx: &mut Transaction<'static, Sqlite>,
     totals: &Totals,
-    balances: &HashMap<UserId, i64>,
+    balances: &HashMap<UserId, (i64, i64)>,
 ) -> StoreResult<()> {
     let now = ms(OffsetDateTime::now_utc());
     for (user, (_, leased)) in &totals.users {
-        let Some(balance) = balances.get(user) else { continue };
+        let Some((balance, _)) = balances.get(user) else { continue };
         sqlx::query(
             "UPDATE credit_balances SET balance_micros = ?, leased_micros = MAX(0, leased_micros - ?), updated_at = ? \
              WHERE user_id = ?",

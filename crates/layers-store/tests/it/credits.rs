@@ -21,8 +21,7 @@ fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> Leas
         account_hour_cap: None,
         key_hour_cap: None,
         key_total_cap: None,
-        now: now(),
-        expires_at: now() + Duration::seconds(30),
+        ttl: std::time::Duration::from_secs(30),
     }
 }
 
@@ -48,6 +47,7 @@ fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Se
             created_at: now(),
         },
         lease_id: lease,
+        overage: MicroCredits::ZERO,
     }
 }
 
@@ -80,14 +80,24 @@ async fn assert_ledger_balanced(store: &Arc<dyn Store>, u: UserId) {
 conformance!(leases_are_granted_within_the_balance, |store: Arc<dyn Store>| async move {
     let (u, k) = funded(&store, "lease@example.com", 1_000).await;
     let l1 = Uuid::new_v4();
+    // At most a quarter of what is left per grant, at least `min`.
     let g = store.acquire_lease(&lease_req(u.id, k.id, l1, 100, 600)).await.unwrap();
-    assert_eq!((g.granted.0, g.available.0, g.balance.0), (600, 1_000, 1_000));
+    assert_eq!((g.granted.0, g.available.0, g.balance.0), (250, 1_000, 1_000));
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l1, 300, 300)).await.unwrap();
+    assert_eq!((g.granted.0, g.available.0), (300, 750), "min = want asks for an exact amount");
     // A second node gets what is left, never more.
     let l2 = Uuid::new_v4();
-    let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 100, 600)).await.unwrap();
-    assert_eq!((g.granted.0, g.available.0), (400, 400));
-    let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 1, 600)).await.unwrap();
-    assert_eq!(g.granted.0, 0, "nothing left");
+    let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 600, 600)).await.unwrap();
+    assert_eq!((g.granted.0, g.available.0), (0, 450), "below min: nothing");
+    let mut total = 550;
+    loop {
+        let g = store.acquire_lease(&lease_req(u.id, k.id, l2, 1, 600)).await.unwrap();
+        if g.granted.0 == 0 {
+            break;
+        }
+        total += g.granted.0;
+    }
+    assert_eq!(total, 1_000, "exactly the balance was leased, no more");
     assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 1_000);
     // The same lease id is extended, not duplicated.
     assert!(store.return_lease(u.id, l1, MicroCredits(200), false).await.unwrap());
@@ -95,20 +105,17 @@ conformance!(leases_are_granted_within_the_balance, |store: Arc<dyn Store>| asyn
     assert_eq!(g.granted.0, 50);
     let leases = store.leases_of_user(u.id).await.unwrap();
     assert_eq!(leases.len(), 2);
-    assert_eq!(leases.iter().find(|l| l.id == l1).unwrap().amount.0, 450);
+    assert_eq!(leases.iter().find(|l| l.id == l1).unwrap().amount.0, 400);
     // Ending a lease gives back all it still held.
     assert!(store.return_lease(u.id, l1, MicroCredits(0), true).await.unwrap());
     assert!(!store.return_lease(u.id, l1, MicroCredits(10), false).await.unwrap(), "ended leases stay ended");
-    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 400);
-    // Below `min`, nothing is granted.
-    let g = store.acquire_lease(&lease_req(u.id, k.id, Uuid::new_v4(), 700, 900)).await.unwrap();
-    assert_eq!((g.granted.0, g.available.0), (0, 600));
+    assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 450);
 });
 
 conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>| async move {
     let (u, k) = funded(&store, "settle@example.com", 1_000).await;
     let lease = Uuid::new_v4();
-    store.acquire_lease(&lease_req(u.id, k.id, lease, 1, 1_000)).await.unwrap();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 1_000, 1_000)).await.unwrap();
     let a = settlement(u.id, k.id, Some(lease), 300);
     let b = settlement(u.id, k.id, Some(lease), 0);
     let out = store.settle(&[a.clone(), b.clone()]).await.unwrap();
@@ -155,18 +162,27 @@ conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>
 conformance!(the_reaper_returns_expired_leases_and_late_settlements_are_refused, |store: Arc<dyn Store>| async move {
     let (u, k) = funded(&store, "reap@example.com", 1_000).await;
     let lease = Uuid::new_v4();
-    let mut req = lease_req(u.id, k.id, lease, 1, 800);
-    req.expires_at = now() - Duration::seconds(1);
+    let mut req = lease_req(u.id, k.id, lease, 800, 800);
+    req.ttl = std::time::Duration::from_millis(1);
     store.acquire_lease(&req).await.unwrap();
     let live = Uuid::new_v4();
-    store.acquire_lease(&lease_req(u.id, k.id, live, 1, 100)).await.unwrap();
-    assert_eq!(store.renew_leases(Uuid::nil(), &[live], now() + Duration::seconds(60)).await.unwrap(), vec![live]);
-    let reaped = store.reap_expired_leases(now()).await.unwrap();
+    store.acquire_lease(&lease_req(u.id, k.id, live, 100, 100)).await.unwrap();
+    assert_eq!(store.renew_leases(Uuid::nil(), &[live], std::time::Duration::from_secs(60)).await.unwrap(), vec![live]);
+    // Poll the reaper until the 1 ms lease has expired by the database's clock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let reaped = loop {
+        let r = store.reap_expired_leases().await.unwrap();
+        if r.leases > 0 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
     assert_eq!((reaped.leases, reaped.micros), (1, 800));
-    // Once reaped, a lease cannot be renewed back to life.
-    assert!(store.renew_leases(Uuid::nil(), &[lease], now() + Duration::seconds(60)).await.unwrap().is_empty());
-    assert_eq!(store.reap_expired_leases(now()).await.unwrap().leases, 0, "idempotent");
+    assert_eq!(store.reap_expired_leases().await.unwrap().leases, 0, "idempotent");
     assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 100);
+    // Once reaped, a lease cannot be renewed back to life.
+    assert!(store.renew_leases(Uuid::nil(), &[lease], std::time::Duration::from_secs(60)).await.unwrap().is_empty());
     // The node that held the reaped lease was only paused: its settlement arrives late.
     let late = settlement(u.id, k.id, Some(lease), 200);
     let out = store.settle(&[late]).await.unwrap();
@@ -180,27 +196,48 @@ conformance!(the_reaper_returns_expired_leases_and_late_settlements_are_refused,
     assert_ledger_balanced(&store, u.id).await;
 });
 
+conformance!(an_overage_takes_only_what_no_lease_holds, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "overage@example.com", 1_000).await;
+    let lease = Uuid::new_v4();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 300, 300)).await.unwrap();
+    // 100 from the lease, and 500 more than was held: the balance has 700 beyond the lease.
+    let mut s = settlement(u.id, k.id, Some(lease), 100);
+    s.overage = MicroCredits(500);
+    let out = store.settle(&[s]).await.unwrap();
+    assert_eq!((out[0].charged.0, out[0].balance_after), (600, Some(MicroCredits(400))));
+    // Now 400 left, 200 of it leased to in-flight requests: an overage gets at most 200.
+    let mut s = settlement(u.id, k.id, None, 0);
+    s.overage = MicroCredits(1_000);
+    let out = store.settle(&[s]).await.unwrap();
+    assert_eq!((out[0].charged.0, out[0].balance_after), (200, Some(MicroCredits(200))));
+    let state = store.credit_state(u.id).await.unwrap();
+    assert_eq!((state.balance.0, state.leased.0), (200, 200));
+    assert_ledger_balanced(&store, u.id).await;
+});
+
 conformance!(caps_limit_what_is_leased, |store: Arc<dyn Store>| async move {
     let (u, k) = funded(&store, "caps@example.com", 100_000).await;
     let lease = Uuid::new_v4();
-    store.acquire_lease(&lease_req(u.id, k.id, lease, 1, 1_000)).await.unwrap();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 1_000, 1_000)).await.unwrap();
     store.settle(&[settlement(u.id, k.id, Some(lease), 900)]).await.unwrap();
-    // Rolling hour: 900 spent + 100 still leased.
-    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
+    // Rolling hour: 900 spent + 100 still leased, so 500 of a 1,500 cap is left.
+    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 600, 600);
     req.account_hour_cap = Some(MicroCredits(1_500));
     let g = store.acquire_lease(&req).await.unwrap();
-    assert_eq!((g.granted.0, g.account_hour_room), (500, Some(MicroCredits(500))));
+    assert_eq!((g.granted.0, g.account_hour_room), (0, Some(MicroCredits(500))));
+    req.min = MicroCredits(500);
+    req.want = MicroCredits(500);
+    assert_eq!(store.acquire_lease(&req).await.unwrap().granted.0, 500);
     // Key lifetime limit: 900 spent, 600 leased to this key now.
     let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
     req.key_total_cap = Some(MicroCredits(2_000));
     let g = store.acquire_lease(&req).await.unwrap();
-    assert_eq!((g.granted.0, g.key_total_room), (500, Some(MicroCredits(500))));
-    // Key hour cap.
-    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 1, 5_000);
+    assert_eq!((g.granted.0, g.key_total_room), (125, Some(MicroCredits(500))));
+    // Key hour cap: 725 leased + 900 spent within the hour.
+    let mut req = lease_req(u.id, k.id, Uuid::new_v4(), 400, 400);
     req.key_hour_cap = Some(MicroCredits(2_000));
     let g = store.acquire_lease(&req).await.unwrap();
-    assert_eq!(g.granted.0, 0, "1,100 leased + 900 spent within the hour");
-    assert_eq!(g.key_hour_room, Some(MicroCredits(0)));
+    assert_eq!((g.granted.0, g.key_hour_room), (0, Some(MicroCredits(375))));
 });
 
 conformance!(concurrent_leases_never_exceed_the_balance, |store: Arc<dyn Store>| async move {
@@ -210,7 +247,14 @@ conformance!(concurrent_leases_never_exceed_the_balance, |store: Arc<dyn Store>|
         let store = store.clone();
         let (uid, kid) = (u.id, k.id);
         tasks.push(tokio::spawn(async move {
-            store.acquire_lease(&lease_req(uid, kid, Uuid::new_v4(), 1, 700)).await.unwrap().granted.0
+            let mut got = 0;
+            loop {
+                let g = store.acquire_lease(&lease_req(uid, kid, Uuid::new_v4(), 1, 700)).await.unwrap();
+                if g.granted.0 == 0 {
+                    return got;
+                }
+                got += g.granted.0;
+            }
         }));
     }
     let mut total = 0;

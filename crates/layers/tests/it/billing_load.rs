@@ -58,8 +58,10 @@ async fn ledger_invariants(store: &Arc<dyn Store>, user: UserId) -> (MicroCredit
         .into_iter()
         .filter(|t| t.kind == TransactionKind::Usage)
         .collect();
-    let ids: HashSet<_> = debits.iter().map(|d| d.id).collect();
-    assert_eq!(ids.len(), debits.len(), "a request debited twice");
+    // Each debit belongs to exactly one charged request (the debit carries its usage id).
+    let charged: HashSet<_> = usage.iter().filter(|u| u.charged.0 > 0).map(|u| u.id).collect();
+    let debited: HashSet<_> = debits.iter().map(|d| d.id).collect();
+    assert_eq!(charged, debited, "debits and charged requests differ");
     assert_eq!(usage.iter().map(|u| u.charged.0).sum::<i64>(), -debits.iter().map(|d| d.amount.0).sum::<i64>());
     assert_eq!(usage.iter().filter(|u| u.charged.0 > 0).count(), debits.len());
     (state.balance, usage.len())
@@ -77,9 +79,6 @@ async fn one_credit_two_hundred_requests(opts: AppOptions) {
     assert_eq!(balance.0, 1_000_000 - ok as i64 * COST);
     let rows = app.wait_for_usage(&user, ok).await;
     assert_eq!(rows.len(), ok, "usage rows = successes");
-    // The reaper finds nothing left behind.
-    let far = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    assert_eq!(app.store().reap_expired_leases(far).await.unwrap().micros, 0);
     ledger_invariants(app.store(), user.id).await;
 }
 
@@ -104,9 +103,12 @@ async fn two_nodes_in_one_process_never_overspend_on_postgres() {
     mock.latency(5, 60);
     let (user, key) = a.user_with_key("twonodes@example.com", "1.00").await;
     let (ok, _) = burst(&[a.url.clone(), b.url.clone()], &key, 200).await;
+    println!("two nodes in one process, 200 requests on 1.00 credit: {ok} succeeded");
     assert!((5..=20).contains(&ok), "{ok}");
-    at_rest(&a, &user).await;
+    let balance = at_rest(&a, &user).await;
     at_rest(&b, &user).await;
+    assert_eq!(balance.0, 1_000_000 - ok as i64 * COST);
+    assert_eq!(a.wait_for_usage(&user, ok).await.len(), ok, "usage rows = successes");
 }
 
 fn deployment_config(dir: &Path, db_url: &str, mock: &MockOpenAi, extra: &str) -> std::path::PathBuf {
@@ -286,8 +288,10 @@ async fn kill_9_during_load_loses_no_money_and_charges_nothing_twice() {
     }
     let (balance, rows) = ledger_invariants(&store, user.id).await;
     println!("after kill -9: {served} served, {rows} usage rows, balance {balance}");
-    // Settlements of the last ~20 ms before the crash may be lost (never charged), never doubled.
-    assert!(rows <= served + 16);
+    // Requests in flight at the crash may have no row; settlements of the last batch (20 ms)
+    // may be lost (never charged); none is ever doubled.
+    assert!(rows <= served + 16, "{rows} rows for {served} served");
+    assert!(rows + 48 >= served, "only the last moments before the crash may be lost: {rows} of {served}");
     // The restarted node serves and bills normally.
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", restarted.url))
