@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use layers_domain::{KeyId, MicroCredits, Usage, UserId};
 use layers_store::*;
-use time::Duration;
 use uuid::Uuid;
 
 use crate::conformance;
