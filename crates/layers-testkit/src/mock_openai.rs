@@ -164,7 +164,8 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
 }
 
 /// Per-request behaviour chosen by the last user message, so mixed traffic can run at once:
-/// `mock:500`, `mock:hang`, `mock:stall`, `mock:cut`, `mock:tokens=N` (completion tokens).
+/// `mock:500`, `mock:hang`, `mock:stall`, `mock:cut`, `mock:slow`, `mock:slow=MS` (20 pieces, MS
+/// apart), `mock:tokens=N` (completion tokens).
 fn reply_for(body: &Value) -> Option<Reply> {
     let text = body["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?["content"].as_str()?;
     let cmd = text.strip_prefix("mock:")?;
@@ -174,7 +175,16 @@ fn reply_for(body: &Value) -> Option<Reply> {
         end,
         prompt_tokens: 10,
     };
-    Some(match cmd.split_whitespace().next()? {
+    let word = cmd.split_whitespace().next()?;
+    if let Some(ms) = word.strip_prefix("slow=") {
+        return Some(Reply::SlowStream {
+            pieces: (0..20).map(|i| format!(" w{i}")).collect(),
+            delay: Duration::from_millis(ms.parse().ok()?),
+            end: StreamEnd::Finish,
+            prompt_tokens: 10,
+        });
+    }
+    Some(match word {
         "500" => Reply::Status { status: 500, message: "mock failure".into(), retry_after: None },
         "hang" => Reply::Hang,
         "stall" => slow(StreamEnd::Stall),

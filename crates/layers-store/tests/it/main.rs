@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod credits;
 mod keys;
+mod lease_props;
 mod ledger;
 mod migrations;
 mod records;

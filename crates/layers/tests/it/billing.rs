@@ -254,3 +254,42 @@ async fn a_cost_beyond_the_hold_is_capped_and_the_shortfall_recorded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn key_overrides_of_the_caps_apply() {
+    let (app, _mock) = app("").await;
+    let (user, key) = app.user_with_key("keycaps@example.com", "10").await;
+    let record = app.core.keys.list(user.id).await.unwrap().remove(0);
+    let caps = CapOverrides { per_request: Some(MicroCredits(10_000)), per_hour: None };
+    app.core.keys.set_limits(user.id, record.id, caps, None).await.unwrap();
+    let (status, err) = error_of(app.chat(&key, &counted(100)).send().await.unwrap()).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("request_too_expensive")));
+    let caps = CapOverrides { per_request: None, per_hour: Some(MicroCredits(60_000)) };
+    app.core.keys.set_limits(user.id, record.id, caps, None).await.unwrap();
+    assert_eq!(app.chat(&key, &counted(100)).send().await.unwrap().status(), 200);
+    let (status, err) = error_of(app.chat(&key, &counted(100)).send().await.unwrap()).await;
+    assert_eq!((status, err["code"].as_str()), (429, Some("spend_limit_exceeded")));
+    assert!(err["message"].as_str().unwrap().contains("for this API key"), "{err}");
+    // The account's other keys are not held to this key's cap.
+    let other = app.create_key(&user, KeyEnv::Live).await;
+    assert_eq!(app.chat(&other, &counted(100)).send().await.unwrap().status(), 200);
+    at_rest(&app, &user).await;
+}
+
+#[tokio::test]
+async fn every_choice_is_held_for() {
+    let (app, mock) = app("[tiers.pro]\nmax_credits_per_request = 0.11").await;
+    let (user, key) = app.user_with_key("choices@example.com", "0.12").await;
+    let mut body = counted(100);
+    assert_eq!(app.chat(&key, &body).send().await.unwrap().status(), 200, "one choice: 0.05 credits");
+    // Three choices may produce three times the output: 0.15 credits, over the cap.
+    body["n"] = json!(3);
+    let (status, err) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("request_too_expensive")));
+    // Two choices fit the cap (0.1006 of 0.11) but not what is left of the balance (0.07).
+    body["n"] = json!(2);
+    let (status, _) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+    assert_eq!(status, 402);
+    assert_eq!(mock.requests().len(), 1);
+    at_rest(&app, &user).await;
+}

@@ -112,6 +112,16 @@ async fn two_nodes_in_one_process_never_overspend_on_postgres() {
 }
 
 fn deployment_config(dir: &Path, db_url: &str, mock: &MockOpenAi, extra: &str) -> std::path::PathBuf {
+    deployment_config_with_idle(dir, db_url, mock, extra, 1000)
+}
+
+fn deployment_config_with_idle(
+    dir: &Path,
+    db_url: &str,
+    mock: &MockOpenAi,
+    extra: &str,
+    idle_ms: u64,
+) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
@@ -128,7 +138,7 @@ name = "mock"
 kind = "openai"
 base_url = "{mock}"
 first_byte_timeout_ms = 1500
-idle_timeout_ms = 1000
+idle_timeout_ms = {idle_ms}
 {PRICED_MODEL}
 {extra}
 "#,
@@ -308,5 +318,83 @@ async fn kill_9_during_load_loses_no_money_and_charges_nothing_twice() {
     assert_eq!(restarted.terminate(), Some(0));
     let (after, _) = ledger_invariants(&store, user.id).await;
     assert_eq!(after.0, balance.0 - COST);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_nodes_late_settlement_is_refused_not_applied_twice() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let mock = MockOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The stream's idle timeout outlasts the stall, so the request finishes and settles late.
+    let config = deployment_config_with_idle(
+        dir.path(),
+        &db.url,
+        &mock,
+        "[billing]\nlease_ttl_secs = 1\nidle_release_ms = 60000",
+        30_000,
+    );
+    let bin = Path::new(env!("CARGO_BIN_EXE_layers"));
+    layers_cmd(bin, &config, &["migrate"]);
+    layers_cmd(bin, &config, &["admin", "user", "create", "--email", "paused@example.com"]);
+    let key = layers_cmd(bin, &config, &["admin", "key", "create", "--email", "paused@example.com", "--env", "live"]);
+    layers_cmd(
+        bin,
+        &config,
+        &["admin", "credits", "grant", "--email", "paused@example.com", "--credits", "10", "--reason", "t"],
+    );
+    let mut node = ServeProcess::start(bin, &config, &BTreeMap::new()).await;
+    let store = owner_store(&db).await;
+    let user = store.user_by_email("paused@example.com").await.unwrap().unwrap();
+
+    // A stream of 20 pieces, 100 ms apart, holds credit on the node's lease.
+    let body = json!({"model": "mock/priced", "max_tokens": 100, "stream": true,
+                      "messages": [{"role": "user", "content": "mock:slow=100"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", node.url))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    assert!(store.credit_state(user.id).await.unwrap().leased.0 > 0);
+
+    // The node stalls (not dead) past its lease's TTL; another process reaps the lease.
+    std::process::Command::new("kill").args(["-STOP", &node.pid().to_string()]).status().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while store.credit_state(user.id).await.unwrap().leased.0 > 0 {
+        layers_cmd(bin, &config, &["admin", "leases", "reap"]);
+        assert!(tokio::time::Instant::now() < deadline, "the stalled node's lease was never reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::process::Command::new("kill").args(["-CONT", &node.pid().to_string()]).status().unwrap();
+
+    // The stream finishes; its settlement arrives after the reaper returned the lease.
+    while stream.next().await.is_some() {}
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let rows = store.recent_usage(user.id, 10, None).await.unwrap();
+        if let Some(row) = rows.into_iter().next() {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the late request was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row.charged.0, 0, "a settlement against a reaped lease is refused");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = store.audit_events(user.id, 20).await.unwrap();
+        if events.iter().any(|e| e.event_type == "late_settlement_refused") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the refusal was not recorded: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.terminate(), Some(0));
+    let (balance, _) = ledger_invariants(&store, user.id).await;
+    assert_eq!(balance.0, 10_000_000, "nothing charged, nothing charged twice");
     store.close().await;
 }

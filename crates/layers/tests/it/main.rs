@@ -9,6 +9,7 @@ mod billing_load;
 mod chat;
 mod cli;
 mod disconnect;
+mod disconnect_bytes;
 mod lifecycle;
 mod limits;
 mod sdk_openai;
