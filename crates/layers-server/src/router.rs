@@ -7,7 +7,7 @@ use axum::Router;
 use http::HeaderValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{chat, health, models};
+use crate::api::{chat, health, metrics, models};
 use crate::error::ApiError;
 use crate::middleware::{context, cors};
 use crate::state::AppState;
@@ -19,6 +19,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/models", get(models::list_models))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -27,7 +28,7 @@ pub fn build_router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(from_fn_with_state(state.cors, cors::cors))
         .layer(from_fn(security_headers))
-        .layer(from_fn(context::request_context))
+        .layer(from_fn_with_state(state.metrics, context::request_context))
 }
 
 async fn not_found() -> ApiError {

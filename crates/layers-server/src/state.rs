@@ -5,9 +5,11 @@ use std::sync::Arc;
 use layers_core::Core;
 
 use crate::middleware::cors::CorsPolicy;
+use crate::middleware::metrics::RequestMetrics;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub core: Arc<Core>,
     pub cors: CorsPolicy,
+    pub metrics: RequestMetrics,
 }

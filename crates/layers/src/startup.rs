@@ -50,7 +50,8 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
         store,
     )?;
     let core = Arc::new(core);
-    let state = AppState { core: core.clone(), cors: CorsPolicy::new(settings.allowed_origins) };
+    let state =
+        AppState { core: core.clone(), cors: CorsPolicy::new(settings.allowed_origins), metrics: Default::default() };
     Ok(Prepared { core, state, shutdown_timeout: settings.shutdown_timeout })
 }
 

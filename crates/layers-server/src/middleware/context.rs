@@ -3,7 +3,7 @@
 //! `x-request-id`, every error body its `request_id`, and every 5xx is logged here, once.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
@@ -12,13 +12,14 @@ use rand::RngCore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::metrics::RequestMetrics;
 use crate::error::{render, ErrorBody, InternalDetail};
 
 /// When the request arrived (the gateway's own clock, for latency).
 #[derive(Clone, Copy, Debug)]
 pub struct Started(pub Instant);
 
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(State(metrics): State<RequestMetrics>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -48,6 +49,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         resp.headers_mut().remove(http::header::CONTENT_LENGTH);
     }
     let status = resp.status();
+    metrics.record(status.as_u16());
     if status.is_server_error() {
         let detail = resp.extensions_mut().remove::<InternalDetail>().map(|d| d.0).unwrap_or_default();
         tracing::error!(%method, %path, status = status.as_u16(), detail = %detail, "request failed");

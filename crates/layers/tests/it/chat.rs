@@ -169,4 +169,9 @@ async fn models_health_and_readiness() {
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
     let ready = app.get("/readyz").send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("layers_requests_total{status=\"200\"}"), "{metrics}");
+    for name in ["layers_auth_db_lookups_total", "layers_billing_shortfalls_total", "layers_settlement_backlog"] {
+        assert!(metrics.contains(&format!("# TYPE {name} ")), "{name} missing");
+    }
 }
