@@ -4,16 +4,18 @@
 use std::sync::Arc;
 
 use layers_domain::{MicroCredits, Tier, UserId};
-use layers_store::{CapOverrides, LedgerOutcome, NewTransaction, NewUser, Store, TransactionKind, User};
+use layers_store::{CapOverrides, LedgerOutcome, NewTransaction, NewUser, RateOverrides, Store, TransactionKind, User};
 use time::OffsetDateTime;
 
 use crate::audit::Audit;
+use crate::broadcast::{Broadcaster, Notice};
 use crate::error::{ServiceError, ServiceResult};
 
 #[derive(Debug)]
 pub struct AccountService {
     store: Arc<dyn Store>,
     audit: Audit,
+    broadcaster: Broadcaster,
 }
 
 /// A balance change an operator asked for.
@@ -27,8 +29,8 @@ pub struct CreditChange {
 }
 
 impl AccountService {
-    pub fn new(store: Arc<dyn Store>, audit: Audit) -> AccountService {
-        AccountService { store, audit }
+    pub fn new(store: Arc<dyn Store>, audit: Audit, broadcaster: Broadcaster) -> AccountService {
+        AccountService { store, audit, broadcaster }
     }
 
     pub async fn create_user(&self, email: &str, tier: Tier) -> ServiceResult<User> {
@@ -49,6 +51,7 @@ impl AccountService {
     /// Changes the tier; every node applies it within a poll of the invalidation feed.
     pub async fn set_tier(&self, user: UserId, tier: Tier) -> ServiceResult<()> {
         self.store.set_tier(user, tier).await?;
+        self.broadcaster.publish(Notice::Account(user)).await;
         self.audit.info(Some(user), "tier_changed", serde_json::json!({"tier": tier})).await;
         Ok(())
     }
@@ -56,12 +59,28 @@ impl AccountService {
     /// Overrides the tier's spend caps for this account (`None` inherits the tier's).
     pub async fn set_caps(&self, user: UserId, caps: CapOverrides) -> ServiceResult<()> {
         self.store.set_user_caps(user, caps).await?;
+        self.broadcaster.publish(Notice::Account(user)).await;
         self.audit
             .info(
                 Some(user),
                 "spend_caps_changed",
                 serde_json::json!({"per_request_micros": caps.per_request.map(|m| m.0),
                                    "per_hour_micros": caps.per_hour.map(|m| m.0)}),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Overrides the tier's rate limits for this account (`None` inherits the tier's).
+    pub async fn set_rate(&self, user: UserId, rate: RateOverrides) -> ServiceResult<()> {
+        self.store.set_user_rate(user, rate).await?;
+        self.broadcaster.publish(Notice::Account(user)).await;
+        self.audit
+            .info(
+                Some(user),
+                "rate_limits_changed",
+                serde_json::json!({"requests_per_minute": rate.requests_per_minute,
+                                   "tokens_per_minute": rate.tokens_per_minute}),
             )
             .await;
         Ok(())

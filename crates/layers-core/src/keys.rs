@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::audit::Audit;
 use crate::auth::cache::KeyCache;
 use crate::auth::pepper::Peppers;
+use crate::broadcast::{Broadcaster, Notice};
 use crate::error::{ServiceError, ServiceResult};
 
 const MAX_NAME_CHARS: usize = 100;
@@ -38,11 +39,18 @@ pub struct KeyService {
     peppers: Arc<Peppers>,
     cache: Arc<KeyCache>,
     audit: Audit,
+    broadcaster: Broadcaster,
 }
 
 impl KeyService {
-    pub fn new(store: Arc<dyn Store>, peppers: Arc<Peppers>, cache: Arc<KeyCache>, audit: Audit) -> Self {
-        KeyService { store, peppers, cache, audit }
+    pub fn new(
+        store: Arc<dyn Store>,
+        peppers: Arc<Peppers>,
+        cache: Arc<KeyCache>,
+        audit: Audit,
+        broadcaster: Broadcaster,
+    ) -> Self {
+        KeyService { store, peppers, cache, audit, broadcaster }
     }
 
     pub async fn create(&self, req: NewKeyRequest) -> ServiceResult<CreatedKey> {
@@ -91,6 +99,7 @@ impl KeyService {
     ) -> ServiceResult<KeyRecord> {
         let record = self.store.set_key_limits(user, key, caps, spend_limit).await?;
         self.cache.remove(&record.key_hash);
+        self.broadcaster.publish(Notice::Key(record.key_hash.clone())).await;
         self.audit
             .info(
                 Some(user),
@@ -112,6 +121,8 @@ impl KeyService {
     pub async fn set_state(&self, user: UserId, key: KeyId, state: KeyState) -> ServiceResult<KeyRecord> {
         let record = self.store.set_key_state(user, key, state).await?;
         self.cache.remove(&record.key_hash);
+        // Every node drops it now; the database feed is the backstop.
+        self.broadcaster.publish(Notice::Key(record.key_hash.clone())).await;
         let event = match state {
             KeyState::Active => "key_reactivated",
             KeyState::Deactivated => "key_deactivated",

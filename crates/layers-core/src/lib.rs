@@ -7,6 +7,10 @@
 //! - [`catalogue`]: models, routes and prices as this deployment serves them.
 //! - [`chat`]: the chat completion pipeline, streaming and metering included.
 //! - [`billing`]: credit holds against per-node leases, settlement, lease upkeep and reaper.
+//! - [`ratelimit`]: per-key request and token limits, global over Redis when configured.
+//! - [`ipguard`]: blocking IPs after repeated failed authentication.
+//! - [`broadcast`], [`redis_conn`]: instant invalidation across nodes, and the Redis connection
+//!   with its fallback.
 //! - [`last_used`], [`invalidation`]: background work off the hot path.
 //! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
 
@@ -14,12 +18,16 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod broadcast;
 pub mod catalogue;
 pub mod chat;
 pub mod error;
 pub mod invalidation;
+pub mod ipguard;
 pub mod keys;
 pub mod last_used;
+pub mod ratelimit;
+pub mod redis_conn;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -36,10 +44,14 @@ use crate::auth::cache::KeyCache;
 use crate::auth::pepper::Peppers;
 use crate::auth::Authenticator;
 use crate::billing::{Billing, BillingSettings};
+use crate::broadcast::Broadcaster;
 use crate::catalogue::Catalogue;
 use crate::chat::ChatService;
+use crate::ipguard::{IpGuard, IpGuardSettings};
 use crate::keys::KeyService;
 use crate::last_used::LastUsed;
+use crate::ratelimit::{RateLimiter, RateSettings};
+use crate::redis_conn::{Redis, RedisError, RedisSettings};
 use crate::tasks::Tasks;
 
 pub use error::{ServiceError, ServiceResult};
@@ -57,12 +69,17 @@ pub struct CoreSettings {
     pub key_cache_ttl: Duration,
     pub invalidation_poll: Duration,
     pub billing: BillingSettings,
+    pub rate: RateSettings,
+    pub ip_guard: IpGuardSettings,
+    pub redis: Option<RedisSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error(transparent)]
     Providers(#[from] layers_providers::adapter::BuildError),
+    #[error("the Redis settings are invalid")]
+    Redis(#[from] RedisError),
 }
 
 /// The running services of one node.
@@ -75,13 +92,21 @@ pub struct Core {
     pub chat: ChatService,
     pub catalogue: Arc<Catalogue>,
     pub billing: Billing,
+    pub limiter: RateLimiter,
+    pub ip_guard: Arc<IpGuard>,
+    pub redis: Option<Redis>,
     tasks: Tasks,
 }
 
 impl Core {
     /// Builds the services and starts their background tasks.
-    pub fn start(settings: CoreSettings, store: Arc<dyn Store>) -> Result<Core, CoreError> {
+    pub async fn start(settings: CoreSettings, store: Arc<dyn Store>) -> Result<Core, CoreError> {
         let tasks = Tasks::new();
+        let redis = match settings.redis {
+            Some(r) => Some(Redis::connect(r, &tasks).await?),
+            None => None,
+        };
+        let broadcaster = Broadcaster::new(redis.clone());
         let providers = Providers::build(&settings.providers)?;
         let catalogue =
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
@@ -89,6 +114,11 @@ impl Core {
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
         let last_used = Arc::new(LastUsed::new());
         let audit = Audit::new(store.clone());
+        let ip_guard = Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone()));
+        let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks);
+        if let Some(redis) = &redis {
+            broadcast::spawn_subscriber(redis.clone(), cache.clone(), ip_guard.clone(), &tasks);
+        }
 
         let billing = Billing::start(store.clone(), settings.billing, &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
@@ -96,11 +126,14 @@ impl Core {
 
         Ok(Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
-            keys: KeyService::new(store.clone(), peppers, cache, audit.clone()),
-            accounts: AccountService::new(store.clone(), audit),
-            chat: ChatService::new(catalogue.clone(), providers, settings.limits, billing.clone()),
+            keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone()),
+            accounts: AccountService::new(store.clone(), audit, broadcaster),
+            chat: ChatService::new(catalogue.clone(), providers, settings.limits, billing.clone(), limiter.clone()),
             catalogue,
             billing,
+            limiter,
+            ip_guard,
+            redis,
             store,
             tasks,
         })

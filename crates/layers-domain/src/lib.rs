@@ -10,6 +10,7 @@
 //! - [`tier`]: account tiers.
 //! - [`model`]: model names, routes and specs of the catalogue.
 //! - [`limits`]: input limits of a chat request (SPEC §2.3).
+//! - [`ratelimit`]: the exact sliding-window request limiter and the tokens window (SPEC §5).
 //! - [`tokens`]: conservative token estimates used before upstream usage is known.
 //! - [`usage`]: token usage reported by an upstream.
 
@@ -20,6 +21,7 @@ pub mod key_format;
 pub mod limits;
 pub mod model;
 pub mod money;
+pub mod ratelimit;
 pub mod tier;
 pub mod tokens;
 pub mod usage;

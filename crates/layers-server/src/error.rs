@@ -7,6 +7,9 @@ use http::{HeaderValue, StatusCode};
 use layers_core::auth::AuthError;
 use layers_core::billing::BillingError;
 use layers_core::chat::{ChatError, UpstreamFailure};
+use layers_core::ipguard::Blocked;
+use layers_core::ratelimit::Admission;
+use layers_domain::ratelimit::format_reset;
 use serde_json::json;
 
 #[derive(Debug)]
@@ -20,6 +23,8 @@ pub enum ApiError {
     OriginNotAllowed,
     Upstream(UpstreamFailure),
     Billing(BillingError),
+    RateLimited(Admission),
+    IpBlocked(Blocked),
     Unavailable { detail: String },
     Internal { detail: String },
 }
@@ -57,6 +62,8 @@ impl ApiError {
                 BillingError::HourlyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
                 BillingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IpBlocked(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,6 +129,32 @@ impl ApiError {
                     body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
                 }
             },
+            ApiError::RateLimited(a) => {
+                let retry = format_reset(a.retry_after_ms.unwrap_or(0));
+                let (kind, message) = if a.requests.allowed {
+                    let limit = a.tokens.map_or(0, |t| t.limit);
+                    (
+                        "tokens",
+                        format!("Rate limit reached: {limit} tokens per minute for this API key. Retry in {retry}."),
+                    )
+                } else {
+                    let limit = a.requests.limit;
+                    (
+                        "requests",
+                        format!("Rate limit reached: {limit} requests per minute for this API key. Retry in {retry}."),
+                    )
+                };
+                body(message, kind, "rate_limit_exceeded", None)
+            }
+            ApiError::IpBlocked(b) => body(
+                format!(
+                    "Too many failed authentication attempts from this address; try again in {}.",
+                    format_reset(b.retry_after.as_millis() as u64)
+                ),
+                "permission_error",
+                "ip_blocked",
+                None,
+            ),
             ApiError::Unavailable { .. } => {
                 body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
             }
@@ -176,8 +209,15 @@ impl IntoResponse for ApiError {
         if let Some(retry) = self.should_retry() {
             headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
         }
-        if let ApiError::Upstream(UpstreamFailure { retry_after: Some(after), .. }) = &self {
-            insert_retry_after(headers, *after);
+        match &self {
+            ApiError::Upstream(UpstreamFailure { retry_after: Some(after), .. }) => insert_retry_after(headers, *after),
+            ApiError::RateLimited(a) => {
+                crate::middleware::rate_headers::write(headers, a);
+                let ms = a.retry_after_ms.unwrap_or(1_000);
+                insert_retry_after(headers, std::time::Duration::from_millis(ms));
+            }
+            ApiError::IpBlocked(b) => insert_retry_after(headers, b.retry_after),
+            _ => {}
         }
         if let Some(detail) = self.internal_detail() {
             resp.extensions_mut().insert(InternalDetail(detail));
@@ -190,6 +230,7 @@ impl IntoResponse for ApiError {
 /// `retry-after` (seconds, rounded up) and `retry-after-ms`.
 pub fn insert_retry_after(headers: &mut http::HeaderMap, after: std::time::Duration) {
     let secs = after.as_millis().div_ceil(1000).max(1);
+    let after = after.max(std::time::Duration::from_millis(1));
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         headers.insert(http::header::RETRY_AFTER, v);
     }

@@ -8,7 +8,11 @@ use http_body_util::{BodyExt, Limited};
 use layers_core::auth::Principal;
 use serde::de::DeserializeOwned;
 
+use std::net::IpAddr;
+
 use crate::error::ApiError;
+use crate::middleware::client_ip::ClientIp;
+use crate::middleware::rate_headers::RateSlot;
 use crate::state::AppState;
 
 /// The caller, authenticated by `Authorization: Bearer <key>` (or `x-api-key`).
@@ -24,7 +28,24 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(http::header::AUTHORIZATION)
             .or_else(|| parts.headers.get("x-api-key"))
             .map(|v| v.to_str().unwrap_or(""));
-        let principal = state.core.auth.authenticate(header).await?;
+        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        state.core.ip_guard.check(ip).map_err(ApiError::IpBlocked)?;
+        let principal = match state.core.auth.authenticate(header).await {
+            Ok(p) => p,
+            Err(err) => {
+                if let Some(reason) = err.is_failed_credential() {
+                    state.core.ip_guard.failed(ip, reason).await;
+                }
+                return Err(err.into());
+            }
+        };
+        let admission = state.core.limiter.admit(&principal).await;
+        if let Some(slot) = parts.extensions.get::<RateSlot>() {
+            slot.set(admission);
+        }
+        if !admission.allowed() {
+            return Err(ApiError::RateLimited(admission));
+        }
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(principal.user_id));
         span.record("key_id", tracing::field::display(principal.key_id));

@@ -9,14 +9,17 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{chat, health, metrics, models};
 use crate::error::ApiError;
-use crate::middleware::{context, cors};
+use crate::middleware::{client_ip, context, cors, rate_headers};
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
-    Router::new()
+    let data_plane = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
+        .route_layer(from_fn(rate_headers::rate_headers));
+    Router::new()
+        .merge(data_plane)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
@@ -28,6 +31,7 @@ pub fn build_router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(from_fn_with_state(state.cors, cors::cors))
         .layer(from_fn(security_headers))
+        .layer(from_fn_with_state(state.proxies, client_ip::client_ip))
         .layer(from_fn_with_state(state.metrics, context::request_context))
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use layers_core::Core;
 
+use crate::middleware::client_ip::TrustedProxies;
 use crate::middleware::cors::CorsPolicy;
 use crate::middleware::metrics::RequestMetrics;
 
@@ -12,4 +13,5 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub cors: CorsPolicy,
     pub metrics: RequestMetrics,
+    pub proxies: TrustedProxies,
 }

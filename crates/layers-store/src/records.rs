@@ -19,7 +19,16 @@ pub struct User {
     pub status: UserStatus,
     /// Account overrides of the tier's spend caps.
     pub caps: CapOverrides,
+    /// Account overrides of the tier's rate limits.
+    pub rate: RateOverrides,
     pub created_at: OffsetDateTime,
+}
+
+/// Overrides of the tier's rate limits stored on an account (`None`: inherit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateOverrides {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// Overrides of spend caps stored on an account or a key (`None`: inherit).
@@ -75,6 +84,7 @@ pub struct KeyAuthRecord {
     pub tier: Tier,
     pub user_status: UserStatus,
     pub account_caps: CapOverrides,
+    pub account_rate: RateOverrides,
 }
 
 #[derive(Clone, Debug)]

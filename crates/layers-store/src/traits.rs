@@ -24,6 +24,8 @@ pub trait AccountStore: Send + Sync {
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()>;
     /// Sets the account's overrides of its tier's spend caps and tells every node's cache.
     async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()>;
+    /// Sets the account's overrides of its tier's rate limits and tells every node's cache.
+    async fn set_user_rate(&self, id: UserId, rate: RateOverrides) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -7,10 +7,13 @@ use anyhow::{bail, Context};
 use layers_core::accounts::{AccountService, CreditChange};
 use layers_core::audit::Audit;
 use layers_core::auth::cache::KeyCache;
+use layers_core::broadcast::Broadcaster;
 use layers_core::keys::KeyService as Keys;
 use layers_core::keys::{KeyService, NewKeyRequest};
+use layers_core::redis_conn::Redis;
+use layers_core::tasks::Tasks;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
-use layers_store::{CapOverrides, KeyRecord, KeyState, Store};
+use layers_store::{CapOverrides, KeyRecord, KeyState, RateOverrides, Store};
 
 use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, LeasesCommand, UserCommand};
 use crate::config::Settings;
@@ -19,14 +22,28 @@ use crate::startup;
 
 pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
     let store = startup::open_store(&settings.database, settings.production).await?;
-    let result = dispatch(&settings, store.clone(), command).await;
+    // With Redis, changes reach every serving node at once; without it (or if it is down) they
+    // arrive through the database's invalidation feed within a poll.
+    let tasks = Tasks::new();
+    let redis = match settings.redis.clone() {
+        Some(r) => Some(Redis::connect(r, &tasks).await?),
+        None => None,
+    };
+    let broadcaster = Broadcaster::new(redis);
+    let result = dispatch(&settings, store.clone(), broadcaster, command).await;
+    tasks.shutdown().await;
     store.close().await;
     result
 }
 
-async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminCommand) -> anyhow::Result<()> {
+async fn dispatch(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    broadcaster: Broadcaster,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     let audit = Audit::new(store.clone());
-    let accounts = AccountService::new(store.clone(), audit.clone());
+    let accounts = AccountService::new(store.clone(), audit.clone(), broadcaster.clone());
     match command {
         AdminCommand::User { command: UserCommand::Create { email, tier } } => {
             let tier: Tier = tier.parse()?;
@@ -47,15 +64,23 @@ async fn dispatch(settings: &Settings, store: Arc<dyn Store>, command: AdminComm
             accounts.set_caps(user.id, caps).await?;
             emit(&user.id.to_string());
         }
+        AdminCommand::User { command: UserCommand::SetRateLimit { email, rpm, tpm } } => {
+            let user = accounts.user_by_email(&email).await?;
+            let rate = RateOverrides {
+                requests_per_minute: count_arg("--rpm", rpm.as_deref(), user.rate.requests_per_minute)?,
+                tokens_per_minute: count_arg("--tpm", tpm.as_deref(), user.rate.tokens_per_minute)?,
+            };
+            accounts.set_rate(user.id, rate).await?;
+            emit(&user.id.to_string());
+        }
         AdminCommand::Leases { command: LeasesCommand::Reap } => {
             let reaped = store.reap_expired_leases().await?;
             emit(&format!("{} {}", reaped.leases, MicroCredits(reaped.micros)));
         }
         AdminCommand::Key { command } => {
             let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
-            // Serving nodes learn of changes through the database's invalidation feed.
             let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
-            let keys = KeyService::new(store.clone(), peppers, cache, audit);
+            let keys = KeyService::new(store.clone(), peppers, cache, audit, broadcaster);
             match command {
                 KeyCommand::Create { email, env, name, spend_limit } => {
                     let user = accounts.user_by_email(&email).await?;
@@ -154,6 +179,23 @@ fn limit_arg(arg: Option<&str>, current: Option<MicroCredits>) -> anyhow::Result
             }
             Ok(Some(amount))
         }
+    }
+}
+
+/// A count argument: absent keeps `current`, `default` removes the override, else a positive
+/// whole number.
+fn count_arg<T: std::str::FromStr + Default + PartialEq>(
+    flag: &str,
+    arg: Option<&str>,
+    current: Option<T>,
+) -> anyhow::Result<Option<T>> {
+    match arg {
+        None => Ok(current),
+        Some("default") | Some("none") => Ok(None),
+        Some(text) => match text.trim().parse::<T>() {
+            Ok(v) if v != T::default() => Ok(Some(v)),
+            _ => bail!("{flag} {text:?} must be a whole number greater than zero, or \"default\""),
+        },
     }
 }
 

@@ -90,6 +90,17 @@ pub enum UserCommand {
         #[arg(long)]
         per_hour: Option<String>,
     },
+    /// Override the tier's rate limits for an account ("default" inherits the tier's).
+    SetRateLimit {
+        #[arg(long)]
+        email: String,
+        /// Requests per minute per key.
+        #[arg(long)]
+        rpm: Option<String>,
+        /// Tokens per minute per key.
+        #[arg(long)]
+        tpm: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,12 +46,20 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             key_cache_ttl: settings.key_cache_ttl,
             invalidation_poll: settings.invalidation_poll,
             billing: settings.billing,
+            rate: settings.rate,
+            ip_guard: settings.ip_guard,
+            redis: settings.redis,
         },
         store,
-    )?;
+    )
+    .await?;
     let core = Arc::new(core);
-    let state =
-        AppState { core: core.clone(), cors: CorsPolicy::new(settings.allowed_origins), metrics: Default::default() };
+    let state = AppState {
+        core: core.clone(),
+        cors: CorsPolicy::new(settings.allowed_origins),
+        metrics: Default::default(),
+        proxies: settings.proxies,
+    };
     Ok(Prepared { core, state, shutdown_timeout: settings.shutdown_timeout })
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, Tier, UserId};
-use layers_store::{CapOverrides, KeyAuthRecord, KeyState, Store, StoreError, UserStatus};
+use layers_store::{CapOverrides, KeyAuthRecord, KeyState, RateOverrides, Store, StoreError, UserStatus};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
@@ -29,6 +29,7 @@ pub struct Principal {
     pub spend_limit: Option<MicroCredits>,
     pub key_caps: CapOverrides,
     pub account_caps: CapOverrides,
+    pub account_rate: RateOverrides,
 }
 
 /// Why a request is not authenticated. The `Display` texts are the exact client messages.
@@ -48,6 +49,20 @@ pub enum AuthError {
     Suspended,
     #[error("authentication is unavailable")]
     Unavailable(#[source] StoreError),
+}
+
+impl AuthError {
+    /// A failure that counts toward blocking the client's IP (a guessed or broken key).
+    pub fn is_failed_credential(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Missing => Some("missing"),
+            AuthError::Format => Some("format"),
+            AuthError::Invalid => Some("invalid"),
+            AuthError::Deactivated => Some("deactivated"),
+            AuthError::Expired => Some("expired"),
+            AuthError::Suspended | AuthError::Unavailable(_) => None,
+        }
+    }
 }
 
 /// Counters for tests and metrics.
@@ -164,6 +179,7 @@ fn judge(r: &KeyAuthRecord) -> Result<Principal, AuthError> {
         spend_limit: r.key.spend_limit,
         key_caps: r.key.caps,
         account_caps: r.account_caps,
+        account_rate: r.account_rate,
     })
 }
 

@@ -6,7 +6,9 @@ use layers_domain::{tokens, MicroCredits, Price, Usage};
 use layers_store::{Settlement, UsageRecord};
 use tokio::time::Instant;
 
+use crate::auth::Principal;
 use crate::billing::{Reservation, SettleSink};
+use crate::ratelimit::RateLimiter;
 
 /// How a request ended.
 #[derive(Debug)]
@@ -38,6 +40,8 @@ pub(crate) struct Meter {
     prompt_estimate: u32,
     /// The request's hold; `None` for requests that are never billed (test keys).
     reservation: Option<Reservation>,
+    /// Where the request's tokens count toward a tokens-per-minute limit.
+    tokens: Option<(RateLimiter, Principal)>,
 }
 
 /// HTTP's unofficial "client closed request", as nginx logs it.
@@ -51,8 +55,9 @@ impl Meter {
         started: Instant,
         prompt_estimate: u32,
         reservation: Option<Reservation>,
+        tokens: Option<(RateLimiter, Principal)>,
     ) -> Meter {
-        Meter { sink, row: Some(row), price, started, prompt_estimate, reservation }
+        Meter { sink, row: Some(row), price, started, prompt_estimate, reservation, tokens }
     }
 
     pub(crate) fn finish(&mut self, ending: Ending) -> Metered {
@@ -77,6 +82,9 @@ impl Meter {
             None => Usage::default(),
         };
         row.usage = usage;
+        if let Some((limiter, principal)) = &self.tokens {
+            limiter.record_tokens(principal, usage.total_tokens());
+        }
         row.cost = if self.reservation.is_some() && charge { self.price.cost(&usage) } else { MicroCredits::ZERO };
         row.charged = MicroCredits::ZERO;
         row.status = status;

@@ -25,6 +25,7 @@ pub use self::stream::ClientStream;
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
+use crate::ratelimit::RateLimiter;
 
 /// The provider that answers test keys.
 pub const SANDBOX_PROVIDER: &str = "sandbox";
@@ -83,6 +84,7 @@ pub struct ChatService {
     providers: Providers,
     limits: RequestLimits,
     billing: Billing,
+    limiter: RateLimiter,
 }
 
 /// Where one request goes.
@@ -95,8 +97,14 @@ pub(crate) struct Route {
 }
 
 impl ChatService {
-    pub fn new(catalogue: Arc<Catalogue>, providers: Providers, limits: RequestLimits, billing: Billing) -> Self {
-        ChatService { catalogue, providers, limits, billing }
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        providers: Providers,
+        limits: RequestLimits,
+        billing: Billing,
+        limiter: RateLimiter,
+    ) -> Self {
+        ChatService { catalogue, providers, limits, billing, limiter }
     }
 
     pub fn limits(&self) -> &RequestLimits {
@@ -248,6 +256,7 @@ impl ChatService {
             ctx.started,
             tokens::typical_prompt(req.messages.len(), bytes, images),
             reservation,
+            Some((self.limiter.clone(), ctx.principal.clone())),
         )
     }
 }

@@ -58,9 +58,61 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Settlements refused because their lease had been reaped.",
         billing.refused_settlements.load(Ordering::Relaxed),
     );
-    let _ = writeln!(out, "# HELP layers_settlement_backlog Settlements waiting to be written.");
-    let _ = writeln!(out, "# TYPE layers_settlement_backlog gauge");
-    let _ = writeln!(out, "layers_settlement_backlog {}", core.billing.sink().backlog());
+    gauge(&mut out, "layers_settlement_backlog", "Settlements waiting to be written.", core.billing.sink().backlog());
+    let rate = core.limiter.stats();
+    single(
+        &mut out,
+        "layers_rate_limit_rejections_total",
+        "Requests refused by a key's requests-per-minute limit.",
+        rate.rejections.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "layers_rate_limit_token_rejections_total",
+        "Requests refused by a key's tokens-per-minute limit.",
+        rate.token_rejections.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "layers_rate_limit_local_decisions_total",
+        "Rate-limit decisions made by this node alone (no Redis, or Redis down).",
+        rate.local_decisions.load(Ordering::Relaxed),
+    );
+    if let Some(redis) = &core.redis {
+        gauge(
+            &mut out,
+            "layers_redis_up",
+            "Whether Redis answers (1) or limits are local (0).",
+            u64::from(redis.is_up()),
+        );
+        let stats = redis.stats();
+        single(
+            &mut out,
+            "layers_redis_fallbacks_total",
+            "Times this node fell back to local limits because Redis was unreachable.",
+            stats.fallbacks.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "layers_redis_recoveries_total",
+            "Times Redis came back and limits became global again.",
+            stats.recoveries.load(Ordering::Relaxed),
+        );
+    }
+    let guard = core.ip_guard.stats();
+    single(
+        &mut out,
+        "layers_auth_failures_total",
+        "Failed authentications counted towards IP blocking.",
+        guard.failures.load(Ordering::Relaxed),
+    );
+    single(&mut out, "layers_ip_blocks_total", "IPs this node blocked.", guard.blocks.load(Ordering::Relaxed));
+    single(
+        &mut out,
+        "layers_ip_blocked_requests_total",
+        "Requests refused because their IP is blocked.",
+        guard.refused.load(Ordering::Relaxed),
+    );
     let mut resp = out.into_response();
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
@@ -69,6 +121,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 fn single(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
     let _ = writeln!(out, "{name} {value}");
 }
 

@@ -1,5 +1,7 @@
 //! Cross-cutting layers, composed in one place (`router::build_router`).
 
+pub mod client_ip;
 pub mod context;
 pub mod cors;
 pub mod metrics;
+pub mod rate_headers;

@@ -7,11 +7,12 @@ use uuid::Uuid;
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CapOverrides, NewUser, User, UserStatus};
+use crate::records::{CapOverrides, NewUser, RateOverrides, User, UserStatus};
 use crate::traits::AccountStore;
 
 const USER_COLS: &str =
-    "id, email, tier, status, max_credits_per_request_micros, max_credits_per_hour_micros, created_at";
+    "id, email, tier, status, max_credits_per_request_micros, max_credits_per_hour_micros, requests_per_minute, \
+     tokens_per_minute, created_at";
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -61,6 +62,27 @@ impl AccountStore for PgStore {
 
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()> {
         self.update_user(id, "status", status.as_str()).await
+    }
+
+    async fn set_user_rate(&self, id: UserId, rate: RateOverrides) -> StoreResult<()> {
+        let mut tx = self.begin_as(id).await?;
+        let done = sqlx::query(
+            "UPDATE users SET requests_per_minute = $1, tokens_per_minute = $2, updated_at = now() WHERE id = $3",
+        )
+        .bind(rate.requests_per_minute.map(i64::from))
+        .bind(rate.tokens_per_minute.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { entity: "user" });
+        }
+        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()> {

@@ -44,8 +44,8 @@ impl KeyStore for PgStore {
 
     async fn key_for_auth(&self, key_hash: &[u8]) -> StoreResult<Option<KeyAuthRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {KEY_COLS}, tier, user_status, account_max_per_request_micros, account_max_per_hour_micros \
-             FROM layers_key_for_auth($1)"
+            "SELECT {KEY_COLS}, tier, user_status, account_max_per_request_micros, account_max_per_hour_micros, \
+             account_requests_per_minute, account_tokens_per_minute FROM layers_key_for_auth($1)"
         ))
         .bind(key_hash)
         .fetch_optional(self.pool())
@@ -58,6 +58,7 @@ impl KeyStore for PgStore {
             tier: tier.parse().map_err(|_| StoreError::Corrupt { column: "tier" })?,
             user_status: UserStatus::from_db(&status).ok_or(StoreError::Corrupt { column: "status" })?,
             account_caps: rows::caps(&row, "account_max_per_request_micros", "account_max_per_hour_micros")?,
+            account_rate: rows::rate(&row, "account_requests_per_minute", "account_tokens_per_minute")?,
         }))
     }
 

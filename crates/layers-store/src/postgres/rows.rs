@@ -35,7 +35,21 @@ pub(crate) fn user(row: &PgRow) -> StoreResult<User> {
         tier: parsed(row, "tier", |s| s.parse().ok())?,
         status: parsed(row, "status", UserStatus::from_db)?,
         caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
+        rate: rate(row, "requests_per_minute", "tokens_per_minute")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn rate(row: &PgRow, rpm: &'static str, tpm: &'static str) -> StoreResult<RateOverrides> {
+    let rpm: Option<i64> = row.try_get(rpm)?;
+    let tpm: Option<i64> = row.try_get(tpm)?;
+    Ok(RateOverrides {
+        requests_per_minute: rpm
+            .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt { column: "requests_per_minute" }))
+            .transpose()?,
+        tokens_per_minute: tpm
+            .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt { column: "tokens_per_minute" }))
+            .transpose()?,
     })
 }
 

@@ -6,11 +6,12 @@ use layers_domain::{Tier, UserId};
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CapOverrides, NewUser, User, UserStatus};
+use crate::records::{CapOverrides, NewUser, RateOverrides, User, UserStatus};
 use crate::traits::AccountStore;
 
 const USER_COLS: &str =
-    "id, email, tier, status, max_credits_per_request_micros, max_credits_per_hour_micros, created_at";
+    "id, email, tier, status, max_credits_per_request_micros, max_credits_per_hour_micros, requests_per_minute, \
+     tokens_per_minute, created_at";
 pub(super) const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO cache_events (scope, key_hash, user_id, created_at) \
      VALUES ('account', NULL, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))";
 
@@ -62,6 +63,24 @@ impl AccountStore for SqliteStore {
 
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<()> {
         self.update_user(id, "status", status.as_str()).await
+    }
+
+    async fn set_user_rate(&self, id: UserId, rate: RateOverrides) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE users SET requests_per_minute = ?, tokens_per_minute = ?, updated_at = ? WHERE id = ?")
+                .bind(rate.requests_per_minute.map(i64::from))
+                .bind(rate.tokens_per_minute.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+                .bind(ms(time::OffsetDateTime::now_utc()))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { entity: "user" });
+        }
+        sqlx::query(INSERT_ACCOUNT_EVENT).bind(id.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()> {

@@ -48,7 +48,8 @@ impl KeyStore for SqliteStore {
         let row = sqlx::query(&format!(
             "SELECT {KEY_COLS_K}, u.tier AS tier, u.status AS user_status, \
              u.max_credits_per_request_micros AS account_max_per_request_micros, \
-             u.max_credits_per_hour_micros AS account_max_per_hour_micros \
+             u.max_credits_per_hour_micros AS account_max_per_hour_micros, \
+             u.requests_per_minute AS account_requests_per_minute, u.tokens_per_minute AS account_tokens_per_minute \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?"
         ))
         .bind(key_hash)
@@ -63,6 +64,7 @@ impl KeyStore for SqliteStore {
             tier: tier.parse().map_err(|_| StoreError::Corrupt { column: "tier" })?,
             user_status: UserStatus::from_db(&status).ok_or(StoreError::Corrupt { column: "status" })?,
             account_caps: rows::caps(&row, "account_max_per_request_micros", "account_max_per_hour_micros")?,
+            account_rate: rows::rate(&row, "account_requests_per_minute", "account_tokens_per_minute")?,
         }))
     }
 

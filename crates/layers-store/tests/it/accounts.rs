@@ -45,3 +45,14 @@ conformance!(account_changes_reach_the_cache_feed, |store: Arc<dyn Store>| async
     assert_eq!(events[0].scope, layers_store::CacheScope::Account);
     assert_eq!(events[0].user_id, carol.id);
 });
+
+conformance!(rate_overrides_are_stored_and_reach_authentication, |store: Arc<dyn Store>| async move {
+    let dana = user(&store, "dana@example.com").await;
+    assert_eq!(dana.rate, layers_store::RateOverrides::default());
+    let k = crate::support::key(&store, &dana, 42).await;
+    let rate = layers_store::RateOverrides { requests_per_minute: Some(5), tokens_per_minute: Some(90_000) };
+    store.set_user_rate(dana.id, rate).await.unwrap();
+    assert_eq!(store.user(dana.id).await.unwrap().unwrap().rate, rate);
+    let auth = store.key_for_auth(&k.key_hash).await.unwrap().unwrap();
+    assert_eq!(auth.account_rate, rate);
+});

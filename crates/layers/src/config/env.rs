@@ -18,7 +18,7 @@ const ALIASES: &[(&str, &str)] = &[
 const IGNORED: &[&str] = &["CONFIG"];
 const IGNORED_PREFIXES: &[&str] = &["TEST_"];
 /// Settings whose environment value is a comma-separated list.
-const LISTS: &[&str] = &["allowed_origins"];
+const LISTS: &[&str] = &["allowed_origins", "security.trusted_proxies"];
 
 /// Applies every `LAYERS_*` variable of `env` to `table`.
 pub fn overlay(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {

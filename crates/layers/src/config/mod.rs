@@ -5,6 +5,7 @@
 mod catalogue;
 mod env;
 mod secret;
+mod traffic;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub billing: BillingConfig,
     pub tiers: TiersConfig,
+    pub redis: RedisConfig,
+    pub security: SecurityConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
     pub providers: Vec<ProviderConfig>,
@@ -75,6 +78,10 @@ pub struct LimitsConfig {
     pub max_body_bytes: Option<usize>,
     pub max_messages: Option<usize>,
     pub max_message_chars: Option<usize>,
+    /// Requests per minute of any test key (default 10); a tier's lower limit still applies.
+    pub test_key_requests_per_minute: Option<u32>,
+    /// The window of the per-minute limits, in ms (default 60000). Shorter only to test.
+    pub rate_window_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -113,6 +120,40 @@ pub struct TierConfig {
     pub max_credits_per_request: Option<f64>,
     /// Largest spend in any rolling hour, in credits (default 1,000 = US$10.00).
     pub max_credits_per_hour: Option<f64>,
+    /// Requests per minute per key (defaults: free 10, starter 60, pro 300, team 1000).
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (prompt + completion) per minute per key; none by default.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// Redis: global rate limits, instant revocation across nodes, shared IP blocks.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0` (or `rediss://`); unset means in-process state only.
+    #[serde(serialize_with = "secret::serialize_url")]
+    pub url: Option<String>,
+    /// Prefix of every key and channel, so deployments can share a Redis (default `layers:`).
+    pub prefix: Option<String>,
+    /// Longest a request waits on Redis before limiting locally (default 100).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Failed-authentication blocking and how the client's IP is found (SPEC §8.4).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Failed authentications from one IP within the window that block it (default 50).
+    pub failed_auth_threshold: Option<u32>,
+    /// The window, in seconds (default 300).
+    pub failed_auth_window_secs: Option<u64>,
+    /// How long a blocked IP stays blocked, in seconds (default 900).
+    pub ip_block_secs: Option<u64>,
+    /// Proxies (IPs or CIDR ranges) whose `client_ip_header` is believed. Empty: the socket's peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies put the client's IP in (default `x-forwarded-for`).
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -258,6 +299,8 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "limits", &mut c.limits, problems);
     take(&mut t, "billing", &mut c.billing, problems);
     take(&mut t, "tiers", &mut c.tiers, problems);
+    take(&mut t, "redis", &mut c.redis, problems);
+    take(&mut t, "security", &mut c.security, problems);
     take(&mut t, "log", &mut c.log, problems);
     take(&mut t, "server", &mut c.server, problems);
     take(&mut t, "providers", &mut c.providers, problems);

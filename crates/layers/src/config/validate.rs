@@ -8,14 +8,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use layers_core::billing::{BillingSettings, LowerMaxTokens};
+use layers_core::ipguard::IpGuardSettings;
+use layers_core::ratelimit::RateSettings;
+use layers_core::redis_conn::RedisSettings;
 use layers_domain::credit::{Caps, TierCaps};
 use layers_domain::limits::RequestLimits;
 use layers_domain::{Markup, MicroCredits, ModelKind, ModelName, ModelSpec, Price, RouteSpec};
 use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
+use layers_server::middleware::client_ip::TrustedProxies;
 use layers_store::{backend_of, Backend};
 use secrecy::SecretString;
 
-use super::catalogue;
+use super::{catalogue, traffic};
 use super::{Config, ModelConfig, Problem, ProviderConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -41,6 +45,10 @@ pub struct Settings {
     pub markup: Markup,
     pub billing: BillingSettings,
     pub limits: RequestLimits,
+    pub rate: RateSettings,
+    pub redis: Option<RedisSettings>,
+    pub ip_guard: IpGuardSettings,
+    pub proxies: TrustedProxies,
     pub key_cache_capacity: usize,
     pub key_cache_ttl: Duration,
     pub invalidation_poll: Duration,
@@ -96,6 +104,10 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         .unwrap_or(Markup::NONE);
     let limits = check_limits(&c, problems);
     let billing = check_billing(&c, problems);
+    let rate = traffic::check_rate(&c, problems);
+    let redis = traffic::check_redis(&c, problems);
+    let ip_guard = traffic::check_ip_guard(&c, problems);
+    let proxies = traffic::check_proxies(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
@@ -128,6 +140,10 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         markup,
         billing,
         limits,
+        rate,
+        redis,
+        ip_guard,
+        proxies,
         key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
         key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),
         invalidation_poll: Duration::from_millis(c.keys.invalidation_poll_ms.unwrap_or(250).clamp(10, 1_000)),

@@ -19,6 +19,9 @@ use crate::billing::{app_with, at_rest, counted, PRICED_MODEL};
 
 const COST: i64 = 50_500;
 
+/// These tests are about money, not rate limits: lift the per-minute limits out of the way.
+const NO_RATE_LIMITS: &str = "[tiers.free]\nrequests_per_minute = 1000000\n[tiers.pro]\nrequests_per_minute = 1000000";
+
 /// Fires `n` copies of a request at once and counts 200s and 402s.
 async fn burst(urls: &[String], key: &str, n: usize) -> (usize, usize) {
     let client = reqwest::Client::new();
@@ -159,7 +162,7 @@ async fn two_serve_processes_on_one_postgres_never_overspend() {
     let mock = MockOpenAi::start().await;
     mock.latency(5, 60);
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment_config(dir.path(), &db.url, &mock, "");
+    let config = deployment_config(dir.path(), &db.url, &mock, NO_RATE_LIMITS);
     let bin = Path::new(env!("CARGO_BIN_EXE_layers"));
     layers_cmd(bin, &config, &["migrate"]);
     layers_cmd(bin, &config, &["admin", "user", "create", "--email", "two@example.com"]);
@@ -188,7 +191,7 @@ async fn two_serve_processes_on_one_postgres_never_overspend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leaks_after_ten_thousand_mixed_requests() {
-    let (app, _mock) = app_with(AppOptions::default(), "").await.unwrap();
+    let (app, _mock) = app_with(AppOptions::default(), NO_RATE_LIMITS).await.unwrap();
     let (user, key) = app.user_with_key("mixed@example.com", "1000").await;
     let poor = app.create_user("poor@example.com", Tier::Free).await;
     let poor_key = app.create_key(&poor, layers_domain::KeyEnv::Live).await;

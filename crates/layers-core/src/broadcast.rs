@@ -1,0 +1,140 @@
+//! Instant invalidation across nodes over Redis pub/sub (SPEC §3, §5): a key deactivated or
+//! deleted, an account whose tier, caps or status changed, an IP blocked. Invariant: this is the
+//! fast path only — every change also lands in the database feed every node polls, so a lost
+//! message delays an invalidation by one poll, never forever.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use layers_domain::UserId;
+
+use crate::auth::cache::KeyCache;
+use crate::ipguard::IpGuard;
+use crate::redis_conn::Redis;
+use crate::tasks::Tasks;
+
+/// What a node tells the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A key changed: drop it by its stored hash.
+    Key(Vec<u8>),
+    /// An account changed: drop all its keys.
+    Account(UserId),
+    /// An IP is blocked until this Unix time (ms).
+    Block(IpAddr, u64),
+}
+
+impl Notice {
+    pub fn encode(&self) -> String {
+        match self {
+            Notice::Key(hash) => format!("key:{}", hex(hash)),
+            Notice::Account(user) => format!("account:{user}"),
+            Notice::Block(ip, until) => format!("block:{until}:{ip}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Notice> {
+        let (kind, rest) = s.split_once(':')?;
+        match kind {
+            "key" => unhex(rest).map(Notice::Key),
+            "account" => rest.parse().ok().map(Notice::Account),
+            "block" => {
+                let (until, ip) = rest.split_once(':')?;
+                Some(Notice::Block(ip.parse().ok()?, until.parse().ok()?))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Publishes notices when Redis is configured; a no-op otherwise.
+#[derive(Clone, Debug, Default)]
+pub struct Broadcaster {
+    redis: Option<Redis>,
+}
+
+impl Broadcaster {
+    pub fn new(redis: Option<Redis>) -> Broadcaster {
+        Broadcaster { redis }
+    }
+
+    pub async fn publish(&self, notice: Notice) {
+        if let Some(redis) = &self.redis {
+            redis.publish(&notice.encode()).await;
+        }
+    }
+}
+
+/// Follows the channel and applies what arrives; reconnects by itself.
+pub fn spawn_subscriber(redis: Redis, cache: Arc<KeyCache>, guard: Arc<IpGuard>, tasks: &Tasks) {
+    let cancel = tasks.cancelled();
+    tasks.spawn("redis-subscriber", async move {
+        let channel = redis.key("events");
+        loop {
+            let session = async {
+                let mut pubsub = redis.client().get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                // Blocks made while this node was away.
+                guard.load_blocks().await;
+                // Invalidations missed while disconnected are in the database feed; dropping the
+                // cache closes the gap at once.
+                cache.clear();
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    match Notice::decode(&payload) {
+                        Some(Notice::Key(hash)) => cache.remove(&hash),
+                        Some(Notice::Account(user)) => cache.remove_user(user),
+                        Some(Notice::Block(ip, until)) => guard.block_local(ip, until),
+                        None => tracing::warn!("ignored an unknown notice on the events channel"),
+                    }
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                result = session => {
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "events subscription lost; reconnecting");
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip() {
+        for n in [
+            Notice::Key(vec![0, 1, 254, 255]),
+            Notice::Account(UserId::random()),
+            Notice::Block("203.0.113.7".parse().unwrap(), 1_800_000_000_000),
+            Notice::Block("2001:db8::1".parse().unwrap(), 5),
+        ] {
+            assert_eq!(Notice::decode(&n.encode()), Some(n));
+        }
+        assert_eq!(Notice::decode("nonsense"), None);
+        assert_eq!(Notice::decode("key:abc"), None);
+    }
+}

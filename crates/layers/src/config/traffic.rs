@@ -1,0 +1,128 @@
+//! The traffic settings: rate limits per tier, Redis, failed-auth blocking and the client IP.
+//! Invariant: every limit is positive (a zero would lock every key out) and a trusted-proxy
+//! list is only accepted with the header those proxies set.
+
+use std::time::Duration;
+
+use layers_core::ipguard::IpGuardSettings;
+use layers_core::ratelimit::{RateSettings, TierRate};
+use layers_core::redis_conn::RedisSettings;
+use layers_server::middleware::client_ip::{BadProxies, TrustedProxies};
+
+use super::{Config, Problem, TierConfig};
+
+const DEFAULT_REDIS_PREFIX: &str = "layers:";
+const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
+
+pub(super) fn check_rate(c: &Config, problems: &mut Vec<Problem>) -> RateSettings {
+    let mut rate = RateSettings::default();
+    let tiers = [
+        ("free", &c.tiers.free, &mut rate.free),
+        ("starter", &c.tiers.starter, &mut rate.starter),
+        ("pro", &c.tiers.pro, &mut rate.pro),
+        ("team", &c.tiers.team, &mut rate.team),
+    ];
+    for (name, given, slot) in tiers {
+        if let Some(given) = given {
+            *slot = tier_rate(name, given, *slot, problems);
+        }
+    }
+    if let Some(rpm) = c.limits.test_key_requests_per_minute {
+        rate.test_key_requests_per_minute = positive("limits.test_key_requests_per_minute", rpm, problems);
+    }
+    if let Some(ms) = c.limits.rate_window_ms {
+        if ms < 100 {
+            problems.push(Problem::new("limits.rate_window_ms", "must be at least 100"));
+        } else {
+            rate.window = Duration::from_millis(ms);
+        }
+    }
+    rate
+}
+
+fn tier_rate(name: &str, given: &TierConfig, default: TierRate, problems: &mut Vec<Problem>) -> TierRate {
+    let requests_per_minute = match given.requests_per_minute {
+        Some(rpm) => positive(&format!("tiers.{name}.requests_per_minute"), rpm, problems),
+        None => default.requests_per_minute,
+    };
+    let tokens_per_minute = match given.tokens_per_minute {
+        Some(0) => {
+            problems.push(Problem::new(
+                &format!("tiers.{name}.tokens_per_minute"),
+                "must be greater than zero (leave it out for no token limit)",
+            ));
+            default.tokens_per_minute
+        }
+        Some(tpm) => Some(tpm),
+        None => default.tokens_per_minute,
+    };
+    TierRate { requests_per_minute, tokens_per_minute }
+}
+
+fn positive(path: &str, v: u32, problems: &mut Vec<Problem>) -> u32 {
+    if v == 0 {
+        problems.push(Problem::new(path, "must be greater than zero"));
+        return 1;
+    }
+    v
+}
+
+pub(super) fn check_redis(c: &Config, problems: &mut Vec<Problem>) -> Option<RedisSettings> {
+    let url = c.redis.url.as_deref().filter(|u| !u.is_empty())?;
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+        problems.push(Problem::new("redis.url", "must start with redis://, rediss:// or redis+unix://"));
+        return None;
+    }
+    let timeout_ms = c.redis.timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        problems.push(Problem::new("redis.timeout_ms", "must be greater than zero"));
+    }
+    Some(RedisSettings {
+        url: url.to_owned(),
+        prefix: c.redis.prefix.clone().unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+        timeout: Duration::from_millis(timeout_ms.max(1)),
+    })
+}
+
+pub(super) fn check_ip_guard(c: &Config, problems: &mut Vec<Problem>) -> IpGuardSettings {
+    let d = IpGuardSettings::default();
+    let s = &c.security;
+    let secs = |path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>| match v {
+        Some(0) => {
+            problems.push(Problem::new(path, "must be greater than zero"));
+            default
+        }
+        Some(v) => Duration::from_secs(v),
+        None => default,
+    };
+    IpGuardSettings {
+        threshold: match s.failed_auth_threshold {
+            Some(t) => positive("security.failed_auth_threshold", t, problems),
+            None => d.threshold,
+        },
+        window: secs("security.failed_auth_window_secs", s.failed_auth_window_secs, d.window, problems),
+        block_for: secs("security.ip_block_secs", s.ip_block_secs, d.block_for, problems),
+    }
+}
+
+pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedProxies {
+    let s = &c.security;
+    if s.trusted_proxies.is_empty() {
+        if s.client_ip_header.is_some() {
+            problems.push(Problem::new(
+                "security.client_ip_header",
+                "is only believed from security.trusted_proxies; list your load balancers there",
+            ));
+        }
+        return TrustedProxies::default();
+    }
+    let header = s.client_ip_header.as_deref().unwrap_or("x-forwarded-for");
+    TrustedProxies::new(header, &s.trusted_proxies).unwrap_or_else(|err| {
+        let path = match err {
+            BadProxies::Cidr(_) => "security.trusted_proxies",
+            BadProxies::Header(_) => "security.client_ip_header",
+        };
+        problems.push(Problem::new(path, err.to_string()));
+        TrustedProxies::default()
+    })
+}
