@@ -49,18 +49,28 @@ impl Notice {
     }
 }
 
-/// Publishes notices when Redis is configured; a no-op otherwise.
+/// Applies a notice to this node's key cache at once, then tells the other nodes over Redis
+/// when it is configured.
 #[derive(Clone, Debug, Default)]
 pub struct Broadcaster {
     redis: Option<Redis>,
+    cache: Option<Arc<KeyCache>>,
 }
 
 impl Broadcaster {
-    pub fn new(redis: Option<Redis>) -> Broadcaster {
-        Broadcaster { redis }
+    /// `cache` is this node's key cache (`None` for a process that serves nothing, like `admin`).
+    pub fn new(redis: Option<Redis>, cache: Option<Arc<KeyCache>>) -> Broadcaster {
+        Broadcaster { redis, cache }
     }
 
     pub async fn publish(&self, notice: Notice) {
+        if let Some(cache) = &self.cache {
+            match &notice {
+                Notice::Key(hash) => cache.remove(hash),
+                Notice::Account(user) => cache.remove_user(*user),
+                Notice::Block(..) => {}
+            }
+        }
         if let Some(redis) = &self.redis {
             redis.publish(&notice.encode()).await;
         }

@@ -67,7 +67,6 @@ pub struct IpGuard {
     script: Script,
     audit: Audit,
     broadcaster: Broadcaster,
-    nonce: AtomicU64,
     stats: IpGuardStats,
 }
 
@@ -81,7 +80,6 @@ impl IpGuard {
             script: Script::new(FAILURE_SCRIPT),
             audit,
             broadcaster,
-            nonce: AtomicU64::new(0),
             stats: IpGuardStats::default(),
         }
     }
@@ -160,7 +158,7 @@ impl IpGuard {
             self.settings.threshold,
             self.settings.block_for.as_millis() as u64,
         );
-        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+        let member = redis.unique();
         let script = &self.script;
         let result: Result<(i64, i64, i64), _> = redis
             .run(|mut c| async move {
@@ -170,7 +168,7 @@ impl IpGuard {
                     .arg(window)
                     .arg(threshold)
                     .arg(block_for)
-                    .arg(nonce)
+                    .arg(member)
                     .invoke_async(&mut c)
                     .await
             })

@@ -106,12 +106,12 @@ impl Core {
             Some(r) => Some(Redis::connect(r, &tasks).await?),
             None => None,
         };
-        let broadcaster = Broadcaster::new(redis.clone());
         let providers = Providers::build(&settings.providers)?;
         let catalogue =
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
         let peppers = Arc::new(settings.peppers);
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
+        let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
         let last_used = Arc::new(LastUsed::new());
         let audit = Audit::new(store.clone());
         let ip_guard = Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone()));

@@ -38,6 +38,9 @@ struct Inner {
     settings: RedisSettings,
     up: AtomicBool,
     stats: RedisStats,
+    /// Makes members of shared sorted sets unique across nodes: (random node id, counter).
+    node: u64,
+    counter: AtomicU64,
 }
 
 impl std::fmt::Debug for Redis {
@@ -70,6 +73,8 @@ impl Redis {
                 settings,
                 up: AtomicBool::new(false),
                 stats: RedisStats::default(),
+                node: rand::random(),
+                counter: AtomicU64::new(0),
             }),
         };
         match redis.establish().await {
@@ -105,6 +110,11 @@ impl Redis {
 
     pub fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.inner.settings.prefix)
+    }
+
+    /// A string no other call on any node returns (members of the shared windows).
+    pub fn unique(&self) -> String {
+        format!("{:x}.{}", self.inner.node, self.inner.counter.fetch_add(1, Ordering::Relaxed))
     }
 
     pub fn is_up(&self) -> bool {

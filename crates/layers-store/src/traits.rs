@@ -80,6 +80,9 @@ pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Newest first.
     async fn audit_events(&self, user: UserId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// Events of no account (failed authentications, IP blocks), newest first, optionally of
+    /// one type.
+    async fn system_audit_events(&self, event_type: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }
 
 #[async_trait]

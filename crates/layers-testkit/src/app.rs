@@ -88,6 +88,18 @@ max_output_tokens = 16384
         self
     }
 
+    /// Uses the shared test Redis under a prefix of its own; `None` when Redis is unreachable
+    /// and skipping is allowed.
+    pub fn redis(self) -> Option<Self> {
+        let (url, prefix) = crate::redis::shared()?;
+        Some(self.redis_at(&url, &prefix))
+    }
+
+    /// Uses the Redis at `url` with keys under `prefix` (nodes of one deployment share both).
+    pub fn redis_at(self, url: &str, prefix: &str) -> Self {
+        self.config(&format!("[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\""))
+    }
+
     pub fn config(mut self, toml: &str) -> Self {
         self.config.push('\n');
         self.config.push_str(toml);

@@ -29,7 +29,7 @@ pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()
         Some(r) => Some(Redis::connect(r, &tasks).await?),
         None => None,
     };
-    let broadcaster = Broadcaster::new(redis);
+    let broadcaster = Broadcaster::new(redis, None);
     let result = dispatch(&settings, store.clone(), broadcaster, command).await;
     tasks.shutdown().await;
     store.close().await;
@@ -72,6 +72,12 @@ async fn dispatch(
             };
             accounts.set_rate(user.id, rate).await?;
             emit(&user.id.to_string());
+        }
+        AdminCommand::SecurityEvents { event_type, limit } => {
+            for e in store.system_audit_events(event_type.as_deref(), limit).await? {
+                let ip = e.ip_address.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+                emit(&format!("{}\t{}\t{}\t{ip}\t{}", e.created_at, e.severity.as_str(), e.event_type, e.metadata));
+            }
         }
         AdminCommand::Leases { command: LeasesCommand::Reap } => {
             let reaped = store.reap_expired_leases().await?;

@@ -57,6 +57,15 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: LeasesCommand,
     },
+    /// Security events of no account (failed authentications, IP blocks), newest first; prints
+    /// "TIME SEVERITY EVENT IP METADATA" per line.
+    SecurityEvents {
+        /// Only this event type, e.g. ip_blocked or auth_failed.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

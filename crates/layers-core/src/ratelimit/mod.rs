@@ -107,7 +107,6 @@ struct Inner {
     local: Local,
     global: Option<Global>,
     epoch: Instant,
-    nonce: AtomicU64,
     stats: RateStats,
     audit: Audit,
     tasks: Tasks,
@@ -120,7 +119,6 @@ impl RateLimiter {
             settings,
             local: Local::default(),
             epoch: Instant::now(),
-            nonce: AtomicU64::new(0),
             stats: RateStats::default(),
             audit,
             tasks: tasks.clone(),
@@ -224,8 +222,7 @@ impl Inner {
 
     async fn check_requests(&self, key: KeyId, limit: Limit) -> Decision {
         if let Some(global) = self.global.as_ref().filter(|g| g.is_up()) {
-            let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-            if let Ok(d) = global.check(key, limit, nonce).await {
+            if let Ok(d) = global.check(key, limit).await {
                 return d;
             }
         }

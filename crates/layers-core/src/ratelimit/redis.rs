@@ -75,13 +75,14 @@ impl Global {
         self.redis.is_up()
     }
 
-    pub async fn check(&self, key: KeyId, limit: Limit, nonce: u64) -> Result<Decision, RedisError> {
+    pub async fn check(&self, key: KeyId, limit: Limit) -> Result<Decision, RedisError> {
+        let member = self.redis.unique();
         let k = self.redis.key(&format!("rl:{}", key.0.simple()));
         let script = &self.request;
         let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
             .redis
             .run(|mut c| async move {
-                script.key(k).arg(limit.window_ms).arg(limit.requests).arg(nonce).invoke_async(&mut c).await
+                script.key(k).arg(limit.window_ms).arg(limit.requests).arg(member).invoke_async(&mut c).await
             })
             .await?;
         Ok(Decision {

@@ -24,3 +24,15 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION layers_key_for_auth(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_key_for_auth(bytea) TO layers_app;
+
+-- Events of no account (failed authentications, IP blocks) for the operator: row-level security
+-- hides them from the app role otherwise. Only user-less rows, newest first.
+CREATE FUNCTION layers_system_audit(p_event_type text, p_limit integer) RETURNS SETOF audit_logs
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+    SELECT * FROM audit_logs
+    WHERE user_id IS NULL AND (p_event_type IS NULL OR event_type = p_event_type)
+    ORDER BY created_at DESC, id DESC LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION layers_system_audit(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION layers_system_audit(text, integer) TO layers_app;

@@ -40,4 +40,16 @@ impl AuditStore for PgStore {
         tx.commit().await?;
         rows.iter().map(rows::audit).collect()
     }
+
+    async fn system_audit_events(&self, event_type: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, user_id, event_type, ip_address::text AS ip_address, user_agent, metadata, \
+             severity FROM layers_system_audit($1, $2)",
+        )
+        .bind(event_type)
+        .bind(i64::from(limit).min(i64::from(i32::MAX)) as i32)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::audit).collect()
+    }
 }

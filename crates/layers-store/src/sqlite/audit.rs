@@ -40,4 +40,17 @@ impl AuditStore for SqliteStore {
         .await?;
         rows.iter().map(rows::audit).collect()
     }
+
+    async fn system_audit_events(&self, event_type: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, user_id, event_type, ip_address, user_agent, metadata, severity \
+             FROM audit_logs WHERE user_id IS NULL AND (?1 IS NULL OR event_type = ?1) \
+             ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )
+        .bind(event_type)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::audit).collect()
+    }
 }

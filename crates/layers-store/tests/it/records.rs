@@ -69,6 +69,18 @@ conformance!(audit_events_with_and_without_user, |store: Arc<dyn Store>| async m
     };
     store.record_audit(&mine).await.unwrap();
     assert_eq!(store.audit_events(alice.id, 10).await.unwrap(), vec![mine]);
+    // The operator sees events of no account (the app role cannot read them directly on PG).
+    let blocked = AuditEvent {
+        id: uuid::Uuid::new_v4(),
+        created_at: now() + time::Duration::seconds(1),
+        event_type: "ip_blocked".into(),
+        severity: Severity::Critical,
+        ..anonymous.clone()
+    };
+    store.record_audit(&blocked).await.unwrap();
+    assert_eq!(store.system_audit_events(None, 10).await.unwrap(), vec![blocked.clone(), anonymous.clone()]);
+    assert_eq!(store.system_audit_events(Some("auth_failed"), 10).await.unwrap(), vec![anonymous]);
+    assert_eq!(store.system_audit_events(None, 1).await.unwrap(), vec![blocked]);
 });
 
 conformance!(sessions_are_found_by_hash_and_revoked, |store: Arc<dyn Store>| async move {

@@ -12,6 +12,7 @@ mod disconnect;
 mod disconnect_bytes;
 mod lifecycle;
 mod limits;
+mod ratelimit;
 mod sdk_openai;
 mod support;
 mod upstream_errors;

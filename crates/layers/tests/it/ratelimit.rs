@@ -1,0 +1,311 @@
+//! Rate limits on one node (issue 5): exactly N per window per tier, the headers, the 429 in
+//! OpenAI's shape, test keys, tokens per minute, overrides and tier changes, and failed-auth
+//! blocking by IP.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use layers_domain::{KeyEnv, Tier};
+use layers_store::RateOverrides;
+use layers_testkit::{AppOptions, MockOpenAi, TestApp};
+use serde_json::Value;
+
+use crate::support::{chat_body, error_of, MOCK_MODEL};
+
+const FREE: &str = "sandbox/echo";
+
+/// The rate-limit state a response reports.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: u16,
+    pub limit: Option<u32>,
+    pub remaining: Option<u32>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+fn header<T: std::str::FromStr>(h: &reqwest::header::HeaderMap, name: &str) -> Option<T> {
+    h.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// Sends `n` chat requests with `key` to the given nodes (round robin), `concurrency` at a time.
+pub async fn fire(urls: &[String], key: &str, n: usize, concurrency: usize, ip: Option<&str>) -> Vec<Seen> {
+    let client = reqwest::Client::new();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let mut req = client
+                .post(format!("{}/v1/chat/completions", urls[i % urls.len()]))
+                .bearer_auth(key)
+                .json(&chat_body(FREE, "hi"));
+            if let Some(ip) = ip {
+                req = req.header("x-forwarded-for", ip);
+            }
+            async move {
+                let resp = req.send().await.unwrap();
+                let headers = resp.headers().clone();
+                let status = resp.status().as_u16();
+                let _ = resp.bytes().await;
+                Seen {
+                    status,
+                    limit: header(&headers, "x-ratelimit-limit-requests"),
+                    remaining: header(&headers, "x-ratelimit-remaining-requests"),
+                    headers,
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+pub fn count(seen: &[Seen], status: u16) -> usize {
+    seen.iter().filter(|s| s.status == status).count()
+}
+
+/// A funded user of `tier` with a live key.
+async fn funded(app: &TestApp, email: &str, tier: Tier) -> (layers_store::User, String) {
+    let user = app.create_user(email, tier).await;
+    app.grant(&user, "100").await;
+    let key = app.create_key(&user, KeyEnv::Live).await;
+    (user, key)
+}
+
+/// Checks a 429: OpenAI's error shape and every retry header.
+async fn check_429(resp: reqwest::Response, limit: u32, window_ms: u64) {
+    assert_eq!(resp.status(), 429);
+    let h = resp.headers().clone();
+    let retry_ms: u64 = header(&h, "retry-after-ms").expect("retry-after-ms");
+    let retry_s: u64 = header(&h, "retry-after").expect("retry-after");
+    assert!((1..=window_ms).contains(&retry_ms), "retry-after-ms {retry_ms}");
+    assert_eq!(retry_s, retry_ms.div_ceil(1000), "Retry-After is retry-after-ms rounded up");
+    assert_eq!(header::<u32>(&h, "x-ratelimit-limit-requests"), Some(limit));
+    assert_eq!(header::<u32>(&h, "x-ratelimit-remaining-requests"), Some(0));
+    assert!(h.get("x-ratelimit-reset-requests").is_some());
+    assert_eq!(
+        h.get("ratelimit-policy").unwrap().to_str().unwrap(),
+        format!("\"requests\";q={limit};w={}", window_ms.div_ceil(1000))
+    );
+    assert!(h.get("ratelimit").unwrap().to_str().unwrap().starts_with("\"requests\";r=0;t="));
+    let (_, err) = error_of(resp).await;
+    assert_eq!(err["code"], "rate_limit_exceeded");
+    assert_eq!(err["type"], "requests");
+    assert!(err["message"].as_str().unwrap().contains(&format!("{limit} requests per minute")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tier_admits_exactly_its_limit_with_exact_headers() {
+    exact_per_tier(AppOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tier_admits_exactly_its_limit_on_postgres_and_redis() {
+    let Some(opts) = AppOptions::default().postgres().redis() else { return };
+    exact_per_tier(opts).await;
+}
+
+async fn exact_per_tier(opts: AppOptions) {
+    let Some(app) = TestApp::spawn_with(opts).await else { return };
+    for (tier, limit) in [(Tier::Free, 10u32), (Tier::Starter, 60), (Tier::Pro, 300), (Tier::Team, 1_000)] {
+        let (_, key) = funded(&app, &format!("{tier}@example.com"), tier).await;
+        let seen = fire(std::slice::from_ref(&app.url), &key, limit as usize + 20, 16, None).await;
+        let ok: Vec<&Seen> = seen.iter().filter(|s| s.status == 200).collect();
+        assert_eq!(ok.len(), limit as usize, "{tier}: admitted");
+        assert_eq!(count(&seen, 429), 20, "{tier}: refused");
+        // Every admitted request saw the limit, and the remaining counts are exactly N-1 … 0.
+        assert!(ok.iter().all(|s| s.limit == Some(limit)), "{tier}");
+        let remaining: BTreeSet<u32> = ok.iter().map(|s| s.remaining.unwrap()).collect();
+        assert_eq!(remaining, (0..limit).collect::<BTreeSet<u32>>(), "{tier}: remaining values");
+        let first = ok.iter().find(|s| s.remaining == Some(limit - 1)).unwrap();
+        assert_eq!(first.headers["x-ratelimit-reset-requests"], "1m0s");
+        assert_eq!(first.headers["ratelimit-policy"], format!("\"requests\";q={limit};w=60"));
+        assert_eq!(first.headers["ratelimit"], format!("\"requests\";r={};t=60", limit - 1));
+        check_429(app.chat(&key, &chat_body(FREE, "hi")).send().await.unwrap(), limit, 60_000).await;
+    }
+    // Keys are limited one by one: a second key of a limited account is untouched.
+    let user = app.store().user_by_email("free@example.com").await.unwrap().unwrap();
+    let other = app.create_key(&user, KeyEnv::Live).await;
+    assert_eq!(app.chat(&other, &chat_body(FREE, "hi")).send().await.unwrap().status(), 200);
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("layers_rate_limit_rejections_total 84"), "{metrics}");
+    if app.core.redis.is_some() {
+        // Every decision was Redis's: none fell back to this node's own count.
+        assert!(metrics.contains("layers_redis_up 1"), "{metrics}");
+        assert!(metrics.contains("layers_rate_limit_local_decisions_total 0"), "{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_window_slides_and_refused_requests_do_not_count() {
+    let app = TestApp::spawn_with(AppOptions::default().config("[limits]\nrate_window_ms = 1500")).await.unwrap();
+    let (user, key) = funded(&app, "slide@example.com", Tier::Free).await;
+    let seen = fire(std::slice::from_ref(&app.url), &key, 25, 4, None).await;
+    assert_eq!(count(&seen, 200), 10);
+    // Waiting what retry-after-ms says is enough, and not a request more gets through.
+    let resp = app.chat(&key, &chat_body(FREE, "hi")).send().await.unwrap();
+    let wait: u64 = header(resp.headers(), "retry-after-ms").unwrap();
+    check_429(resp, 10, 1_500).await;
+    tokio::time::sleep(Duration::from_millis(wait + 20)).await;
+    let seen = fire(std::slice::from_ref(&app.url), &key, 25, 4, None).await;
+    let ok = count(&seen, 200);
+    assert!((1..=10).contains(&ok), "after the wait {ok} were admitted");
+    // Once a whole window has passed, all ten again (refusals took nothing).
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(count(&fire(std::slice::from_ref(&app.url), &key, 25, 4, None).await, 200), 10);
+    // One audit event for the refusals of a window, not one per refusal.
+    let events = app.store().audit_events(user.id, 100).await.unwrap();
+    let hits = events.iter().filter(|e| e.event_type == "rate_limit_exceeded").count();
+    assert!((1..=3).contains(&hits), "{hits} rate_limit_exceeded events");
+}
+
+#[tokio::test]
+async fn test_keys_have_their_own_lower_limit() {
+    let app =
+        TestApp::spawn_with(AppOptions::default().config("[limits]\ntest_key_requests_per_minute = 5")).await.unwrap();
+    let (user, live_key) = funded(&app, "tester@example.com", Tier::Team).await;
+    let test_key = app.create_key(&user, KeyEnv::Test).await;
+    let seen = fire(std::slice::from_ref(&app.url), &test_key, 12, 4, None).await;
+    assert_eq!(count(&seen, 200), 5);
+    assert!(seen.iter().all(|s| s.limit == Some(5)));
+    let seen = fire(std::slice::from_ref(&app.url), &live_key, 12, 4, None).await;
+    assert_eq!(count(&seen, 200), 12);
+    assert!(seen.iter().all(|s| s.limit == Some(1_000)));
+}
+
+#[tokio::test]
+async fn account_overrides_and_tier_changes_apply_to_the_next_request() {
+    let app = TestApp::spawn().await;
+    let (user, key) = funded(&app, "grow@example.com", Tier::Free).await;
+    assert_eq!(count(&fire(std::slice::from_ref(&app.url), &key, 12, 1, None).await, 200), 10);
+    // Upgrading lifts the limit at once (the cached key is dropped, the window is kept).
+    app.core.accounts.set_tier(user.id, Tier::Starter).await.unwrap();
+    let seen = fire(std::slice::from_ref(&app.url), &key, 60, 1, None).await;
+    let statuses: Vec<u16> = seen.iter().map(|s| s.status).collect();
+    assert_eq!(count(&seen, 200), 50, "60 per minute, 10 of which are used: {statuses:?}");
+    assert_eq!(seen[0].limit, Some(60));
+    // An account override beats the tier, and "default" goes back to the tier.
+    let rate = RateOverrides { requests_per_minute: Some(75), tokens_per_minute: None };
+    app.core.accounts.set_rate(user.id, rate).await.unwrap();
+    let seen = fire(std::slice::from_ref(&app.url), &key, 30, 1, None).await;
+    assert_eq!(count(&seen, 200), 15);
+    assert_eq!(seen[0].limit, Some(75));
+    app.core.accounts.set_rate(user.id, RateOverrides::default()).await.unwrap();
+    let resp = app.chat(&key, &chat_body(FREE, "hi")).send().await.unwrap();
+    assert_eq!(header::<u32>(resp.headers(), "x-ratelimit-limit-requests"), Some(60));
+    // The tier change is in the audit log.
+    let events = app.store().audit_events(user.id, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.event_type == "tier_changed" && e.metadata["tier"] == "starter"));
+}
+
+#[tokio::test]
+async fn tokens_per_minute_refuses_once_the_window_is_spent() {
+    let mock = MockOpenAi::start().await;
+    let opts = AppOptions::default().with_mock(&mock).config("[tiers.pro]\ntokens_per_minute = 100");
+    let app = TestApp::spawn_with(opts).await.unwrap();
+    let (_, key) = app.user_with_key("tpm@example.com", "10").await;
+    let body = |t: u32| chat_body(MOCK_MODEL, &format!("mock:tokens={t}"));
+    // Each request uses 12 prompt + 40 completion tokens: two fit under 100, the third is refused.
+    let mut statuses = Vec::new();
+    let mut last: Option<reqwest::Response> = None;
+    for _ in 0..3 {
+        let resp = app.chat(&key, &body(40)).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 200 {
+            let h = resp.headers();
+            assert_eq!(header::<u64>(h, "x-ratelimit-limit-tokens"), Some(100));
+            assert!(h["ratelimit-policy"].to_str().unwrap().contains("\"tokens\";q=100;w=60"));
+            let _ = resp.bytes().await;
+            // Tokens are added when the request ends.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        } else {
+            last = Some(resp);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let resp = last.unwrap();
+    let h = resp.headers().clone();
+    assert_eq!(header::<u64>(&h, "x-ratelimit-remaining-tokens"), Some(0));
+    assert!(header::<u64>(&h, "retry-after-ms").unwrap() > 50_000, "the oldest tokens leave in about a minute");
+    let (_, err) = error_of(resp).await;
+    assert_eq!(err["code"], "rate_limit_exceeded");
+    assert_eq!(err["type"], "tokens");
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("layers_rate_limit_token_rejections_total 1"), "{metrics}");
+}
+
+/// A trusted proxy (this test) tells Layers the client's address in X-Forwarded-For.
+const BEHIND_PROXY: &str = "[security]\ntrusted_proxies = [\"127.0.0.1\"]";
+
+async fn bad_auth(url: &str, ip: &str) -> reqwest::Response {
+    let unknown = layers_domain::ApiKey::from_entropy(KeyEnv::Live, &[7; 24]);
+    reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(unknown.expose())
+        .header("x-forwarded-for", ip)
+        .json(&chat_body(FREE, "hi"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Checks the 403 of a blocked IP.
+pub async fn check_blocked(resp: reqwest::Response) {
+    assert_eq!(resp.status(), 403);
+    let retry: u64 = header(resp.headers(), "retry-after").expect("retry-after");
+    assert!((1..=900).contains(&retry), "{retry}");
+    let (_, err) = error_of(resp).await;
+    assert_eq!(err["code"], "ip_blocked");
+    assert!(err["message"].as_str().unwrap().contains("Too many failed authentication attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn fifty_failed_authentications_block_the_ip_and_only_that_ip() {
+    let app = TestApp::spawn_with(AppOptions::default().config(BEHIND_PROXY)).await.unwrap();
+    let (_, key) = funded(&app, "victim@example.com", Tier::Pro).await;
+    let attacker = "203.0.113.66";
+    for i in 0..50 {
+        assert_eq!(bad_auth(&app.url, attacker).await.status(), 401, "attempt {i}");
+    }
+    // Now even a valid key is refused from that address…
+    let blocked = fire(std::slice::from_ref(&app.url), &key, 1, 1, Some(attacker)).await;
+    assert_eq!(blocked[0].status, 403);
+    check_blocked(bad_auth(&app.url, attacker).await).await;
+    // …while everyone else, and the same key from elsewhere, goes on.
+    let elsewhere = fire(std::slice::from_ref(&app.url), &key, 3, 1, Some("198.51.100.7")).await;
+    assert_eq!(count(&elsewhere, 200), 3);
+    assert_eq!(bad_auth(&app.url, "198.51.100.8").await.status(), 401);
+    // A forged header from an untrusted peer is ignored: the socket's address is what counts.
+    let app2 = TestApp::spawn().await;
+    for _ in 0..50 {
+        assert_eq!(bad_auth(&app2.url, "192.0.2.1").await.status(), 401);
+    }
+    let resp = bad_auth(&app2.url, "192.0.2.2").await;
+    check_blocked(resp).await;
+    // Audited with the address, once per block; counted in metrics.
+    let blocks = app.store().system_audit_events(Some("ip_blocked"), 10).await.unwrap();
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0].ip_address, Some(attacker.parse().unwrap()));
+    assert_eq!(blocks[0].metadata["failures"], 50);
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    for line in ["layers_ip_blocks_total 1", "layers_auth_failures_total 51", "layers_ip_blocked_requests_total 2"] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_block_ends_after_the_configured_time() {
+    let config = format!("{BEHIND_PROXY}\nfailed_auth_threshold = 3\nip_block_secs = 1");
+    let app = TestApp::spawn_with(AppOptions::default().config(&config)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(bad_auth(&app.url, "203.0.113.9").await.status(), 401);
+    }
+    assert_eq!(bad_auth(&app.url, "203.0.113.9").await.status(), 403);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(bad_auth(&app.url, "203.0.113.9").await.status(), 401);
+}
+
+/// The readiness and metrics of a node, as an operator reads them.
+pub async fn readiness(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
