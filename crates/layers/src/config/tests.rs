@@ -150,3 +150,85 @@ fn short_peppers_are_refused_and_secrets_never_print() {
     assert!(printed.contains("[redacted]"));
     assert!(!format!("{config:?}").contains("super-secret"));
 }
+
+#[test]
+fn rate_limits_redis_and_security_settings_load() {
+    let s = load(None, &env(&[])).unwrap();
+    assert_eq!(
+        [s.rate.free, s.rate.starter, s.rate.pro, s.rate.team].map(|t| t.requests_per_minute),
+        [10, 60, 300, 1_000]
+    );
+    assert_eq!(s.rate.test_key_requests_per_minute, 10);
+    assert!(s.redis.is_none());
+    assert_eq!((s.ip_guard.threshold, s.ip_guard.window.as_secs(), s.ip_guard.block_for.as_secs()), (50, 300, 900));
+
+    let f = file(
+        r#"
+[tiers.pro]
+requests_per_minute = 500
+tokens_per_minute = 200000
+[limits]
+test_key_requests_per_minute = 3
+[security]
+failed_auth_threshold = 20
+ip_block_secs = 60
+client_ip_header = "X-Real-IP"
+"#,
+    );
+    let s = load(
+        Some(f.path()),
+        &env(&[
+            ("LAYERS_REDIS_URL", "redis://cache.internal:6379/2"),
+            ("LAYERS_SECURITY__TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!((s.rate.pro.requests_per_minute, s.rate.pro.tokens_per_minute), (500, Some(200_000)));
+    assert_eq!(s.rate.free.requests_per_minute, 10, "other tiers keep their defaults");
+    assert_eq!(s.rate.test_key_requests_per_minute, 3);
+    let redis = s.redis.unwrap();
+    assert_eq!((redis.url.as_str(), redis.prefix.as_str()), ("redis://cache.internal:6379/2", "layers:"));
+    assert_eq!((s.ip_guard.threshold, s.ip_guard.block_for.as_secs()), (20, 60));
+    let mut h = http_headers("x-real-ip", "203.0.113.4");
+    let proxy: std::net::IpAddr = "10.1.1.1".parse().unwrap();
+    assert_eq!(s.proxies.client_ip(proxy, &h).to_string(), "203.0.113.4");
+    h = http_headers("x-forwarded-for", "203.0.113.4");
+    assert_eq!(s.proxies.client_ip(proxy, &h), proxy, "only the configured header is believed");
+}
+
+fn http_headers(name: &'static str, value: &'static str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(name, http::HeaderValue::from_static(value));
+    h
+}
+
+#[test]
+fn bad_traffic_settings_are_named() {
+    let f = file(
+        r#"
+[tiers.free]
+requests_per_minute = 0
+tokens_per_minute = 0
+[redis]
+url = "http://not-redis"
+[security]
+failed_auth_threshold = 0
+trusted_proxies = ["10.0.0.0/40"]
+[limits]
+rate_window_ms = 5
+"#,
+    );
+    let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
+    for want in [
+        "tiers.free.requests_per_minute",
+        "tiers.free.tokens_per_minute",
+        "redis.url",
+        "security.failed_auth_threshold",
+        "security.trusted_proxies",
+        "limits.rate_window_ms",
+    ] {
+        assert!(got.iter().any(|p| p == want), "missing {want} in {got:?}");
+    }
+    let f = file("[security]\nclient_ip_header = \"x-forwarded-for\"\n");
+    assert_eq!(paths(load(Some(f.path()), &env(&[])).unwrap_err()), vec!["security.client_ip_header"]);
+}

@@ -89,6 +89,38 @@ fn admin_commands_print_only_the_value_asked_for() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("nobody@example.com"));
 }
 
+#[tokio::test]
+async fn set_rate_limit_overrides_and_restores_the_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    stdout(&layers(d, &["admin", "user", "create", "--email", "rl@example.com"], &[]));
+    let set = |args: &[&str]| {
+        let mut all = vec!["admin", "user", "set-rate-limit", "--email", "rl@example.com"];
+        all.extend_from_slice(args);
+        layers(d, &all, &[])
+    };
+    assert!(uuid_like(&stdout(&set(&["--rpm", "120", "--tpm", "50000"]))));
+    let rate = || async {
+        let url = format!("sqlite://{}", d.join("data/layers.db").display());
+        let store = layers_store::connect(&layers_store::ConnectOptions { url, max_connections: 1, app_role: None })
+            .await
+            .unwrap();
+        let user = store.user_by_email("rl@example.com").await.unwrap().unwrap();
+        store.close().await;
+        (user.rate.requests_per_minute, user.rate.tokens_per_minute)
+    };
+    assert_eq!(rate().await, (Some(120), Some(50_000)));
+    // Leaving a flag out keeps it; "default" goes back to the tier's.
+    stdout(&set(&["--rpm", "default"]));
+    assert_eq!(rate().await, (None, Some(50_000)));
+    for bad in [["--rpm", "0"], ["--tpm", "lots"]] {
+        let o = set(&bad);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("greater than zero"), "{o:?}");
+    }
+    assert_eq!(rate().await, (None, Some(50_000)), "a refused change changes nothing");
+}
+
 #[test]
 fn check_config_reports_every_problem_and_exits_78() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ mod disconnect;
 mod disconnect_bytes;
 mod lifecycle;
 mod limits;
+mod multinode;
 mod ratelimit;
 mod sdk_openai;
 mod support;

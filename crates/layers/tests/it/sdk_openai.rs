@@ -48,3 +48,31 @@ async fn the_openai_sdk_works_unmodified() {
     let rows = app.wait_for_usage(&user, 5).await;
     assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 > 0));
 }
+
+#[tokio::test]
+async fn the_openai_sdk_retries_a_429_after_retry_after_ms() {
+    let Some(python) = sdk_python() else { return };
+    let window_ms = 3_000;
+    let app = TestApp::spawn_with(AppOptions::default().config(&format!("[limits]\nrate_window_ms = {window_ms}")))
+        .await
+        .unwrap();
+    let (user, key) = app.user_with_key("retry@example.com", "10").await;
+    let one = layers_store::RateOverrides { requests_per_minute: Some(1), tokens_per_minute: None };
+    app.core.accounts.set_rate(user.id, one).await.unwrap();
+    let out = run_script(
+        &python,
+        include_str!("sdk/openai_rate_limit.py"),
+        &[
+            ("BASE_URL", format!("{}/v1", app.url)),
+            ("API_KEY", key),
+            ("MODEL", "sandbox/echo".to_owned()),
+            ("WINDOW_MS", window_ms.to_string()),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+    // Two refusals reached the server (the unretried one and the first attempt), no more.
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("layers_rate_limit_rejections_total 2"), "{metrics}");
+}
