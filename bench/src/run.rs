@@ -21,9 +21,54 @@ impl Drop for Proc {
     }
 }
 
-pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
+/// Where the gateway keeps its state.
+pub enum Deployment {
+    /// SQLite and in-process limits: `layers serve` with no configuration.
+    Embedded,
+    /// PostgreSQL (a fresh database on this server) and Redis: the production shape.
+    Production { postgres_admin_url: String, redis_url: String },
+}
+
+/// A database created for one run and dropped after it.
+struct BenchDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl BenchDatabase {
+    fn create(admin_url: &str) -> anyhow::Result<(BenchDatabase, String)> {
+        let name = format!("layers_bench_{}", std::process::id());
+        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        let (base, _) = admin_url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("{admin_url} has no database"))?;
+        let url = format!("{base}/{name}");
+        Ok((BenchDatabase { admin_url: admin_url.to_owned(), name }, url))
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let _ = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql").args([url, "-qc", sql]).output()?;
+    anyhow::ensure!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+pub async fn run(layers: &str, seconds: u64, deployment: &Deployment) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join(format!("layers-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let (_db, state) = match deployment {
+        Deployment::Embedded => (None, format!("[database]\nurl = \"sqlite://{}/layers.db\"\n", dir.display())),
+        Deployment::Production { postgres_admin_url, redis_url } => {
+            let (db, url) = BenchDatabase::create(postgres_admin_url)?;
+            let prefix = format!("bench-{}:", std::process::id());
+            (Some(db), format!("[database]\nurl = \"{url}\"\n[redis]\nurl = \"{redis_url}\"\nprefix = \"{prefix}\"\n"))
+        }
+    };
     let mock_bin = std::env::current_exe()?;
     let mut mock = Command::new(mock_bin).args(["mock", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn()?;
     let mut line = String::new();
@@ -34,12 +79,15 @@ pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
     let port = free_port()?;
     let layers_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let config = dir.join("layers.toml");
-    std::fs::write(&config, config_text(&dir, layers_addr, mock_addr))?;
+    std::fs::write(&config, config_text(&dir, &state, layers_addr, mock_addr))?;
     let admin = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(layers).arg("--config").arg(&config).args(args).output()?;
         anyhow::ensure!(out.status.success(), "layers {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     };
+    if matches!(deployment, Deployment::Production { .. }) {
+        admin(&["migrate"])?;
+    }
     admin(&["admin", "user", "create", "--email", "bench@example.com", "--tier", "team"])?;
     let key = admin(&["admin", "key", "create", "--email", "bench@example.com", "--env", "live"])?;
     admin(&[
@@ -55,6 +103,8 @@ pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
     ])?;
     // The default caps (US$10 an hour) would stop the benchmark within a minute.
     admin(&["admin", "user", "set-caps", "--email", "bench@example.com", "--per-hour", "1000000000"])?;
+    // Likewise the team tier's 1,000 requests a minute: the limiter still runs on every request.
+    admin(&["admin", "user", "set-rate-limit", "--email", "bench@example.com", "--rpm", "1000000000"])?;
 
     let spawned = Instant::now();
     let server = Command::new(layers).arg("--config").arg(&config).arg("serve").stderr(Stdio::null()).spawn()?;
@@ -110,12 +160,11 @@ pub async fn run(layers: &str, seconds: u64) -> anyhow::Result<String> {
     Ok(report(&rows, startup, rss_idle, rss_after, rss_peak, shutdown, status.success(), seconds))
 }
 
-fn config_text(dir: &Path, listen: SocketAddr, mock: SocketAddr) -> String {
+fn config_text(dir: &Path, state: &str, listen: SocketAddr, mock: SocketAddr) -> String {
     format!(
         r#"listen = "{listen}"
 data_dir = "{dir}"
-[database]
-url = "sqlite://{dir}/layers.db"
+{state}
 [keys]
 pepper = "{PEPPER}"
 [log]
