@@ -4,8 +4,8 @@
 //! - `layers-bench run --layers PATH [--seconds N]`: starts the mock and `layers serve`
 //!   (embedded default: SQLite, in-process limits, billing on, live key) and measures direct
 //!   calls to the mock side by side with calls through Layers, printing a Markdown report.
-//!   With `--postgres ADMIN_URL --redis URL`, the gateway runs on a fresh PostgreSQL database
-//!   and Redis instead (the production shape).
+//!   With `--postgres ADMIN_URL [--redis URL]`, the gateway runs on a fresh PostgreSQL database
+//!   (and Redis) instead: the production shape.
 #![allow(clippy::print_stdout, clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 mod load;
@@ -50,11 +50,9 @@ fn main() -> anyhow::Result<()> {
             let layers = flag("--layers").unwrap_or_else(|| "target/release/layers".into());
             let seconds: u64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(10);
             let deployment = match (flag("--postgres"), flag("--redis")) {
-                (Some(postgres_admin_url), Some(redis_url)) => {
-                    run::Deployment::Production { postgres_admin_url, redis_url }
-                }
+                (Some(postgres_admin_url), redis_url) => run::Deployment::Production { postgres_admin_url, redis_url },
                 (None, None) => run::Deployment::Embedded,
-                _ => anyhow::bail!("--postgres and --redis go together"),
+                (None, Some(_)) => anyhow::bail!("--redis needs --postgres"),
             };
             let report = rt.block_on(run::run(&layers, seconds, &deployment))?;
             println!("{report}");
@@ -63,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: layers-bench mock [--listen ADDR] | \
-                 layers-bench run [--layers PATH] [--seconds N] [--postgres ADMIN_URL --redis URL]"
+                 layers-bench run [--layers PATH] [--seconds N] [--postgres ADMIN_URL [--redis URL]]"
             );
             std::process::exit(2);
         }

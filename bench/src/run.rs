@@ -25,8 +25,8 @@ impl Drop for Proc {
 pub enum Deployment {
     /// SQLite and in-process limits: `layers serve` with no configuration.
     Embedded,
-    /// PostgreSQL (a fresh database on this server) and Redis: the production shape.
-    Production { postgres_admin_url: String, redis_url: String },
+    /// PostgreSQL (a fresh database on this server) and, normally, Redis: the production shape.
+    Production { postgres_admin_url: String, redis_url: Option<String> },
 }
 
 /// A database created for one run and dropped after it.
@@ -65,8 +65,12 @@ pub async fn run(layers: &str, seconds: u64, deployment: &Deployment) -> anyhow:
         Deployment::Embedded => (None, format!("[database]\nurl = \"sqlite://{}/layers.db\"\n", dir.display())),
         Deployment::Production { postgres_admin_url, redis_url } => {
             let (db, url) = BenchDatabase::create(postgres_admin_url)?;
-            let prefix = format!("bench-{}:", std::process::id());
-            (Some(db), format!("[database]\nurl = \"{url}\"\n[redis]\nurl = \"{redis_url}\"\nprefix = \"{prefix}\"\n"))
+            let mut state = format!("[database]\nurl = \"{url}\"\n");
+            if let Some(redis_url) = redis_url {
+                let prefix = format!("bench-{}:", std::process::id());
+                state.push_str(&format!("[redis]\nurl = \"{redis_url}\"\nprefix = \"{prefix}\"\n"));
+            }
+            (Some(db), state)
         }
     };
     let mock_bin = std::env::current_exe()?;

@@ -65,7 +65,12 @@ impl Redis {
     /// Connects and starts the health probe. A Redis that is unreachable now does not stop the
     /// node: it starts limiting locally and the probe connects when Redis answers.
     pub async fn connect(settings: RedisSettings, tasks: &Tasks) -> Result<Redis, RedisError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(RedisError::Url)?;
+        // TCP_NODELAY: every limit check is one small request waiting for its answer; Nagle's
+        // algorithm held them behind delayed ACKs (p50 +300 µs, p99 +3 ms in the benchmark).
+        let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
+            .map_err(RedisError::Url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(RedisError::Url)?;
         let redis = Redis {
             inner: Arc::new(Inner {
                 client,
