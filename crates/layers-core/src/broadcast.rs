@@ -4,6 +4,7 @@
 //! message delays an invalidation by one poll, never forever.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,23 +78,40 @@ impl Broadcaster {
     }
 }
 
-/// Follows the channel and applies what arrives; reconnects by itself.
-pub fn spawn_subscriber(redis: Redis, cache: Arc<KeyCache>, guard: Arc<IpGuard>, tasks: &Tasks) {
+/// Follows the channel and applies what arrives. Reconnects by itself, and starts a fresh
+/// session whenever Redis comes back after being down (a subscription can outlive a Redis that
+/// stopped answering without closing the connection).
+pub fn spawn_subscriber(
+    redis: Redis,
+    cache: Arc<KeyCache>,
+    guard: Arc<IpGuard>,
+    stats: Arc<BroadcastStats>,
+    tasks: &Tasks,
+) {
     let cancel = tasks.cancelled();
     tasks.spawn("redis-subscriber", async move {
         let channel = redis.key("events");
+        let mut generation = redis.generation();
+        let mut failing = false;
         loop {
+            generation.borrow_and_update();
             let session = async {
-                let mut pubsub = redis.client().get_async_pubsub().await?;
+                let mut pubsub = tokio::time::timeout(Duration::from_secs(3), redis.client().get_async_pubsub())
+                    .await
+                    .map_err(|_| SessionError::Timeout)??;
                 pubsub.subscribe(&channel).await?;
                 // Blocks made while this node was away.
                 guard.load_blocks().await;
                 // Invalidations missed while disconnected are in the database feed; dropping the
                 // cache closes the gap at once.
                 cache.clear();
+                if std::mem::take(&mut failing) {
+                    tracing::info!("events subscription restored");
+                }
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    stats.received.fetch_add(1, Ordering::Relaxed);
                     match Notice::decode(&payload) {
                         Some(Notice::Key(hash)) => cache.remove(&hash),
                         Some(Notice::Account(user)) => cache.remove_user(user),
@@ -101,13 +119,17 @@ pub fn spawn_subscriber(redis: Redis, cache: Arc<KeyCache>, guard: Arc<IpGuard>,
                         None => tracing::warn!("ignored an unknown notice on the events channel"),
                     }
                 }
-                Ok::<(), redis::RedisError>(())
+                Ok::<(), SessionError>(())
             };
             tokio::select! {
                 () = cancel.cancelled() => return,
+                _ = generation.changed() => continue,
                 result = session => {
                     if let Err(err) = result {
-                        tracing::warn!(error = %err, "events subscription lost; reconnecting");
+                        // Once per outage, not every half second.
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %err, "events subscription lost; reconnecting");
+                        }
                     }
                 }
             }
@@ -117,6 +139,21 @@ pub fn spawn_subscriber(redis: Redis, cache: Arc<KeyCache>, guard: Arc<IpGuard>,
             }
         }
     });
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct BroadcastStats {
+    /// Notices received from the events channel.
+    pub received: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("timed out connecting")]
+    Timeout,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
 }
 
 fn hex(bytes: &[u8]) -> String {

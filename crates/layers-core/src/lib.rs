@@ -44,7 +44,7 @@ use crate::auth::cache::KeyCache;
 use crate::auth::pepper::Peppers;
 use crate::auth::Authenticator;
 use crate::billing::{Billing, BillingSettings};
-use crate::broadcast::Broadcaster;
+use crate::broadcast::{BroadcastStats, Broadcaster};
 use crate::catalogue::Catalogue;
 use crate::chat::ChatService;
 use crate::ipguard::{IpGuard, IpGuardSettings};
@@ -95,6 +95,8 @@ pub struct Core {
     pub limiter: RateLimiter,
     pub ip_guard: Arc<IpGuard>,
     pub redis: Option<Redis>,
+    /// Notices received from other nodes over Redis.
+    pub notices: Arc<BroadcastStats>,
     tasks: Tasks,
 }
 
@@ -114,10 +116,12 @@ impl Core {
         let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
         let last_used = Arc::new(LastUsed::new());
         let audit = Audit::new(store.clone());
-        let ip_guard = Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone()));
+        let ip_guard =
+            Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone(), &tasks));
         let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks);
+        let notices = Arc::new(BroadcastStats::default());
         if let Some(redis) = &redis {
-            broadcast::spawn_subscriber(redis.clone(), cache.clone(), ip_guard.clone(), &tasks);
+            broadcast::spawn_subscriber(redis.clone(), cache.clone(), ip_guard.clone(), notices.clone(), &tasks);
         }
 
         let billing = Billing::start(store.clone(), settings.billing, &tasks);
@@ -134,6 +138,7 @@ impl Core {
             limiter,
             ip_guard,
             redis,
+            notices,
             store,
             tasks,
         })

@@ -41,6 +41,8 @@ struct Inner {
     /// Makes members of shared sorted sets unique across nodes: (random node id, counter).
     node: u64,
     counter: AtomicU64,
+    /// Bumped each time Redis comes back, so long-lived sessions (the subscriber) start afresh.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -80,6 +82,7 @@ impl Redis {
                 stats: RedisStats::default(),
                 node: rand::random(),
                 counter: AtomicU64::new(0),
+                generation: tokio::sync::watch::Sender::new(0),
             }),
         };
         match redis.establish().await {
@@ -122,6 +125,11 @@ impl Redis {
         format!("{:x}.{}", self.inner.node, self.inner.counter.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Changes each time Redis comes back after being down.
+    pub fn generation(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
     pub fn is_up(&self) -> bool {
         self.inner.up.load(Ordering::Relaxed)
     }
@@ -162,33 +170,44 @@ impl Redis {
         }
     }
 
-    /// Pings every 250 ms while down; marks Redis up again when it answers.
+    /// Pings every 250 ms while down and marks Redis up again when it answers; while up, pings
+    /// every second so a Redis that went silent (paused, half-open connection) is noticed even
+    /// without traffic.
     fn spawn_probe(&self, tasks: &Tasks) {
         let this = self.clone();
         let cancel = tasks.cancelled();
         tasks.spawn("redis-probe", async move {
+            let mut tick: u64 = 0;
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
+                tick += 1;
                 if this.is_up() {
+                    if tick.is_multiple_of(4) && !this.ping().await {
+                        this.mark_down("no answer to the health check");
+                    }
                     continue;
                 }
-                if this.establish().await.is_err() {
+                if this.establish().await.is_err() || !this.ping().await {
                     continue;
                 }
-                let Some(conn) = this.inner.conn.get() else { continue };
-                let mut conn = conn.clone();
-                let ping =
-                    tokio::time::timeout(Duration::from_secs(1), redis::cmd("PING").query_async::<String>(&mut conn))
-                        .await;
-                if matches!(ping, Ok(Ok(_))) && !this.inner.up.swap(true, Ordering::Relaxed) {
+                if !this.inner.up.swap(true, Ordering::Relaxed) {
                     this.inner.stats.recoveries.fetch_add(1, Ordering::Relaxed);
+                    this.inner.generation.send_modify(|g| *g += 1);
                     tracing::info!("Redis is back; limits are global again");
                 }
             }
         });
+    }
+
+    async fn ping(&self) -> bool {
+        let Some(conn) = self.inner.conn.get() else { return false };
+        let mut conn = conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = tokio::time::timeout(Duration::from_secs(1), cmd.query_async::<String>(&mut conn)).await;
+        matches!(ping, Ok(Ok(_)))
     }
 
     /// Publishes on the deployment's channel; best effort (the database feed is the backstop).

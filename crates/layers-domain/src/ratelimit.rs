@@ -32,17 +32,10 @@ pub struct WindowLog {
 }
 
 impl WindowLog {
+    /// Counts a request at `now_ms` if the limit allows it.
     pub fn check(&mut self, now_ms: u64, limit: Limit) -> Decision {
         let window = limit.window_ms.max(1);
-        // A request at `t` stops counting at `t + window`.
-        while self.times.front().is_some_and(|t| t + window <= now_ms) {
-            self.times.pop_front();
-        }
-        // A limit that shrank leaves extra entries; only the newest `limit` can matter.
-        while self.times.len() > limit.requests as usize {
-            self.times.pop_front();
-        }
-        let count = self.times.len() as u32;
+        let count = self.trim(now_ms, limit);
         if limit.requests > 0 && count < limit.requests {
             self.times.push_back(now_ms);
             Decision {
@@ -67,6 +60,34 @@ impl WindowLog {
                 },
             }
         }
+    }
+
+    /// The state at `now_ms` without counting anything (for a request refused by another
+    /// limit): `remaining` is what is left, `allowed` whether one more would be admitted.
+    pub fn peek(&mut self, now_ms: u64, limit: Limit) -> Decision {
+        let window = limit.window_ms.max(1);
+        let count = self.trim(now_ms, limit);
+        let newest = self.times.back().map_or(0, |t| (t + window).saturating_sub(now_ms));
+        Decision {
+            allowed: count < limit.requests,
+            limit: limit.requests,
+            remaining: limit.requests.saturating_sub(count),
+            reset_ms: newest,
+            retry_after_ms: 0,
+        }
+    }
+
+    fn trim(&mut self, now_ms: u64, limit: Limit) -> u32 {
+        let window = limit.window_ms.max(1);
+        // A request at `t` stops counting at `t + window`.
+        while self.times.front().is_some_and(|t| t + window <= now_ms) {
+            self.times.pop_front();
+        }
+        // A limit that shrank leaves extra entries; only the newest `limit` can matter.
+        while self.times.len() > limit.requests as usize {
+            self.times.pop_front();
+        }
+        self.times.len() as u32
     }
 
     /// True when nothing in the log can matter any more.

@@ -32,6 +32,18 @@ fn no_double_limit_at_a_fixed_window_boundary() {
 }
 
 #[test]
+fn peeking_counts_nothing() {
+    let mut log = WindowLog::default();
+    assert_eq!(log.peek(0, limit(3)).remaining, 3);
+    log.check(0, limit(3));
+    let p = log.peek(10, limit(3));
+    assert!(p.allowed);
+    assert_eq!((p.remaining, p.reset_ms), (2, MIN - 10));
+    assert_eq!(log.peek(10, limit(3)).remaining, 2, "still two: peeking took nothing");
+    assert_eq!(log.check(10, limit(3)).remaining, 1);
+}
+
+#[test]
 fn zero_and_shrinking_limits() {
     let mut log = WindowLog::default();
     assert!(!log.check(0, limit(0)).allowed);

@@ -8,7 +8,7 @@ use layers_core::auth::AuthError;
 use layers_core::billing::BillingError;
 use layers_core::chat::{ChatError, UpstreamFailure};
 use layers_core::ipguard::Blocked;
-use layers_core::ratelimit::Admission;
+use layers_core::ratelimit::{Admission, Refusal};
 use layers_domain::ratelimit::format_reset;
 use serde_json::json;
 
@@ -130,19 +130,26 @@ impl ApiError {
                 }
             },
             ApiError::RateLimited(a) => {
-                let retry = format_reset(a.retry_after_ms.unwrap_or(0));
-                let (kind, message) = if a.requests.allowed {
-                    let limit = a.tokens.map_or(0, |t| t.limit);
-                    (
-                        "tokens",
-                        format!("Rate limit reached: {limit} tokens per minute for this API key. Retry in {retry}."),
-                    )
-                } else {
-                    let limit = a.requests.limit;
-                    (
-                        "requests",
-                        format!("Rate limit reached: {limit} requests per minute for this API key. Retry in {retry}."),
-                    )
+                let retry = format_reset(a.retry_after_ms);
+                let (kind, message) = match a.refused {
+                    Some(Refusal::Tokens) => {
+                        let limit = a.tokens.map_or(0, |t| t.limit);
+                        (
+                            "tokens",
+                            format!(
+                                "Rate limit reached: {limit} tokens per minute for this API key. Retry in {retry}."
+                            ),
+                        )
+                    }
+                    _ => {
+                        let limit = a.requests.limit;
+                        (
+                            "requests",
+                            format!(
+                                "Rate limit reached: {limit} requests per minute for this API key. Retry in {retry}."
+                            ),
+                        )
+                    }
                 };
                 body(message, kind, "rate_limit_exceeded", None)
             }
@@ -213,8 +220,7 @@ impl IntoResponse for ApiError {
             ApiError::Upstream(UpstreamFailure { retry_after: Some(after), .. }) => insert_retry_after(headers, *after),
             ApiError::RateLimited(a) => {
                 crate::middleware::rate_headers::write(headers, a);
-                let ms = a.retry_after_ms.unwrap_or(1_000);
-                insert_retry_after(headers, std::time::Duration::from_millis(ms));
+                insert_retry_after(headers, std::time::Duration::from_millis(a.retry_after_ms.max(1)));
             }
             ApiError::IpBlocked(b) => insert_retry_after(headers, b.retry_after),
             _ => {}

@@ -77,10 +77,27 @@ impl RedisServer {
 
     /// Stops the server at once (like a crash: SIGKILL).
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {sig} failed");
     }
 
     /// Starts it again on the same port (empty: it keeps nothing on disk).

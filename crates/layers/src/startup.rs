@@ -32,6 +32,11 @@ pub struct Prepared {
 pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     let store = open_store(&settings.database, settings.production).await?;
     let peppers = load_peppers(&settings.pepper)?;
+    if settings.production && settings.redis.is_none() {
+        tracing::warn!(
+            "no Redis configured: rate limits and IP blocks are per node; with more than one node set LAYERS_REDIS_URL"
+        );
+    }
     for (name, why) in &settings.disabled_providers {
         tracing::info!(provider = %name, reason = %why, "provider disabled");
     }

@@ -55,12 +55,13 @@ impl AuthError {
     /// A failure that counts toward blocking the client's IP (a guessed or broken key).
     pub fn is_failed_credential(&self) -> Option<&'static str> {
         match self {
-            AuthError::Missing => Some("missing"),
             AuthError::Format => Some("format"),
             AuthError::Invalid => Some("invalid"),
             AuthError::Deactivated => Some("deactivated"),
             AuthError::Expired => Some("expired"),
-            AuthError::Suspended | AuthError::Unavailable(_) => None,
+            // No credential at all is a misconfigured client, not a guess: counting it would let
+            // one such client behind a shared address block everyone there.
+            AuthError::Missing | AuthError::Suspended | AuthError::Unavailable(_) => None,
         }
     }
 }

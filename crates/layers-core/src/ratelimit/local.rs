@@ -38,6 +38,10 @@ impl Local {
         self.shard(key).entry(key).or_default().log.check(now_ms, limit)
     }
 
+    pub fn peek(&self, key: KeyId, now_ms: u64, limit: Limit) -> Decision {
+        self.shard(key).entry(key).or_default().log.peek(now_ms, limit)
+    }
+
     pub fn tokens_used(&self, key: KeyId, now_ms: u64, window_ms: u64, limit: u64) -> (u64, u64) {
         let mut shard = self.shard(key);
         let entry = shard.entry(key).or_default();

@@ -15,7 +15,7 @@ use layers_domain::{KeyEnv, KeyId, Tier};
 use tokio::time::Instant;
 
 use self::local::Local;
-use self::redis::Global;
+use self::redis::{Global, Verdict};
 use crate::audit::Audit;
 use crate::auth::Principal;
 use crate::redis_conn::Redis;
@@ -73,19 +73,27 @@ pub struct TokenState {
     pub reset_ms: u64,
 }
 
+/// Which limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Requests,
+    Tokens,
+}
+
 /// The verdict on one request, with everything its response headers show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admission {
     pub requests: Decision,
     pub tokens: Option<TokenState>,
-    /// Set when refused: until a retry can succeed.
-    pub retry_after_ms: Option<u64>,
+    pub refused: Option<Refusal>,
+    /// When refused: until a retry can succeed.
+    pub retry_after_ms: u64,
     pub window_ms: u64,
 }
 
 impl Admission {
     pub fn allowed(&self) -> bool {
-        self.retry_after_ms.is_none()
+        self.refused.is_none()
     }
 }
 
@@ -142,28 +150,36 @@ impl RateLimiter {
         &self.inner.stats
     }
 
-    /// Counts the request and decides.
+    /// Counts the request and decides. With Redis up, Redis decides for the deployment and this
+    /// node's own log must agree too: it holds every admission this node made, so the requests
+    /// it admitted alone while Redis was away still count when Redis returns.
     pub async fn admit(&self, p: &Principal) -> Admission {
         let inner = &self.inner;
         let limit = Limit { requests: inner.requests_limit(p), window_ms: inner.window_ms() };
-        let requests = inner.check_requests(p.key_id, limit).await;
-        let window_ms = limit.window_ms;
-        if !requests.allowed {
-            inner.stats.rejections.fetch_add(1, Ordering::Relaxed);
-            inner.audit_refusal(p, "requests", u64::from(limit.requests));
-            return Admission { requests, tokens: None, retry_after_ms: Some(requests.retry_after_ms), window_ms };
-        }
-        let Some(tpm) = inner.tokens_limit(p) else {
-            return Admission { requests, tokens: None, retry_after_ms: None, window_ms };
+        let tpm = inner.tokens_limit(p);
+        let mut admission = match inner.global_verdict(p.key_id, limit, tpm).await {
+            Some(global) => inner.with_local_agreement(p.key_id, limit, tpm, global),
+            None => {
+                inner.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
+                inner.local_admission(p.key_id, limit, tpm)
+            }
         };
-        let (used, retry) = inner.tokens_used(p.key_id, tpm).await;
-        let tokens = TokenState { limit: tpm, remaining: tpm.saturating_sub(used), reset_ms: window_ms };
-        if used >= tpm {
-            inner.stats.token_rejections.fetch_add(1, Ordering::Relaxed);
-            inner.audit_refusal(p, "tokens", tpm);
-            return Admission { requests, tokens: Some(tokens), retry_after_ms: Some(retry.max(1)), window_ms };
+        if let Some(t) = admission.tokens.as_mut() {
+            t.reset_ms =
+                if admission.refused == Some(Refusal::Tokens) { admission.retry_after_ms } else { limit.window_ms };
         }
-        Admission { requests, tokens: Some(tokens), retry_after_ms: None, window_ms }
+        match admission.refused {
+            Some(Refusal::Requests) => {
+                inner.stats.rejections.fetch_add(1, Ordering::Relaxed);
+                inner.audit_refusal(p, "requests", u64::from(limit.requests));
+            }
+            Some(Refusal::Tokens) => {
+                inner.stats.token_rejections.fetch_add(1, Ordering::Relaxed);
+                inner.audit_refusal(p, "tokens", tpm.unwrap_or(0));
+            }
+            None => {}
+        }
+        admission
     }
 
     /// Adds a finished request's tokens to its key's window (only where a token limit applies).
@@ -220,24 +236,74 @@ impl Inner {
         p.account_rate.tokens_per_minute.or(self.settings.tier(p.tier).tokens_per_minute)
     }
 
-    async fn check_requests(&self, key: KeyId, limit: Limit) -> Decision {
-        if let Some(global) = self.global.as_ref().filter(|g| g.is_up()) {
-            if let Ok(d) = global.check(key, limit).await {
-                return d;
-            }
-        }
-        self.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
-        self.local.check(key, self.now_ms(), limit)
+    async fn global_verdict(&self, key: KeyId, limit: Limit, tpm: Option<u64>) -> Option<Verdict> {
+        let global = self.global.as_ref().filter(|g| g.is_up())?;
+        global.admit(key, limit, tpm).await.ok()
     }
 
-    async fn tokens_used(&self, key: KeyId, limit: u64) -> (u64, u64) {
-        let window_ms = self.window_ms();
-        if let Some(global) = self.global.as_ref().filter(|g| g.is_up()) {
-            if let Ok(used) = global.tokens_used(key, window_ms.div_ceil(1_000)).await {
-                // Buckets are per second: the oldest leaves within the window.
-                return (used, if used >= limit { 1_000 } else { 0 });
+    /// Redis's verdict, confirmed against this node's log (which records the admission).
+    fn with_local_agreement(&self, key: KeyId, limit: Limit, tpm: Option<u64>, g: Verdict) -> Admission {
+        let tokens = tpm.map(|l| TokenState { limit: l, remaining: l.saturating_sub(g.tokens_used), reset_ms: 0 });
+        let window_ms = limit.window_ms;
+        if g.token_refused {
+            return Admission {
+                requests: g.requests,
+                tokens,
+                refused: Some(Refusal::Tokens),
+                retry_after_ms: g.token_retry_ms.max(1),
+                window_ms,
+            };
+        }
+        if !g.requests.allowed {
+            let retry = g.requests.retry_after_ms.max(1);
+            return Admission {
+                requests: g.requests,
+                tokens,
+                refused: Some(Refusal::Requests),
+                retry_after_ms: retry,
+                window_ms,
+            };
+        }
+        let local = self.local.check(key, self.now_ms(), limit);
+        if !local.allowed {
+            // Only after an outage: this node alone already admitted the limit in this window.
+            return Admission {
+                requests: local,
+                tokens,
+                refused: Some(Refusal::Requests),
+                retry_after_ms: local.retry_after_ms.max(1),
+                window_ms,
+            };
+        }
+        // Redis's count is the deployment's, so its remaining is what the headers show.
+        Admission { requests: g.requests, tokens, refused: None, retry_after_ms: 0, window_ms }
+    }
+
+    /// This node's own verdict: tokens first (a refusal there takes no request slot).
+    fn local_admission(&self, key: KeyId, limit: Limit, tpm: Option<u64>) -> Admission {
+        let now = self.now_ms();
+        let window_ms = limit.window_ms;
+        let mut tokens = None;
+        if let Some(l) = tpm {
+            let (used, retry) = self.local.tokens_used(key, now, window_ms, l);
+            tokens = Some(TokenState { limit: l, remaining: l.saturating_sub(used), reset_ms: 0 });
+            if used >= l {
+                let requests = self.local.peek(key, now, limit);
+                return Admission {
+                    requests,
+                    tokens,
+                    refused: Some(Refusal::Tokens),
+                    retry_after_ms: retry.max(1),
+                    window_ms,
+                };
             }
         }
-        self.local.tokens_used(key, self.now_ms(), window_ms, limit)
+        let requests = self.local.check(key, now, limit);
+        if requests.allowed {
+            Admission { requests, tokens, refused: None, retry_after_ms: 0, window_ms }
+        } else {
+            let retry = requests.retry_after_ms.max(1);
+            Admission { requests, tokens, refused: Some(Refusal::Requests), retry_after_ms: retry, window_ms }
+        }
     }
 }

@@ -8,102 +8,137 @@ use redis::Script;
 
 use crate::redis_conn::{Redis, RedisError};
 
-/// The sliding-window log as a sorted set: drop what left the window, admit if under the limit.
-const REQUEST_SCRIPT: &str = r#"
+/// One round trip per request: the key's token window first (refusing there takes no request
+/// slot), then the sliding-window log of requests as a sorted set.
+/// KEYS: request log (zset), token buckets (hash of second -> tokens); both carry the key id as
+/// a hash tag, so they live on one shard of a Redis Cluster.
+/// ARGV: window ms, request limit, unique member, token limit (0: none).
+/// Returns {verdict (1 admitted, 0 refused by requests, -1 refused by tokens), remaining,
+/// reset ms, retry ms, tokens used, token retry ms}.
+const ADMIT_SCRIPT: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_s = tonumber(t[1])
+local now = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local tpm = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return {1, limit - count - 1, window, 0}
+local function newest_reset()
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if newest[2] then return math.max(0, tonumber(newest[2]) + window - now) end
+  return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local o = tonumber(oldest[2] or now)
-local n = tonumber(newest[2] or now)
-return {0, 0, math.max(0, n + window - now), math.max(1, o + window - now)}
-"#;
-
-/// Tokens in per-second buckets of a hash: sum the window, drop older buckets.
-const TOKENS_USED_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1])
-local window = tonumber(ARGV[1])
-local all = redis.call('HGETALL', KEYS[1])
-local sum = 0
-for i = 1, #all, 2 do
-  local sec = tonumber(all[i])
-  if sec <= now - window then
-    redis.call('HDEL', KEYS[1], all[i])
-  else
-    sum = sum + tonumber(all[i + 1])
+local used = 0
+if tpm > 0 then
+  -- A bucket holds second s, so its tokens count until s + 1 + the window (never early).
+  local wsecs = math.ceil(window / 1000)
+  local all = redis.call('HGETALL', KEYS[2])
+  local buckets = {}
+  for i = 1, #all, 2 do
+    local sec = tonumber(all[i])
+    if sec + wsecs + 1 <= now_s then
+      redis.call('HDEL', KEYS[2], all[i])
+    else
+      used = used + tonumber(all[i + 1])
+      table.insert(buckets, {sec, tonumber(all[i + 1])})
+    end
+  end
+  if used >= tpm then
+    table.sort(buckets, function(a, b) return a[1] < b[1] end)
+    local left = used
+    local retry = 1000
+    for _, b in ipairs(buckets) do
+      left = left - b[2]
+      if left < tpm then
+        retry = math.max(1, (b[1] + wsecs + 1) * 1000 - now)
+        break
+      end
+    end
+    return {-1, math.max(0, limit - count), newest_reset(), 0, used, retry}
   end
 end
-return sum
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, limit - count - 1, window, 0, used, 0}
+end
+-- Refused: a slot frees when the entry `limit` places before the end leaves the window (after
+-- a lowered limit there can be more than `limit` entries).
+local gate = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+local g = tonumber(gate[2] or now)
+return {0, 0, newest_reset(), math.max(1, g + window - now), used, 0}
 "#;
 
 const TOKENS_ADD_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 redis.call('HINCRBY', KEYS[1], t[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 2)
 return 1
 "#;
+
+/// What Redis decided for one request.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Verdict {
+    pub requests: Decision,
+    /// Refused by the token limit (no request slot was taken).
+    pub token_refused: bool,
+    pub tokens_used: u64,
+    pub token_retry_ms: u64,
+}
 
 #[derive(Debug)]
 pub(super) struct Global {
     redis: Redis,
-    request: Script,
-    tokens_used: Script,
+    admit: Script,
     tokens_add: Script,
 }
 
 impl Global {
     pub fn new(redis: Redis) -> Global {
-        Global {
-            redis,
-            request: Script::new(REQUEST_SCRIPT),
-            tokens_used: Script::new(TOKENS_USED_SCRIPT),
-            tokens_add: Script::new(TOKENS_ADD_SCRIPT),
-        }
+        Global { redis, admit: Script::new(ADMIT_SCRIPT), tokens_add: Script::new(TOKENS_ADD_SCRIPT) }
     }
 
     pub fn is_up(&self) -> bool {
         self.redis.is_up()
     }
 
-    pub async fn check(&self, key: KeyId, limit: Limit) -> Result<Decision, RedisError> {
+    pub async fn admit(&self, key: KeyId, limit: Limit, tpm: Option<u64>) -> Result<Verdict, RedisError> {
+        let requests_key = self.redis.key(&format!("rl:{{{}}}", key.0.simple()));
+        let tokens_key = self.redis.key(&format!("tpm:{{{}}}", key.0.simple()));
         let member = self.redis.unique();
-        let k = self.redis.key(&format!("rl:{}", key.0.simple()));
-        let script = &self.request;
-        let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
+        let script = &self.admit;
+        let (verdict, remaining, reset, retry, used, token_retry): (i64, i64, i64, i64, i64, i64) = self
             .redis
             .run(|mut c| async move {
-                script.key(k).arg(limit.window_ms).arg(limit.requests).arg(member).invoke_async(&mut c).await
+                script
+                    .key(requests_key)
+                    .key(tokens_key)
+                    .arg(limit.window_ms)
+                    .arg(limit.requests)
+                    .arg(member)
+                    .arg(tpm.unwrap_or(0))
+                    .invoke_async(&mut c)
+                    .await
             })
             .await?;
-        Ok(Decision {
-            allowed: allowed == 1,
-            limit: limit.requests,
-            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
-            reset_ms: u64::try_from(reset.max(0)).unwrap_or(0),
-            retry_after_ms: u64::try_from(retry.max(0)).unwrap_or(0),
+        let non_negative = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+        Ok(Verdict {
+            requests: Decision {
+                allowed: verdict == 1,
+                limit: limit.requests,
+                remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+                reset_ms: non_negative(reset),
+                retry_after_ms: non_negative(retry),
+            },
+            token_refused: verdict == -1,
+            tokens_used: non_negative(used),
+            token_retry_ms: non_negative(token_retry),
         })
     }
 
-    pub async fn tokens_used(&self, key: KeyId, window_secs: u64) -> Result<u64, RedisError> {
-        let k = self.redis.key(&format!("tpm:{}", key.0.simple()));
-        let script = &self.tokens_used;
-        let used: i64 =
-            self.redis.run(|mut c| async move { script.key(k).arg(window_secs).invoke_async(&mut c).await }).await?;
-        Ok(u64::try_from(used.max(0)).unwrap_or(0))
-    }
-
     pub async fn add_tokens(&self, key: KeyId, tokens: u64, window_secs: u64) -> Result<(), RedisError> {
-        let k = self.redis.key(&format!("tpm:{}", key.0.simple()));
+        let k = self.redis.key(&format!("tpm:{{{}}}", key.0.simple()));
         let script = &self.tokens_add;
         let _: i64 = self
             .redis

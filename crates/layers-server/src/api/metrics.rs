@@ -98,6 +98,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "Times Redis came back and limits became global again.",
             stats.recoveries.load(Ordering::Relaxed),
         );
+        single(
+            &mut out,
+            "layers_redis_notices_received_total",
+            "Invalidations and blocks received from other nodes over Redis.",
+            core.notices.received.load(Ordering::Relaxed),
+        );
     }
     let guard = core.ip_guard.stats();
     single(

@@ -120,7 +120,7 @@ pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedP
     TrustedProxies::new(header, &s.trusted_proxies).unwrap_or_else(|err| {
         let path = match err {
             BadProxies::Cidr(_) => "security.trusted_proxies",
-            BadProxies::Header(_) => "security.client_ip_header",
+            BadProxies::Header(_) | BadProxies::Forwarded => "security.client_ip_header",
         };
         problems.push(Problem::new(path, err.to_string()));
         TrustedProxies::default()

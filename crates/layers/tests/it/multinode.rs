@@ -104,11 +104,14 @@ async fn two_nodes_on_postgres_and_redis_behave_as_one() {
     // 3. A key deactivated through node A's deployment is refused by node B within a second,
     //    though B had it cached (the database feed alone would take up to a second more).
     assert_eq!(status(&b.url, &pro, None).await, 200);
+    let notices_before = metric(&b.url, "layers_redis_notices_received_total").await.unwrap();
     let prefix = &pro[..16];
     layers_cmd(bin, &config, &["admin", "key", "deactivate", "--prefix", prefix]);
     let took = within(Duration::from_secs(1), || async { status(&b.url, &pro, None).await == 401 }).await;
     let took = took.expect("node B served a deactivated key for over a second");
     println!("deactivation reached node B in {took:?}");
+    // And it came over Redis, not through the database feed.
+    assert!(metric(&b.url, "layers_redis_notices_received_total").await.unwrap() > notices_before);
 
     // 4. Failed authentications counted across nodes block the IP on both.
     let unknown = layers_domain::ApiKey::from_entropy(layers_domain::KeyEnv::Live, &[9; 24]);
@@ -163,6 +166,11 @@ async fn two_nodes_on_postgres_and_redis_behave_as_one() {
         assert!(metric(node, "layers_redis_recoveries_total").await.unwrap() >= 1);
         assert_eq!(readiness(node).await.1["redis"], "ok");
     }
+    // Redis came back empty, but each node remembers what it admitted alone meanwhile: the key
+    // that used its limit on both nodes during the outage is not admitted again in this window.
+    for node in &nodes {
+        assert_eq!(status(node, &other, None).await, 429, "{node} forgot its own admissions");
+    }
     let fresh = funded_key(bin, &config, "fresh@example.com", "free");
     let seen = fire(&nodes, &fresh, 40, 8, None).await;
     assert_eq!(count(&seen, 200), 10, "global again after Redis returned");
@@ -175,6 +183,45 @@ async fn two_nodes_on_postgres_and_redis_behave_as_one() {
     })
     .await;
     assert!(gone.is_some(), "deactivation after Redis returned");
+
+    // 7. Redis stops answering without closing anything (paused): requests wait at most the
+    //    Redis timeout, then both nodes limit locally; thawed, it is global again.
+    redis.pause();
+    let paused = funded_key_while_paused(bin, &config, "paused@example.com");
+    for node in &nodes {
+        let started = Instant::now();
+        assert_eq!(status(node, &paused, None).await, 200, "{node} stopped serving with Redis paused");
+        println!("first request on {node} with Redis paused: {:?}", started.elapsed());
+        let down = within(Duration::from_secs(3), || async { metric(node, "layers_redis_up").await == Some(0) }).await;
+        assert!(down.is_some(), "{node} did not notice the paused Redis");
+    }
+    redis.resume();
+    for node in &nodes {
+        let back = within(Duration::from_secs(10), || async { metric(node, "layers_redis_up").await == Some(1) }).await;
+        assert!(back.is_some(), "{node} did not recover from the paused Redis");
+    }
+    let after = funded_key(bin, &config, "after-pause@example.com", "free");
+    assert_eq!(count(&fire(&nodes, &after, 40, 8, None).await, 200), 10, "global again after the pause");
     drop(a);
     drop(b);
+}
+
+/// Like `funded_key`, while Redis is paused: the admin command's Redis connection would wait
+/// for it, so this one is told there is none (the nodes learn of new keys from the database).
+fn funded_key_while_paused(bin: &Path, config: &Path, email: &str) -> String {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("LAYERS_CONFIG")
+            .env("LAYERS_REDIS__URL", "")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "layers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    run(&["admin", "user", "create", "--email", email, "--tier", "free"]);
+    run(&["admin", "credits", "grant", "--email", email, "--credits", "100", "--reason", "t"]);
+    run(&["admin", "key", "create", "--email", email, "--env", "live"])
 }
