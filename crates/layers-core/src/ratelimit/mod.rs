@@ -3,6 +3,7 @@
 //! without it, or while it is down, each node limits on its own. Invariant: a request is counted
 //! once, in exactly one place, before it reaches a provider.
 
+mod batch;
 mod local;
 mod redis;
 
@@ -14,6 +15,7 @@ use layers_domain::ratelimit::{Decision, Limit};
 use layers_domain::{KeyEnv, KeyId, Tier};
 use tokio::time::Instant;
 
+use self::batch::{Batches, SlotLease, LEASE_MS};
 use self::local::Local;
 use self::redis::{Global, Verdict};
 use crate::audit::Audit;
@@ -102,6 +104,8 @@ pub struct RateStats {
     pub rejections: AtomicU64,
     pub token_rejections: AtomicU64,
     pub local_decisions: AtomicU64,
+    /// Admissions from a batch of slots this node held (no Redis round trip).
+    pub batched: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +118,7 @@ struct Inner {
     settings: RateSettings,
     local: Local,
     global: Option<Global>,
+    batches: Batches,
     epoch: Instant,
     stats: RateStats,
     audit: Audit,
@@ -126,6 +131,7 @@ impl RateLimiter {
             global: redis.map(Global::new),
             settings,
             local: Local::default(),
+            batches: Batches::default(),
             epoch: Instant::now(),
             stats: RateStats::default(),
             audit,
@@ -143,6 +149,9 @@ impl RateLimiter {
                 inner.local.prune(inner.now_ms(), inner.window_ms());
             }
         });
+        if inner.global.is_some() {
+            spawn_batch_returns(&inner, tasks);
+        }
         RateLimiter { inner }
     }
 
@@ -158,7 +167,8 @@ impl RateLimiter {
         let limit = Limit { requests: inner.requests_limit(p), window_ms: inner.window_ms() };
         let tpm = inner.tokens_limit(p);
         let mut admission = match inner.global_verdict(p.key_id, limit, tpm).await {
-            Some(global) => inner.with_local_agreement(p.key_id, limit, tpm, global),
+            Some(Ok(batched)) => batched,
+            Some(Err(global)) => inner.with_local_agreement(p.key_id, limit, tpm, global),
             None => {
                 inner.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
                 inner.local_admission(p.key_id, limit, tpm)
@@ -236,9 +246,50 @@ impl Inner {
         p.account_rate.tokens_per_minute.or(self.settings.tier(p.tier).tokens_per_minute)
     }
 
-    async fn global_verdict(&self, key: KeyId, limit: Limit, tpm: Option<u64>) -> Option<Verdict> {
+    /// The deployment's verdict, or `None` when Redis is not usable. `Ok`: admitted from a
+    /// batch this node holds, no round trip. `Err`: Redis's verdict on this request, to be
+    /// confirmed against this node's log.
+    async fn global_verdict(&self, key: KeyId, limit: Limit, tpm: Option<u64>) -> Option<Result<Admission, Verdict>> {
         let global = self.global.as_ref().filter(|g| g.is_up())?;
-        global.admit(key, limit, tpm).await.ok()
+        // Token limits need Redis's running sum on every request: no batches for those keys.
+        let batchable = tpm.is_none();
+        let sent = self.now_ms();
+        if batchable {
+            if let Some(remaining) = self.batches.take(key, sent) {
+                self.stats.batched.fetch_add(1, Ordering::Relaxed);
+                let requests = Decision {
+                    allowed: true,
+                    limit: limit.requests,
+                    remaining,
+                    reset_ms: limit.window_ms,
+                    retry_after_ms: 0,
+                };
+                let verdict = Verdict {
+                    requests,
+                    token_refused: false,
+                    tokens_used: 0,
+                    token_retry_ms: 0,
+                    granted: 1,
+                    member: String::new(),
+                };
+                return Some(Err(verdict));
+            }
+        }
+        let want = if batchable { self.batches.want(key, sent) } else { 1 };
+        let mut verdict = global.admit(key, limit, tpm, want).await.ok()?;
+        if verdict.granted > 1 {
+            // Of the batch, this request takes one; the others are still there to be used.
+            verdict.requests.remaining = verdict.requests.remaining.saturating_add(verdict.granted - 1);
+            self.batches.store(SlotLease {
+                key,
+                member: verdict.member.clone(),
+                granted: verdict.granted,
+                used: 1,
+                deadline_ms: sent + LEASE_MS,
+                remaining_after: verdict.requests.remaining - (verdict.granted - 1),
+            });
+        }
+        Some(Err(verdict))
     }
 
     /// Redis's verdict, confirmed against this node's log (which records the admission).
@@ -306,4 +357,28 @@ impl Inner {
             Admission { requests, tokens, refused: Some(Refusal::Requests), retry_after_ms: retry, window_ms }
         }
     }
+}
+
+/// Gives back the unused slots of batches past their life, every 100 ms; all of them at shutdown.
+fn spawn_batch_returns(inner: &Arc<Inner>, tasks: &Tasks) {
+    let weak = Arc::downgrade(inner);
+    let cancel = tasks.cancelled();
+    tasks.spawn("rate-limit-batch-returns", async move {
+        loop {
+            let stopping = tokio::select! {
+                () = cancel.cancelled() => true,
+                () = tokio::time::sleep(Duration::from_millis(100)) => false,
+            };
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(global) = &inner.global else { return };
+            let unused = if stopping { inner.batches.drain() } else { inner.batches.expired(inner.now_ms()) };
+            for lease in &unused {
+                // Best effort: slots not given back leave the window on their own.
+                let _ = global.release(lease).await;
+            }
+            if stopping {
+                return;
+            }
+        }
+    });
 }

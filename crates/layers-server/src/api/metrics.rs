@@ -78,6 +78,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Rate-limit decisions made by this node alone (no Redis, or Redis down).",
         rate.local_decisions.load(Ordering::Relaxed),
     );
+    single(
+        &mut out,
+        "layers_rate_limit_batched_admissions_total",
+        "Admissions from slots of a hot key's window this node reserved in Redis ahead.",
+        rate.batched.load(Ordering::Relaxed),
+    );
     if let Some(redis) = &core.redis {
         gauge(
             &mut out,
