@@ -38,6 +38,8 @@ struct KeyState {
     second: u64,
     this_second: u32,
     last_second: u32,
+    /// A request of this node is asking Redis for a batch of this key right now.
+    fetching: bool,
 }
 
 impl KeyState {
@@ -81,17 +83,22 @@ impl Batches {
     }
 
     /// Counts a request that goes to Redis and says how many slots to ask for: one, unless the
-    /// key is hot here, then about one batch lifetime of its current rate.
-    pub fn want(&self, key: KeyId, now_ms: u64) -> u32 {
+    /// key is hot here, then about one batch lifetime of its current rate. Only one request per
+    /// key and node asks for a batch at a time (the others ask for one slot meanwhile), so a
+    /// burst of concurrent requests does not fetch a batch each; the returned guard ends that
+    /// turn however the request ends.
+    pub fn want(&self, key: KeyId, now_ms: u64) -> (u32, Option<Fetching<'_>>) {
         let mut shard = self.shard(key);
         let state = shard.entry(key).or_default();
         state.note(now_ms);
         let rate = state.last_second.max(state.this_second);
-        if rate < HOT_PER_SEC {
-            return 1;
+        if rate < HOT_PER_SEC || state.fetching {
+            return (1, None);
         }
+        state.fetching = true;
         let per_lease = u64::from(rate) * LEASE_MS / 1_000;
-        u32::try_from(per_lease).unwrap_or(MAX_WANT).clamp(2, MAX_WANT)
+        let want = u32::try_from(per_lease).unwrap_or(MAX_WANT).clamp(2, MAX_WANT);
+        (want, Some(Fetching { batches: self, key }))
     }
 
     /// Keeps a batch Redis granted (its first slot already used by the request that asked).
@@ -116,6 +123,12 @@ impl Batches {
         out
     }
 
+    fn fetched(&self, key: KeyId) {
+        if let Some(state) = self.shard(key).get_mut(&key) {
+            state.fetching = false;
+        }
+    }
+
     /// Every batch, to give back at shutdown.
     pub fn drain(&self) -> Vec<SlotLease> {
         let mut out = Vec::new();
@@ -126,6 +139,19 @@ impl Batches {
             }
         }
         out
+    }
+}
+
+/// The turn of the one request asking Redis for a key's batch; ends when dropped.
+#[derive(Debug)]
+pub(super) struct Fetching<'a> {
+    batches: &'a Batches,
+    key: KeyId,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.batches.fetched(self.key);
     }
 }
 
@@ -159,11 +185,31 @@ mod tests {
         let b = Batches::default();
         let key = KeyId::random();
         for i in 0..19 {
-            assert_eq!(b.want(key, i), 1);
+            assert_eq!(b.want(key, i).0, 1);
         }
         // The twentieth request of the second makes the key hot: 20/s × 0.2 s = 4 slots.
-        assert_eq!(b.want(key, 20), 4);
+        let (want, turn) = b.want(key, 20);
+        assert_eq!(want, 4);
+        assert!(turn.is_some());
+        drop(turn);
         // A quiet second later it is cold again.
-        assert_eq!(b.want(key, 5_000), 1);
+        assert_eq!(b.want(key, 5_000).0, 1);
+    }
+
+    #[test]
+    fn one_batch_request_at_a_time_per_key() {
+        let b = Batches::default();
+        let key = KeyId::random();
+        for i in 0..20 {
+            let _ = b.want(key, i);
+        }
+        let (first, turn) = b.want(key, 30);
+        assert!(first > 1);
+        // Concurrent requests meanwhile ask for one slot each.
+        assert_eq!(b.want(key, 31).0, 1);
+        assert_eq!(b.want(key, 32).0, 1);
+        // However the first ends (here: dropped without a grant), the next may ask again.
+        drop(turn);
+        assert!(b.want(key, 33).0 > 1);
     }
 }

@@ -275,7 +275,7 @@ impl Inner {
                 return Some(Err(verdict));
             }
         }
-        let want = if batchable { self.batches.want(key, sent) } else { 1 };
+        let (want, _turn) = if batchable { self.batches.want(key, sent) } else { (1, None) };
         let mut verdict = global.admit(key, limit, tpm, want).await.ok()?;
         if verdict.granted > 1 {
             // Of the batch, this request takes one; the others are still there to be used.

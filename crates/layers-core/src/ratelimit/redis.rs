@@ -78,8 +78,16 @@ if count < limit then
   if grant == 1 then
     redis.call('ZADD', KEYS[1], now, ARGV[3])
   else
+    -- One ZADD per 500 members (Lua's unpack has a stack limit).
+    local at = now + life
+    local args = {}
     for i = 1, grant do
-      redis.call('ZADD', KEYS[1], now + life, ARGV[3] .. '.' .. i)
+      args[#args + 1] = at
+      args[#args + 1] = ARGV[3] .. '.' .. i
+      if #args == 1000 or i == grant then
+        redis.call('ZADD', KEYS[1], unpack(args))
+        args = {}
+      end
     end
   end
   redis.call('PEXPIRE', KEYS[1], window + life)
@@ -94,8 +102,14 @@ return {0, 0, newest_reset(), math.max(1, g + window - now), used, 0, 0}
 
 /// Gives back unused slots of a batch: members `{ARGV[1]}.{i}` for i in ARGV[2]..=ARGV[3].
 const RELEASE_SCRIPT: &str = r#"
-for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
-  redis.call('ZREM', KEYS[1], ARGV[1] .. '.' .. i)
+local last = tonumber(ARGV[3])
+local members = {}
+for i = tonumber(ARGV[2]), last do
+  members[#members + 1] = ARGV[1] .. '.' .. i
+  if #members == 1000 or i == last then
+    redis.call('ZREM', KEYS[1], unpack(members))
+    members = {}
+  end
 end
 return 1
 "#;
