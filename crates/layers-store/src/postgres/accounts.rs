@@ -74,15 +74,7 @@ impl AccountStore for PgStore {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
 
     async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()> {
@@ -96,15 +88,7 @@ impl AccountStore for PgStore {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
 }
 
@@ -117,14 +101,24 @@ impl PgStore {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
+}
+
+/// Ends a change of one user's row: refused when there is no such user, otherwise announced to
+/// every node's cache (the account feed) and committed.
+async fn finish_user_change(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: UserId,
+    rows: u64,
+) -> StoreResult<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound { entity: "user" });
+    }
+    sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, $1)")
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

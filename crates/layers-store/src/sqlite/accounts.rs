@@ -75,12 +75,7 @@ impl AccountStore for SqliteStore {
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query(INSERT_ACCOUNT_EVENT).bind(id.to_string()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
 
     async fn set_user_caps(&self, id: UserId, caps: CapOverrides) -> StoreResult<()> {
@@ -95,12 +90,7 @@ impl AccountStore for SqliteStore {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query(INSERT_ACCOUNT_EVENT).bind(id.to_string()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
 }
 
@@ -115,11 +105,21 @@ impl SqliteStore {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { entity: "user" });
-        }
-        sqlx::query(INSERT_ACCOUNT_EVENT).bind(id.to_string()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        finish_user_change(tx, id, done.rows_affected()).await
     }
+}
+
+/// Ends a change of one user's row: refused when there is no such user, otherwise announced to
+/// every node's cache (the account feed) and committed.
+async fn finish_user_change(
+    mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: UserId,
+    rows: u64,
+) -> StoreResult<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound { entity: "user" });
+    }
+    sqlx::query(INSERT_ACCOUNT_EVENT).bind(id.to_string()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
