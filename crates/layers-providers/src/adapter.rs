@@ -8,6 +8,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use tokio::time::Instant;
 
+use crate::anthropic::AnthropicAdapter;
 use crate::chat::ChatRequest;
 use crate::error::ProviderError;
 use crate::openai::OpenAiAdapter;
@@ -43,11 +44,14 @@ pub struct ChatCall<'a> {
     pub request_id: &'a str,
     /// The whole call (all attempts) must end by then.
     pub deadline: Instant,
+    /// The model's output cap, for providers that require one when the client set none.
+    pub model_output_cap: u32,
 }
 
 #[derive(Debug)]
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
+    Anthropic(AnthropicAdapter),
     Sandbox(SandboxAdapter),
 }
 
@@ -77,6 +81,9 @@ impl Adapter {
             ProviderKind::OpenAi => OpenAiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
                 .map(Adapter::OpenAi)
                 .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
+            ProviderKind::Anthropic => AnthropicAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
+                .map(Adapter::Anthropic)
+                .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
             ProviderKind::Sandbox => Ok(Adapter::Sandbox(SandboxAdapter)),
             kind => Err(BuildError::UnsupportedKind { name: s.name.clone(), kind }),
         }
@@ -85,6 +92,7 @@ impl Adapter {
     pub fn timeouts(&self) -> Timeouts {
         match self {
             Adapter::OpenAi(a) => a.timeouts(),
+            Adapter::Anthropic(a) => a.timeouts(),
             Adapter::Sandbox(_) => Timeouts::default(),
         }
     }
@@ -92,6 +100,7 @@ impl Adapter {
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         match self {
             Adapter::OpenAi(a) => a.complete(call).await,
+            Adapter::Anthropic(a) => a.complete(call).await,
             Adapter::Sandbox(a) => a.complete(call).await,
         }
     }
@@ -100,6 +109,7 @@ impl Adapter {
     pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
         match self {
             Adapter::OpenAi(a) => a.stream(call).await,
+            Adapter::Anthropic(a) => a.stream(call).await,
             Adapter::Sandbox(a) => a.stream(call).await,
         }
     }

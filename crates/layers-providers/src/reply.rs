@@ -5,7 +5,9 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use layers_domain::Usage;
-use serde_json::{Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
 
 use crate::error::ProviderError;
 
@@ -26,3 +28,14 @@ pub enum StreamEvent {
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// The fields every completion and chunk object starts with.
+pub fn envelope(id: &str, object: &str, model: &str) -> Map<String, Value> {
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("object".into(), json!(object));
+    m.insert("created".into(), json!(created));
+    m.insert("model".into(), json!(model));
+    m
+}

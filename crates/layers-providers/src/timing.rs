@@ -33,6 +33,11 @@ impl Default for Timeouts {
     }
 }
 
+/// The route's timeouts with the first-byte wait cut to what the call's deadline leaves.
+pub fn within(timeouts: Timeouts, deadline: Instant) -> Timeouts {
+    Timeouts { first_byte: timeouts.first_byte.min(deadline.saturating_duration_since(Instant::now())), ..timeouts }
+}
+
 /// Applies the first-chunk, idle and total limits to a stream. After a timeout the stream ends.
 pub fn timed(stream: ChunkStream, timeouts: Timeouts, deadline: Instant) -> ChunkStream {
     let state = (stream, true, false);

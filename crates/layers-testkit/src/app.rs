@@ -23,6 +23,10 @@ use crate::mock_openai::MockOpenAi;
 pub const TEST_PEPPER: &str = "test-pepper-0123456789-abcdefghijklmnopqrstuvwxyz";
 /// The public name of the model served by the mock upstream.
 pub const MOCK_MODEL: &str = "mock/gpt-4o-mini";
+/// The public name of the model served by the mock Anthropic API.
+pub const MOCK_CLAUDE: &str = "mock/claude";
+/// The operator key the gateway sends to the mock Anthropic API.
+pub const MOCK_ANTHROPIC_KEY: &str = "sk-ant-mock-operator-key";
 /// The operator key the gateway sends to the mock upstream.
 pub const MOCK_UPSTREAM_KEY: &str = "sk-mock-upstream-key";
 
@@ -79,6 +83,35 @@ max_output_tokens = 16384
             mock.base_url
         ));
         self.env.push(("MOCK_OPENAI_KEY".into(), MOCK_UPSTREAM_KEY.into()));
+        self
+    }
+
+    /// Serves `mock/claude` from the mock Anthropic API (priced like Claude Sonnet 4.5, cached
+    /// input at the cache-read price), with short timeouts.
+    pub fn with_mock_anthropic(mut self, mock: &crate::MockAnthropic) -> Self {
+        self.config.push_str(&format!(
+            r#"
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "{}"
+api_key_env = "MOCK_ANTHROPIC_KEY"
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 1000
+total_timeout_ms = 10000
+
+[[models]]
+name = "{MOCK_CLAUDE}"
+routes = [{{ provider = "mock-anthropic", model = "claude-sonnet-4-5" }}]
+input_per_mtok = 3.0
+output_per_mtok = 15.0
+cached_input_per_mtok = 0.30
+context_window = 200000
+max_output_tokens = 64000
+"#,
+            mock.base_url
+        ));
+        self.env.push(("MOCK_ANTHROPIC_KEY".into(), MOCK_ANTHROPIC_KEY.into()));
         self
     }
 

@@ -253,7 +253,7 @@ fn stream_events(
     events
 }
 
-fn sse_response(events: Vec<String>, delay: Duration, end: StreamEnd, split: bool) -> Response {
+pub(crate) fn sse_response(events: Vec<String>, delay: Duration, end: StreamEnd, split: bool) -> Response {
     let mut pieces: Vec<Bytes> = Vec::new();
     for e in events {
         if split {

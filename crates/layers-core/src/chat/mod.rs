@@ -148,6 +148,7 @@ impl ChatService {
             upstream_model: &route.upstream_model,
             request_id: ctx.request_id.as_str(),
             deadline,
+            model_output_cap: route.entry.spec.max_output_tokens,
         };
         if req.is_stream() {
             self.stream(ctx, &route, &call, meter, req.wants_stream_usage(), credits).await

@@ -7,7 +7,6 @@ mod wire;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 
 use crate::adapter::ChatCall;
 use crate::error::ProviderError;
@@ -68,11 +67,6 @@ impl OpenAiAdapter {
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key.expose_secret());
         }
-        let timeouts = Timeouts { first_byte: self.timeouts.first_byte.min(remaining(call.deadline)), ..self.timeouts };
-        transport::send(rb, &timeouts).await
+        transport::send(rb, &timing::within(self.timeouts, call.deadline)).await
     }
-}
-
-fn remaining(deadline: Instant) -> std::time::Duration {
-    deadline.saturating_duration_since(Instant::now())
 }

@@ -4,61 +4,24 @@
 
 use std::collections::VecDeque;
 
-use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::ProviderError;
 use crate::reply::{ChunkStream, StreamEvent};
-use crate::sse::{SseDecoder, SseEvent};
+use crate::sse::SseEvent;
+use crate::sse_stream::{self, EventMapper, Item};
 use crate::transport::error_message;
 
-struct State {
-    bytes: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    decoder: SseDecoder,
-    pending: VecDeque<SseEvent>,
-    finished: bool,
+struct OpenAiEvents;
+
+impl EventMapper for OpenAiEvents {
+    fn map(&mut self, event: SseEvent, out: &mut VecDeque<Item>) {
+        out.push_back(to_item(&event));
+    }
 }
 
 pub(super) fn chunks(resp: reqwest::Response) -> ChunkStream {
-    let state = State {
-        bytes: resp.bytes_stream().boxed(),
-        decoder: SseDecoder::new(),
-        pending: VecDeque::new(),
-        finished: false,
-    };
-    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        if st.finished {
-            return None;
-        }
-        loop {
-            if let Some(event) = st.pending.pop_front() {
-                let item = to_item(&event);
-                if !matches!(item, Ok(StreamEvent::Chunk(_))) {
-                    st.finished = true;
-                }
-                return Some((item, st));
-            }
-            match st.bytes.next().await {
-                Some(Ok(bytes)) => {
-                    let mut out = Vec::new();
-                    if st.decoder.push(&bytes, &mut out).is_err() {
-                        st.finished = true;
-                        return Some((Err(ProviderError::Protocol("stream event too large")), st));
-                    }
-                    st.pending.extend(out);
-                }
-                Some(Err(e)) => {
-                    st.finished = true;
-                    return Some((Err(ProviderError::Transport(e)), st));
-                }
-                None => {
-                    st.finished = true;
-                    let message = Some("the provider closed the stream before it finished".to_owned());
-                    return Some((Err(ProviderError::MidStream { message }), st));
-                }
-            }
-        }
-    }))
+    sse_stream::chunks(resp, OpenAiEvents)
 }
 
 fn to_item(event: &SseEvent) -> Result<StreamEvent, ProviderError> {

@@ -2,8 +2,6 @@
 //! usage. Serves test keys and the embedded default. Invariant: the same request always gets
 //! the same content and the same usage.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use layers_domain::{tokens, Usage};
 use serde_json::{json, Map, Value};
 
@@ -69,12 +67,7 @@ impl SandboxAdapter {
 }
 
 fn envelope(call: &ChatCall<'_>, object: &str) -> Map<String, Value> {
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut m = Map::new();
-    m.insert("id".into(), json!(format!("chatcmpl-sandbox-{}", call.request_id)));
-    m.insert("object".into(), json!(object));
-    m.insert("created".into(), json!(created));
-    m.insert("model".into(), json!(call.upstream_model));
+    let mut m = crate::reply::envelope(&format!("chatcmpl-sandbox-{}", call.request_id), object, call.upstream_model);
     m.insert("system_fingerprint".into(), json!("layers-sandbox"));
     m
 }
@@ -141,7 +134,13 @@ mod tests {
     #[tokio::test]
     async fn deterministic_and_streams_the_same_text() {
         let req = call_with(r#"{"model":"sandbox/echo","messages":[{"role":"user","content":"ping  pong"}]}"#);
-        let call = ChatCall { request: &req, upstream_model: "echo", request_id: "r1", deadline: Instant::now() };
+        let call = ChatCall {
+            request: &req,
+            upstream_model: "echo",
+            request_id: "r1",
+            deadline: Instant::now(),
+            model_output_cap: 100,
+        };
         let a = SandboxAdapter.complete(&call).await.unwrap();
         let b = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(a.body["choices"], b.body["choices"]);
@@ -175,7 +174,13 @@ mod tests {
     #[tokio::test]
     async fn honours_max_tokens() {
         let req = call_with(r#"{"model":"sandbox/echo","max_tokens":3,"messages":[{"role":"user","content":"x"}]}"#);
-        let call = ChatCall { request: &req, upstream_model: "echo", request_id: "r", deadline: Instant::now() };
+        let call = ChatCall {
+            request: &req,
+            upstream_model: "echo",
+            request_id: "r",
+            deadline: Instant::now(),
+            model_output_cap: 100,
+        };
         let c = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(c.usage.unwrap().completion_tokens, 3);
         assert_eq!(c.body["choices"][0]["finish_reason"], "length");

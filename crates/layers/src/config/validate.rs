@@ -378,7 +378,7 @@ fn check_providers(
             },
             (None, None) => None,
         };
-        if matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini) {
+        if kind == ProviderKind::Gemini {
             problems.push(Problem::new(
                 &format!("{path}.kind"),
                 "this kind is not available yet; use kind = \"openai\" with the provider's OpenAI-compatible endpoint",

@@ -76,3 +76,25 @@ async fn the_openai_sdk_retries_a_429_after_retry_after_ms() {
     let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("layers_rate_limit_rejections_total 2"), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_openai_sdk_through_the_native_anthropic_adapter() {
+    let Some(python) = sdk_python() else { return };
+    let mock = layers_testkit::MockAnthropic::start().await;
+    let app = TestApp::spawn_with(AppOptions::default().with_mock_anthropic(&mock)).await.unwrap();
+    let (user, key) = app.user_with_key("sdk-claude@example.com", "100").await;
+    let out = run_script(
+        &python,
+        include_str!("sdk/openai_via_anthropic.py"),
+        &[
+            ("BASE_URL", format!("{}/v1", app.url)),
+            ("API_KEY", key),
+            ("MODEL", layers_testkit::app::MOCK_CLAUDE.to_owned()),
+            ("EXPECTED_TEXT", layers_testkit::mock_anthropic::ANSWER.to_owned()),
+        ],
+    )
+    .await;
+    assert!(out.contains("all checks passed"), "{out}");
+    let rows = app.wait_for_usage(&user, 7).await;
+    assert!(rows.iter().filter(|r| r.status == 200).all(|r| r.cost.0 > 0));
+}

@@ -1,0 +1,76 @@
+//! An upstream SSE response as a stream of chunk events, whatever the provider: bytes are parsed
+//! byte-exactly (`sse`) and each event is handed to the provider's mapper, which turns it into
+//! zero or more OpenAI-shaped items. Invariant: after a `Done` or an error the stream ends; a
+//! response that closes before the mapper said `Done` ends with a mid-stream error, never as a
+//! clean finish.
+
+use std::collections::VecDeque;
+
+use futures_util::StreamExt;
+
+use crate::error::ProviderError;
+use crate::reply::{ChunkStream, StreamEvent};
+use crate::sse::{SseDecoder, SseEvent};
+
+pub type Item = Result<StreamEvent, ProviderError>;
+
+/// Turns one provider event into the items the client stream receives.
+pub trait EventMapper: Send + 'static {
+    fn map(&mut self, event: SseEvent, out: &mut VecDeque<Item>);
+}
+
+struct State<M> {
+    bytes: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    decoder: SseDecoder,
+    events: VecDeque<SseEvent>,
+    items: VecDeque<Item>,
+    mapper: M,
+    finished: bool,
+}
+
+pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream {
+    let state = State {
+        bytes: resp.bytes_stream().boxed(),
+        decoder: SseDecoder::new(),
+        events: VecDeque::new(),
+        items: VecDeque::new(),
+        mapper,
+        finished: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        loop {
+            if let Some(item) = st.items.pop_front() {
+                if !matches!(item, Ok(StreamEvent::Chunk(_))) {
+                    st.finished = true;
+                }
+                return Some((item, st));
+            }
+            if let Some(event) = st.events.pop_front() {
+                st.mapper.map(event, &mut st.items);
+                continue;
+            }
+            match st.bytes.next().await {
+                Some(Ok(bytes)) => {
+                    let mut out = Vec::new();
+                    if st.decoder.push(&bytes, &mut out).is_err() {
+                        st.finished = true;
+                        return Some((Err(ProviderError::Protocol("stream event too large")), st));
+                    }
+                    st.events.extend(out);
+                }
+                Some(Err(e)) => {
+                    st.finished = true;
+                    return Some((Err(ProviderError::Transport(e)), st));
+                }
+                None => {
+                    st.finished = true;
+                    let message = Some("the provider closed the stream before it finished".to_owned());
+                    return Some((Err(ProviderError::MidStream { message }), st));
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,272 @@
+//! The native `anthropic` adapter end to end: Layers' OpenAI-shaped API in front, the mock
+//! Anthropic Messages API behind, with the request the mock received checked field by field,
+//! streaming under split reads, tool calls, thinking, JSON mode, errors, and exact billing.
+
+use layers_domain::KeyEnv;
+use layers_testkit::app::{MOCK_ANTHROPIC_KEY, MOCK_CLAUDE};
+use layers_testkit::mock_anthropic::ANSWER;
+use layers_testkit::{AppOptions, MockAnthropic, TestApp};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+async fn app() -> (TestApp, MockAnthropic) {
+    let mock = MockAnthropic::start().await;
+    let app = TestApp::spawn_with(AppOptions::default().with_mock_anthropic(&mock)).await.unwrap();
+    (app, mock)
+}
+
+/// Claude Sonnet prices in micro-credits per token ×1e6: input 3, cached 0.30, output 15 US$/Mtok,
+/// and 1 credit = US$0.01, so 1 US$/Mtok = 100 micro-credits per token.
+fn cost(uncached: u64, cached: u64, output: u64) -> i64 {
+    ((uncached * 300 + cached * 30 + output * 1500) as f64).ceil() as i64
+}
+
+#[tokio::test]
+async fn a_chat_is_translated_both_ways_and_billed_exactly() {
+    let (app, mock) = app().await;
+    let (user, key) = app.user_with_key("claude@example.com", "100").await;
+    let body = json!({
+        "model": MOCK_CLAUDE, "max_tokens": 500, "temperature": 0.2, "stop": ["\n\nHuman:"],
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Describe"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": "A pixel."},
+            {"role": "user", "content": "More?"}
+        ]
+    });
+    let resp = app.chat(&key, &body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-layers-provider"], "mock-anthropic");
+    let charged = resp.headers()["x-layers-credits-charged"].to_str().unwrap().to_owned();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], MOCK_CLAUDE);
+    assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!((v["usage"]["prompt_tokens"].as_u64(), v["usage"]["completion_tokens"].as_u64()), (Some(21), Some(9)));
+    assert_eq!(v["usage"]["total_tokens"], 30);
+    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+
+    let seen = mock.last_request();
+    assert_eq!(seen.headers["x-api-key"], MOCK_ANTHROPIC_KEY);
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert!(seen.headers.get("authorization").is_none(), "Anthropic authenticates by x-api-key only");
+    assert_eq!(
+        seen.body,
+        json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 500, "temperature": 0.2, "stop_sequences": ["\n\nHuman:"],
+            "system": [{"type": "text", "text": "You are terse."}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Describe"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "A pixel."}]},
+                {"role": "user", "content": [{"type": "text", "text": "More?"}]}
+            ]
+        })
+    );
+
+    let rows = app.wait_for_usage(&user, 1).await;
+    assert_eq!(rows[0].cost.0, cost(21, 0, 9));
+    assert_eq!(rows[0].provider, "mock-anthropic");
+    assert_eq!(rows[0].upstream_model, "claude-sonnet-4-5");
+    assert_eq!(charged, "0.019800");
+}
+
+#[tokio::test]
+async fn cache_reads_and_writes_are_prompt_tokens_and_reads_are_billed_at_the_cached_rate() {
+    let (app, mock) = app().await;
+    let (user, key) = app.user_with_key("cache@example.com", "100").await;
+    let mut body = chat_body(MOCK_CLAUDE, "mock:cache");
+    body["cache"] = json!(true);
+    body["messages"] =
+        json!([{"role": "system", "content": "long shared context"}, {"role": "user", "content": "mock:cache"}]);
+    let v: Value = app.chat(&key, &body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 21 + 3000 + 1000);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 3000);
+    let seen = mock.last_request().body;
+    assert_eq!(seen["system"][0]["cache_control"], json!({"type": "ephemeral"}));
+    assert_eq!(seen["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
+    let rows = app.wait_for_usage(&user, 1).await;
+    assert_eq!(rows[0].usage.cached_tokens, 3000);
+    assert_eq!(rows[0].cost.0, cost(1021, 3000, 9));
+}
+
+#[tokio::test]
+async fn tool_calls_round_trip_non_streamed_and_streamed() {
+    let (app, mock) = app().await;
+    let (user, key) = app.user_with_key("tools@example.com", "100").await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let body = json!({"model": MOCK_CLAUDE, "tools": tools, "tool_choice": "required",
+        "messages": [{"role": "user", "content": "mock:tool"}]});
+    let v: Value = app.chat(&key, &body).send().await.unwrap().json().await.unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(msg["content"], "Let me check both.");
+    assert_eq!(
+        msg["tool_calls"][0],
+        json!({"id": "toolu_01A", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}})
+    );
+    assert_eq!(msg["tool_calls"][1]["function"]["arguments"], "{\"city\":\"Rome\",\"unit\":\"c\"}");
+    let seen = mock.last_request().body;
+    assert_eq!(seen["tools"][0]["input_schema"]["required"], json!(["city"]));
+    assert_eq!(seen["tool_choice"], json!({"type": "any"}));
+
+    // The same, streamed: tool call deltas with ids first, then arguments in pieces.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = sse_data(app.chat(&key, &streamed).send().await.unwrap()).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let mut args = ["".to_owned(), "".to_owned()];
+    let mut ids = Vec::new();
+    let mut finish = None;
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let c: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["model"], MOCK_CLAUDE);
+        for call in c["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            let i = call["index"].as_u64().unwrap() as usize;
+            if let Some(id) = call["id"].as_str() {
+                ids.push(id.to_owned());
+            }
+            args[i].push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+        }
+        if let Some(f) = c["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_owned());
+        }
+    }
+    assert_eq!(ids, ["toolu_01A", "toolu_01B"]);
+    assert_eq!(args, ["{\"city\":\"Paris\"}", "{\"city\":\"Rome\",\"unit\":\"c\"}"]);
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    assert_eq!(streamed_text(&events), "Let me check both.");
+
+    // The tool results go back as tool_result blocks in one user turn.
+    let follow = json!({"model": MOCK_CLAUDE, "tools": tools, "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": null, "tool_calls": msg["tool_calls"]},
+        {"role": "tool", "tool_call_id": "toolu_01A", "content": "18C"},
+        {"role": "tool", "tool_call_id": "toolu_01B", "content": "21C"}
+    ]});
+    assert_eq!(app.chat(&key, &follow).send().await.unwrap().status(), 200);
+    let seen = mock.last_request().body;
+    assert_eq!(seen["messages"][1]["content"][1]["input"], json!({"city": "Rome", "unit": "c"}));
+    assert_eq!(
+        seen["messages"][2]["content"][1],
+        json!({"type": "tool_result", "tool_use_id": "toolu_01B",
+        "content": [{"type": "text", "text": "21C"}]})
+    );
+    let rows = app.wait_for_usage(&user, 3).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 == cost(21, 0, 9)), "{rows:?}");
+}
+
+#[tokio::test]
+async fn streams_survive_split_reads_and_bill_without_asking_for_usage() {
+    let (app, mock) = app().await;
+    mock.split_writes(true);
+    let (user, key) = app.user_with_key("stream@example.com", "100").await;
+    let resp = app.chat(&key, &stream_body(MOCK_CLAUDE, "hello", false)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = sse_data(resp).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&events), ANSWER, "multi-byte characters split across reads arrive whole");
+    assert!(events.iter().all(|e| !e.contains("\"usage\"")), "usage is hidden unless asked for");
+    assert_eq!(mock.last_request().body["stream"], true);
+    let rows = app.wait_for_usage(&user, 1).await;
+    assert!(rows[0].streamed);
+    assert_eq!((rows[0].usage.prompt_tokens, rows[0].usage.completion_tokens), (21, 9));
+    assert_eq!(rows[0].cost.0, cost(21, 0, 9));
+
+    let events = sse_data(app.chat(&key, &stream_body(MOCK_CLAUDE, "hello", true)).send().await.unwrap()).await;
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["prompt_tokens"], 21);
+    assert_eq!(usage["usage"]["completion_tokens"], 9);
+}
+
+#[tokio::test]
+async fn thinking_and_json_mode() {
+    let (app, mock) = app().await;
+    let (_user, key) = app.user_with_key("think@example.com", "100").await;
+    let mut body = chat_body(MOCK_CLAUDE, "mock:think");
+    body["thinking"] = json!({"type": "enabled", "budget_tokens": 2048});
+    body["max_tokens"] = json!(4096);
+    let v: Value = app.chat(&key, &body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], "The user wants a short answer.");
+    assert_eq!(v["layers"]["reasoning"], "The user wants a short answer.");
+    assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
+    assert_eq!(mock.last_request().body["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+    body["stream"] = json!(true);
+    let events = sse_data(app.chat(&key, &body).send().await.unwrap()).await;
+    let reasoning: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(reasoning, "The user wants a short answer.");
+    assert_eq!(streamed_text(&events), ANSWER);
+
+    let mut json_body = chat_body(MOCK_CLAUDE, "mock:json");
+    json_body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer",
+        "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}}}});
+    let v: Value = app.chat(&key, &json_body).send().await.unwrap().json().await.unwrap();
+    let content: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content, json!({"answer": 42, "unit": "none"}));
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+    json_body["stream"] = json!(true);
+    let events = sse_data(app.chat(&key, &json_body).send().await.unwrap()).await;
+    let content: Value = serde_json::from_str(&streamed_text(&events)).unwrap();
+    assert_eq!(content["answer"], 42);
+}
+
+#[tokio::test]
+async fn provider_errors_map_to_our_shape_and_cost_nothing() {
+    let (app, _mock) = app().await;
+    let (user, key) = app.user_with_key("errors@example.com", "100").await;
+    let cases = [
+        ("mock:400", 400, "upstream_rejected_request"),
+        ("mock:429", 429, "upstream_rate_limited"),
+        ("mock:500", 502, "upstream_error"),
+        ("mock:529", 502, "upstream_error"),
+    ];
+    for (text, status, code) in cases {
+        let (got, err) = error_of(app.chat(&key, &chat_body(MOCK_CLAUDE, text)).send().await.unwrap()).await;
+        assert_eq!((got, err["code"].as_str().unwrap()), (status, code), "{text}");
+        if status == 400 {
+            assert_eq!(err["message"], "messages: roles must alternate", "the provider's reason is relayed");
+        }
+    }
+    // A parameter Anthropic cannot honour is refused before any upstream call, by name.
+    let mut body = chat_body(MOCK_CLAUDE, "hi");
+    body["logprobs"] = json!(true);
+    let (status, err) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+    assert_eq!((status, err["param"].as_str()), (400, Some("logprobs")));
+    assert_eq!(err["code"], "unsupported_parameter");
+
+    // Mid-stream: an error event, and a cut connection, end the stream with an error, no [DONE].
+    for text in ["mock:error-event", "mock:cut"] {
+        let resp = app.chat(&key, &stream_body(MOCK_CLAUDE, text, false)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{text}: {:?}", resp.text().await);
+        let events = sse_data(resp).await;
+        assert_ne!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+        let last: Value = serde_json::from_str(events.last().unwrap()).unwrap_or_else(|_| panic!("{text}: {events:?}"));
+        assert_eq!(last["error"]["code"], "upstream_error", "{text}");
+    }
+    let rows = app.wait_for_usage(&user, 7).await;
+    assert!(rows.iter().all(|r| r.charged.0 == 0), "failures cost nothing: {rows:?}");
+}
+
+#[tokio::test]
+async fn test_keys_never_reach_anthropic() {
+    let (app, mock) = app().await;
+    let user = app.create_user("tester@example.com", layers_domain::Tier::Free).await;
+    let key = app.create_key(&user, KeyEnv::Test).await;
+    let resp = app.chat(&key, &chat_body(MOCK_CLAUDE, "hi")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-layers-provider"], "sandbox");
+    assert!(mock.requests().is_empty());
+}
