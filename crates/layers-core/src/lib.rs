@@ -46,6 +46,7 @@ use crate::auth::Authenticator;
 use crate::billing::{Billing, BillingSettings};
 use crate::broadcast::{BroadcastStats, Broadcaster};
 use crate::catalogue::Catalogue;
+use crate::chat::routing::{Router, RoutingSettings};
 use crate::chat::ChatService;
 use crate::ipguard::{IpGuard, IpGuardSettings};
 use crate::keys::KeyService;
@@ -72,6 +73,7 @@ pub struct CoreSettings {
     pub rate: RateSettings,
     pub ip_guard: IpGuardSettings,
     pub redis: Option<RedisSettings>,
+    pub routing: RoutingSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,14 @@ impl Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
             keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone()),
             accounts: AccountService::new(store.clone(), audit, broadcaster),
-            chat: ChatService::new(catalogue.clone(), providers, settings.limits, billing.clone(), limiter.clone()),
+            chat: ChatService::new(
+                catalogue.clone(),
+                providers,
+                settings.limits,
+                billing.clone(),
+                limiter.clone(),
+                Router::new(settings.routing),
+            ),
             catalogue,
             billing,
             limiter,

@@ -11,6 +11,7 @@
 //! - [`model`]: model names, routes and specs of the catalogue.
 //! - [`limits`]: input limits of a chat request (SPEC §2.3).
 //! - [`ratelimit`]: the exact sliding-window request limiter and the tokens window (SPEC §5).
+//! - [`routing`]: retry backoff and the circuit breaker of upstream routes (SPEC §2.2).
 //! - [`tokens`]: conservative token estimates used before upstream usage is known.
 //! - [`usage`]: token usage reported by an upstream.
 
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod model;
 pub mod money;
 pub mod ratelimit;
+pub mod routing;
 pub mod tier;
 pub mod tokens;
 pub mod usage;

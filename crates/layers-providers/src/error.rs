@@ -42,6 +42,8 @@ pub enum ProviderError {
     MidStream { message: Option<String> },
     #[error("transport error talking to the provider")]
     Transport(#[source] reqwest::Error),
+    #[error("every route of the model is out of rotation after repeated failures")]
+    Unavailable { retry_after: Option<Duration> },
     #[error("parameter {param} is not supported by this provider")]
     Unsupported { param: String, message: String },
 }
@@ -65,7 +67,10 @@ impl ProviderError {
         match self {
             ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Transport(_) => true,
             ProviderError::Status { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
-            ProviderError::Protocol(_) | ProviderError::MidStream { .. } | ProviderError::Unsupported { .. } => false,
+            ProviderError::Protocol(_)
+            | ProviderError::MidStream { .. }
+            | ProviderError::Unsupported { .. }
+            | ProviderError::Unavailable { .. } => false,
         }
     }
 

@@ -54,6 +54,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             rate: settings.rate,
             ip_guard: settings.ip_guard,
             redis: settings.redis,
+            routing: settings.routing,
         },
         store,
     )

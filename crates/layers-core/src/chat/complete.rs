@@ -5,51 +5,38 @@
 use bytes::Bytes;
 use layers_domain::{MicroCredits, Usage};
 use layers_providers::usage_json::usage_value;
-use layers_providers::{ChatCall, Completion};
+use layers_providers::Completion;
 use serde_json::{json, Map, Value};
 
-use super::errors::describe;
 use super::meter::{Ending, Meter};
-use super::{ChatError, ChatReply, Credits, ReplyBody, Route};
+use super::routing::Candidate;
+use super::{ChatReply, Credits, ReplyBody, Route};
 
-pub(super) async fn run(
+/// Shapes a completion a route returned, after metering it.
+pub(super) fn finish(
     route: &Route,
-    call: &ChatCall<'_>,
+    candidate: &Candidate,
+    completion: Completion,
     mut meter: Meter,
     mut credits: Credits,
-) -> Result<ChatReply, ChatError> {
-    match route.adapter.complete(call).await {
-        Ok(completion) => {
-            let generated = generated_bytes(&completion.body);
-            let upstream_usage = completion.body.get("usage").cloned();
-            let metered = meter.finish(Ending::Completed { usage: completion.usage, generated_bytes: generated });
-            let latency_ms = route.started.elapsed().as_millis() as u64;
-            let body = shape_body(
-                completion,
-                route.entry.name(),
-                &metered.usage,
-                upstream_usage.as_ref(),
-                metered.charged,
-                latency_ms,
-            );
-            if credits.billed {
-                credits.charged = Some(metered.charged);
-                credits.remaining = metered.remaining;
-            }
-            Ok(ChatReply { provider: route.provider.clone(), credits, body: ReplyBody::Json(body) })
-        }
-        Err(err) => {
-            let failure = describe(&err);
-            tracing::warn!(provider = %route.provider, error = %err, status = failure.status, "upstream call failed");
-            meter.finish(Ending::Failed {
-                status: failure.status,
-                code: failure.code,
-                usage: None,
-                generated_bytes: 0,
-            });
-            Err(ChatError::Upstream(failure))
-        }
+) -> ChatReply {
+    let generated = generated_bytes(&completion.body);
+    let upstream_usage = completion.body.get("usage").cloned();
+    let metered = meter.finish(Ending::Completed { usage: completion.usage, generated_bytes: generated });
+    let latency_ms = route.started.elapsed().as_millis() as u64;
+    let body = shape_body(
+        completion,
+        route.entry.name(),
+        &metered.usage,
+        upstream_usage.as_ref(),
+        metered.charged,
+        latency_ms,
+    );
+    if credits.billed {
+        credits.charged = Some(metered.charged);
+        credits.remaining = metered.remaining;
     }
+    ChatReply { provider: candidate.provider.clone(), credits, body: ReplyBody::Json(body) }
 }
 
 fn shape_body(

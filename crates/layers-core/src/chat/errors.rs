@@ -73,6 +73,15 @@ pub fn describe(err: &ProviderError) -> UpstreamFailure {
         ProviderError::MidStream { .. } | ProviderError::Transport(_) => {
             view(502, "api_error", "upstream_error", "The upstream provider failed before completing the response")
         }
+        ProviderError::Unavailable { retry_after } => UpstreamFailure {
+            retry_after: *retry_after,
+            ..view(
+                503,
+                "api_error",
+                "upstream_unavailable",
+                "Every route to this model is failing and temporarily out of rotation; retry later",
+            )
+        },
         ProviderError::Unsupported { param, message } => UpstreamFailure {
             param: Some(param.clone()),
             ..view(400, "invalid_request_error", "unsupported_parameter", message)

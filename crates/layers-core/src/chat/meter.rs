@@ -60,6 +60,16 @@ impl Meter {
         Meter { sink, row: Some(row), price, started, prompt_estimate, reservation, tokens }
     }
 
+    /// The route that answered (or failed last), for the usage row.
+    pub(crate) fn served_by(&mut self, provider: &str, upstream_model: &str) {
+        if let Some(row) = &mut self.row {
+            if row.provider != provider || row.upstream_model != upstream_model {
+                row.provider = provider.to_owned();
+                row.upstream_model = upstream_model.to_owned();
+            }
+        }
+    }
+
     pub(crate) fn finish(&mut self, ending: Ending) -> Metered {
         let Some(mut row) = self.row.take() else { return Metered::default() };
         let (status, code, usage, generated, charge) = match ending {

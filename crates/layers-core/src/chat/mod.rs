@@ -5,22 +5,23 @@
 mod complete;
 pub mod errors;
 mod meter;
+pub mod routing;
 mod stream;
 mod validate;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use layers_domain::limits::RequestLimits;
 use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind, RequestId};
-use layers_providers::{Adapter, ChatCall, ChatRequest, Providers, StreamEvent};
+use layers_providers::{ChatRequest, ProviderError, Providers};
 use layers_store::UsageRecord;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 pub use self::errors::UpstreamFailure;
 use self::meter::{Ending, Meter};
+use self::routing::{Answer, Candidate, Router};
 pub use self::stream::ClientStream;
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
@@ -85,14 +86,13 @@ pub struct ChatService {
     limits: RequestLimits,
     billing: Billing,
     limiter: RateLimiter,
+    router: Router,
 }
 
-/// Where one request goes.
+/// Where one request may go: the model and its routes in order of preference.
 pub(crate) struct Route {
     pub entry: Arc<ModelEntry>,
-    pub adapter: Arc<Adapter>,
-    pub provider: String,
-    pub upstream_model: String,
+    pub candidates: Vec<Candidate>,
     pub started: Instant,
 }
 
@@ -103,8 +103,13 @@ impl ChatService {
         limits: RequestLimits,
         billing: Billing,
         limiter: RateLimiter,
+        router: Router,
     ) -> Self {
-        ChatService { catalogue, providers, limits, billing, limiter }
+        ChatService { catalogue, providers, limits, billing, limiter, router }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     pub fn limits(&self) -> &RequestLimits {
@@ -140,59 +145,31 @@ impl ChatService {
         } else {
             None
         };
-        let meter = self.meter(ctx, &route, &req, reservation);
+        let mut meter = self.meter(ctx, &route, &req, reservation);
         credits.remaining = billed.then(|| self.billing.remaining(&ctx.principal));
-        let deadline = ctx.started + route.adapter.timeouts().total;
-        let call = ChatCall {
-            request: &req,
-            upstream_model: &route.upstream_model,
-            request_id: ctx.request_id.as_str(),
-            deadline,
-            model_output_cap: route.entry.spec.max_output_tokens,
-        };
-        if req.is_stream() {
-            self.stream(ctx, &route, &call, meter, req.wants_stream_usage(), credits).await
-        } else {
-            complete::run(&route, &call, meter, credits).await
-        }
-    }
-
-    async fn stream(
-        &self,
-        ctx: &CallContext,
-        route: &Route,
-        call: &ChatCall<'_>,
-        meter: Meter,
-        show_usage: bool,
-        credits: Credits,
-    ) -> Result<ChatReply, ChatError> {
-        let failed = |mut meter: Meter, err: &layers_providers::ProviderError| {
-            let failure = errors::describe(err);
-            tracing::warn!(provider = %route.provider, error = %err, status = failure.status, "upstream stream failed to start");
-            meter.finish(Ending::Failed {
-                status: failure.status,
-                code: failure.code,
-                usage: None,
-                generated_bytes: 0,
-            });
-            ChatError::Upstream(failure)
-        };
-        let mut chunks = match route.adapter.stream(call).await {
-            Ok(s) => s,
-            Err(err) => return Err(failed(meter, &err)),
-        };
-        // Nothing is sent to the client until the upstream produced its first chunk, so a
-        // stream that fails or is empty is answered with a real error status.
-        let first = match chunks.next().await {
-            Some(Ok(StreamEvent::Chunk(first))) => first,
-            Some(Err(err)) => return Err(failed(meter, &err)),
-            Some(Ok(StreamEvent::Done)) | None => {
-                let err = layers_providers::ProviderError::Protocol("the stream ended without any content");
-                return Err(failed(meter, &err));
+        // The first route's total timeout bounds the whole request, fall-overs included.
+        let deadline = ctx.started + route.candidates[0].adapter.timeouts().total;
+        let served = self
+            .router
+            .call(&route.candidates, &req, ctx.request_id.as_str(), route.entry.spec.max_output_tokens, deadline)
+            .await;
+        let candidate = &route.candidates[served.index];
+        meter.served_by(&candidate.provider, &candidate.upstream_model);
+        match served.result {
+            Ok(Answer::Whole(completion)) => Ok(complete::finish(&route, candidate, completion, meter, credits)),
+            Ok(Answer::Stream(chunks, first)) => {
+                let body = ClientStream::new(
+                    chunks,
+                    first,
+                    route.entry.name(),
+                    ctx.request_id.as_str(),
+                    req.wants_stream_usage(),
+                    meter,
+                );
+                Ok(ChatReply { provider: candidate.provider.clone(), credits, body: ReplyBody::Stream(Box::new(body)) })
             }
-        };
-        let body = ClientStream::new(chunks, first, route.entry.name(), ctx.request_id.as_str(), show_usage, meter);
-        Ok(ChatReply { provider: route.provider.clone(), credits, body: ReplyBody::Stream(Box::new(body)) })
+            Err(err) => Err(failed(candidate, meter, &err)),
+        }
     }
 
     fn resolve(&self, model: &str, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
@@ -212,20 +189,25 @@ impl ChatService {
     }
 
     fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
-        let (provider, upstream_model) = match ctx.principal.env {
-            // Test keys never reach a paid upstream (SPEC §3.1).
-            KeyEnv::Test => (SANDBOX_PROVIDER.to_owned(), entry.name().to_owned()),
-            KeyEnv::Live => {
-                let first = entry.routes.first().ok_or_else(|| ChatError::ModelNotFound {
-                    message: format!("The model `{}` is not available on this deployment", entry.name()),
-                })?;
-                (first.provider.clone(), first.upstream_model.clone())
-            }
-        };
-        let adapter = self.providers.get(&provider).cloned().ok_or_else(|| ChatError::ModelNotFound {
+        let not_served = || ChatError::ModelNotFound {
             message: format!("The model `{}` is not available on this deployment", entry.name()),
-        })?;
-        Ok(Route { entry, adapter, provider, upstream_model, started: ctx.started })
+        };
+        let wanted: Vec<(String, String)> = match ctx.principal.env {
+            // Test keys never reach a paid upstream (SPEC §3.1).
+            KeyEnv::Test => vec![(SANDBOX_PROVIDER.to_owned(), entry.name().to_owned())],
+            KeyEnv::Live => entry.routes.iter().map(|r| (r.provider.clone(), r.upstream_model.clone())).collect(),
+        };
+        let candidates: Vec<Candidate> = wanted
+            .into_iter()
+            .filter_map(|(provider, upstream_model)| {
+                let adapter = self.providers.get(&provider)?.clone();
+                Some(Candidate { provider, upstream_model, adapter })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(not_served());
+        }
+        Ok(Route { entry, candidates, started: ctx.started })
     }
 
     fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest, reservation: Option<Reservation>) -> Meter {
@@ -237,8 +219,8 @@ impl ChatService {
             user_id: ctx.principal.user_id,
             key_id: Some(ctx.principal.key_id),
             model: route.entry.name().to_owned(),
-            provider: route.provider.clone(),
-            upstream_model: route.upstream_model.clone(),
+            provider: route.candidates[0].provider.clone(),
+            upstream_model: route.candidates[0].upstream_model.clone(),
             endpoint: ctx.endpoint.to_owned(),
             usage: Default::default(),
             cost: MicroCredits::ZERO,
@@ -260,6 +242,14 @@ impl ChatService {
             Some((self.limiter.clone(), ctx.principal.clone())),
         )
     }
+}
+
+/// Records a request no route could serve and says why, in the client's terms.
+fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderError) -> ChatError {
+    let failure = errors::describe(err);
+    tracing::warn!(provider = %candidate.provider, error = %err, status = failure.status, "upstream call failed");
+    meter.finish(Ending::Failed { status: failure.status, code: failure.code, usage: None, generated_bytes: 0 });
+    ChatError::Upstream(failure)
 }
 
 /// A model name as the client sent it, safe to echo (bounded, printable).

@@ -125,9 +125,41 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Requests refused because their IP is blocked.",
         guard.refused.load(Ordering::Relaxed),
     );
+    routing(&mut out, core.chat.router());
     let mut resp = out.into_response();
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
+}
+
+fn routing(out: &mut String, router: &layers_core::chat::routing::Router) {
+    let r = router.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    single(
+        out,
+        "layers_upstream_attempts_total",
+        "Calls made to upstream routes, retries included.",
+        load(&r.attempts),
+    );
+    single(out, "layers_upstream_retries_total", "Retries on the same route after a failure.", load(&r.retries));
+    single(out, "layers_upstream_fallovers_total", "Requests moved on to a model's next route.", load(&r.fallovers));
+    single(
+        out,
+        "layers_route_breaker_opened_total",
+        "Times a failing route was taken out of rotation.",
+        load(&r.breaker_opened),
+    );
+    single(
+        out,
+        "layers_route_breaker_skips_total",
+        "Routes passed over because they were out of rotation.",
+        load(&r.skipped_open),
+    );
+    let open = router.open_routes();
+    let _ = writeln!(out, "# HELP layers_route_open Routes out of rotation now (1), by provider/upstream model.");
+    let _ = writeln!(out, "# TYPE layers_route_open gauge");
+    for route in open {
+        let _ = writeln!(out, "layers_route_open{{route=\"{}\"}} 1", route.replace(['"', '\\', '\n'], "_"));
+    }
 }
 
 fn single(out: &mut String, name: &str, help: &str, value: u64) {

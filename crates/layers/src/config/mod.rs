@@ -32,6 +32,7 @@ pub struct Config {
     pub billing: BillingConfig,
     pub tiers: TiersConfig,
     pub redis: RedisConfig,
+    pub routing: RoutingConfig,
     pub security: SecurityConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
@@ -124,6 +125,22 @@ pub struct TierConfig {
     pub requests_per_minute: Option<u32>,
     /// Tokens (prompt + completion) per minute per key; none by default.
     pub tokens_per_minute: Option<u64>,
+}
+
+/// Retries, fall-over and circuit breaking of upstream routes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Attempts on one route before the next route is tried (default 2: one retry).
+    pub attempts_per_route: Option<u32>,
+    /// First retry backoff in ms, doubled each retry, with full jitter (default 100).
+    pub backoff_base_ms: Option<u64>,
+    /// Longest backoff, and the longest upstream `retry-after` waited for (default 2000).
+    pub backoff_max_ms: Option<u64>,
+    /// Consecutive failures that take a route out of rotation (default 5).
+    pub breaker_failures: Option<u32>,
+    /// How long a failing route stays out before it is probed again, in ms (default 30000).
+    pub breaker_cooldown_ms: Option<u64>,
 }
 
 /// Redis: global rate limits, instant revocation across nodes, shared IP blocks.
@@ -300,6 +317,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "billing", &mut c.billing, problems);
     take(&mut t, "tiers", &mut c.tiers, problems);
     take(&mut t, "redis", &mut c.redis, problems);
+    take(&mut t, "routing", &mut c.routing, problems);
     take(&mut t, "security", &mut c.security, problems);
     take(&mut t, "log", &mut c.log, problems);
     take(&mut t, "server", &mut c.server, problems);

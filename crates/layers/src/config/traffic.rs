@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use layers_core::chat::routing::RoutingSettings;
 use layers_core::ipguard::IpGuardSettings;
 use layers_core::ratelimit::{RateSettings, TierRate};
 use layers_core::redis_conn::RedisSettings;
+use layers_domain::routing::{BreakerPolicy, RetryPolicy};
 use layers_server::middleware::client_ip::{BadProxies, TrustedProxies};
 
 use super::{Config, Problem, TierConfig};
@@ -103,6 +105,44 @@ pub(super) fn check_ip_guard(c: &Config, problems: &mut Vec<Problem>) -> IpGuard
         window: secs("security.failed_auth_window_secs", s.failed_auth_window_secs, d.window, problems),
         block_for: secs("security.ip_block_secs", s.ip_block_secs, d.block_for, problems),
     }
+}
+
+pub(super) fn check_routing(c: &Config, problems: &mut Vec<Problem>) -> RoutingSettings {
+    let r = &c.routing;
+    let (retry, breaker) = (RetryPolicy::default(), BreakerPolicy::default());
+    let ms = |path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>| match v {
+        Some(0) => {
+            problems.push(Problem::new(path, "must be greater than zero"));
+            default
+        }
+        Some(v) => Duration::from_millis(v),
+        None => default,
+    };
+    let settings = RoutingSettings {
+        retry: RetryPolicy {
+            attempts_per_route: r
+                .attempts_per_route
+                .map_or(retry.attempts_per_route, |n| positive("routing.attempts_per_route", n, problems)),
+            backoff_base: ms("routing.backoff_base_ms", r.backoff_base_ms, retry.backoff_base, problems),
+            backoff_max: ms("routing.backoff_max_ms", r.backoff_max_ms, retry.backoff_max, problems),
+        },
+        breaker: BreakerPolicy {
+            failures: r
+                .breaker_failures
+                .map_or(breaker.failures, |n| positive("routing.breaker_failures", n, problems)),
+            cooldown_ms: ms(
+                "routing.breaker_cooldown_ms",
+                r.breaker_cooldown_ms,
+                Duration::from_millis(breaker.cooldown_ms),
+                problems,
+            )
+            .as_millis() as u64,
+        },
+    };
+    if settings.retry.backoff_max < settings.retry.backoff_base {
+        problems.push(Problem::new("routing.backoff_max_ms", "must not be less than routing.backoff_base_ms"));
+    }
+    settings
 }
 
 pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedProxies {

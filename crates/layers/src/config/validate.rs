@@ -48,6 +48,7 @@ pub struct Settings {
     pub rate: RateSettings,
     pub redis: Option<RedisSettings>,
     pub ip_guard: IpGuardSettings,
+    pub routing: layers_core::chat::routing::RoutingSettings,
     pub proxies: TrustedProxies,
     pub key_cache_capacity: usize,
     pub key_cache_ttl: Duration,
@@ -108,6 +109,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let redis = traffic::check_redis(&c, problems);
     let ip_guard = traffic::check_ip_guard(&c, problems);
     let proxies = traffic::check_proxies(&c, problems);
+    let routing = traffic::check_routing(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
@@ -143,6 +145,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         rate,
         redis,
         ip_guard,
+        routing,
         proxies,
         key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
         key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),

@@ -11,8 +11,12 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 async fn app() -> (TestApp, MockAnthropic) {
+    app_with("").await
+}
+
+async fn app_with(config: &str) -> (TestApp, MockAnthropic) {
     let mock = MockAnthropic::start().await;
-    let app = TestApp::spawn_with(AppOptions::default().with_mock_anthropic(&mock)).await.unwrap();
+    let app = TestApp::spawn_with(AppOptions::default().with_mock_anthropic(&mock).config(config)).await.unwrap();
     (app, mock)
 }
 
@@ -225,7 +229,8 @@ async fn thinking_and_json_mode() {
 
 #[tokio::test]
 async fn provider_errors_map_to_our_shape_and_cost_nothing() {
-    let (app, _mock) = app().await;
+    // One attempt per request and no breaker, so each case shows its own mapping.
+    let (app, _mock) = app_with("[routing]\nattempts_per_route = 1\nbreaker_failures = 1000").await;
     let (user, key) = app.user_with_key("errors@example.com", "100").await;
     let cases = [
         ("mock:400", 400, "upstream_rejected_request"),

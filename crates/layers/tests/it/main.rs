@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod multinode;
 mod ratelimit;
+mod routing;
 mod sdk_openai;
 mod support;
 mod upstream_errors;

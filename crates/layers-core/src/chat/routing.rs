@@ -1,0 +1,214 @@
+//! Which route answers a request: the model's routes in order, each retried with jittered
+//! backoff on failures a retry can fix (connect errors, timeouts, 408/409/429, 5xx, honouring
+//! the upstream's `retry-after`), then the next route; routes that keep failing are skipped for
+//! a cool-down (circuit breaker). Invariant: nothing is retried once an answer exists — for a
+//! stream, once its first chunk arrived, which is before any byte reaches the client — and a
+//! request the client got wrong is never retried or sent elsewhere.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use layers_domain::routing::{Breaker, BreakerPolicy, RetryPolicy};
+use layers_providers::{Adapter, Blame, ChatCall, ChatRequest, ChunkStream, Completion, ProviderError, StreamEvent};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+/// Retry and breaker settings of the deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoutingSettings {
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+}
+
+/// One way to serve a model: a provider and its id for the model.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate {
+    pub provider: String,
+    pub upstream_model: String,
+    pub adapter: Arc<Adapter>,
+}
+
+impl Candidate {
+    fn key(&self) -> String {
+        format!("{}/{}", self.provider, self.upstream_model)
+    }
+}
+
+/// What a route answered.
+pub(crate) enum Answer {
+    Whole(Completion),
+    /// A stream whose first chunk has arrived (and is handed over separately).
+    Stream(ChunkStream, Map<String, Value>),
+}
+
+/// The outcome of routing one request: which candidate answered (or failed last) and how.
+pub(crate) struct Served {
+    pub index: usize,
+    pub result: Result<Answer, ProviderError>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RoutingStats {
+    pub attempts: AtomicU64,
+    pub retries: AtomicU64,
+    pub fallovers: AtomicU64,
+    pub breaker_opened: AtomicU64,
+    /// Routes passed over because their breaker was open.
+    pub skipped_open: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    settings: RoutingSettings,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    stats: RoutingStats,
+    epoch: Instant,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    /// The client's mistake: every route would refuse it.
+    GiveUp,
+    Retry,
+    FallOver,
+}
+
+fn next_step(err: &ProviderError) -> Next {
+    match err.blame() {
+        Blame::Client => Next::GiveUp,
+        _ if err.retryable() => Next::Retry,
+        _ => Next::FallOver,
+    }
+}
+
+impl Router {
+    pub fn new(settings: RoutingSettings) -> Router {
+        Router { settings, breakers: Mutex::new(HashMap::new()), stats: RoutingStats::default(), epoch: Instant::now() }
+    }
+
+    pub fn stats(&self) -> &RoutingStats {
+        &self.stats
+    }
+
+    /// Each route (`provider/upstream-model`) whose breaker is open now.
+    pub fn open_routes(&self) -> Vec<String> {
+        let now = self.now_ms();
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open: Vec<String> =
+            breakers.iter().filter(|(_, b)| b.is_open() && b.wait_ms(now) > 0).map(|(k, _)| k.clone()).collect();
+        open.sort();
+        open
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn with_breaker<T>(&self, c: &Candidate, f: impl FnOnce(&mut Breaker, u64) -> T) -> T {
+        let now = self.now_ms();
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        f(breakers.entry(c.key()).or_default(), now)
+    }
+
+    fn record(&self, c: &Candidate, outcome: &Result<Answer, ProviderError>) {
+        match outcome {
+            Ok(_) => self.with_breaker(c, |b, _| b.success()),
+            Err(e) if e.blame() == Blame::Client => {}
+            Err(e) => {
+                let policy = self.settings.breaker;
+                if self.with_breaker(c, |b, now| b.failure(&policy, now)) {
+                    self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(route = %c.key(), error = %e, "route failing: taken out of rotation for its cool-down");
+                }
+            }
+        }
+    }
+
+    /// Serves the request from the first route that can, within `deadline`.
+    pub(crate) async fn call(
+        &self,
+        candidates: &[Candidate],
+        request: &ChatRequest,
+        request_id: &str,
+        model_output_cap: u32,
+        deadline: Instant,
+    ) -> Served {
+        let stream = request.is_stream();
+        let mut last: Option<Served> = None;
+        let mut soonest_probe_ms = u64::MAX;
+        for (index, c) in candidates.iter().enumerate() {
+            let (allowed, wait) = self.with_breaker(c, |b, now| (b.allows(now), b.wait_ms(now)));
+            if !allowed {
+                self.stats.skipped_open.fetch_add(1, Ordering::Relaxed);
+                soonest_probe_ms = soonest_probe_ms.min(wait);
+                continue;
+            }
+            if last.is_some() {
+                self.stats.fallovers.fetch_add(1, Ordering::Relaxed);
+            }
+            let call = ChatCall { request, upstream_model: &c.upstream_model, request_id, deadline, model_output_cap };
+            let mut retry = 0;
+            loop {
+                self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+                let result = attempt(&c.adapter, &call, stream).await;
+                self.record(c, &result);
+                let err = match result {
+                    Ok(answer) => return Served { index, result: Ok(answer) },
+                    Err(e) => e,
+                };
+                let next = next_step(&err);
+                let retry_after = match &err {
+                    ProviderError::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                tracing::info!(route = %c.key(), error = %err, retry, "upstream attempt failed");
+                match next {
+                    Next::GiveUp => return Served { index, result: Err(err) },
+                    Next::Retry if retry + 1 < self.settings.retry.attempts_per_route => {
+                        let wait = self.settings.retry.backoff(retry, retry_after, rand::random::<f64>());
+                        match wait.filter(|w| Instant::now() + *w < deadline) {
+                            Some(w) => {
+                                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(w).await;
+                                retry += 1;
+                            }
+                            None => {
+                                last = Some(Served { index, result: Err(err) });
+                                break;
+                            }
+                        }
+                    }
+                    Next::Retry | Next::FallOver => {
+                        last = Some(Served { index, result: Err(err) });
+                        break;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        last.unwrap_or_else(|| Served {
+            index: 0,
+            result: Err(ProviderError::Unavailable {
+                retry_after: Some(std::time::Duration::from_millis(soonest_probe_ms.clamp(1, 60_000))),
+            }),
+        })
+    }
+}
+
+/// One attempt on one route. A stream counts as answered once its first chunk is in.
+async fn attempt(adapter: &Adapter, call: &ChatCall<'_>, stream: bool) -> Result<Answer, ProviderError> {
+    if !stream {
+        return adapter.complete(call).await.map(Answer::Whole);
+    }
+    let mut chunks = adapter.stream(call).await?;
+    match chunks.next().await {
+        Some(Ok(StreamEvent::Chunk(first))) => Ok(Answer::Stream(chunks, first)),
+        Some(Err(err)) => Err(err),
+        Some(Ok(StreamEvent::Done)) | None => Err(ProviderError::Protocol("the stream ended without any content")),
+    }
+}
