@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::anthropic::AnthropicAdapter;
 use crate::chat::ChatRequest;
 use crate::error::ProviderError;
+use crate::gemini::GeminiAdapter;
 use crate::openai::OpenAiAdapter;
 use crate::reply::{ChunkStream, Completion};
 use crate::sandbox::SandboxAdapter;
@@ -52,13 +53,12 @@ pub struct ChatCall<'a> {
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
     Anthropic(AnthropicAdapter),
+    Gemini(GeminiAdapter),
     Sandbox(SandboxAdapter),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("provider {name}: kind {kind:?} is not available in this build")]
-    UnsupportedKind { name: String, kind: ProviderKind },
     #[error("provider {name}: cannot build its HTTP client")]
     Client {
         name: String,
@@ -84,8 +84,10 @@ impl Adapter {
             ProviderKind::Anthropic => AnthropicAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
                 .map(Adapter::Anthropic)
                 .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
+            ProviderKind::Gemini => GeminiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
+                .map(Adapter::Gemini)
+                .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
             ProviderKind::Sandbox => Ok(Adapter::Sandbox(SandboxAdapter)),
-            kind => Err(BuildError::UnsupportedKind { name: s.name.clone(), kind }),
         }
     }
 
@@ -93,6 +95,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.timeouts(),
             Adapter::Anthropic(a) => a.timeouts(),
+            Adapter::Gemini(a) => a.timeouts(),
             Adapter::Sandbox(_) => Timeouts::default(),
         }
     }
@@ -101,6 +104,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.complete(call).await,
             Adapter::Anthropic(a) => a.complete(call).await,
+            Adapter::Gemini(a) => a.complete(call).await,
             Adapter::Sandbox(a) => a.complete(call).await,
         }
     }
@@ -110,6 +114,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.stream(call).await,
             Adapter::Anthropic(a) => a.stream(call).await,
+            Adapter::Gemini(a) => a.stream(call).await,
             Adapter::Sandbox(a) => a.stream(call).await,
         }
     }

@@ -6,10 +6,12 @@
 //! - [`adapter`]: adapters by kind and the registry of configured providers.
 //! - [`openai`]: any OpenAI-compatible upstream.
 //! - [`anthropic`]: Anthropic's native Messages API.
+//! - [`gemini`]: Google's native Gemini API.
 //! - [`sandbox`]: the built-in deterministic provider.
 //! - [`sse`]: byte-exact Server-Sent Events parsing and writing.
 //! - [`sse_stream`]: an upstream SSE response as a stream of OpenAI-shaped chunks.
 //! - [`timing`]: per-route timeouts and the stream wrapper that enforces them.
+//! - [`translate`]: reading the OpenAI chat shape the same way for every native translation.
 //! - [`transport`]: the HTTP client, bounded reads, upstream error bodies.
 //! - [`usage_json`]: usage in OpenAI's JSON shape.
 //! - [`error`]: failures with blame and retryability.
@@ -18,12 +20,14 @@ pub mod adapter;
 pub mod anthropic;
 pub mod chat;
 pub mod error;
+pub mod gemini;
 pub mod openai;
 pub mod reply;
 pub mod sandbox;
 pub mod sse;
 pub mod sse_stream;
 pub mod timing;
+pub mod translate;
 pub mod transport;
 pub mod usage_json;
 

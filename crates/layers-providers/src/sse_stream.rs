@@ -17,6 +17,12 @@ pub type Item = Result<StreamEvent, ProviderError>;
 /// Turns one provider event into the items the client stream receives.
 pub trait EventMapper: Send + 'static {
     fn map(&mut self, event: SseEvent, out: &mut VecDeque<Item>);
+
+    /// The body ended. Providers whose streams end by closing (Gemini) finish here and return
+    /// true; for the others an end before their final event is a cut (false).
+    fn end(&mut self, _out: &mut VecDeque<Item>) -> bool {
+        false
+    }
 }
 
 struct State<M> {
@@ -26,6 +32,7 @@ struct State<M> {
     items: VecDeque<Item>,
     mapper: M,
     finished: bool,
+    body_done: bool,
 }
 
 pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream {
@@ -36,6 +43,7 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
         items: VecDeque::new(),
         mapper,
         finished: false,
+        body_done: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
         if st.finished {
@@ -52,6 +60,9 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
                 st.mapper.map(event, &mut st.items);
                 continue;
             }
+            if st.body_done {
+                return None;
+            }
             match st.bytes.next().await {
                 Some(Ok(bytes)) => {
                     let mut out = Vec::new();
@@ -66,6 +77,10 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
                     return Some((Err(ProviderError::Transport(e)), st));
                 }
                 None => {
+                    st.body_done = true;
+                    if !st.decoder.has_partial_event() && st.mapper.end(&mut st.items) {
+                        continue;
+                    }
                     st.finished = true;
                     let message = Some("the provider closed the stream before it finished".to_owned());
                     return Some((Err(ProviderError::MidStream { message }), st));

@@ -27,6 +27,10 @@ pub const MOCK_MODEL: &str = "mock/gpt-4o-mini";
 pub const MOCK_CLAUDE: &str = "mock/claude";
 /// The operator key the gateway sends to the mock Anthropic API.
 pub const MOCK_ANTHROPIC_KEY: &str = "sk-ant-mock-operator-key";
+/// The public name of the model served by the mock Gemini API.
+pub const MOCK_GEMINI: &str = "mock/gemini";
+/// The operator key the gateway sends to the mock Gemini API.
+pub const MOCK_GEMINI_KEY: &str = "AIza-mock-operator-key";
 /// The operator key the gateway sends to the mock upstream.
 pub const MOCK_UPSTREAM_KEY: &str = "sk-mock-upstream-key";
 
@@ -112,6 +116,34 @@ max_output_tokens = 64000
             mock.base_url
         ));
         self.env.push(("MOCK_ANTHROPIC_KEY".into(), MOCK_ANTHROPIC_KEY.into()));
+        self
+    }
+
+    /// Serves `mock/gemini` from the mock Gemini API (priced like Gemini 2.5 Flash).
+    pub fn with_mock_gemini(mut self, mock: &crate::MockGemini) -> Self {
+        self.config.push_str(&format!(
+            r#"
+[[providers]]
+name = "mock-gemini"
+kind = "gemini"
+base_url = "{}"
+api_key_env = "MOCK_GEMINI_KEY"
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 1000
+total_timeout_ms = 10000
+
+[[models]]
+name = "{MOCK_GEMINI}"
+routes = [{{ provider = "mock-gemini", model = "gemini-2.5-flash" }}]
+input_per_mtok = 0.30
+output_per_mtok = 2.50
+cached_input_per_mtok = 0.03
+context_window = 1048576
+max_output_tokens = 65536
+"#,
+            mock.base_url
+        ));
+        self.env.push(("MOCK_GEMINI_KEY".into(), MOCK_GEMINI_KEY.into()));
         self
     }
 

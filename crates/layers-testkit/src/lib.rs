@@ -5,6 +5,7 @@
 //! - [`app`]: `TestApp::spawn()` and its verbs (`create_user`, `create_key`, `post_chat`…).
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
+//! - [`mock_gemini`]: Google's Gemini API, streaming included.
 //! - [`python`]: the venv with the official SDKs, for SDK-level tests.
 //! - [`redis`]: the shared test Redis with a prefix per test, or a private `redis-server`.
 //! - [`process`]: `layers serve` as a real process, for multi-node and crash tests.
@@ -12,6 +13,7 @@
 
 pub mod app;
 pub mod mock_anthropic;
+pub mod mock_gemini;
 pub mod mock_openai;
 pub mod process;
 pub mod python;
@@ -19,4 +21,5 @@ pub mod redis;
 
 pub use app::{AppOptions, Backend, TestApp};
 pub use mock_anthropic::MockAnthropic;
+pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::chat::{ChatMessage, ChatRequest, ContentPart, MessageContent, Role};
 use crate::error::ProviderError;
+use crate::translate::{self, unsupported};
 
 /// The tool that carries `response_format` JSON answers (Anthropic has no JSON mode; a forced
 /// tool call with the schema as its input is the documented way to get schema-valid JSON).
@@ -72,12 +73,7 @@ pub(super) fn build(
                 body.insert("top_p".into(), value.clone());
             }
             "stop" => {
-                let stops = match value {
-                    Value::String(s) => vec![json!(s)],
-                    Value::Array(a) => a.clone(),
-                    _ => return Err(unsupported("stop", "`stop` must be a string or an array of strings")),
-                };
-                body.insert("stop_sequences".into(), Value::Array(stops));
+                body.insert("stop_sequences".into(), Value::Array(translate::stop_sequences(value)?));
             }
             "tools" => {
                 body.insert("tools".into(), tools(value)?);
@@ -89,12 +85,7 @@ pub(super) fn build(
                 body.insert("thinking".into(), value.clone());
             }
             "reasoning_effort" => {
-                let budget = match value.as_str() {
-                    Some("minimal" | "low") => 1024,
-                    Some("medium") => 4096,
-                    Some("high") => 16384,
-                    _ => return Err(unsupported("reasoning_effort", "`reasoning_effort` must be low, medium or high")),
-                };
+                let budget = translate::effort_budget(value)?;
                 body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
             }
             "user" => {
@@ -132,10 +123,6 @@ pub(super) fn build(
         body.insert("tool_choice".into(), json!({"type": "auto", "disable_parallel_tool_use": true}));
     }
     Ok((Value::Object(body), mode))
-}
-
-fn unsupported(param: &str, message: &str) -> ProviderError {
-    ProviderError::Unsupported { param: param.to_owned(), message: message.to_owned() }
 }
 
 fn truthy(v: Option<&Value>) -> bool {
@@ -205,12 +192,7 @@ fn part_block(part: &ContentPart, param: &str) -> Result<Value, ProviderError> {
     match part.kind.as_str() {
         "text" => Ok(json!({"type": "text", "text": part.text.as_deref().unwrap_or_default()})),
         "image_url" => {
-            let url = part
-                .extra
-                .get("image_url")
-                .and_then(|u| u.get("url").or(Some(u)))
-                .and_then(Value::as_str)
-                .ok_or_else(|| unsupported(param, "an `image_url` part needs `image_url.url`"))?;
+            let url = translate::image_url(&part.extra, param)?;
             image_source(url, param).map(|source| json!({"type": "image", "source": source}))
         }
         other => {
@@ -221,15 +203,13 @@ fn part_block(part: &ContentPart, param: &str) -> Result<Value, ProviderError> {
 
 /// An image by URL, or a `data:` URL as base64 (the four media types Anthropic accepts).
 fn image_source(url: &str, param: &str) -> Result<Value, ProviderError> {
-    let Some(rest) = url.strip_prefix("data:") else {
+    let Some(data_url) = translate::data_url(url, param) else {
         if url.starts_with("https://") || url.starts_with("http://") {
             return Ok(json!({"type": "url", "url": url}));
         }
         return Err(unsupported(param, "an image must be an http(s) URL or a base64 `data:` URL"));
     };
-    let (media_type, data) = rest
-        .split_once(";base64,")
-        .ok_or_else(|| unsupported(param, "a `data:` image URL must be base64 (`data:image/png;base64,…`)"))?;
+    let (media_type, data) = data_url?;
     if !matches!(media_type, "image/jpeg" | "image/png" | "image/gif" | "image/webp") {
         return Err(unsupported(param, "images must be JPEG, PNG, GIF or WebP"));
     }
@@ -241,31 +221,9 @@ fn assistant_blocks(m: &ChatMessage, param: &dyn Fn(&str) -> String) -> Result<V
     if blocks.iter().any(|b| b["type"] != "text") {
         return Err(unsupported(&param("content"), "assistant messages may contain only text and tool calls"));
     }
-    let calls = match m.extra.get("tool_calls") {
-        None | Some(Value::Null) => return Ok(blocks),
-        Some(Value::Array(calls)) => calls,
-        Some(_) => return Err(unsupported(&param("tool_calls"), "`tool_calls` must be an array")),
-    };
-    for (j, call) in calls.iter().enumerate() {
-        let here = param(&format!("tool_calls[{j}]"));
-        let id = call["id"].as_str().ok_or_else(|| unsupported(&here, "a tool call needs an `id`"))?;
-        let name =
-            call["function"]["name"].as_str().ok_or_else(|| unsupported(&here, "a tool call needs `function.name`"))?;
-        let args = call["function"]["arguments"].as_str().unwrap_or("{}");
-        let input: Value = if args.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(args).map_err(|_| {
-                unsupported(&format!("{here}.function.arguments"), "tool call arguments must be a JSON object")
-            })?
-        };
-        if !input.is_object() {
-            return Err(unsupported(
-                &format!("{here}.function.arguments"),
-                "tool call arguments must be a JSON object",
-            ));
-        }
-        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+    let message = param("");
+    for call in translate::tool_calls(m, message.trim_end_matches('.'))? {
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}));
     }
     Ok(blocks)
 }
@@ -281,27 +239,17 @@ fn tool_result(m: &ChatMessage, param: &dyn Fn(&str) -> String) -> Result<Value,
 }
 
 fn tools(value: &Value) -> Result<Value, ProviderError> {
-    let list = value.as_array().ok_or_else(|| unsupported("tools", "`tools` must be an array"))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t["type"] != "function" {
-                return Err(unsupported(&format!("tools[{i}].type"), "only `function` tools are supported"));
-            }
-            let f = &t["function"];
-            let name =
-                f["name"].as_str().ok_or_else(|| unsupported(&format!("tools[{i}].function.name"), "a tool needs a name"))?;
-            let mut tool = json!({
-                "name": name,
-                "input_schema": if f["parameters"].is_object() { f["parameters"].clone() } else { json!({"type": "object"}) },
-            });
-            if let Some(d) = f["description"].as_str() {
+    let tools = translate::function_tools(value)?
+        .into_iter()
+        .map(|t| {
+            let mut tool = json!({"name": t.name, "input_schema": t.parameters});
+            if let Some(d) = t.description {
                 tool["description"] = json!(d);
             }
-            Ok(tool)
+            tool
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+        .collect();
+    Ok(Value::Array(tools))
 }
 
 fn map_tool_choice(choice: &Value) -> Result<Value, ProviderError> {

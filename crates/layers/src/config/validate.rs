@@ -381,13 +381,6 @@ fn check_providers(
             },
             (None, None) => None,
         };
-        if kind == ProviderKind::Gemini {
-            problems.push(Problem::new(
-                &format!("{path}.kind"),
-                "this kind is not available yet; use kind = \"openai\" with the provider's OpenAI-compatible endpoint",
-            ));
-            continue;
-        }
         let d = Timeouts::default();
         let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
         enabled.push(ProviderSettings {

@@ -77,24 +77,40 @@ async fn the_openai_sdk_retries_a_429_after_retry_after_ms() {
     assert!(metrics.contains("layers_rate_limit_rejections_total 2"), "{metrics}");
 }
 
-#[tokio::test]
-async fn the_openai_sdk_through_the_native_anthropic_adapter() {
+/// The SDK script against one native adapter, with the usage its mock reports.
+async fn through_native(opts: AppOptions, model: &str, expected: &str, usage: (u32, u32)) {
     let Some(python) = sdk_python() else { return };
-    let mock = layers_testkit::MockAnthropic::start().await;
-    let app = TestApp::spawn_with(AppOptions::default().with_mock_anthropic(&mock)).await.unwrap();
-    let (user, key) = app.user_with_key("sdk-claude@example.com", "100").await;
+    let app = TestApp::spawn_with(opts).await.unwrap();
+    let (user, key) = app.user_with_key("sdk-native@example.com", "100").await;
     let out = run_script(
         &python,
-        include_str!("sdk/openai_via_anthropic.py"),
+        include_str!("sdk/openai_via_native.py"),
         &[
             ("BASE_URL", format!("{}/v1", app.url)),
             ("API_KEY", key),
-            ("MODEL", layers_testkit::app::MOCK_CLAUDE.to_owned()),
-            ("EXPECTED_TEXT", layers_testkit::mock_anthropic::ANSWER.to_owned()),
+            ("MODEL", model.to_owned()),
+            ("EXPECTED_TEXT", expected.to_owned()),
+            ("PROMPT_TOKENS", usage.0.to_string()),
+            ("COMPLETION_TOKENS", usage.1.to_string()),
         ],
     )
     .await;
     assert!(out.contains("all checks passed"), "{out}");
     let rows = app.wait_for_usage(&user, 7).await;
     assert!(rows.iter().filter(|r| r.status == 200).all(|r| r.cost.0 > 0));
+}
+
+#[tokio::test]
+async fn the_openai_sdk_through_the_native_anthropic_adapter() {
+    let mock = layers_testkit::MockAnthropic::start().await;
+    let opts = AppOptions::default().with_mock_anthropic(&mock);
+    through_native(opts, layers_testkit::app::MOCK_CLAUDE, layers_testkit::mock_anthropic::ANSWER, (21, 9)).await;
+}
+
+#[tokio::test]
+async fn the_openai_sdk_through_the_native_gemini_adapter() {
+    let mock = layers_testkit::MockGemini::start().await;
+    let opts = AppOptions::default().with_mock_gemini(&mock);
+    // Thoughts are output: 8 candidate tokens + 5 thought tokens.
+    through_native(opts, layers_testkit::app::MOCK_GEMINI, layers_testkit::mock_gemini::ANSWER, (17, 13)).await;
 }

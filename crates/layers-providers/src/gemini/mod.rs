@@ -1,0 +1,90 @@
+//! The `gemini` kind: Google's native Gemini API (`models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`, key in `x-goog-api-key`), translated to and from the OpenAI
+//! chat shape. Invariant: what the client receives is indistinguishable in shape from an OpenAI
+//! answer, and usage counts thoughts as output, so billing stays exact.
+
+mod request;
+mod response;
+mod stream;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::adapter::ChatCall;
+use crate::error::ProviderError;
+use crate::reply::{envelope, ChunkStream, Completion};
+use crate::timing::{self, Timeouts};
+use crate::transport;
+use crate::usage_json::usage_value;
+
+#[derive(Debug)]
+pub struct GeminiAdapter {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<SecretString>,
+    timeouts: Timeouts,
+}
+
+impl GeminiAdapter {
+    pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+        Ok(GeminiAdapter {
+            client: transport::client(&timeouts)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            timeouts,
+        })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
+        let resp = self.send(call, false).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
+        let p = response::parts(&v);
+        if !p.blocked && v["candidates"].get(0).is_none() {
+            return Err(ProviderError::Protocol("response has no candidates"));
+        }
+        let finish = if p.blocked {
+            "content_filter"
+        } else {
+            response::finish_reason(p.finish.as_deref().unwrap_or("STOP"), !p.calls.is_empty())
+        };
+        let usage = response::usage(&v["usageMetadata"]);
+        let model = v["modelVersion"].as_str().unwrap_or(call.upstream_model);
+        let mut out = envelope(&format!("chatcmpl-{}", call.request_id), "chat.completion", model);
+        out.insert(
+            "choices".into(),
+            json!([{"index": 0, "message": response::message(&p, call.request_id), "logprobs": null, "finish_reason": finish}]),
+        );
+        out.insert("usage".into(), usage_value(&usage, None));
+        Ok(Completion { body: out, usage: Some(usage) })
+    }
+
+    pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
+        let resp = self.send(call, true).await?;
+        let events = stream::GeminiEvents::new(call.request_id, call.upstream_model);
+        Ok(timing::timed(crate::sse_stream::chunks(resp, events), self.timeouts, call.deadline))
+    }
+
+    async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
+        let body = request::build(call.request)?;
+        let body = serde_json::to_vec(&body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let url = if stream {
+            format!("{}/models/{}:streamGenerateContent?alt=sse", self.base_url, call.upstream_model)
+        } else {
+            format!("{}/models/{}:generateContent", self.base_url, call.upstream_model)
+        };
+        let mut rb = self.client.post(url).header(http::header::CONTENT_TYPE, "application/json").body(body);
+        if stream {
+            rb = rb.header(http::header::ACCEPT, "text/event-stream");
+        }
+        if let Some(key) = &self.api_key {
+            rb = rb.header("x-goog-api-key", key.expose_secret());
+        }
+        transport::send(rb, &timing::within(self.timeouts, call.deadline)).await
+    }
+}

@@ -1,0 +1,127 @@
+//! Gemini `GenerateContentResponse`s translated into OpenAI completions and chunks.
+//! Invariant: usage follows OpenAI's meaning — thoughts are output tokens (Gemini bills them
+//! so) and are also reported as `reasoning_tokens`; cached content tokens are `cached_tokens`.
+
+use layers_domain::Usage;
+use serde_json::{json, Value};
+
+/// Gemini's usage metadata in OpenAI's terms.
+pub(super) fn usage(meta: &Value) -> Usage {
+    let n = |k: &str| meta.get(k).and_then(Value::as_u64).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let thoughts = n("thoughtsTokenCount");
+    Usage {
+        prompt_tokens: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
+        completion_tokens: n("candidatesTokenCount").saturating_add(thoughts),
+        cached_tokens: n("cachedContentTokenCount"),
+        reasoning_tokens: thoughts,
+        images: 0,
+    }
+}
+
+pub(super) fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => "content_filter",
+        _ if called_tools => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// What one response (or streamed chunk) carries for the first candidate.
+#[derive(Default)]
+pub(super) struct Parts {
+    pub text: String,
+    pub reasoning: String,
+    /// `(name, arguments as JSON text, id when Gemini gave one)`.
+    pub calls: Vec<(String, String, Option<String>)>,
+    pub finish: Option<String>,
+    /// The prompt itself was blocked (no candidate at all).
+    pub blocked: bool,
+}
+
+pub(super) fn parts(resp: &Value) -> Parts {
+    let mut out = Parts::default();
+    let Some(candidate) = resp["candidates"].get(0) else {
+        out.blocked = resp["promptFeedback"]["blockReason"].is_string();
+        return out;
+    };
+    for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        if let Some(t) = part["text"].as_str() {
+            if part["thought"].as_bool() == Some(true) {
+                out.reasoning.push_str(t);
+            } else {
+                out.text.push_str(t);
+            }
+        } else if part["functionCall"].is_object() {
+            let call = &part["functionCall"];
+            let args = if call["args"].is_object() { call["args"].to_string() } else { "{}".to_owned() };
+            out.calls.push((
+                call["name"].as_str().unwrap_or_default().to_owned(),
+                args,
+                call["id"].as_str().map(str::to_owned),
+            ));
+        }
+    }
+    out.finish = candidate["finishReason"].as_str().map(str::to_owned);
+    out
+}
+
+/// An OpenAI tool call id for Gemini's `index`-th call of this request.
+pub(super) fn call_id(request_id: &str, index: usize, given: Option<&str>) -> String {
+    given.map_or_else(|| format!("call_{request_id}_{index}"), str::to_owned)
+}
+
+pub(super) fn message(p: &Parts, request_id: &str) -> Value {
+    let calls: Vec<Value> = p
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args, id))| {
+            json!({"id": call_id(request_id, i, id.as_deref()), "type": "function",
+                   "function": {"name": name, "arguments": args}})
+        })
+        .collect();
+    let mut m = json!({
+        "role": "assistant",
+        "content": if p.text.is_empty() && !calls.is_empty() { Value::Null } else { json!(p.text) },
+        "refusal": null,
+    });
+    if !calls.is_empty() {
+        m["tool_calls"] = Value::Array(calls);
+    }
+    if !p.reasoning.is_empty() {
+        m["reasoning_content"] = json!(p.reasoning);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_thoughts_calls_and_usage() {
+        let resp = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"text": "Thinking about it", "thought": true},
+                {"text": "Answer."},
+                {"functionCall": {"name": "lookup", "args": {"q": "x"}}}
+            ]}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5, "thoughtsTokenCount": 7,
+                              "cachedContentTokenCount": 4, "totalTokenCount": 24},
+            "modelVersion": "gemini-2.5-flash"
+        });
+        let p = parts(&resp);
+        assert_eq!((p.text.as_str(), p.reasoning.as_str()), ("Answer.", "Thinking about it"));
+        assert_eq!(finish_reason(p.finish.as_deref().unwrap(), !p.calls.is_empty()), "tool_calls");
+        let m = message(&p, "r1");
+        assert_eq!(m["tool_calls"][0]["id"], "call_r1_0");
+        assert_eq!(m["tool_calls"][0]["function"]["arguments"], r#"{"q":"x"}"#);
+        let u = usage(&resp["usageMetadata"]);
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.reasoning_tokens, u.cached_tokens), (12, 12, 7, 4));
+        let blocked = parts(&json!({"promptFeedback": {"blockReason": "SAFETY"}}));
+        assert!(blocked.blocked);
+        assert_eq!(finish_reason("SAFETY", false), "content_filter");
+        assert_eq!(finish_reason("MAX_TOKENS", false), "length");
+    }
+}

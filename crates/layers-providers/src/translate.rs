@@ -1,0 +1,114 @@
+//! Pieces of the OpenAI chat shape that every native translation reads the same way: refusals
+//! naming the parameter, `data:` image URLs, tool definitions and the tool calls of assistant
+//! messages. Invariant: a malformed piece is a 400 naming where it is, never a guess.
+
+use serde_json::{json, Value};
+
+use crate::chat::ChatMessage;
+use crate::error::ProviderError;
+
+/// A 400 naming the parameter the provider cannot honour.
+pub fn unsupported(param: &str, message: &str) -> ProviderError {
+    ProviderError::Unsupported { param: param.to_owned(), message: message.to_owned() }
+}
+
+/// The image URL of an `image_url` content part.
+pub fn image_url<'a>(part: &'a serde_json::Map<String, Value>, param: &str) -> Result<&'a str, ProviderError> {
+    part.get("image_url")
+        .and_then(|u| u.get("url").or(Some(u)))
+        .and_then(Value::as_str)
+        .ok_or_else(|| unsupported(param, "an `image_url` part needs `image_url.url`"))
+}
+
+/// A base64 `data:` URL split into media type and data; `None` when `url` is not a data URL.
+pub fn data_url<'a>(url: &'a str, param: &str) -> Option<Result<(&'a str, &'a str), ProviderError>> {
+    let rest = url.strip_prefix("data:")?;
+    Some(
+        rest.split_once(";base64,")
+            .ok_or_else(|| unsupported(param, "a `data:` image URL must be base64 (`data:image/png;base64,…`)")),
+    )
+}
+
+/// One function tool of the request.
+pub struct FunctionTool<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    /// The JSON schema of its arguments (`{"type":"object"}` when none was given).
+    pub parameters: Value,
+}
+
+/// The request's `tools`, all of which must be functions.
+pub fn function_tools(value: &Value) -> Result<Vec<FunctionTool<'_>>, ProviderError> {
+    let list = value.as_array().ok_or_else(|| unsupported("tools", "`tools` must be an array"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t["type"] != "function" {
+                return Err(unsupported(&format!("tools[{i}].type"), "only `function` tools are supported"));
+            }
+            let f = &t["function"];
+            let name = f["name"]
+                .as_str()
+                .ok_or_else(|| unsupported(&format!("tools[{i}].function.name"), "a tool needs a name"))?;
+            let parameters =
+                if f["parameters"].is_object() { f["parameters"].clone() } else { json!({"type": "object"}) };
+            Ok(FunctionTool { name, description: f["description"].as_str(), parameters })
+        })
+        .collect()
+}
+
+/// One tool call an assistant message made, with its arguments parsed.
+pub struct ToolCall<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub arguments: Value,
+}
+
+/// The `tool_calls` of an assistant message (`param` names the message).
+pub fn tool_calls<'a>(m: &'a ChatMessage, param: &str) -> Result<Vec<ToolCall<'a>>, ProviderError> {
+    let calls = match m.extra.get("tool_calls") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(calls)) => calls,
+        Some(_) => return Err(unsupported(&format!("{param}.tool_calls"), "`tool_calls` must be an array")),
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(j, call)| {
+            let here = format!("{param}.tool_calls[{j}]");
+            let id = call["id"].as_str().ok_or_else(|| unsupported(&here, "a tool call needs an `id`"))?;
+            let name = call["function"]["name"]
+                .as_str()
+                .ok_or_else(|| unsupported(&here, "a tool call needs `function.name`"))?;
+            let args = call["function"]["arguments"].as_str().unwrap_or("{}");
+            let arguments: Value =
+                if args.trim().is_empty() { json!({}) } else { serde_json::from_str(args).unwrap_or(Value::Null) };
+            if !arguments.is_object() {
+                return Err(unsupported(
+                    &format!("{here}.function.arguments"),
+                    "tool call arguments must be a JSON object",
+                ));
+            }
+            Ok(ToolCall { id, name, arguments })
+        })
+        .collect()
+}
+
+/// `stop` as a list of sequences.
+pub fn stop_sequences(value: &Value) -> Result<Vec<Value>, ProviderError> {
+    match value {
+        Value::String(s) => Ok(vec![json!(s)]),
+        Value::Array(a) if a.iter().all(Value::is_string) => Ok(a.clone()),
+        _ => Err(unsupported("stop", "`stop` must be a string or an array of strings")),
+    }
+}
+
+/// `reasoning_effort` as a thinking budget in tokens.
+pub fn effort_budget(value: &Value) -> Result<u32, ProviderError> {
+    match value.as_str() {
+        Some("minimal" | "low") => Ok(1024),
+        Some("medium") => Ok(4096),
+        Some("high") => Ok(16384),
+        _ => Err(unsupported("reasoning_effort", "`reasoning_effort` must be minimal, low, medium or high")),
+    }
+}
