@@ -7,6 +7,7 @@
 //! - [`openai`]: any OpenAI-compatible upstream.
 //! - [`anthropic`]: Anthropic's native Messages API.
 //! - [`gemini`]: Google's native Gemini API.
+//! - [`messages_api`]: the Anthropic Messages API as a client-facing surface, on any route.
 //! - [`sandbox`]: the built-in deterministic provider.
 //! - [`sse`]: byte-exact Server-Sent Events parsing and writing.
 //! - [`sse_stream`]: an upstream SSE response as a stream of OpenAI-shaped chunks.
@@ -21,6 +22,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod error;
 pub mod gemini;
+pub mod messages_api;
 pub mod openai;
 pub mod reply;
 pub mod sandbox;

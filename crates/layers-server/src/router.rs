@@ -7,9 +7,9 @@ use axum::Router;
 use http::HeaderValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{chat, health, metrics, models};
+use crate::api::{chat, health, messages, metrics, models};
 use crate::error::ApiError;
-use crate::middleware::{client_ip, context, cors, rate_headers};
+use crate::middleware::{anthropic_dialect, client_ip, context, cors, rate_headers};
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
@@ -17,6 +17,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/messages", post(messages::messages).route_layer(from_fn(anthropic_dialect::anthropic_dialect)))
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()
         .merge(data_plane)

@@ -62,6 +62,10 @@ pub fn describe(err: &ProviderError) -> UpstreamFailure {
                     "The upstream provider is rate limiting requests; retry later",
                 )
             },
+            503 | 529 => UpstreamFailure {
+                retry_after: *retry_after,
+                ..view(503, "api_error", "upstream_overloaded", "The upstream provider is overloaded; retry later")
+            },
             _ => UpstreamFailure {
                 retry_after: *retry_after,
                 ..view(502, "api_error", "upstream_error", "The upstream provider returned an error")

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use http::{HeaderValue, StatusCode};
-use layers_core::chat::{CallContext, ChatReply, ReplyBody};
+use layers_core::chat::{CallContext, ChatReply, Credits, ReplyBody};
 use layers_domain::RequestId;
 use layers_providers::ChatRequest;
 
@@ -42,11 +42,16 @@ fn render(reply: ChatReply) -> Response {
             r
         }
     };
+    reply_headers(&mut resp, &reply.provider, reply.credits);
+    resp
+}
+
+/// `x-layers-provider` and the credit headers of a reply.
+pub(crate) fn reply_headers(resp: &mut Response, provider: &str, c: Credits) {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&reply.provider) {
+    if let Ok(v) = HeaderValue::from_str(provider) {
         h.insert("x-layers-provider", v);
     }
-    let c = reply.credits;
     let mut put = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
@@ -61,5 +66,4 @@ fn render(reply: ChatReply) -> Response {
     if let Some(n) = c.max_tokens_capped {
         put("x-layers-max-tokens-capped", n.to_string());
     }
-    resp
 }

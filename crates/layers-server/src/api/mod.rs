@@ -2,5 +2,6 @@
 
 pub mod chat;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod models;

@@ -236,7 +236,7 @@ async fn provider_errors_map_to_our_shape_and_cost_nothing() {
         ("mock:400", 400, "upstream_rejected_request"),
         ("mock:429", 429, "upstream_rate_limited"),
         ("mock:500", 502, "upstream_error"),
-        ("mock:529", 502, "upstream_error"),
+        ("mock:529", 503, "upstream_overloaded"),
     ];
     for (text, status, code) in cases {
         let (got, err) = error_of(app.chat(&key, &chat_body(MOCK_CLAUDE, text)).send().await.unwrap()).await;
@@ -274,4 +274,71 @@ async fn test_keys_never_reach_anthropic() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-layers-provider"], "sandbox");
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_messages_endpoint_speaks_anthropics_errors_and_headers() {
+    let (app, _mock) = app_with("[routing]\nattempts_per_route = 1\nbreaker_failures = 1000").await;
+    let (_user, key) = app.user_with_key("dialect@example.com", "100").await;
+    let post = |key: &str, body: Value| {
+        app.http
+            .post(format!("{}/v1/messages", app.url))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+    };
+    let msg =
+        |text: &str| json!({"model": MOCK_CLAUDE, "max_tokens": 64, "messages": [{"role": "user", "content": text}]});
+
+    let resp = post(&key, msg("hi")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].clone();
+    assert_eq!(resp.headers()["request-id"], id);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["text"], ANSWER);
+
+    let error = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let has_id = resp.headers().contains_key("request-id");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(has_id && v["request_id"].is_string(), "{v}");
+        (status, v["error"]["type"].as_str().unwrap().to_owned(), v["error"]["message"].as_str().unwrap().to_owned())
+    };
+    // Overload before the first byte: Anthropic's 529.
+    assert_eq!(error(post(&key, msg("mock:529")).send().await.unwrap()).await.0, 529);
+    assert_eq!(error(post(&key, msg("mock:529")).send().await.unwrap()).await.1, "overloaded_error");
+    // Auth errors by x-api-key, with the exact messages of SPEC §2.4.
+    let (status, kind, message) = error(post("lyr_live_sk_typo", msg("hi")).send().await.unwrap()).await;
+    assert_eq!((status, kind.as_str(), message.as_str()), (401, "authentication_error", "Invalid API key format"));
+    let (status, kind, _) =
+        error(app.http.post(format!("{}/v1/messages", app.url)).json(&msg("hi")).send().await.unwrap()).await;
+    assert_eq!((status, kind.as_str()), (401, "authentication_error"));
+    // No credit: billing_error.
+    let broke = app.create_user("broke@example.com", layers_domain::Tier::Free).await;
+    let broke_key = app.create_key(&broke, KeyEnv::Live).await;
+    let (status, kind, _) = error(post(&broke_key, msg("hi")).send().await.unwrap()).await;
+    assert_eq!((status, kind.as_str()), (402, "billing_error"));
+    // Malformed: invalid_request_error naming the field.
+    let (status, kind, message) =
+        error(post(&key, json!({"model": MOCK_CLAUDE, "messages": []})).send().await.unwrap()).await;
+    assert_eq!((status, kind.as_str()), (400, "invalid_request_error"));
+    assert!(message.contains("max_tokens"), "{message}");
+    let (status, kind, _) = error(
+        post(&key, json!({"model": "nobody/nothing", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, kind.as_str()), (404, "not_found_error"));
+
+    // Mid-stream failure: an `error` event, never message_stop.
+    let mut body = msg("mock:error-event");
+    body["stream"] = json!(true);
+    let text = post(&key, body).send().await.unwrap().text().await.unwrap();
+    assert!(text.starts_with("event: message_start\n"), "{text}");
+    assert!(text.contains("event: error\n"), "{text}");
+    assert!(!text.contains("message_stop"), "{text}");
 }

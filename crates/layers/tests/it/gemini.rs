@@ -148,7 +148,7 @@ async fn provider_errors_map_to_our_shape_and_cost_nothing() {
         ("mock:400", 400, "upstream_rejected_request"),
         ("mock:429", 429, "upstream_rate_limited"),
         ("mock:500", 502, "upstream_error"),
-        ("mock:503", 502, "upstream_error"),
+        ("mock:503", 503, "upstream_overloaded"),
     ] {
         let (got, err) = error_of(app.chat(&key, &chat_body(MOCK_GEMINI, text)).send().await.unwrap()).await;
         assert_eq!((got, err["code"].as_str().unwrap()), (status, code), "{text}");

@@ -17,6 +17,7 @@ mod limits;
 mod multinode;
 mod ratelimit;
 mod routing;
+mod sdk_anthropic;
 mod sdk_openai;
 mod support;
 mod upstream_errors;

@@ -169,7 +169,8 @@ async fn the_breaker_opens_skips_the_route_and_closes_after_a_good_probe() {
     first.reply_with(Reply::Status { status: 503, message: "unavailable".into(), retry_after: None });
     second.reply_with(Reply::Status { status: 503, message: "unavailable".into(), retry_after: None });
     for _ in 0..2 {
-        assert_eq!(app.chat(&key, &chat_body(ROUTED, "hi")).send().await.unwrap().status(), 502);
+        let (status, err) = error_of(app.chat(&key, &chat_body(ROUTED, "hi")).send().await.unwrap()).await;
+        assert_eq!((status, err["code"].as_str()), (503, Some("upstream_overloaded")));
     }
     let resp = app.chat(&key, &chat_body(ROUTED, "hi")).send().await.unwrap();
     assert!(resp.headers().contains_key("retry-after"));
