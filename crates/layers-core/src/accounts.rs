@@ -86,6 +86,16 @@ impl AccountService {
         Ok(())
     }
 
+    /// The account's usage, newest first; `before` pages back in time.
+    pub async fn recent_usage(
+        &self,
+        user: UserId,
+        limit: u32,
+        before: Option<time::OffsetDateTime>,
+    ) -> ServiceResult<Vec<layers_store::UsageRecord>> {
+        Ok(self.store.recent_usage(user, limit, before).await?)
+    }
+
     pub async fn balance(&self, user: UserId) -> ServiceResult<MicroCredits> {
         Ok(self.store.balance(user).await?)
     }

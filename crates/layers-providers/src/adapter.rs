@@ -12,6 +12,7 @@ use crate::anthropic::AnthropicAdapter;
 use crate::chat::ChatRequest;
 use crate::error::ProviderError;
 use crate::gemini::GeminiAdapter;
+use crate::media::{not_offered, EmbedCall, ImageCall, MediaReply};
 use crate::openai::OpenAiAdapter;
 use crate::reply::{ChunkStream, Completion};
 use crate::sandbox::SandboxAdapter;
@@ -106,6 +107,24 @@ impl Adapter {
             Adapter::Anthropic(a) => a.complete(call).await,
             Adapter::Gemini(a) => a.complete(call).await,
             Adapter::Sandbox(a) => a.complete(call).await,
+        }
+    }
+
+    pub async fn embed(&self, call: &EmbedCall<'_>) -> Result<MediaReply, ProviderError> {
+        match self {
+            Adapter::OpenAi(a) => a.embed(call).await,
+            Adapter::Gemini(a) => a.embed(call).await,
+            Adapter::Sandbox(a) => a.embed(call).await,
+            Adapter::Anthropic(_) => Err(not_offered("Anthropic", "embeddings")),
+        }
+    }
+
+    pub async fn image(&self, call: &ImageCall<'_>) -> Result<MediaReply, ProviderError> {
+        match self {
+            Adapter::OpenAi(a) => a.image(call).await,
+            Adapter::Sandbox(a) => a.image(call).await,
+            Adapter::Anthropic(_) => Err(not_offered("Anthropic", "image generation")),
+            Adapter::Gemini(_) => Err(not_offered("This Gemini route", "image generation")),
         }
     }
 

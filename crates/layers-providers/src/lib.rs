@@ -7,6 +7,7 @@
 //! - [`openai`]: any OpenAI-compatible upstream.
 //! - [`anthropic`]: Anthropic's native Messages API.
 //! - [`gemini`]: Google's native Gemini API.
+//! - [`media`]: embeddings and image generation calls in OpenAI's shapes.
 //! - [`messages_api`]: the Anthropic Messages API as a client-facing surface, on any route.
 //! - [`sandbox`]: the built-in deterministic provider.
 //! - [`sse`]: byte-exact Server-Sent Events parsing and writing.
@@ -22,6 +23,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod error;
 pub mod gemini;
+pub mod media;
 pub mod messages_api;
 pub mod openai;
 pub mod reply;

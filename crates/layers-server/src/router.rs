@@ -7,7 +7,7 @@ use axum::Router;
 use http::HeaderValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{chat, health, messages, metrics, models};
+use crate::api::{account, chat, health, media, messages, metrics, models};
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, rate_headers};
 use crate::state::AppState;
@@ -17,6 +17,12 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/embeddings", post(media::embeddings))
+        .route("/v1/images/generations", post(media::images))
+        .route("/api/v1/image", post(media::images))
+        .route("/api/v1/pricing", get(account::pricing))
+        .route("/api/v1/balance", get(account::balance))
+        .route("/api/v1/usage", get(account::usage))
         .route("/v1/messages", post(messages::messages).route_layer(from_fn(anthropic_dialect::anthropic_dialect)))
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()

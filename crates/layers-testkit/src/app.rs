@@ -23,6 +23,9 @@ use crate::mock_openai::MockOpenAi;
 pub const TEST_PEPPER: &str = "test-pepper-0123456789-abcdefghijklmnopqrstuvwxyz";
 /// The public name of the model served by the mock upstream.
 pub const MOCK_MODEL: &str = "mock/gpt-4o-mini";
+/// The embedding and image models served by the mock upstream.
+pub const MOCK_EMBED: &str = "mock/text-embedding-3-small";
+pub const MOCK_IMAGE: &str = "mock/gpt-image-1";
 /// The public name of the model served by the mock Anthropic API.
 pub const MOCK_CLAUDE: &str = "mock/claude";
 /// The operator key the gateway sends to the mock Anthropic API.
@@ -83,6 +86,23 @@ output_per_mtok = 0.60
 cached_input_per_mtok = 0.075
 context_window = 128000
 max_output_tokens = 16384
+
+[[models]]
+name = "{MOCK_EMBED}"
+kind = "embedding"
+routes = [{{ provider = "mock", model = "text-embedding-3-small" }}]
+input_per_mtok = 0.02
+output_per_mtok = 0.0
+context_window = 8191
+max_output_tokens = 0
+
+[[models]]
+name = "{MOCK_IMAGE}"
+kind = "image"
+routes = [{{ provider = "mock", model = "gpt-image-1" }}]
+per_image = 0.04
+context_window = 32000
+max_output_tokens = 0
 "#,
             mock.base_url
         ));
@@ -140,6 +160,15 @@ output_per_mtok = 2.50
 cached_input_per_mtok = 0.03
 context_window = 1048576
 max_output_tokens = 65536
+
+[[models]]
+name = "mock/gemini-embedding"
+kind = "embedding"
+routes = [{{ provider = "mock-gemini", model = "gemini-embedding-001" }}]
+input_per_mtok = 0.15
+output_per_mtok = 0.0
+context_window = 2048
+max_output_tokens = 0
 "#,
             mock.base_url
         ));

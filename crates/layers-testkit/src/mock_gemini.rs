@@ -98,6 +98,18 @@ async fn generate(
     let Some((model, method)) = call.split_once(':') else {
         return error(404, "NOT_FOUND", "Unknown method");
     };
+    if method == "batchEmbedContents" {
+        let n = body["requests"].as_array().map_or(0, Vec::len);
+        let dims = body["requests"][0]["outputDimensionality"].as_u64().unwrap_or(3) as usize;
+        let embeddings: Vec<Value> =
+            (0..n).map(|i| json!({"values": (0..dims).map(|d| (i + d) as f64 * 0.125).collect::<Vec<_>>()})).collect();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json; charset=UTF-8")],
+            json!({"embeddings": embeddings}).to_string(),
+        )
+            .into_response();
+    }
     let streaming = match method {
         "generateContent" => false,
         "streamGenerateContent" if query.get("alt").map(String::as_str) == Some("sse") => true,

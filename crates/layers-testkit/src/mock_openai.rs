@@ -70,7 +70,11 @@ impl MockOpenAi {
             split_writes: Arc::new(Mutex::new(false)),
             latency_ms: Arc::new(Mutex::new((0, 0))),
         };
-        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/images/generations", post(images))
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -161,6 +165,54 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             unreachable!()
         }
     }
+}
+
+/// Embeddings as OpenAI answers them: one 4-dimensional vector per input (floats, or base64
+/// of little-endian f32 when asked), usage of 5 tokens per input.
+async fn embeddings(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    let inputs = match &body["input"] {
+        Value::Array(a) if a.iter().all(Value::is_u64) => 1,
+        Value::Array(a) => a.len(),
+        _ => 1,
+    };
+    let base64 = body["encoding_format"] == "base64";
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| {
+            let v = [0.25f32, -0.5, 0.75, i as f32];
+            let embedding = if base64 {
+                use base64::Engine;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let tokens = 5 * inputs;
+    let v = json!({"object": "list", "data": data, "model": body["model"],
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+}
+
+/// A 1×1 PNG per image asked for, as `b64_json`, the way gpt-image-1 answers.
+async fn images(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    if body["prompt"].as_str().is_some_and(|p| p.starts_with("mock:500")) {
+        let v = json!({"error": {"message": "mock failure", "type": "server_error", "param": null, "code": null}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], v.to_string())
+            .into_response();
+    }
+    let n = body["n"].as_u64().unwrap_or(1);
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    let data: Vec<Value> = (0..n).map(|_| json!({"b64_json": png})).collect();
+    let v = json!({"created": 1_730_000_000, "data": data,
+                   "usage": {"input_tokens": 10, "output_tokens": 272, "total_tokens": 282,
+                             "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}});
+    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
 }
 
 /// Per-request behaviour chosen by the last user message, so mixed traffic can run at once:

@@ -92,6 +92,8 @@ pub struct ReserveRequest<'a> {
     pub choices: u32,
     /// The model's output cap (0 when unknown).
     pub model_output_cap: u32,
+    /// Images asked for, priced per image on top of the tokens.
+    pub images: u32,
 }
 
 /// A hold, and the output cap it covers.
@@ -202,9 +204,13 @@ impl Billing {
         let choices = r.choices.max(1);
         let mut output = r.requested_output.unwrap_or(model_cap);
         let mut lowered = unknown_cap;
-        let cost_of = |per_choice: u32| credit::estimate(r.price, r.prompt_tokens, per_choice.saturating_mul(choices));
+        let fixed = r.price.cost(&layers_domain::Usage { images: r.images, ..Default::default() });
+        let cost_of = |per_choice: u32| {
+            MicroCredits(credit::estimate(r.price, r.prompt_tokens, per_choice.saturating_mul(choices)).0 + fixed.0)
+        };
         let fit = |budget: MicroCredits, per_choice: u32| {
-            credit::affordable_output(r.price, r.prompt_tokens, budget, per_choice.saturating_mul(choices))
+            let left = MicroCredits(budget.0 - fixed.0);
+            credit::affordable_output(r.price, r.prompt_tokens, left, per_choice.saturating_mul(choices))
                 .map(|total| total / choices)
         };
         let mut estimate = cost_of(output);

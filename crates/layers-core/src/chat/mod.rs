@@ -4,6 +4,7 @@
 
 mod complete;
 pub mod errors;
+pub mod media;
 mod meter;
 pub mod routing;
 mod stream;
@@ -135,6 +136,7 @@ impl ChatService {
                     requested_output: req.requested_max_tokens(),
                     choices: req.n.unwrap_or(1),
                     model_output_cap: route.entry.spec.max_output_tokens,
+                    images: 0,
                 })
                 .await?;
             if let Some(n) = reserved.lowered_to {
@@ -173,7 +175,12 @@ impl ChatService {
     }
 
     fn resolve(&self, model: &str, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
-        self.catalogue.resolve(model, ModelKind::Chat, served_only).cloned().map_err(|why| match why {
+        self.resolve_kind(model, ModelKind::Chat, served_only)
+    }
+
+    fn resolve_kind(&self, model: &str, kind: ModelKind, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
+        let wanted = kind;
+        self.catalogue.resolve(model, kind, served_only).cloned().map_err(|why| match why {
             Unresolved::Unknown => {
                 ChatError::ModelNotFound { message: format!("The model `{}` does not exist", printable(model)) }
             }
@@ -181,7 +188,12 @@ impl ChatService {
                 message: format!("The model `{}` is not available on this deployment", printable(model)),
             },
             Unresolved::WrongKind(kind) => ChatError::Invalid {
-                message: format!("The model `{}` is a{} model, not a chat model", printable(model), kind_article(kind)),
+                message: format!(
+                    "The model `{}` is a{} model, not a{} model",
+                    printable(model),
+                    kind_article(kind),
+                    kind_article(wanted)
+                ),
                 param: Some("model".to_owned()),
                 code: "model_not_supported",
             },
@@ -212,6 +224,19 @@ impl ChatService {
 
     fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest, reservation: Option<Reservation>) -> Meter {
         let (bytes, images) = req.prompt_size();
+        let typical = tokens::typical_prompt(req.messages.len(), bytes, images);
+        self.meter_for(ctx, route, ctx.endpoint, req.is_stream(), typical, reservation)
+    }
+
+    fn meter_for(
+        &self,
+        ctx: &CallContext,
+        route: &Route,
+        endpoint: &str,
+        streamed: bool,
+        typical_prompt: u32,
+        reservation: Option<Reservation>,
+    ) -> Meter {
         let row = UsageRecord {
             // Time-ordered, so usage inserts append to the index instead of scattering.
             id: uuid::Uuid::now_v7(),
@@ -221,14 +246,14 @@ impl ChatService {
             model: route.entry.name().to_owned(),
             provider: route.candidates[0].provider.clone(),
             upstream_model: route.candidates[0].upstream_model.clone(),
-            endpoint: ctx.endpoint.to_owned(),
+            endpoint: endpoint.to_owned(),
             usage: Default::default(),
             cost: MicroCredits::ZERO,
             charged: MicroCredits::ZERO,
             latency_ms: 0,
             status: 0,
             error_code: None,
-            streamed: req.is_stream(),
+            streamed,
             usage_estimated: false,
             created_at: OffsetDateTime::now_utc(),
         };
@@ -237,7 +262,7 @@ impl ChatService {
             row,
             route.entry.price,
             ctx.started,
-            tokens::typical_prompt(req.messages.len(), bytes, images),
+            typical_prompt,
             reservation,
             Some((self.limiter.clone(), ctx.principal.clone())),
         )

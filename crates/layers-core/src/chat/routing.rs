@@ -6,6 +6,7 @@
 //! request the client got wrong is never retried or sent elsewhere.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,9 +45,9 @@ pub(crate) enum Answer {
 }
 
 /// The outcome of routing one request: which candidate answered (or failed last) and how.
-pub(crate) struct Served {
+pub(crate) struct Served<T> {
     pub index: usize,
-    pub result: Result<Answer, ProviderError>,
+    pub result: Result<T, ProviderError>,
 }
 
 /// Counters for `/metrics`.
@@ -113,11 +114,11 @@ impl Router {
         f(breakers.entry(c.key()).or_default(), now)
     }
 
-    fn record(&self, c: &Candidate, outcome: &Result<Answer, ProviderError>) {
+    fn record(&self, c: &Candidate, outcome: Option<&ProviderError>) {
         match outcome {
-            Ok(_) => self.with_breaker(c, |b, _| b.success()),
-            Err(e) if e.blame() == Blame::Client => {}
-            Err(e) => {
+            None => self.with_breaker(c, |b, _| b.success()),
+            Some(e) if e.blame() == Blame::Client => {}
+            Some(e) => {
                 let policy = self.settings.breaker;
                 if self.with_breaker(c, |b, now| b.failure(&policy, now)) {
                     self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +128,7 @@ impl Router {
         }
     }
 
-    /// Serves the request from the first route that can, within `deadline`.
+    /// Serves a chat request from the first route that can, within `deadline`.
     pub(crate) async fn call(
         &self,
         candidates: &[Candidate],
@@ -135,9 +136,26 @@ impl Router {
         request_id: &str,
         model_output_cap: u32,
         deadline: Instant,
-    ) -> Served {
+    ) -> Served<Answer> {
         let stream = request.is_stream();
-        let mut last: Option<Served> = None;
+        self.run(candidates, deadline, |i| {
+            let c = &candidates[i];
+            async move {
+                let call =
+                    ChatCall { request, upstream_model: &c.upstream_model, request_id, deadline, model_output_cap };
+                attempt(&c.adapter, &call, stream).await
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt(i)` on candidate `i`, retrying and falling over as the module says.
+    pub(crate) async fn run<T, F, Fut>(&self, candidates: &[Candidate], deadline: Instant, mut attempt: F) -> Served<T>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut last: Option<Served<T>> = None;
         let mut soonest_probe_ms = u64::MAX;
         for (index, c) in candidates.iter().enumerate() {
             let (allowed, wait) = self.with_breaker(c, |b, now| (b.allows(now), b.wait_ms(now)));
@@ -149,23 +167,23 @@ impl Router {
             if last.is_some() {
                 self.stats.fallovers.fetch_add(1, Ordering::Relaxed);
             }
-            let call = ChatCall { request, upstream_model: &c.upstream_model, request_id, deadline, model_output_cap };
             let mut retry = 0;
             loop {
                 self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-                let result = attempt(&c.adapter, &call, stream).await;
-                self.record(c, &result);
-                let err = match result {
-                    Ok(answer) => return Served { index, result: Ok(answer) },
+                let err = match attempt(index).await {
+                    Ok(answer) => {
+                        self.record(c, None);
+                        return Served { index, result: Ok(answer) };
+                    }
                     Err(e) => e,
                 };
-                let next = next_step(&err);
+                self.record(c, Some(&err));
                 let retry_after = match &err {
                     ProviderError::Status { retry_after, .. } => *retry_after,
                     _ => None,
                 };
                 tracing::info!(route = %c.key(), error = %err, retry, "upstream attempt failed");
-                match next {
+                match next_step(&err) {
                     Next::GiveUp => return Served { index, result: Err(err) },
                     Next::Retry if retry + 1 < self.settings.retry.attempts_per_route => {
                         let wait = self.settings.retry.backoff(retry, retry_after, rand::random::<f64>());

@@ -3,6 +3,7 @@
 //! chat shape. Invariant: what the client receives is indistinguishable in shape from an OpenAI
 //! answer, and usage counts thoughts as output, so billing stays exact.
 
+mod embed;
 mod request;
 mod response;
 mod stream;

@@ -2,6 +2,7 @@
 //! Perplexity, Morph, Groq, vLLM, Ollama…). Invariant: streamed calls always ask the upstream
 //! for usage, so every stream can be billed exactly.
 
+mod media;
 mod stream;
 mod wire;
 
@@ -18,6 +19,7 @@ use crate::usage_json::parse_usage;
 #[derive(Debug)]
 pub struct OpenAiAdapter {
     client: reqwest::Client,
+    base_url: String,
     chat_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
@@ -29,6 +31,7 @@ impl OpenAiAdapter {
     pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
         Ok(OpenAiAdapter {
             client: transport::client(&timeouts)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
             chat_url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key,
             timeouts,

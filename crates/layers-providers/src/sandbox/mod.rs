@@ -66,6 +66,59 @@ impl SandboxAdapter {
     }
 }
 
+/// A 1×1 PNG: what the sandbox "generates".
+const PIXEL_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+impl SandboxAdapter {
+    /// Deterministic unit vectors (8 dimensions, or `dimensions`) derived from each input.
+    pub async fn embed(&self, call: &crate::media::EmbedCall<'_>) -> Result<crate::media::MediaReply, ProviderError> {
+        let dims = call.extra.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
+        let vectors: Vec<Vec<f32>> = call.inputs.iter().map(|text| vector(text, dims)).collect();
+        let bytes: usize = call.inputs.iter().map(String::len).sum();
+        let prompt = tokens::estimate_generated(bytes).max(call.inputs.len() as u32);
+        let usage = Usage { prompt_tokens: prompt, ..Usage::default() };
+        let body = crate::media::embedding_list(vectors, call.upstream_model, call.base64, Some(prompt));
+        Ok(crate::media::MediaReply { body, usage: Some(usage) })
+    }
+
+    /// `n` tiny PNGs, as `b64_json` (or as `data:` URLs when `response_format` is `url`).
+    pub async fn image(&self, call: &crate::media::ImageCall<'_>) -> Result<crate::media::MediaReply, ProviderError> {
+        let as_url = call.extra.get("response_format").and_then(Value::as_str) == Some("url");
+        let data: Vec<Value> = (0..call.n)
+            .map(|_| {
+                if as_url {
+                    json!({"url": format!("data:image/png;base64,{PIXEL_PNG}"), "revised_prompt": call.prompt})
+                } else {
+                    json!({"b64_json": PIXEL_PNG, "revised_prompt": call.prompt})
+                }
+            })
+            .collect();
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut body = Map::new();
+        body.insert("created".into(), json!(created));
+        body.insert("data".into(), Value::Array(data));
+        Ok(crate::media::MediaReply { body, usage: Some(Usage { images: call.n, ..Usage::default() }) })
+    }
+}
+
+/// A unit vector from FNV-1a hashes of the text: the same text always gives the same vector.
+fn vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dims)
+        .map(|i| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for b in text.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            ((h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
 fn envelope(call: &ChatCall<'_>, object: &str) -> Map<String, Value> {
     let mut m = crate::reply::envelope(&format!("chatcmpl-sandbox-{}", call.request_id), object, call.upstream_model);
     m.insert("system_fingerprint".into(), json!("layers-sandbox"));

@@ -1,7 +1,9 @@
 //! Handlers of the public API. Each extracts, calls one core service, and renders.
 
+pub mod account;
 pub mod chat;
 pub mod health;
+pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;

@@ -47,7 +47,8 @@ fn usd_per_image(micros: i64) -> String {
     decimal(i128::from(micros), 8)
 }
 
-fn decimal(value: i128, scale: u32) -> String {
+/// `value / 10^scale` as an exact decimal string without trailing zeros.
+pub(crate) fn decimal(value: i128, scale: u32) -> String {
     let div = 10i128.pow(scale);
     let (whole, frac) = (value / div, value % div);
     if frac == 0 {

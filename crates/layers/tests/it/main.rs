@@ -14,6 +14,7 @@ mod disconnect_bytes;
 mod gemini;
 mod lifecycle;
 mod limits;
+mod media;
 mod multinode;
 mod ratelimit;
 mod routing;

@@ -114,3 +114,26 @@ async fn the_openai_sdk_through_the_native_gemini_adapter() {
     // Thoughts are output: 8 candidate tokens + 5 thought tokens.
     through_native(opts, layers_testkit::app::MOCK_GEMINI, layers_testkit::mock_gemini::ANSWER, (17, 13)).await;
 }
+
+#[tokio::test]
+async fn the_openai_sdk_for_embeddings_and_images() {
+    let Some(python) = sdk_python() else { return };
+    let (mock, gemini) = (MockOpenAi::start().await, layers_testkit::MockGemini::start().await);
+    let app = TestApp::spawn_with(AppOptions::default().with_mock(&mock).with_mock_gemini(&gemini)).await.unwrap();
+    let (user, key) = app.user_with_key("sdk-media@example.com", "100").await;
+    let out = run_script(
+        &python,
+        include_str!("sdk/openai_media.py"),
+        &[
+            ("BASE_URL", format!("{}/v1", app.url)),
+            ("API_KEY", key),
+            ("EMBED_MODEL", layers_testkit::app::MOCK_EMBED.to_owned()),
+            ("GEMINI_EMBED_MODEL", "mock/gemini-embedding".to_owned()),
+            ("IMAGE_MODEL", layers_testkit::app::MOCK_IMAGE.to_owned()),
+        ],
+    )
+    .await;
+    assert!(out.contains("all checks passed"), "{out}");
+    let rows = app.wait_for_usage(&user, 5).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 > 0), "{rows:?}");
+}

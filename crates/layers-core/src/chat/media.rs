@@ -1,0 +1,247 @@
+//! Embeddings and image generation: the same pipeline as chat — resolve the model by kind, hold
+//! the upper-bound cost, route with retries and fall-over, meter exactly once — with inputs
+//! checked first (SPEC §2.1: `n` ≤ 4 images, prompt ≤ 10,000 characters). Invariant: a request
+//! is billed from the provider's usage when it reports one (tokens for embeddings, images
+//! returned for images), else from a typical estimate, flagged as estimated.
+
+use bytes::Bytes;
+use layers_domain::{tokens, KeyEnv, ModelKind};
+use layers_providers::media::{EmbedCall, ImageCall};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::meter::Ending;
+use super::{CallContext, ChatError, ChatService, Credits};
+use crate::billing::ReserveRequest;
+
+/// Most inputs in one embeddings request (OpenAI's limit).
+const MAX_EMBED_INPUTS: usize = 2048;
+/// Most images per request and longest prompt (SPEC §2.1).
+pub const MAX_IMAGES: u32 = 4;
+pub const MAX_IMAGE_PROMPT_CHARS: usize = 10_000;
+
+/// `POST /v1/embeddings` as clients send it.
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: Value,
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `POST /v1/images/generations` (and `/api/v1/image`, which may give `aspect_ratio`).
+#[derive(Debug, Deserialize)]
+pub struct ImageRequest {
+    pub model: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub aspect_ratio: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A non-chat answer: the body and the facts for the response headers.
+#[derive(Debug)]
+pub struct MediaReply {
+    pub provider: String,
+    pub credits: Credits,
+    pub body: Bytes,
+}
+
+fn invalid(param: &str, message: impl Into<String>) -> ChatError {
+    ChatError::Invalid { message: message.into(), param: Some(param.to_owned()), code: "invalid_value" }
+}
+
+/// The inputs as strings; token arrays are accepted (and counted one token each) but only
+/// OpenAI-compatible routes can take them.
+fn embed_inputs(input: &Value, max_chars: usize) -> Result<(Vec<String>, u32), ChatError> {
+    let (texts, token_count): (Vec<String>, u32) = match input {
+        Value::String(s) => (vec![s.clone()], 0),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            (items.iter().filter_map(Value::as_str).map(str::to_owned).collect(), 0)
+        }
+        Value::Array(items) if items.iter().all(Value::is_u64) => (Vec::new(), items.len() as u32),
+        Value::Array(items) if items.iter().all(|i| i.as_array().is_some_and(|t| t.iter().all(Value::is_u64))) => {
+            (Vec::new(), items.iter().filter_map(Value::as_array).map(|t| t.len() as u32).sum())
+        }
+        _ => return Err(invalid("input", "`input` must be a string, an array of strings, or token arrays")),
+    };
+    let count = if texts.is_empty() { input.as_array().map_or(1, Vec::len) } else { texts.len() };
+    if count == 0 || count > MAX_EMBED_INPUTS {
+        return Err(invalid("input", format!("`input` must hold 1 to {MAX_EMBED_INPUTS} items")));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        if t.is_empty() {
+            return Err(invalid(&format!("input[{i}]"), "an input must not be empty"));
+        }
+        if t.chars().count() > max_chars {
+            return Err(invalid(&format!("input[{i}]"), format!("an input may have at most {max_chars} characters")));
+        }
+    }
+    Ok((texts, token_count))
+}
+
+/// `aspect_ratio` as an OpenAI `size`.
+fn size_for(aspect: &str) -> Result<&'static str, ChatError> {
+    match aspect {
+        "1:1" => Ok("1024x1024"),
+        "3:2" | "16:9" => Ok("1536x1024"),
+        "2:3" | "9:16" => Ok("1024x1536"),
+        _ => Err(invalid("aspect_ratio", "`aspect_ratio` must be 1:1, 3:2, 16:9, 2:3 or 9:16")),
+    }
+}
+
+impl ChatService {
+    pub async fn embed(&self, ctx: &CallContext, req: EmbeddingRequest) -> Result<MediaReply, ChatError> {
+        let (texts, token_inputs) = embed_inputs(&req.input, self.limits.max_message_chars)?;
+        let base64 = match req.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(_) => return Err(invalid("encoding_format", "`encoding_format` must be float or base64")),
+        };
+        let bytes: usize = texts.iter().map(String::len).sum();
+        let upper = tokens::estimate_prompt(0, bytes, 0).saturating_add(token_inputs);
+        let typical = tokens::estimate_generated(bytes).saturating_add(token_inputs).max(1);
+        let inputs = &texts;
+        let raw = &req.input;
+        let extra = &req.extra;
+        self.media(
+            ctx,
+            &req.model,
+            ModelKind::Embedding,
+            "embeddings",
+            (upper, 0),
+            typical,
+            |route, deadline| async move {
+                let call = EmbedCall { inputs, raw, upstream_model: &route.upstream_model, extra, base64, deadline };
+                if inputs.is_empty() && !matches!(*route.adapter, layers_providers::Adapter::OpenAi(_)) {
+                    return Err(layers_providers::translate::unsupported(
+                        "input",
+                        "token-array inputs need an OpenAI-compatible route",
+                    ));
+                }
+                route.adapter.embed(&call).await
+            },
+        )
+        .await
+    }
+
+    pub async fn image(&self, ctx: &CallContext, req: ImageRequest) -> Result<MediaReply, ChatError> {
+        let chars = req.prompt.chars().count();
+        if chars == 0 || chars > MAX_IMAGE_PROMPT_CHARS {
+            return Err(invalid("prompt", format!("`prompt` must have 1 to {MAX_IMAGE_PROMPT_CHARS} characters")));
+        }
+        let n = req.n.unwrap_or(1);
+        if !(1..=MAX_IMAGES).contains(&n) {
+            return Err(invalid("n", format!("`n` must be between 1 and {MAX_IMAGES}")));
+        }
+        let size = match (&req.size, &req.aspect_ratio) {
+            (Some(s), _) => Some(s.as_str()),
+            (None, Some(a)) => Some(size_for(a)?),
+            (None, None) => None,
+        };
+        let prompt = req.prompt.as_str();
+        let extra = &req.extra;
+        let request_id = ctx.request_id.as_str();
+        let typical = tokens::estimate_generated(req.prompt.len()).max(1);
+        self.media(ctx, &req.model, ModelKind::Image, "images", (0, n), typical, |route, deadline| async move {
+            let call =
+                ImageCall { prompt, n, size, upstream_model: &route.upstream_model, extra, request_id, deadline };
+            route.adapter.image(&call).await
+        })
+        .await
+    }
+
+    /// The shared pipeline: `(upper prompt tokens, images)` is what the hold covers.
+    #[allow(clippy::too_many_arguments)]
+    async fn media<'a, F, Fut>(
+        &'a self,
+        ctx: &'a CallContext,
+        model: &str,
+        kind: ModelKind,
+        endpoint: &'static str,
+        hold: (u32, u32),
+        typical_prompt: u32,
+        attempt: F,
+    ) -> Result<MediaReply, ChatError>
+    where
+        F: Fn(super::routing::Candidate, tokio::time::Instant) -> Fut,
+        Fut: std::future::Future<Output = Result<layers_providers::media::MediaReply, layers_providers::ProviderError>>,
+    {
+        let billed = ctx.principal.env == KeyEnv::Live;
+        let entry = self.resolve_kind(model, kind, billed)?;
+        tracing::Span::current().record("model", entry.name());
+        let route = self.route(ctx, entry)?;
+        let mut credits = Credits { billed, ..Credits::default() };
+        let reservation = if billed {
+            let reserved = self
+                .billing
+                .reserve(ReserveRequest {
+                    principal: &ctx.principal,
+                    price: &route.entry.price,
+                    prompt_tokens: hold.0,
+                    requested_output: Some(0),
+                    choices: 1,
+                    model_output_cap: 0,
+                    images: hold.1,
+                })
+                .await?;
+            Some(reserved.reservation)
+        } else {
+            None
+        };
+        let mut meter = self.meter_for(ctx, &route, endpoint, false, typical_prompt, reservation);
+        let deadline = ctx.started + route.candidates[0].adapter.timeouts().total;
+        let candidates = &route.candidates;
+        let served = self.router.run(candidates, deadline, |i| attempt(candidates[i].clone(), deadline)).await;
+        let candidate = &route.candidates[served.index];
+        meter.served_by(&candidate.provider, &candidate.upstream_model);
+        match served.result {
+            Ok(reply) => {
+                let metered = meter.finish(Ending::Completed { usage: reply.usage, generated_bytes: 0 });
+                let mut body = reply.body;
+                if body.contains_key("model") {
+                    body.insert("model".into(), json!(route.entry.name()));
+                }
+                if kind == ModelKind::Embedding {
+                    let u = metered.usage.prompt_tokens;
+                    body.insert("usage".into(), json!({"prompt_tokens": u, "total_tokens": u}));
+                }
+                if billed {
+                    credits.charged = Some(metered.charged);
+                    credits.remaining = metered.remaining;
+                }
+                Ok(MediaReply {
+                    provider: candidate.provider.clone(),
+                    credits,
+                    body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                })
+            }
+            Err(err) => Err(super::failed(candidate, meter, &err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_of_every_documented_shape() {
+        assert_eq!(embed_inputs(&json!("a"), 10).unwrap().0, ["a"]);
+        assert_eq!(embed_inputs(&json!(["a", "b"]), 10).unwrap().0.len(), 2);
+        assert_eq!(embed_inputs(&json!([1, 2, 3]), 10).unwrap(), (vec![], 3));
+        assert_eq!(embed_inputs(&json!([[1, 2], [3]]), 10).unwrap(), (vec![], 3));
+        for bad in [json!(""), json!([]), json!(["a", 1]), json!({"x": 1}), json!("x".repeat(11))] {
+            assert!(embed_inputs(&bad, 10).is_err(), "{bad}");
+        }
+        assert_eq!(size_for("16:9").unwrap(), "1536x1024");
+        assert!(size_for("4:3").is_err());
+    }
+}

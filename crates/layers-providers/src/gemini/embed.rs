@@ -1,0 +1,60 @@
+//! Embeddings on Gemini: `models/{model}:batchEmbedContents`, one request per input, answered
+//! in OpenAI's list shape. Gemini reports no token usage here, so the caller estimates it.
+
+use serde_json::{json, Value};
+
+use super::GeminiAdapter;
+use crate::error::ProviderError;
+use crate::media::{embedding_list, EmbedCall, MediaReply};
+use crate::timing;
+use crate::translate::unsupported;
+use crate::transport;
+
+impl GeminiAdapter {
+    pub async fn embed(&self, call: &EmbedCall<'_>) -> Result<MediaReply, ProviderError> {
+        let dims = match call.extra.get("dimensions") {
+            None | Some(Value::Null) => None,
+            Some(d) => Some(d.as_u64().ok_or_else(|| unsupported("dimensions", "`dimensions` must be an integer"))?),
+        };
+        for key in call.extra.keys() {
+            if !matches!(key.as_str(), "dimensions" | "user" | "encoding_format") {
+                return Err(unsupported(key, &format!("`{key}` is not supported by Gemini embeddings")));
+            }
+        }
+        let model = format!("models/{}", call.upstream_model);
+        let requests: Vec<Value> = call
+            .inputs
+            .iter()
+            .map(|text| {
+                let mut r = json!({"model": model, "content": {"parts": [{"text": text}]}});
+                if let Some(d) = dims {
+                    r["outputDimensionality"] = json!(d);
+                }
+                r
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({ "requests": requests }))
+            .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let mut rb = self
+            .client
+            .post(format!("{}/{model}:batchEmbedContents", self.base_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &self.api_key {
+            rb = rb.header("x-goog-api-key", secrecy::ExposeSecret::expose_secret(key));
+        }
+        let resp = transport::send(rb, &timing::within(self.timeouts, call.deadline)).await?;
+        let raw = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
+        let vectors: Vec<Vec<f32>> = v["embeddings"]
+            .as_array()
+            .ok_or(ProviderError::Protocol("response has no embeddings"))?
+            .iter()
+            .map(|e| e["values"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect())
+            .collect();
+        if vectors.len() != call.inputs.len() {
+            return Err(ProviderError::Protocol("response has the wrong number of embeddings"));
+        }
+        Ok(MediaReply { body: embedding_list(vectors, call.upstream_model, call.base64, None), usage: None })
+    }
+}

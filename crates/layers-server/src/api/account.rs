@@ -1,0 +1,146 @@
+//! `GET /api/v1/pricing` (public), `GET /api/v1/balance` and `GET /api/v1/usage` (with an API
+//! key): the price list in credits, the account's balance and tier, its recent usage.
+//! Invariant: money leaves as exact decimal strings of credits, never floats.
+
+use axum::extract::State;
+use axum::Json;
+use http::Uri;
+use layers_domain::money::MICROS_PER_CREDIT;
+use layers_domain::MicroCredits;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::api::models::decimal;
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::state::AppState;
+
+/// Most usage rows per page.
+const MAX_PAGE: u32 = 200;
+
+pub async fn pricing(State(state): State<AppState>) -> Json<Value> {
+    let per_mtok = |r: layers_domain::Rate| decimal(i128::from(r.micros_per_mtok()), 6);
+    let data: Vec<Value> = state
+        .core
+        .catalogue
+        .served()
+        .map(|m| {
+            let p = &m.price;
+            json!({
+                "model": m.name(),
+                "kind": format!("{:?}", m.spec.kind).to_lowercase(),
+                "credits_per_million_input_tokens": per_mtok(p.input),
+                "credits_per_million_output_tokens": per_mtok(p.output),
+                "credits_per_million_cached_input_tokens": per_mtok(p.cached_input),
+                "credits_per_image": credits(p.per_image),
+                "context_window": m.spec.context_window,
+                "max_output_tokens": m.spec.max_output_tokens,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "currency": "credits", "usd_per_credit": "0.01", "data": data}))
+}
+
+pub async fn balance(State(state): State<AppState>, Authenticated(p): Authenticated) -> Result<Json<Value>, ApiError> {
+    let balance = state.core.accounts.balance(p.user_id).await.map_err(service)?;
+    Ok(Json(json!({
+        "object": "balance",
+        "credits": credits(balance),
+        "usd": decimal(i128::from(balance.0), 8),
+        "tier": p.tier.as_str(),
+        "key_environment": if p.env == layers_domain::KeyEnv::Live { "live" } else { "test" },
+    })))
+}
+
+pub async fn usage(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let (limit, before) = page(uri.query().unwrap_or(""))?;
+    // One more than asked tells whether another page exists.
+    let mut rows = state.core.accounts.recent_usage(p.user_id, limit + 1, before).await.map_err(service)?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = rows.last().filter(|_| has_more).and_then(|r| r.created_at.format(&Rfc3339).ok());
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "request_id": r.request_id,
+                "model": r.model,
+                "provider": r.provider,
+                "endpoint": r.endpoint,
+                "status": r.status,
+                "error_code": r.error_code,
+                "streamed": r.streamed,
+                "prompt_tokens": r.usage.prompt_tokens,
+                "completion_tokens": r.usage.completion_tokens,
+                "cached_tokens": r.usage.cached_tokens,
+                "reasoning_tokens": r.usage.reasoning_tokens,
+                "images": r.usage.images,
+                "usage_estimated": r.usage_estimated,
+                "credits": credits(r.charged),
+                "latency_ms": r.latency_ms,
+                "created_at": r.created_at.format(&Rfc3339).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data, "has_more": has_more, "next_before": next})))
+}
+
+fn credits(m: MicroCredits) -> String {
+    let sign = if m.0 < 0 { "-" } else { "" };
+    format!("{sign}{}", decimal(i128::from(m.0.unsigned_abs()), MICROS_PER_CREDIT.ilog10()))
+}
+
+fn page(query: &str) -> Result<(u32, Option<OffsetDateTime>), ApiError> {
+    let mut limit = 50;
+    let mut before = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |message: &str| ApiError::Invalid {
+            message: message.to_owned(),
+            param: Some(key.to_owned()),
+            code: "invalid_value",
+        };
+        match key {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| bad("`limit` must be 1 to 200"))?;
+            }
+            "before" => {
+                let text = value.replace("%3A", ":").replace("%3a", ":").replace("%2B", "+").replace("%2b", "+");
+                before =
+                    Some(OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| bad("`before` must be an RFC 3339 time"))?);
+            }
+            _ => return Err(bad("unknown query parameter")),
+        }
+    }
+    Ok((limit, before))
+}
+
+fn service(err: layers_core::ServiceError) -> ApiError {
+    ApiError::Internal { detail: err.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_credits() {
+        assert_eq!(page("").unwrap().0, 50);
+        assert_eq!(page("limit=5").unwrap().0, 5);
+        assert!(page("limit=0").is_err() && page("limit=201").is_err() && page("x=1").is_err());
+        assert!(page("before=2026-11-23T10%3A00%3A00Z").unwrap().1.is_some());
+        assert!(page("before=yesterday").is_err());
+        assert_eq!(credits(MicroCredits(19_800)), "0.0198");
+        assert_eq!(credits(MicroCredits(-1_500_000)), "-1.5");
+        assert_eq!(credits(MicroCredits(0)), "0");
+    }
+}
