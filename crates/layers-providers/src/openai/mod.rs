@@ -23,8 +23,8 @@ pub struct OpenAiAdapter {
     chat_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
-    /// OpenAI itself wants `max_completion_tokens` for caps the gateway sets.
-    prefer_completion_tokens: bool,
+    /// Where this upstream's dialect differs (OpenAI itself, Perplexity, any other).
+    flavor: wire::Flavor,
 }
 
 impl OpenAiAdapter {
@@ -35,7 +35,7 @@ impl OpenAiAdapter {
             chat_url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key,
             timeouts,
-            prefer_completion_tokens: base_url.contains("://api.openai.com"),
+            flavor: wire::Flavor::of(base_url),
         })
     }
 
@@ -61,8 +61,7 @@ impl OpenAiAdapter {
     }
 
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
-        let body = wire::outgoing_body(call.request, call.upstream_model, stream, self.prefer_completion_tokens)
-            .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let body = wire::outgoing_body(call.request, call.upstream_model, stream, self.flavor)?;
         let mut rb = self.client.post(&self.chat_url).header(http::header::CONTENT_TYPE, "application/json").body(body);
         if stream {
             rb = rb.header(http::header::ACCEPT, "text/event-stream");

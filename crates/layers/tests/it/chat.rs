@@ -175,3 +175,30 @@ async fn models_health_and_readiness() {
         assert!(metrics.contains(&format!("# TYPE {name} ")), "{name} missing");
     }
 }
+
+#[tokio::test]
+async fn the_gateways_chat_extras_reach_an_openai_compatible_upstream_in_its_dialect() {
+    let (app, mock) = app_with_mock(AppOptions::default()).await.unwrap();
+    let (_user, key) = app.user_with_key("extras@example.com", "10").await;
+    let mut body = chat_body(MOCK_MODEL, "hi");
+    body["cache"] = json!(true);
+    body["anthropic"] = json!({"top_k": 3});
+    body["openai"] = json!({"seed": 4, "store": false});
+    body["thinking"] = json!({"type": "enabled", "budget_tokens": 20000});
+    assert_eq!(app.chat(&key, &body).send().await.unwrap().status(), 200);
+    let seen = mock.last_request().body;
+    assert_eq!((seen["seed"].as_u64(), seen["store"].as_bool()), (Some(4), Some(false)));
+    assert_eq!(seen["reasoning_effort"], "high");
+    for absent in ["cache", "anthropic", "openai", "thinking", "google"] {
+        assert!(seen.get(absent).is_none(), "{absent} leaked upstream: {seen}");
+    }
+    // What this upstream cannot do is refused by name, before it is called.
+    let before = mock.requests().len();
+    for (field, value) in [("web_search", json!(true)), ("search_domains", json!(["arxiv.org"]))] {
+        let mut body = chat_body(MOCK_MODEL, "hi");
+        body[field] = value;
+        let (status, err) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+        assert_eq!((status, err["param"].as_str()), (400, Some(field)));
+    }
+    assert_eq!(mock.requests().len(), before);
+}
