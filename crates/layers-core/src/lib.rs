@@ -74,6 +74,7 @@ pub struct CoreSettings {
     pub ip_guard: IpGuardSettings,
     pub redis: Option<RedisSettings>,
     pub routing: RoutingSettings,
+    pub test_keys: crate::chat::test_keys::TestKeySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +142,7 @@ impl Core {
                 billing.clone(),
                 limiter.clone(),
                 Router::new(settings.routing),
+                settings.test_keys,
             ),
             catalogue,
             billing,

@@ -55,6 +55,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             ip_guard: settings.ip_guard,
             redis: settings.redis,
             routing: settings.routing,
+            test_keys: settings.test_keys,
         },
         store,
     )

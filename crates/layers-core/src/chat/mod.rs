@@ -8,6 +8,7 @@ pub mod media;
 mod meter;
 pub mod routing;
 mod stream;
+pub mod test_keys;
 mod validate;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use self::errors::UpstreamFailure;
 use self::meter::{Ending, Meter};
 use self::routing::{Answer, Candidate, Router};
 pub use self::stream::ClientStream;
+use self::test_keys::{DailyCounts, TestKeySettings};
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
@@ -88,6 +90,8 @@ pub struct ChatService {
     billing: Billing,
     limiter: RateLimiter,
     router: Router,
+    test_keys: TestKeySettings,
+    test_key_days: DailyCounts,
 }
 
 /// Where one request may go: the model and its routes in order of preference.
@@ -105,8 +109,18 @@ impl ChatService {
         billing: Billing,
         limiter: RateLimiter,
         router: Router,
+        test_keys: TestKeySettings,
     ) -> Self {
-        ChatService { catalogue, providers, limits, billing, limiter, router }
+        ChatService {
+            catalogue,
+            providers,
+            limits,
+            billing,
+            limiter,
+            router,
+            test_keys,
+            test_key_days: DailyCounts::default(),
+        }
     }
 
     pub fn router(&self) -> &Router {
@@ -204,10 +218,27 @@ impl ChatService {
         let not_served = || ChatError::ModelNotFound {
             message: format!("The model `{}` is not available on this deployment", entry.name()),
         };
+        let real = || entry.routes.iter().map(|r| (r.provider.clone(), r.upstream_model.clone())).collect();
         let wanted: Vec<(String, String)> = match ctx.principal.env {
-            // Test keys never reach a paid upstream (SPEC §3.1).
+            KeyEnv::Live => real(),
+            // Test keys reach a real upstream only where the operator allows it (SPEC §3.1).
+            KeyEnv::Test if self.test_keys.real_routes && entry.is_served() => {
+                self.test_key_days.take(ctx.principal.user_id, self.test_keys.daily_requests).map_err(|wait| {
+                    ChatError::Upstream(UpstreamFailure {
+                        status: 429,
+                        error_type: "rate_limit_error",
+                        code: "test_key_daily_limit",
+                        message: format!(
+                            "Test keys may make {} requests a day to real models; use a live key or the sandbox",
+                            self.test_keys.daily_requests
+                        ),
+                        param: None,
+                        retry_after: Some(wait),
+                    })
+                })?;
+                real()
+            }
             KeyEnv::Test => vec![(SANDBOX_PROVIDER.to_owned(), entry.name().to_owned())],
-            KeyEnv::Live => entry.routes.iter().map(|r| (r.provider.clone(), r.upstream_model.clone())).collect(),
         };
         let candidates: Vec<Candidate> = wanted
             .into_iter()

@@ -33,6 +33,7 @@ pub struct Config {
     pub tiers: TiersConfig,
     pub redis: RedisConfig,
     pub routing: RoutingConfig,
+    pub test_keys: TestKeysConfig,
     pub security: SecurityConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
@@ -125,6 +126,16 @@ pub struct TierConfig {
     pub requests_per_minute: Option<u32>,
     /// Tokens (prompt + completion) per minute per key; none by default.
     pub tokens_per_minute: Option<u64>,
+}
+
+/// What test keys may reach (SPEC §3.1).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestKeysConfig {
+    /// Let test keys call the models' real routes instead of the sandbox (default false).
+    pub real_routes: Option<bool>,
+    /// With real routes: requests per account per UTC day, per node (default 100).
+    pub daily_requests: Option<u32>,
 }
 
 /// Retries, fall-over and circuit breaking of upstream routes.
@@ -318,6 +329,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "tiers", &mut c.tiers, problems);
     take(&mut t, "redis", &mut c.redis, problems);
     take(&mut t, "routing", &mut c.routing, problems);
+    take(&mut t, "test_keys", &mut c.test_keys, problems);
     take(&mut t, "security", &mut c.security, problems);
     take(&mut t, "log", &mut c.log, problems);
     take(&mut t, "server", &mut c.server, problems);

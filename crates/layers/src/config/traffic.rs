@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use layers_core::chat::routing::RoutingSettings;
+use layers_core::chat::test_keys::TestKeySettings;
 use layers_core::ipguard::IpGuardSettings;
 use layers_core::ratelimit::{RateSettings, TierRate};
 use layers_core::redis_conn::RedisSettings;
@@ -143,6 +144,17 @@ pub(super) fn check_routing(c: &Config, problems: &mut Vec<Problem>) -> RoutingS
         problems.push(Problem::new("routing.backoff_max_ms", "must not be less than routing.backoff_base_ms"));
     }
     settings
+}
+
+pub(super) fn check_test_keys(c: &Config, problems: &mut Vec<Problem>) -> TestKeySettings {
+    let d = TestKeySettings::default();
+    TestKeySettings {
+        real_routes: c.test_keys.real_routes.unwrap_or(d.real_routes),
+        daily_requests: c
+            .test_keys
+            .daily_requests
+            .map_or(d.daily_requests, |n| positive("test_keys.daily_requests", n, problems)),
+    }
 }
 
 pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedProxies {

@@ -49,6 +49,7 @@ pub struct Settings {
     pub redis: Option<RedisSettings>,
     pub ip_guard: IpGuardSettings,
     pub routing: layers_core::chat::routing::RoutingSettings,
+    pub test_keys: layers_core::chat::test_keys::TestKeySettings,
     pub proxies: TrustedProxies,
     pub key_cache_capacity: usize,
     pub key_cache_ttl: Duration,
@@ -110,6 +111,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let ip_guard = traffic::check_ip_guard(&c, problems);
     let proxies = traffic::check_proxies(&c, problems);
     let routing = traffic::check_routing(&c, problems);
+    let test_keys = traffic::check_test_keys(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
@@ -146,6 +148,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         redis,
         ip_guard,
         routing,
+        test_keys,
         proxies,
         key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
         key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),

@@ -202,3 +202,26 @@ async fn the_gateways_chat_extras_reach_an_openai_compatible_upstream_in_its_dia
     }
     assert_eq!(mock.requests().len(), before);
 }
+
+#[tokio::test]
+async fn test_keys_reach_real_routes_only_when_allowed_within_a_daily_cap_and_are_never_billed() {
+    let opts = AppOptions::default().config("[test_keys]\nreal_routes = true\ndaily_requests = 2");
+    let (app, mock) = app_with_mock(opts).await.unwrap();
+    let (user, _live) = app.user_with_key("tester@example.com", "10").await;
+    let key = app.create_key(&user, KeyEnv::Test).await;
+    for _ in 0..2 {
+        let resp = app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-layers-provider"], "mock");
+        assert!(resp.headers().get("x-layers-credits-charged").is_none());
+    }
+    assert_eq!(mock.requests().len(), 2);
+    let resp = app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, err) = error_of(resp).await;
+    assert_eq!((status, err["code"].as_str()), (429, Some("test_key_daily_limit")));
+    assert_eq!(mock.requests().len(), 2);
+    let rows = app.wait_for_usage(&user, 2).await;
+    assert!(rows.iter().all(|r| r.charged.0 == 0 && r.cost.0 == 0), "{rows:?}");
+    assert_eq!(app.core.accounts.balance(user.id).await.unwrap().0, 10_000_000, "nothing was debited");
+}
