@@ -1,7 +1,8 @@
 //! Retry and fall-over rules for upstream routes (SPEC §2.2): jittered exponential backoff that
 //! honours an upstream's `retry-after`, and a circuit breaker per route. Invariant: no clock is
 //! read here — times are milliseconds the caller passes in — and a breaker never stays open past
-//! its cool-down: the next call after it is let through as a probe.
+//! its cool-down: the next call after it is let through as the one probe (another probe goes
+//! only if that one has not reported within a cool-down, e.g. because its client left).
 
 use std::time::Duration;
 
@@ -66,8 +67,11 @@ pub enum BreakerState {
     Open {
         until_ms: u64,
     },
-    /// The cool-down passed: calls go through; the first outcome closes or re-opens it.
-    HalfOpen,
+    /// The cool-down passed and one probe went through at `probe_ms`; its outcome closes or
+    /// re-opens the breaker. Other calls wait (skip the route) meanwhile.
+    HalfOpen {
+        probe_ms: u64,
+    },
 }
 
 /// The circuit breaker of one route.
@@ -84,22 +88,24 @@ impl Default for Breaker {
 
 impl Breaker {
     /// Whether a call may use the route now.
-    pub fn allows(&mut self, now_ms: u64) -> bool {
+    pub fn allows(&mut self, policy: &BreakerPolicy, now_ms: u64) -> bool {
         match self.state {
+            BreakerState::Closed { .. } => true,
             BreakerState::Open { until_ms } if now_ms < until_ms => false,
-            BreakerState::Open { .. } => {
-                self.state = BreakerState::HalfOpen;
+            BreakerState::HalfOpen { probe_ms } if now_ms < probe_ms.saturating_add(policy.cooldown_ms) => false,
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
+                self.state = BreakerState::HalfOpen { probe_ms: now_ms };
                 true
             }
-            _ => true,
         }
     }
 
-    /// Milliseconds until an open breaker lets a probe through (0 when not open).
-    pub fn wait_ms(&self, now_ms: u64) -> u64 {
+    /// Milliseconds until the route may be tried again (0 when it may be now).
+    pub fn wait_ms(&self, policy: &BreakerPolicy, now_ms: u64) -> u64 {
         match self.state {
             BreakerState::Open { until_ms } => until_ms.saturating_sub(now_ms),
-            _ => 0,
+            BreakerState::HalfOpen { probe_ms } => probe_ms.saturating_add(policy.cooldown_ms).saturating_sub(now_ms),
+            BreakerState::Closed { .. } => 0,
         }
     }
 
@@ -121,7 +127,7 @@ impl Breaker {
                     false
                 }
             }
-            BreakerState::HalfOpen => {
+            BreakerState::HalfOpen { .. } => {
                 self.state = open;
                 true
             }
@@ -130,8 +136,9 @@ impl Breaker {
         }
     }
 
+    /// Out of rotation: open, or half-open with its probe in flight.
     pub fn is_open(&self) -> bool {
-        matches!(self.state, BreakerState::Open { .. })
+        !matches!(self.state, BreakerState::Closed { .. })
     }
 }
 
@@ -164,12 +171,14 @@ mod tests {
         assert!(!b.failure(&policy, 1));
         assert!(!b.failure(&policy, 2));
         assert!(b.failure(&policy, 3), "the third consecutive failure opens it");
-        assert!(!b.allows(500));
-        assert_eq!(b.wait_ms(500), 503);
-        assert!(b.allows(1003), "cool-down over: a probe goes through");
+        assert!(!b.allows(&policy, 500));
+        assert_eq!(b.wait_ms(&policy, 500), 503);
+        assert!(b.allows(&policy, 1003), "cool-down over: a probe goes through");
+        assert!(!b.allows(&policy, 1004), "one probe at a time");
         assert!(b.failure(&policy, 1004), "a failed probe re-opens at once");
-        assert!(!b.allows(1500));
-        assert!(b.allows(2004));
+        assert!(!b.allows(&policy, 1500));
+        assert!(b.allows(&policy, 2004));
+        assert!(b.allows(&policy, 3004), "a probe that never reported is replaced after a cool-down");
         b.success();
         assert_eq!(b.state, BreakerState::Closed { consecutive_failures: 0 });
     }
@@ -190,7 +199,7 @@ mod tests {
                 b.failure(&policy, at + u64::from(i));
             }
             prop_assert!(b.is_open());
-            prop_assert!(b.allows(at + u64::from(fails) + cooldown));
+            prop_assert!(b.allows(&policy, at + u64::from(fails) + cooldown));
         }
     }
 }

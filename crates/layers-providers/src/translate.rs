@@ -112,3 +112,64 @@ pub fn effort_budget(value: &Value) -> Result<u32, ProviderError> {
         _ => Err(unsupported("reasoning_effort", "`reasoning_effort` must be minimal, low, medium or high")),
     }
 }
+
+/// Fields of a per-provider option object (`anthropic`, `openai`, `google`) that the gateway
+/// decides: the model (what is billed), the output cap (what the hold covers), the content
+/// (what the limits checked) and the streaming mode. An option object may not set them.
+const PROTECTED: [&str; 13] = [
+    "model",
+    "messages",
+    "system",
+    "contents",
+    "systemInstruction",
+    "max_tokens",
+    "max_completion_tokens",
+    "maxOutputTokens",
+    "stream",
+    "stream_options",
+    "n",
+    "candidateCount",
+    "generationConfig.maxOutputTokens",
+];
+
+/// The option object `name` as a map, refusing fields the gateway decides.
+pub fn option_object<'a>(name: &str, value: &'a Value) -> Result<&'a serde_json::Map<String, Value>, ProviderError> {
+    let opts = value
+        .as_object()
+        .ok_or_else(|| unsupported(name, &format!("`{name}` must be an object of provider fields")))?;
+    for (k, v) in opts {
+        let nested = v.as_object().into_iter().flat_map(|o| o.keys().map(move |inner| format!("{k}.{inner}")));
+        if let Some(field) = std::iter::once(k.clone()).chain(nested).find(|f| PROTECTED.contains(&f.as_str())) {
+            return Err(unsupported(
+                &format!("{name}.{field}"),
+                &format!(
+                    "`{field}` is set by the gateway from the request itself and cannot be overridden in `{name}`"
+                ),
+            ));
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_objects_cannot_override_what_is_billed_or_checked() {
+        assert!(option_object("anthropic", &json!({"top_k": 5, "metadata": {"user_id": "u"}})).is_ok());
+        for bad in [
+            json!({"model": "claude-opus-4-1"}),
+            json!({"max_tokens": 99999}),
+            json!({"messages": []}),
+            json!({"generationConfig": {"maxOutputTokens": 9}}),
+            json!({"stream": false}),
+        ] {
+            match option_object("x", &bad) {
+                Err(ProviderError::Unsupported { param, .. }) => assert!(param.starts_with("x."), "{param}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(option_object("x", &json!(3)).is_err());
+    }
+}

@@ -70,7 +70,18 @@ pub async fn status_error(resp: reqwest::Response) -> ProviderError {
     let retry_after = retry_after(resp.headers());
     let deadline = Instant::now() + Duration::from_secs(5);
     let message = read_body(resp, deadline, MAX_ERROR_BYTES).await.ok().and_then(|b| error_message(&b));
+    // Some providers answer 400 for the operator's account problems (Anthropic: credit balance
+    // too low; Gemini: API_KEY_INVALID). Those are not the client's fault: report them as a
+    // refused credential, so another route is tried and the client sees no provider text.
+    let status = if status == 400 && message.as_deref().is_some_and(operator_problem) { 403 } else { status };
     ProviderError::Status { status, message, retry_after }
+}
+
+fn operator_problem(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["credit balance is too low", "api key not valid", "api_key_invalid", "billing", "quota exceeded for quota metric"]
+        .iter()
+        .any(|marker| m.contains(marker))
 }
 
 /// The human message inside an error body of OpenAI, Anthropic or Google shape.
@@ -104,6 +115,13 @@ mod tests {
             Some("Overloaded")
         );
         assert_eq!(error_message(b"<html>"), None);
+    }
+
+    #[test]
+    fn operator_account_problems_are_not_the_clients() {
+        assert!(operator_problem("Your credit balance is too low to access the Anthropic API."));
+        assert!(operator_problem("API key not valid. Please pass a valid API key."));
+        assert!(!operator_problem("messages: roles must alternate"));
     }
 
     #[test]

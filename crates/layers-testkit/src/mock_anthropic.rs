@@ -9,6 +9,7 @@
 //! What it answers is chosen by the last user text, so mixed traffic can run at once:
 //! `mock:tool` (two tool calls), `mock:think` (thinking, then text), `mock:json` (answers the
 //! forced `json_response` tool), `mock:cache` (usage with cache reads and writes),
+//! `mock:overloaded-early` (streamed: `message_start`, then an `overloaded_error` event),
 //! `mock:400`, `mock:429`, `mock:500`, `mock:529`, `mock:hang`, `mock:cut` (the stream stops
 //! mid-message), `mock:error-event` (an `error` event mid-stream); anything else gets a text
 //! answer.
@@ -115,6 +116,20 @@ async fn messages(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         "hang" => std::future::pending::<()>().await,
         "cut" => end = StreamEnd::Cut,
         "error-event" => error_event = true,
+        // Accepted with 200, then overloaded before any content (as Anthropic does under load).
+        "overloaded-early" if body["stream"].as_bool() == Some(true) => {
+            let start = json!({"type": "message_start", "message": {"id": "msg_x", "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 21, "output_tokens": 1}}});
+            let events = vec![
+                event("message_start", &start),
+                event(
+                    "error",
+                    &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                ),
+            ];
+            return sse_response(events, Duration::ZERO, StreamEnd::Finish, false);
+        }
         _ => {}
     }
     let message = message_for(&cmd, &model, &body);

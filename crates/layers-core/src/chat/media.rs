@@ -87,12 +87,16 @@ fn embed_inputs(input: &Value, max_chars: usize) -> Result<(Vec<String>, u32), C
     Ok((texts, token_count))
 }
 
-/// `aspect_ratio` as an OpenAI `size`.
-fn size_for(aspect: &str) -> Result<&'static str, ChatError> {
-    match aspect {
-        "1:1" => Ok("1024x1024"),
-        "3:2" | "16:9" => Ok("1536x1024"),
-        "2:3" | "9:16" => Ok("1024x1536"),
+/// `aspect_ratio` as an OpenAI `size` for the upstream model (DALL·E 3 and the gpt-image models
+/// know different landscape and portrait sizes).
+fn size_for(aspect: &str, upstream_model: &str) -> Result<&'static str, ChatError> {
+    let dalle = upstream_model.starts_with("dall-e");
+    match (aspect, dalle) {
+        ("1:1", _) => Ok("1024x1024"),
+        ("3:2" | "16:9", false) => Ok("1536x1024"),
+        ("2:3" | "9:16", false) => Ok("1024x1536"),
+        ("3:2" | "16:9", true) => Ok("1792x1024"),
+        ("2:3" | "9:16", true) => Ok("1024x1792"),
         _ => Err(invalid("aspect_ratio", "`aspect_ratio` must be 1:1, 3:2, 16:9, 2:3 or 9:16")),
     }
 }
@@ -141,16 +145,21 @@ impl ChatService {
         if !(1..=MAX_IMAGES).contains(&n) {
             return Err(invalid("n", format!("`n` must be between 1 and {MAX_IMAGES}")));
         }
-        let size = match (&req.size, &req.aspect_ratio) {
-            (Some(s), _) => Some(s.as_str()),
-            (None, Some(a)) => Some(size_for(a)?),
-            (None, None) => None,
-        };
+        if let Some(a) = &req.aspect_ratio {
+            size_for(a, "")?;
+        }
+        let size = req.size.as_deref();
+        let aspect = req.aspect_ratio.as_deref();
         let prompt = req.prompt.as_str();
         let extra = &req.extra;
         let request_id = ctx.request_id.as_str();
         let typical = tokens::estimate_generated(req.prompt.len()).max(1);
         self.media(ctx, &req.model, ModelKind::Image, "images", (0, n), typical, |route, deadline| async move {
+            let size = match (size, aspect) {
+                (Some(s), _) => Some(s),
+                (None, Some(a)) => size_for(a, &route.upstream_model).ok(),
+                (None, None) => None,
+            };
             let call =
                 ImageCall { prompt, n, size, upstream_model: &route.upstream_model, extra, request_id, deadline };
             route.adapter.image(&call).await
@@ -241,7 +250,8 @@ mod tests {
         for bad in [json!(""), json!([]), json!(["a", 1]), json!({"x": 1}), json!("x".repeat(11))] {
             assert!(embed_inputs(&bad, 10).is_err(), "{bad}");
         }
-        assert_eq!(size_for("16:9").unwrap(), "1536x1024");
-        assert!(size_for("4:3").is_err());
+        assert_eq!(size_for("16:9", "gpt-image-1").unwrap(), "1536x1024");
+        assert_eq!(size_for("9:16", "dall-e-3").unwrap(), "1024x1792");
+        assert!(size_for("4:3", "gpt-image-1").is_err());
     }
 }

@@ -79,6 +79,8 @@ enum Next {
 
 fn next_step(err: &ProviderError) -> Next {
     match err.blame() {
+        // This route cannot express the request; another route may.
+        Blame::Client if matches!(err, ProviderError::Unsupported { .. }) => Next::FallOver,
         Blame::Client => Next::GiveUp,
         _ if err.retryable() => Next::Retry,
         _ => Next::FallOver,
@@ -96,10 +98,8 @@ impl Router {
 
     /// Each route (`provider/upstream-model`) whose breaker is open now.
     pub fn open_routes(&self) -> Vec<String> {
-        let now = self.now_ms();
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut open: Vec<String> =
-            breakers.iter().filter(|(_, b)| b.is_open() && b.wait_ms(now) > 0).map(|(k, _)| k.clone()).collect();
+        let mut open: Vec<String> = breakers.iter().filter(|(_, b)| b.is_open()).map(|(k, _)| k.clone()).collect();
         open.sort();
         open
     }
@@ -158,7 +158,8 @@ impl Router {
         let mut last: Option<Served<T>> = None;
         let mut soonest_probe_ms = u64::MAX;
         for (index, c) in candidates.iter().enumerate() {
-            let (allowed, wait) = self.with_breaker(c, |b, now| (b.allows(now), b.wait_ms(now)));
+            let policy = self.settings.breaker;
+            let (allowed, wait) = self.with_breaker(c, |b, now| (b.allows(&policy, now), b.wait_ms(&policy, now)));
             if !allowed {
                 self.stats.skipped_open.fetch_add(1, Ordering::Relaxed);
                 soonest_probe_ms = soonest_probe_ms.min(wait);
@@ -200,7 +201,12 @@ impl Router {
                         }
                     }
                     Next::Retry | Next::FallOver => {
-                        last = Some(Served { index, result: Err(err) });
+                        // A route that cannot express the request does not hide why an earlier
+                        // route failed; any other failure is the latest news.
+                        let unsupported = matches!(err, ProviderError::Unsupported { .. });
+                        if !(unsupported && last.is_some()) {
+                            last = Some(Served { index, result: Err(err) });
+                        }
                         break;
                     }
                 }
@@ -218,15 +224,50 @@ impl Router {
     }
 }
 
-/// One attempt on one route. A stream counts as answered once its first chunk is in.
+/// One attempt on one route. A stream counts as answered once a chunk with output (content,
+/// reasoning, a tool call, a finish reason or usage) is in: chunks before it (Anthropic's
+/// `message_start`, role-only chunks) are held back, so an overload reported in-stream right
+/// after them still falls over, and nothing has reached the client yet.
 async fn attempt(adapter: &Adapter, call: &ChatCall<'_>, stream: bool) -> Result<Answer, ProviderError> {
     if !stream {
         return adapter.complete(call).await.map(Answer::Whole);
     }
     let mut chunks = adapter.stream(call).await?;
-    match chunks.next().await {
-        Some(Ok(StreamEvent::Chunk(first))) => Ok(Answer::Stream(chunks, first)),
-        Some(Err(err)) => Err(err),
-        Some(Ok(StreamEvent::Done)) | None => Err(ProviderError::Protocol("the stream ended without any content")),
+    let mut held: Vec<Map<String, Value>> = Vec::new();
+    loop {
+        match chunks.next().await {
+            Some(Ok(StreamEvent::Chunk(chunk))) => {
+                let output = carries_output(&chunk);
+                held.push(chunk);
+                if output || held.len() >= MAX_HELD {
+                    break;
+                }
+            }
+            Some(Err(err)) => return Err(err),
+            Some(Ok(StreamEvent::Done)) | None => {
+                return Err(ProviderError::Protocol("the stream ended without any content"));
+            }
+        }
     }
+    let first = held.remove(0);
+    let rest = futures_util::stream::iter(held.into_iter().map(|c| Ok(StreamEvent::Chunk(c)))).chain(chunks);
+    Ok(Answer::Stream(Box::pin(rest), first))
+}
+
+/// Chunks held back at most before a stream counts as answered anyway.
+const MAX_HELD: usize = 8;
+
+fn carries_output(chunk: &Map<String, Value>) -> bool {
+    if chunk.get("usage").is_some_and(|u| !u.is_null()) {
+        return true;
+    }
+    chunk.get("choices").and_then(Value::as_array).into_iter().flatten().any(|c| {
+        let d = &c["delta"];
+        let text = |k: &str| d.get(k).and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+        !c["finish_reason"].is_null()
+            || text("content")
+            || text("reasoning_content")
+            || text("refusal")
+            || d.get("tool_calls").is_some()
+    })
 }

@@ -93,10 +93,7 @@ pub(super) fn build(
             }
             "cache" | "stream_options" => {}
             "anthropic" => {
-                let opts = value
-                    .as_object()
-                    .ok_or_else(|| unsupported("anthropic", "`anthropic` must be an object of Messages API fields"))?;
-                for (k, v) in opts {
+                for (k, v) in translate::option_object("anthropic", value)? {
                     body.insert(k.clone(), v.clone());
                 }
             }

@@ -1,5 +1,6 @@
-//! Embeddings on Gemini: `models/{model}:batchEmbedContents`, one request per input, answered
-//! in OpenAI's list shape. Gemini reports no token usage here, so the caller estimates it.
+//! Embeddings on Gemini: `models/{model}:batchEmbedContents`, one request per input, in batches
+//! of at most 100 (Gemini's limit), answered in OpenAI's list shape. Gemini reports no token
+//! usage here, so the caller estimates it.
 
 use serde_json::{json, Value};
 
@@ -9,6 +10,9 @@ use crate::media::{embedding_list, EmbedCall, MediaReply};
 use crate::timing;
 use crate::translate::unsupported;
 use crate::transport;
+
+/// Most inputs Gemini embeds in one batch.
+const BATCH: usize = 100;
 
 impl GeminiAdapter {
     pub async fn embed(&self, call: &EmbedCall<'_>) -> Result<MediaReply, ProviderError> {
@@ -22,8 +26,21 @@ impl GeminiAdapter {
             }
         }
         let model = format!("models/{}", call.upstream_model);
-        let requests: Vec<Value> = call
-            .inputs
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(call.inputs.len());
+        for batch in call.inputs.chunks(BATCH) {
+            vectors.extend(self.embed_batch(call, &model, batch, dims).await?);
+        }
+        Ok(MediaReply { body: embedding_list(vectors, call.upstream_model, call.base64, None), usage: None })
+    }
+
+    async fn embed_batch(
+        &self,
+        call: &EmbedCall<'_>,
+        model: &str,
+        batch: &[String],
+        dims: Option<u64>,
+    ) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let requests: Vec<Value> = batch
             .iter()
             .map(|text| {
                 let mut r = json!({"model": model, "content": {"parts": [{"text": text}]}});
@@ -52,9 +69,9 @@ impl GeminiAdapter {
             .iter()
             .map(|e| e["values"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect())
             .collect();
-        if vectors.len() != call.inputs.len() {
+        if vectors.len() != batch.len() {
             return Err(ProviderError::Protocol("response has the wrong number of embeddings"));
         }
-        Ok(MediaReply { body: embedding_list(vectors, call.upstream_model, call.base64, None), usage: None })
+        Ok(vectors)
     }
 }

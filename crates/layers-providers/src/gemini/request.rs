@@ -83,10 +83,7 @@ pub(super) fn build(req: &ChatRequest) -> Result<Value, ProviderError> {
             "parallel_tool_calls" if value.as_bool() == Some(true) => {}
             "cache" | "stream_options" | "user" => {}
             "google" => {
-                let opts = value
-                    .as_object()
-                    .ok_or_else(|| unsupported("google", "`google` must be an object of generateContent fields"))?;
-                for (k, v) in opts {
+                for (k, v) in translate::option_object("google", value)? {
                     if k == "generationConfig" {
                         if let Some(extra) = v.as_object() {
                             config.extend(extra.clone());

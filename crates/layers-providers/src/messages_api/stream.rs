@@ -100,7 +100,7 @@ impl MessagesSse {
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
             let i = call["index"].as_u64().unwrap_or(0);
-            if call["id"].is_string() || self.open != Open::Tool(i) {
+            if self.open != Open::Tool(i) {
                 let block =
                     json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
                 self.switch(Open::Tool(i), block, out);
@@ -217,6 +217,20 @@ mod tests {
         assert_eq!(ev[7].1["delta"]["stop_reason"], "tool_use");
         assert_eq!(ev[7].1["usage"]["output_tokens"], 4);
         assert_eq!(ev[7].1["usage"]["input_tokens"], 9);
+    }
+
+    #[test]
+    fn a_tool_call_whose_id_repeats_on_every_delta_is_one_block() {
+        let mut s = MessagesSse::new("r", "m");
+        let mut out = Vec::new();
+        for args in ["{\"a\":", "1}"] {
+            let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1",
+                "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+            out.extend(s.push(format!("data: {chunk}\n\n").as_bytes()));
+        }
+        out.extend(s.push(b"data: [DONE]\n\n"));
+        let starts = events(&out).into_iter().filter(|(n, _)| n == "content_block_start").count();
+        assert_eq!(starts, 1);
     }
 
     #[test]

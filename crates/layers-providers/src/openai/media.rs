@@ -37,6 +37,11 @@ impl OpenAiAdapter {
         if let Some(size) = call.size {
             body.insert("size".into(), json!(size));
         }
+        // DALL·E answers with URLs unless asked; the gateway's contract is `b64_json`
+        // (gpt-image models always answer so, and refuse the parameter).
+        if call.upstream_model.starts_with("dall-e") && !body.contains_key("response_format") {
+            body.insert("response_format".into(), json!("b64_json"));
+        }
         let reply = self.post_json("images/generations", &body, call.deadline).await?;
         let images = reply
             .get("data")

@@ -39,10 +39,7 @@ pub(super) fn upstream_extras(extra: &Map<String, Value>, flavor: Flavor) -> Res
             // Prompt caching is automatic (or absent) on OpenAI-compatible upstreams.
             "cache" | "anthropic" | "google" => {}
             "openai" => {
-                let opts = value
-                    .as_object()
-                    .ok_or_else(|| unsupported("openai", "`openai` must be an object of Chat Completions fields"))?;
-                out.extend(opts.clone());
+                out.extend(crate::translate::option_object("openai", value)?.clone());
             }
             "thinking" if value.is_null() || value["type"] == "disabled" => {}
             "thinking" => {

@@ -342,3 +342,75 @@ async fn the_messages_endpoint_speaks_anthropics_errors_and_headers() {
     assert!(text.contains("event: error\n"), "{text}");
     assert!(!text.contains("message_stop"), "{text}");
 }
+
+/// `mock/claude-then-gpt`: the mock Anthropic API first, the mock OpenAI upstream second.
+async fn claude_then_gpt(extra: &str) -> (TestApp, MockAnthropic, layers_testkit::MockOpenAi) {
+    let (claude, gpt) = (MockAnthropic::start().await, layers_testkit::MockOpenAi::start().await);
+    let two = format!(
+        "[[models]]\nname = \"mock/claude-then-gpt\"\n\
+         routes = [{{ provider = \"mock-anthropic\", model = \"claude-sonnet-4-5\" }}, {{ provider = \"mock\", model = \"gpt-4o-mini\" }}]\n\
+         input_per_mtok = 3.0\noutput_per_mtok = 15.0\ncontext_window = 200000\nmax_output_tokens = 8192\n{extra}"
+    );
+    let opts = AppOptions::default().with_mock_anthropic(&claude).with_mock(&gpt).config(&two);
+    (TestApp::spawn_with(opts).await.unwrap(), claude, gpt)
+}
+
+#[tokio::test]
+async fn a_route_that_cannot_express_the_request_passes_it_on_without_hiding_earlier_failures() {
+    let (app, claude, gpt) = claude_then_gpt("").await;
+    let (_user, key) = app.user_with_key("unsupported@example.com", "100").await;
+    // Anthropic has no logprobs: the OpenAI-compatible route serves it.
+    let mut body = chat_body("mock/claude-then-gpt", "hi");
+    body["logprobs"] = json!(true);
+    let resp = app.chat(&key, &body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-layers-provider"], "mock");
+    assert!(claude.requests().is_empty());
+    // The first route fails, the second cannot express the request: the client hears of the
+    // failure, not of a parameter problem in a route it never chose.
+    let reversed = "[[models]]\nname = \"mock/gpt-then-claude\"\n\
+        routes = [{ provider = \"mock\", model = \"gpt-4o-mini\" }, { provider = \"mock-anthropic\", model = \"claude-sonnet-4-5\" }]\n\
+        input_per_mtok = 3.0\noutput_per_mtok = 15.0\ncontext_window = 200000\nmax_output_tokens = 8192\n\
+        [routing]\nattempts_per_route = 1\nbreaker_failures = 100\n";
+    let (app, claude2, _gpt2) = claude_then_gpt(reversed).await;
+    let (_user, key) = app.user_with_key("unsupported2@example.com", "100").await;
+    let mut body = chat_body("mock/gpt-then-claude", "mock:500");
+    body["temperature"] = json!(1.5);
+    let (status, err) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+    assert_eq!((status, err["code"].as_str()), (502, Some("upstream_error")), "{err}");
+    assert!(claude2.requests().is_empty(), "Anthropic refused the temperature before any call");
+    let _ = gpt;
+}
+
+#[tokio::test]
+async fn an_overload_reported_in_stream_before_any_content_falls_over_to_the_next_route() {
+    let (app, claude, _gpt) = claude_then_gpt("").await;
+    let (user, key) = app.user_with_key("early@example.com", "100").await;
+    let resp =
+        app.chat(&key, &stream_body("mock/claude-then-gpt", "mock:overloaded-early", false)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-layers-provider"], "mock");
+    let events = sse_data(resp).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&events), "Hello from the mock upstream!");
+    assert_eq!(claude.requests().len(), 1, "not retried on the route that said overloaded mid-stream");
+    let rows = app.wait_for_usage(&user, 1).await;
+    assert_eq!(rows[0].provider, "mock");
+}
+
+#[tokio::test]
+async fn option_objects_cannot_change_the_billed_model_or_the_output_cap() {
+    let (app, mock) = app().await;
+    let (_user, key) = app.user_with_key("sneaky@example.com", "100").await;
+    for (opts, param) in [
+        (json!({"model": "claude-opus-4-1"}), "anthropic.model"),
+        (json!({"max_tokens": 64000}), "anthropic.max_tokens"),
+        (json!({"messages": []}), "anthropic.messages"),
+    ] {
+        let mut body = chat_body(MOCK_CLAUDE, "hi");
+        body["anthropic"] = opts;
+        let (status, err) = error_of(app.chat(&key, &body).send().await.unwrap()).await;
+        assert_eq!((status, err["param"].as_str()), (400, Some(param)));
+    }
+    assert!(mock.requests().is_empty());
+}
