@@ -33,6 +33,8 @@ pub struct Price {
     pub output: Rate,
     /// Rate for prompt tokens served from the provider's cache.
     pub cached_input: Rate,
+    /// Rate for prompt tokens written to the provider's cache (defaults to `input`).
+    pub cache_write_input: Rate,
     pub per_image: MicroCredits,
 }
 
@@ -200,8 +202,17 @@ impl Price {
             input,
             output: Rate::from_usd_per_mtok(output)?,
             cached_input: cached_input.map(Rate::from_usd_per_mtok).transpose()?.unwrap_or(input),
+            cache_write_input: input,
             per_image: MicroCredits(per_image.map(usd_to_micros).transpose()?.unwrap_or(0)),
         })
+    }
+
+    /// The price with its own rate for cache writes (US$ per million tokens).
+    pub fn with_cache_write(mut self, usd: Option<f64>) -> Result<Price, PriceError> {
+        if let Some(usd) = usd {
+            self.cache_write_input = Rate::from_usd_per_mtok(usd)?;
+        }
+        Ok(self)
     }
 
     pub fn with_markup(self, markup: Markup) -> Price {
@@ -210,6 +221,7 @@ impl Price {
             input: self.input.with_markup(markup),
             output: self.output.with_markup(markup),
             cached_input: self.cached_input.with_markup(markup),
+            cache_write_input: self.cache_write_input.with_markup(markup),
             per_image: MicroCredits(image.0),
         }
     }
@@ -221,9 +233,11 @@ impl Price {
     /// The cost of `usage`, rounded up once to a whole micro-credit.
     pub fn cost(&self, usage: &Usage) -> MicroCredits {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
-        let uncached = usage.prompt_tokens - cached;
+        let written = usage.cache_write_tokens.min(usage.prompt_tokens - cached);
+        let uncached = usage.prompt_tokens - cached - written;
         let exact = i128::from(uncached) * i128::from(self.input.0)
             + i128::from(cached) * i128::from(self.cached_input.0)
+            + i128::from(written) * i128::from(self.cache_write_input.0)
             + i128::from(usage.completion_tokens) * i128::from(self.output.0);
         let tokens = ceil_div(exact, TOKENS_PER_MTOK);
         let images = i128::from(usage.images) * i128::from(self.per_image.0);

@@ -84,7 +84,7 @@ proptest! {
         input in 0i64..10_000_000_000, output in 0i64..10_000_000_000,
         prompt in 0u32..2_000_000, completion in 0u32..200_000,
     ) {
-        let p = Price { input: Rate(input), output: Rate(output), cached_input: Rate(input), per_image: MicroCredits(0) };
+        let p = Price { input: Rate(input), output: Rate(output), cached_input: Rate(input), cache_write_input: Rate(input), per_image: MicroCredits(0) };
         let cost = p.cost(&usage(prompt, completion, 0)).0 as i128;
         let exact_numer = i128::from(prompt) * i128::from(input) + i128::from(completion) * i128::from(output);
         prop_assert!(cost * 1_000_000 >= exact_numer);
@@ -111,4 +111,21 @@ proptest! {
         let m = MicroCredits(micros);
         prop_assert_eq!(MicroCredits::parse_credits(&m.to_string()), Ok(m));
     }
+}
+
+#[test]
+fn cache_writes_and_reads_have_their_own_rates() {
+    let p = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap().with_cache_write(Some(3.75)).unwrap();
+    let u = Usage {
+        prompt_tokens: 4021,
+        cached_tokens: 3000,
+        cache_write_tokens: 1000,
+        completion_tokens: 9,
+        ..Usage::default()
+    };
+    // 21 × 3.00 + 3000 × 0.30 + 1000 × 3.75 + 9 × 15.00 US$/Mtok, in micro-credits (×100 per token).
+    assert_eq!(p.cost(&u).0, 21 * 300 + 3000 * 30 + 1000 * 375 + 9 * 1500);
+    // Without a write rate, writes cost the input rate.
+    let plain = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap();
+    assert_eq!(plain.cost(&u).0, 1021 * 300 + 3000 * 30 + 9 * 1500);
 }

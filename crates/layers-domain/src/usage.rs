@@ -7,6 +7,9 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub cached_tokens: u32,
+    /// Prompt tokens written to the provider's cache (Anthropic bills them above the input
+    /// rate); like `cached_tokens`, part of `prompt_tokens`.
+    pub cache_write_tokens: u32,
     pub reasoning_tokens: u32,
     pub images: u32,
 }

@@ -17,6 +17,7 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
         prompt_tokens: prompt,
         completion_tokens: completion,
         cached_tokens: cached,
+        cache_write_tokens: 0,
         reasoning_tokens: reasoning,
         images: 0,
     })

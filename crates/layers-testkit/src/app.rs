@@ -130,6 +130,7 @@ routes = [{{ provider = "mock-anthropic", model = "claude-sonnet-4-5" }}]
 input_per_mtok = 3.0
 output_per_mtok = 15.0
 cached_input_per_mtok = 0.30
+cache_write_per_mtok = 3.75
 context_window = 200000
 max_output_tokens = 64000
 "#,

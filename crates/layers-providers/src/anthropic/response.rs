@@ -18,6 +18,7 @@ pub(super) fn usage(v: &Value) -> Usage {
         prompt_tokens: input.saturating_add(read).saturating_add(write),
         completion_tokens: n("output_tokens"),
         cached_tokens: read,
+        cache_write_tokens: write,
         reasoning_tokens: 0,
         images: 0,
     }
@@ -109,6 +110,7 @@ mod tests {
         assert_eq!(choice["message"]["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
         assert_eq!(choice["message"]["tool_calls"][0]["id"], "toolu_1");
         assert_eq!((usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens), (115, 100, 20));
+        assert_eq!(usage.cache_write_tokens, 5);
         assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
         assert_eq!(out["object"], "chat.completion");
     }

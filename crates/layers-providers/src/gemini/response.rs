@@ -13,6 +13,7 @@ pub(super) fn usage(meta: &Value) -> Usage {
         prompt_tokens: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
         completion_tokens: n("candidatesTokenCount").saturating_add(thoughts),
         cached_tokens: n("cachedContentTokenCount"),
+        cache_write_tokens: 0,
         reasoning_tokens: thoughts,
         images: 0,
     }

@@ -108,6 +108,8 @@ pub(crate) fn usage(row: &PgRow) -> StoreResult<UsageRecord> {
             prompt_tokens: u32_col(row, "prompt_tokens")?,
             completion_tokens: u32_col(row, "completion_tokens")?,
             cached_tokens: u32_col(row, "cached_tokens")?,
+            // Not stored: cache writes are priced into `cost` and counted in `prompt_tokens`.
+            cache_write_tokens: 0,
             reasoning_tokens: u32_col(row, "reasoning_tokens")?,
             images: u32_col(row, "images")?,
         },

@@ -17,7 +17,13 @@ fn usage_row(user: &layers_store::User, key: Option<layers_domain::KeyId>, i: u3
         provider: "openai".into(),
         upstream_model: "gpt-4o-mini".into(),
         endpoint: "chat".into(),
-        usage: Usage { prompt_tokens: 10 + i, completion_tokens: 20, cached_tokens: 1, reasoning_tokens: 2, images: 0 },
+        usage: Usage {
+            prompt_tokens: 10 + i,
+            completion_tokens: 20,
+            cached_tokens: 1,
+            reasoning_tokens: 2,
+            ..Usage::default()
+        },
         cost: MicroCredits(1_234 + i64::from(i)),
         charged: MicroCredits(0),
         latency_ms: 42,

@@ -228,6 +228,8 @@ pub struct ModelConfig {
     pub input_per_mtok: Option<f64>,
     pub output_per_mtok: Option<f64>,
     pub cached_input_per_mtok: Option<f64>,
+    /// Prompt tokens written to the provider's cache (Anthropic: 1.25 × input); default input.
+    pub cache_write_per_mtok: Option<f64>,
     pub per_image: Option<f64>,
     pub context_window: Option<u32>,
     pub max_output_tokens: Option<u32>,

@@ -496,6 +496,7 @@ fn model_price(m: &ModelConfig, kind: ModelKind, path: &str, problems: &mut Vec<
         m.cached_input_per_mtok,
         m.per_image,
     )
+    .and_then(|p| p.with_cache_write(m.cache_write_per_mtok))
     .map_err(|e| problems.push(Problem::new(path, e.to_string())))
     .ok()
 }

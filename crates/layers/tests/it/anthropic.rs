@@ -80,7 +80,7 @@ async fn a_chat_is_translated_both_ways_and_billed_exactly() {
 }
 
 #[tokio::test]
-async fn cache_reads_and_writes_are_prompt_tokens_and_reads_are_billed_at_the_cached_rate() {
+async fn cache_reads_and_writes_are_prompt_tokens_billed_at_their_own_rates() {
     let (app, mock) = app().await;
     let (user, key) = app.user_with_key("cache@example.com", "100").await;
     let mut body = chat_body(MOCK_CLAUDE, "mock:cache");
@@ -95,7 +95,8 @@ async fn cache_reads_and_writes_are_prompt_tokens_and_reads_are_billed_at_the_ca
     assert_eq!(seen["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
     let rows = app.wait_for_usage(&user, 1).await;
     assert_eq!(rows[0].usage.cached_tokens, 3000);
-    assert_eq!(rows[0].cost.0, cost(1021, 3000, 9));
+    // Cache writes at 3.75 US$/Mtok (1.25 × input): 375 micro-credits per token.
+    assert_eq!(rows[0].cost.0, cost(21, 3000, 9) + 1000 * 375);
 }
 
 #[tokio::test]
