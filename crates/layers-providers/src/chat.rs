@@ -25,6 +25,9 @@ pub struct ChatRequest {
     /// parameter its upstream understands.
     #[serde(skip)]
     pub gateway_output_cap: Option<u32>,
+    /// The `anthropic-beta` header of a `/v1/messages` client, passed on to Anthropic routes.
+    #[serde(skip)]
+    pub anthropic_beta: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

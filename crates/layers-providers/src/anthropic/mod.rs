@@ -72,6 +72,9 @@ impl AnthropicAdapter {
         if let Some(key) = &self.api_key {
             rb = rb.header("x-api-key", key.expose_secret());
         }
+        if let Some(beta) = &call.request.anthropic_beta {
+            rb = rb.header("anthropic-beta", beta);
+        }
         let timeouts = timing::within(self.timeouts, call.deadline);
         Ok((transport::send(rb, &timeouts).await?, mode))
     }

@@ -17,8 +17,7 @@ fn invalid(param: &str, message: &str) -> Invalid {
     Invalid { param: param.to_owned(), message: message.to_owned() }
 }
 
-/// Translates the body. `beta` is the client's `anthropic-beta` header, kept for Anthropic
-/// routes.
+/// Translates the body (the `anthropic-beta` header is the caller's to carry over).
 pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
     let obj = body.as_object().ok_or_else(|| invalid("body", "the body must be a JSON object"))?;
     let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| invalid("model", "`model` is required"))?;

@@ -23,17 +23,24 @@ use crate::middleware::context::Started;
 use crate::state::AppState;
 
 pub async fn messages(
+    headers: http::HeaderMap,
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let chat = request::to_chat(&body).map_err(|e| ApiError::Invalid {
+    let mut chat = request::to_chat(&body).map_err(|e| ApiError::Invalid {
         message: e.message,
         param: Some(e.param),
         code: "invalid_request",
     })?;
+    // Beta features (longer context, cache lifetimes…) are Anthropic's: passed on to its routes.
+    chat.anthropic_beta = headers
+        .get("anthropic-beta")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 512 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_,. ".contains(&b)))
+        .map(str::to_owned);
     let model = chat.model.clone();
     let ctx = CallContext { principal, request_id: request_id.clone(), started, endpoint: "messages" };
     let reply = state.core.chat.chat(&ctx, chat).await?;

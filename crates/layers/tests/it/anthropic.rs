@@ -279,7 +279,7 @@ async fn test_keys_never_reach_anthropic() {
 
 #[tokio::test]
 async fn the_messages_endpoint_speaks_anthropics_errors_and_headers() {
-    let (app, _mock) = app_with("[routing]\nattempts_per_route = 1\nbreaker_failures = 1000").await;
+    let (app, mock) = app_with("[routing]\nattempts_per_route = 1\nbreaker_failures = 1000").await;
     let (_user, key) = app.user_with_key("dialect@example.com", "100").await;
     let post = |key: &str, body: Value| {
         app.http
@@ -291,8 +291,9 @@ async fn the_messages_endpoint_speaks_anthropics_errors_and_headers() {
     let msg =
         |text: &str| json!({"model": MOCK_CLAUDE, "max_tokens": 64, "messages": [{"role": "user", "content": text}]});
 
-    let resp = post(&key, msg("hi")).send().await.unwrap();
+    let resp = post(&key, msg("hi")).header("anthropic-beta", "context-1m-2025-08-07").send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last_request().headers["anthropic-beta"], "context-1m-2025-08-07", "betas reach Anthropic");
     let id = resp.headers()["x-request-id"].clone();
     assert_eq!(resp.headers()["request-id"], id);
     let v: Value = resp.json().await.unwrap();
