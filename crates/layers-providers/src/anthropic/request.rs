@@ -218,6 +218,20 @@ fn assistant_blocks(m: &ChatMessage, param: &dyn Fn(&str) -> String) -> Result<V
     if blocks.iter().any(|b| b["type"] != "text") {
         return Err(unsupported(&param("content"), "assistant messages may contain only text and tool calls"));
     }
+    // Signed thinking from an earlier answer goes first, as Anthropic requires.
+    if let Some(thinking) = m.extra.get("thinking_blocks").and_then(Value::as_array) {
+        let valid = thinking.iter().all(|b| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
+        if !valid {
+            return Err(unsupported(
+                &param("thinking_blocks"),
+                "thinking_blocks must be thinking or redacted_thinking blocks",
+            ));
+        }
+        let signed = thinking
+            .iter()
+            .filter(|b| b["type"] == "redacted_thinking" || b["signature"].as_str().is_some_and(|s| !s.is_empty()));
+        blocks.splice(0..0, signed.cloned());
+    }
     let message = param("");
     for call in translate::tool_calls(m, message.trim_end_matches('.'))? {
         blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}));

@@ -44,10 +44,17 @@ pub(super) fn completion(
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
+    // Signed thinking goes back to Anthropic in later turns (with tool use it must), so the
+    // blocks ride along as `thinking_blocks`, as other gateways carry them.
+    let mut thinking_blocks = Vec::new();
     for block in blocks {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("thinking") => reasoning.push_str(block["thinking"].as_str().unwrap_or_default()),
+            Some("thinking") => {
+                reasoning.push_str(block["thinking"].as_str().unwrap_or_default());
+                thinking_blocks.push(block.clone());
+            }
+            Some("redacted_thinking") => thinking_blocks.push(block.clone()),
             Some("tool_use") if mode.json_tool && block["name"] == JSON_TOOL => {
                 text.push_str(&block["input"].to_string());
             }
@@ -70,6 +77,9 @@ pub(super) fn completion(
     }
     if !reasoning.is_empty() {
         message["reasoning_content"] = json!(reasoning);
+    }
+    if !thinking_blocks.is_empty() {
+        message["thinking_blocks"] = Value::Array(thinking_blocks);
     }
     let mut out =
         envelope(&format!("chatcmpl-{request_id}"), "chat.completion", msg["model"].as_str().unwrap_or_default());
@@ -107,6 +117,7 @@ mod tests {
         assert_eq!(choice["finish_reason"], "tool_calls");
         assert_eq!(choice["message"]["content"], "Checking the weather.");
         assert_eq!(choice["message"]["reasoning_content"], "Let me look.");
+        assert_eq!(choice["message"]["thinking_blocks"][0]["signature"], "sig");
         assert_eq!(choice["message"]["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
         assert_eq!(choice["message"]["tool_calls"][0]["id"], "toolu_1");
         assert_eq!((usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens), (115, 100, 20));

@@ -81,6 +81,10 @@ impl AnthropicEvents {
                 let kind = match block["type"].as_str() {
                     Some("text") => Block::Text,
                     Some("thinking") => Block::Thinking,
+                    Some("redacted_thinking") => {
+                        out.push_back(self.chunk(json!({ "thinking_blocks": [block] }), None));
+                        Block::Other
+                    }
                     Some("tool_use") if self.mode.json_tool && block["name"] == JSON_TOOL => Block::Json,
                     Some("tool_use") => {
                         let i = self.tools;
@@ -110,6 +114,9 @@ impl AnthropicEvents {
                     (Block::Thinking, Some("thinking_delta")) => {
                         delta["thinking"].as_str().map(|t| json!({ "reasoning_content": t }))
                     }
+                    (Block::Thinking, Some("signature_delta")) => delta["signature"].as_str().map(
+                        |sig| json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": sig}]}),
+                    ),
                     (Block::Json, Some("input_json_delta")) => {
                         delta["partial_json"].as_str().map(|t| json!({ "content": t }))
                     }
@@ -274,10 +281,11 @@ mod tests {
             ],
             Mode { json_tool: true },
         );
-        assert_eq!(items.len(), 4);
+        assert_eq!(items.len(), 5);
         assert_eq!(chunk(&items[1])["choices"][0]["delta"]["reasoning_content"], "hmm");
-        assert_eq!(chunk(&items[2])["choices"][0]["delta"]["content"], "{}");
-        match &items[3] {
+        assert_eq!(chunk(&items[2])["choices"][0]["delta"]["thinking_blocks"][0]["signature"], "x");
+        assert_eq!(chunk(&items[3])["choices"][0]["delta"]["content"], "{}");
+        match &items[4] {
             Err(ProviderError::MidStream { message }) => assert_eq!(message.as_deref(), Some("Overloaded")),
             other => panic!("{other:?}"),
         }

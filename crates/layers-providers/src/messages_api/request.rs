@@ -155,6 +155,7 @@ fn translate_message(m: &Value, i: usize, out: &mut Vec<Value>, cache: &mut bool
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
+    let mut thinking = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let at = format!("{here}.content[{j}]");
         *cache |= b.get("cache_control").is_some();
@@ -170,7 +171,8 @@ fn translate_message(m: &Value, i: usize, out: &mut Vec<Value>, cache: &mut bool
                 let input = if b["input"].is_object() { b["input"].to_string() } else { "{}".to_owned() };
                 calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": input}}));
             }
-            ("assistant", Some("thinking" | "redacted_thinking")) => {}
+            // Kept, signatures included, for Anthropic routes (others ignore them).
+            ("assistant", Some("thinking" | "redacted_thinking")) => thinking.push(b.clone()),
             ("user", Some("tool_result")) => {
                 let id = b["tool_use_id"]
                     .as_str()
@@ -200,6 +202,9 @@ fn translate_message(m: &Value, i: usize, out: &mut Vec<Value>, cache: &mut bool
             json!({"role": "assistant", "content": if parts.is_empty() { Value::Null } else { Value::Array(parts) }});
         if !calls.is_empty() {
             msg["tool_calls"] = Value::Array(calls);
+        }
+        if !thinking.is_empty() {
+            msg["thinking_blocks"] = Value::Array(thinking);
         }
         out.push(msg);
     } else if !parts.is_empty() {
@@ -251,6 +256,7 @@ mod tests {
         assert_eq!(v["messages"][0], json!({"role": "system", "content": [{"type": "text", "text": "Be brief."}]}));
         assert_eq!(v["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAA");
         assert_eq!(v["messages"][2]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(v["messages"][2]["thinking_blocks"][0]["signature"], "s");
         assert_eq!(v["messages"][3], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "18C"}));
         assert_eq!(v["messages"][4]["content"][0]["text"], "And tomorrow?");
         assert_eq!(v["tool_choice"], "required");

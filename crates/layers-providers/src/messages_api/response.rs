@@ -9,8 +9,14 @@ pub fn to_message(completion: &Value, request_id: &str) -> Value {
     let choice = &completion["choices"][0];
     let msg = &choice["message"];
     let mut content = Vec::new();
-    if let Some(r) = msg["reasoning_content"].as_str().filter(|r| !r.is_empty()) {
-        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    match msg["thinking_blocks"].as_array() {
+        // Anthropic's own blocks, signatures included, so the client can send them back.
+        Some(blocks) => content.extend(blocks.iter().cloned()),
+        None => {
+            if let Some(r) = msg["reasoning_content"].as_str().filter(|r| !r.is_empty()) {
+                content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+            }
+        }
     }
     if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": t}));

@@ -94,6 +94,27 @@ impl MessagesSse {
             self.switch(Open::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
             self.delta(json!({"type": "thinking_delta", "thinking": r}), out);
         }
+        for block in delta["thinking_blocks"].as_array().into_iter().flatten() {
+            match block["type"].as_str() {
+                Some("thinking") => {
+                    if let Some(sig) = block["signature"].as_str().filter(|s| !s.is_empty()) {
+                        self.switch(Open::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
+                        self.delta(json!({"type": "signature_delta", "signature": sig}), out);
+                    }
+                }
+                Some("redacted_thinking") => {
+                    self.close(out);
+                    write(
+                        out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": self.index, "content_block": block}),
+                    );
+                    write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.index}));
+                    self.index += 1;
+                }
+                _ => {}
+            }
+        }
         if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
             self.switch(Open::Text, json!({"type": "text", "text": ""}), out);
             self.delta(json!({"type": "text_delta", "text": t}), out);

@@ -92,7 +92,7 @@ pub(super) fn upstream_extras(extra: &Map<String, Value>, flavor: Flavor) -> Res
 #[derive(Serialize)]
 struct Outgoing<'a> {
     model: &'a str,
-    messages: &'a [ChatMessage],
+    messages: std::borrow::Cow<'a, [ChatMessage]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +105,19 @@ struct Outgoing<'a> {
     n: Option<u32>,
     #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+/// The messages without Anthropic's signed `thinking_blocks` (carried for Anthropic routes;
+/// OpenAI-compatible servers refuse fields they do not know).
+fn without_thinking_blocks(messages: &[ChatMessage]) -> std::borrow::Cow<'_, [ChatMessage]> {
+    if !messages.iter().any(|m| m.extra.contains_key("thinking_blocks")) {
+        return std::borrow::Cow::Borrowed(messages);
+    }
+    let mut owned = messages.to_vec();
+    for m in &mut owned {
+        m.extra.remove("thinking_blocks");
+    }
+    std::borrow::Cow::Owned(owned)
 }
 
 /// The request body. A cap the gateway set goes out as `max_completion_tokens` to OpenAI itself
@@ -134,7 +147,7 @@ pub(super) fn outgoing_body(
     };
     serde_json::to_vec(&Outgoing {
         model: upstream_model,
-        messages: &req.messages,
+        messages: without_thinking_blocks(&req.messages),
         stream: stream.then_some(true),
         stream_options,
         max_tokens,

@@ -416,3 +416,44 @@ async fn option_objects_cannot_change_the_billed_model_or_the_output_cap() {
     }
     assert!(mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn signed_thinking_round_trips_for_multi_turn_tool_use() {
+    let (app, mock) = app().await;
+    let (_user, key) = app.user_with_key("signed@example.com", "100").await;
+    let post = |body: Value| app.http.post(format!("{}/v1/messages", app.url)).header("x-api-key", &key).json(&body);
+    let ask = json!({"model": MOCK_CLAUDE, "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "mock:think"}]});
+    let m: Value = post(ask.clone()).send().await.unwrap().json().await.unwrap();
+    let thinking = m["content"][0].clone();
+    assert_eq!(thinking["type"], "thinking");
+    assert_eq!(thinking["signature"], "EqQBCgIYAhIM", "the signature Anthropic gave");
+
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let text = post(streamed).send().await.unwrap().text().await.unwrap();
+    let signed = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .any(|e| e["delta"]["type"] == "signature_delta" && e["delta"]["signature"] == "EqQBCgIYAhIM");
+    assert!(signed, "{text}");
+
+    // Sent back before a tool result, the signed block reaches Anthropic first in the turn.
+    let follow = json!({"model": MOCK_CLAUDE, "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [thinking, {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]}
+    ]});
+    assert_eq!(post(follow).send().await.unwrap().status(), 200);
+    let sent = mock.last_request().body;
+    assert_eq!(sent["messages"][1]["content"][0]["signature"], "EqQBCgIYAhIM");
+    assert_eq!(sent["messages"][1]["content"][1]["type"], "tool_use");
+
+    // The chat API carries the same blocks as `thinking_blocks`.
+    let v: Value = app.chat(&key, &json!({"model": MOCK_CLAUDE, "max_tokens": 4096,
+        "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": [{"role": "user", "content": "mock:think"}]}))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["thinking_blocks"][0]["signature"], "EqQBCgIYAhIM");
+}
