@@ -94,6 +94,25 @@ pub fn tool_calls<'a>(m: &'a ChatMessage, param: &str) -> Result<Vec<ToolCall<'a
         .collect()
 }
 
+/// Appends a turn's pieces to the conversation, merging them into the last turn when it has the
+/// same role (Anthropic and Gemini both want alternating turns). `field` is where a turn keeps
+/// its pieces (`content`, `parts`); empty pieces add nothing.
+pub fn push_turn(turns: &mut Vec<Value>, role: &str, field: &str, pieces: Vec<Value>) {
+    if pieces.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut().filter(|t| t["role"] == role) {
+        if let Some(existing) = last[field].as_array_mut() {
+            existing.extend(pieces);
+            return;
+        }
+    }
+    let mut turn = serde_json::Map::new();
+    turn.insert("role".into(), json!(role));
+    turn.insert(field.into(), Value::Array(pieces));
+    turns.push(Value::Object(turn));
+}
+
 /// `stop` as a list of sequences.
 pub fn stop_sequences(value: &Value) -> Result<Vec<Value>, ProviderError> {
     match value {

@@ -67,17 +67,9 @@ impl AppOptions {
 
     /// Serves `mock/gpt-4o-mini` from `mock` (priced like gpt-4o-mini), with short timeouts.
     pub fn with_mock(mut self, mock: &MockOpenAi) -> Self {
+        self.add_mock_provider("mock", "openai", &mock.base_url, "MOCK_OPENAI_KEY", MOCK_UPSTREAM_KEY);
         self.config.push_str(&format!(
             r#"
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "{}"
-api_key_env = "MOCK_OPENAI_KEY"
-first_byte_timeout_ms = 1500
-idle_timeout_ms = 1000
-total_timeout_ms = 10000
-
 [[models]]
 name = "{MOCK_MODEL}"
 routes = [{{ provider = "mock", model = "gpt-4o-mini" }}]
@@ -103,27 +95,17 @@ routes = [{{ provider = "mock", model = "gpt-image-1" }}]
 per_image = 0.04
 context_window = 32000
 max_output_tokens = 0
-"#,
-            mock.base_url
+"#
         ));
-        self.env.push(("MOCK_OPENAI_KEY".into(), MOCK_UPSTREAM_KEY.into()));
         self
     }
 
     /// Serves `mock/claude` from the mock Anthropic API (priced like Claude Sonnet 4.5, cached
     /// input at the cache-read price), with short timeouts.
     pub fn with_mock_anthropic(mut self, mock: &crate::MockAnthropic) -> Self {
+        self.add_mock_provider("mock-anthropic", "anthropic", &mock.base_url, "MOCK_ANTHROPIC_KEY", MOCK_ANTHROPIC_KEY);
         self.config.push_str(&format!(
             r#"
-[[providers]]
-name = "mock-anthropic"
-kind = "anthropic"
-base_url = "{}"
-api_key_env = "MOCK_ANTHROPIC_KEY"
-first_byte_timeout_ms = 1500
-idle_timeout_ms = 1000
-total_timeout_ms = 10000
-
 [[models]]
 name = "{MOCK_CLAUDE}"
 routes = [{{ provider = "mock-anthropic", model = "claude-sonnet-4-5" }}]
@@ -133,26 +115,16 @@ cached_input_per_mtok = 0.30
 cache_write_per_mtok = 3.75
 context_window = 200000
 max_output_tokens = 64000
-"#,
-            mock.base_url
+"#
         ));
-        self.env.push(("MOCK_ANTHROPIC_KEY".into(), MOCK_ANTHROPIC_KEY.into()));
         self
     }
 
     /// Serves `mock/gemini` from the mock Gemini API (priced like Gemini 2.5 Flash).
     pub fn with_mock_gemini(mut self, mock: &crate::MockGemini) -> Self {
+        self.add_mock_provider("mock-gemini", "gemini", &mock.base_url, "MOCK_GEMINI_KEY", MOCK_GEMINI_KEY);
         self.config.push_str(&format!(
             r#"
-[[providers]]
-name = "mock-gemini"
-kind = "gemini"
-base_url = "{}"
-api_key_env = "MOCK_GEMINI_KEY"
-first_byte_timeout_ms = 1500
-idle_timeout_ms = 1000
-total_timeout_ms = 10000
-
 [[models]]
 name = "{MOCK_GEMINI}"
 routes = [{{ provider = "mock-gemini", model = "gemini-2.5-flash" }}]
@@ -170,11 +142,18 @@ input_per_mtok = 0.15
 output_per_mtok = 0.0
 context_window = 2048
 max_output_tokens = 0
-"#,
-            mock.base_url
+"#
         ));
-        self.env.push(("MOCK_GEMINI_KEY".into(), MOCK_GEMINI_KEY.into()));
         self
+    }
+
+    /// A mock provider with short timeouts, its operator key in `env`.
+    fn add_mock_provider(&mut self, name: &str, kind: &str, base_url: &str, env: &str, key: &str) {
+        self.config.push_str(&format!(
+            "\n[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\napi_key_env = \"{env}\"\n\
+             first_byte_timeout_ms = 1500\nidle_timeout_ms = 1000\ntotal_timeout_ms = 10000\n"
+        ));
+        self.env.push((env.into(), key.into()));
     }
 
     /// Runs as a second node of `app`'s deployment (same database).

@@ -156,17 +156,7 @@ fn messages(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderE
                 return Err(unsupported(&param("role"), "the legacy `function` role is not supported; use `tool`"))
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(content) = last["content"].as_array_mut() {
-                    content.extend(blocks);
-                }
-            }
-            _ => out.push(json!({"role": role, "content": blocks})),
-        }
+        translate::push_turn(&mut out, role, "content", blocks);
     }
     Ok((system, out))
 }

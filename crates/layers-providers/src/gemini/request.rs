@@ -156,17 +156,7 @@ fn contents(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderE
                 ))
             }
         };
-        if parts.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(p) = last["parts"].as_array_mut() {
-                    p.extend(parts);
-                }
-            }
-            _ => out.push(json!({"role": role, "parts": parts})),
-        }
+        translate::push_turn(&mut out, role, "parts", parts);
     }
     Ok((system, out))
 }
