@@ -30,6 +30,10 @@ pub fn usage_value(usage: &Usage, upstream: Option<&Value>) -> Value {
     v["completion_tokens"] = json!(usage.completion_tokens);
     v["total_tokens"] = json!(usage.total_tokens());
     ensure_object(&mut v, "prompt_tokens_details")["cached_tokens"] = json!(usage.cached_tokens);
+    if usage.cache_write_tokens > 0 {
+        // Not in OpenAI's schema (its SDKs keep unknown fields); Anthropic bills these apart.
+        v["prompt_tokens_details"]["cache_creation_tokens"] = json!(usage.cache_write_tokens);
+    }
     ensure_object(&mut v, "completion_tokens_details")["reasoning_tokens"] = json!(usage.reasoning_tokens);
     v
 }

@@ -24,10 +24,11 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 pub fn usage(openai: &serde_json::Value) -> serde_json::Value {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let cached = n(&openai["prompt_tokens_details"]["cached_tokens"]);
+    let written = n(&openai["prompt_tokens_details"]["cache_creation_tokens"]);
     serde_json::json!({
-        "input_tokens": n(&openai["prompt_tokens"]).saturating_sub(cached),
+        "input_tokens": n(&openai["prompt_tokens"]).saturating_sub(cached).saturating_sub(written),
         "output_tokens": n(&openai["completion_tokens"]),
         "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
     })
 }

@@ -90,6 +90,7 @@ async fn cache_reads_and_writes_are_prompt_tokens_billed_at_their_own_rates() {
     let v: Value = app.chat(&key, &body).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["usage"]["prompt_tokens"], 21 + 3000 + 1000);
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 3000);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cache_creation_tokens"], 1000);
     let seen = mock.last_request().body;
     assert_eq!(seen["system"][0]["cache_control"], json!({"type": "ephemeral"}));
     assert_eq!(seen["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
@@ -456,4 +457,28 @@ async fn signed_thinking_round_trips_for_multi_turn_tool_use() {
         "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": [{"role": "user", "content": "mock:think"}]}))
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["thinking_blocks"][0]["signature"], "EqQBCgIYAhIM");
+}
+
+#[tokio::test]
+async fn messages_usage_splits_cache_reads_and_writes_like_anthropic() {
+    let (app, _mock) = app().await;
+    let (_user, key) = app.user_with_key("cacheusage@example.com", "100").await;
+    let body = json!({"model": MOCK_CLAUDE, "max_tokens": 64,
+        "system": [{"type": "text", "text": "long context", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "mock:cache"}]});
+    let m: Value = app
+        .http
+        .post(format!("{}/v1/messages", app.url))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m["usage"],
+        json!({"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 3000, "cache_creation_input_tokens": 1000})
+    );
 }
