@@ -86,12 +86,12 @@ impl AccountService {
         Ok(())
     }
 
-    /// The account's usage, newest first; `before` pages back in time.
+    /// The account's usage, newest first; `before` continues after a previous page.
     pub async fn recent_usage(
         &self,
         user: UserId,
         limit: u32,
-        before: Option<time::OffsetDateTime>,
+        before: Option<layers_store::UsageCursor>,
     ) -> ServiceResult<Vec<layers_store::UsageRecord>> {
         Ok(self.store.recent_usage(user, limit, before).await?)
     }

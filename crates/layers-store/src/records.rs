@@ -154,6 +154,20 @@ pub enum LedgerOutcome {
     },
 }
 
+/// Where a page of usage ends: rows strictly older than this one come next. Time alone is not
+/// enough (several rows can share a millisecond), so the row's id breaks ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageCursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+impl UsageCursor {
+    pub fn after(row: &UsageRecord) -> UsageCursor {
+        UsageCursor { created_at: row.created_at, id: row.id }
+    }
+}
+
 /// One row of `usage_logs`: one request that reached an upstream (or the sandbox).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRecord {

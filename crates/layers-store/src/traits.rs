@@ -66,12 +66,12 @@ pub trait LedgerStore: Send + Sync {
 pub trait UsageStore: Send + Sync {
     /// Writes a batch of usage rows (of any users); rows whose id exists are skipped.
     async fn record_usage(&self, rows: &[UsageRecord]) -> StoreResult<u64>;
-    /// Newest first; `before` pages by creation time.
+    /// Newest first; `before` continues after the last row of a previous page.
     async fn recent_usage(
         &self,
         user: UserId,
         limit: u32,
-        before: Option<OffsetDateTime>,
+        before: Option<UsageCursor>,
     ) -> StoreResult<Vec<UsageRecord>>;
 }
 

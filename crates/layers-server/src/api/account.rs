@@ -7,6 +7,7 @@ use axum::Json;
 use http::Uri;
 use layers_domain::money::MICROS_PER_CREDIT;
 use layers_domain::MicroCredits;
+use layers_store::UsageCursor;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -63,7 +64,7 @@ pub async fn usage(
     let mut rows = state.core.accounts.recent_usage(p.user_id, limit + 1, before).await.map_err(service)?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next = rows.last().filter(|_| has_more).and_then(|r| r.created_at.format(&Rfc3339).ok());
+    let next = rows.last().filter(|_| has_more).map(|r| cursor_text(&UsageCursor::after(r)));
     let data: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -87,7 +88,7 @@ pub async fn usage(
             })
         })
         .collect();
-    Ok(Json(json!({"object": "list", "data": data, "has_more": has_more, "next_before": next})))
+    Ok(Json(json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next})))
 }
 
 fn credits(m: MicroCredits) -> String {
@@ -95,7 +96,19 @@ fn credits(m: MicroCredits) -> String {
     format!("{sign}{}", decimal(i128::from(m.0.unsigned_abs()), MICROS_PER_CREDIT.ilog10()))
 }
 
-fn page(query: &str) -> Result<(u32, Option<OffsetDateTime>), ApiError> {
+/// A page cursor as text: the row's creation time in Unix nanoseconds and its id. Opaque to
+/// clients; exact, so rows sharing a millisecond are neither skipped nor repeated.
+fn cursor_text(c: &UsageCursor) -> String {
+    format!("{}_{}", c.created_at.unix_timestamp_nanos(), c.id.simple())
+}
+
+fn parse_cursor(text: &str) -> Option<UsageCursor> {
+    let (nanos, id) = text.split_once('_')?;
+    let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+    Some(UsageCursor { created_at, id: uuid::Uuid::parse_str(id).ok()? })
+}
+
+fn page(query: &str) -> Result<(u32, Option<UsageCursor>), ApiError> {
     let mut limit = 50;
     let mut before = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -113,10 +126,10 @@ fn page(query: &str) -> Result<(u32, Option<OffsetDateTime>), ApiError> {
                     .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| bad("`limit` must be 1 to 200"))?;
             }
-            "before" => {
-                let text = value.replace("%3A", ":").replace("%3a", ":").replace("%2B", "+").replace("%2b", "+");
-                before =
-                    Some(OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| bad("`before` must be an RFC 3339 time"))?);
+            "cursor" => {
+                before = Some(
+                    parse_cursor(value).ok_or_else(|| bad("`cursor` must be a `next_cursor` from a previous page"))?,
+                );
             }
             _ => return Err(bad("unknown query parameter")),
         }
@@ -137,8 +150,12 @@ mod tests {
         assert_eq!(page("").unwrap().0, 50);
         assert_eq!(page("limit=5").unwrap().0, 5);
         assert!(page("limit=0").is_err() && page("limit=201").is_err() && page("x=1").is_err());
-        assert!(page("before=2026-11-23T10%3A00%3A00Z").unwrap().1.is_some());
-        assert!(page("before=yesterday").is_err());
+        let c = UsageCursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_763_900_000_123_456_000).unwrap(),
+            id: uuid::Uuid::now_v7(),
+        };
+        assert_eq!(page(&format!("cursor={}", cursor_text(&c))).unwrap().1, Some(c));
+        assert!(page("cursor=yesterday").is_err());
         assert_eq!(credits(MicroCredits(19_800)), "0.0198");
         assert_eq!(credits(MicroCredits(-1_500_000)), "-1.5");
         assert_eq!(credits(MicroCredits(0)), "0");

@@ -4,12 +4,11 @@ use async_trait::async_trait;
 use layers_domain::UserId;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::UsageRecord;
+use crate::records::{UsageCursor, UsageRecord};
 use crate::traits::UsageStore;
 
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
@@ -34,15 +33,17 @@ impl UsageStore for PgStore {
         &self,
         user: UserId,
         limit: u32,
-        before: Option<OffsetDateTime>,
+        before: Option<UsageCursor>,
     ) -> StoreResult<Vec<UsageRecord>> {
         let mut tx = self.begin_as(user).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
+            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = $1 \
+             AND ($2::timestamptz IS NULL OR created_at < $2 OR (created_at = $2 AND id < $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(user.0)
-        .bind(before)
+        .bind(before.map(|c| c.created_at))
+        .bind(before.map(|c| c.id))
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;

@@ -4,12 +4,10 @@ use async_trait::async_trait;
 use layers_domain::UserId;
 use std::sync::OnceLock;
 
-use time::OffsetDateTime;
-
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::StoreResult;
-use crate::records::UsageRecord;
+use crate::records::{UsageCursor, UsageRecord};
 use crate::traits::UsageStore;
 
 /// Rows per multi-row INSERT: 21 columns each stays far below SQLite's variable limit, and a
@@ -43,14 +41,17 @@ impl UsageStore for SqliteStore {
         &self,
         user: UserId,
         limit: u32,
-        before: Option<OffsetDateTime>,
+        before: Option<UsageCursor>,
     ) -> StoreResult<Vec<UsageRecord>> {
+        let (at, id) = before.map_or((i64::MAX, String::new()), |c| (ms(c.created_at), c.id.to_string()));
         let rows = sqlx::query(&format!(
-            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = ? AND created_at < ? \
-             ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
+             ORDER BY created_at DESC, id DESC LIMIT ?"
         ))
         .bind(user.to_string())
-        .bind(before.map(ms).unwrap_or(i64::MAX))
+        .bind(at)
+        .bind(at)
+        .bind(id)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use layers_domain::{MicroCredits, Usage};
-use layers_store::{AuditEvent, Session, Severity, Store, UsageRecord};
+use layers_store::{AuditEvent, Session, Severity, Store, UsageCursor, UsageRecord};
 use time::Duration;
 
 use crate::conformance;
@@ -47,9 +47,33 @@ conformance!(usage_batches_are_idempotent_and_paged, |store: Arc<dyn Store>| asy
     let page = store.recent_usage(alice.id, 10, None).await.unwrap();
     assert_eq!(page.len(), 10);
     assert_eq!(page[0], rows[29]);
-    let next = store.recent_usage(alice.id, 100, Some(page[9].created_at)).await.unwrap();
+    let next = store.recent_usage(alice.id, 100, Some(UsageCursor::after(&page[9]))).await.unwrap();
     assert_eq!(next.len(), 20);
     assert_eq!(store.recent_usage(bob.id, 100, None).await.unwrap(), vec![rows[30].clone()]);
+});
+
+conformance!(rows_sharing_a_millisecond_are_paged_exactly_once, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "same-ms@example.com").await;
+    let at = now();
+    let rows: Vec<_> = (0..7)
+        .map(|i| UsageRecord { created_at: at, id: uuid::Uuid::now_v7(), ..usage_row(&alice, None, i) })
+        .collect();
+    store.record_usage(&rows).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.recent_usage(alice.id, 3, cursor).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(UsageCursor::after);
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    let mut expected: Vec<_> = rows.iter().map(|r| r.id).collect();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected, "every row once: {seen:?}");
 });
 
 conformance!(audit_events_with_and_without_user, |store: Arc<dyn Store>| async move {

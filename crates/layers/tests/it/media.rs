@@ -175,7 +175,7 @@ async fn pricing_balance_and_usage_endpoints() {
             break;
         }
         if v["has_more"].as_bool().unwrap() {
-            query = format!("?limit=2&before={}", v["next_before"].as_str().unwrap());
+            query = format!("?limit=2&cursor={}", v["next_cursor"].as_str().unwrap());
         } else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             seen.clear();
