@@ -35,6 +35,8 @@ pub struct ProviderSettings {
     pub base_url: String,
     pub api_key: Option<SecretString>,
     pub timeouts: Timeouts,
+    /// Fetch image URLs that resolve to private addresses (tests with local mocks only).
+    pub allow_private_image_urls: bool,
 }
 
 /// One chat call to one route.
@@ -85,9 +87,11 @@ impl Adapter {
             ProviderKind::Anthropic => AnthropicAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
                 .map(Adapter::Anthropic)
                 .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
-            ProviderKind::Gemini => GeminiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
-                .map(Adapter::Gemini)
-                .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
+            ProviderKind::Gemini => {
+                GeminiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts, s.allow_private_image_urls)
+                    .map(Adapter::Gemini)
+                    .map_err(|source| BuildError::Client { name: s.name.clone(), source })
+            }
             ProviderKind::Sandbox => Ok(Adapter::Sandbox(SandboxAdapter)),
         }
     }

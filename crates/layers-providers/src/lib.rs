@@ -6,6 +6,7 @@
 //! - [`adapter`]: adapters by kind and the registry of configured providers.
 //! - [`openai`]: any OpenAI-compatible upstream.
 //! - [`anthropic`]: Anthropic's native Messages API.
+//! - [`fetch`]: images given by URL, fetched safely for providers that take them only inline.
 //! - [`gemini`]: Google's native Gemini API.
 //! - [`media`]: embeddings and image generation calls in OpenAI's shapes.
 //! - [`messages_api`]: the Anthropic Messages API as a client-facing surface, on any route.
@@ -22,6 +23,7 @@ pub mod adapter;
 pub mod anthropic;
 pub mod chat;
 pub mod error;
+pub mod fetch;
 pub mod gemini;
 pub mod media;
 pub mod messages_api;

@@ -123,6 +123,8 @@ max_output_tokens = 64000
     /// Serves `mock/gemini` from the mock Gemini API (priced like Gemini 2.5 Flash).
     pub fn with_mock_gemini(mut self, mock: &crate::MockGemini) -> Self {
         self.add_mock_provider("mock-gemini", "gemini", &mock.base_url, "MOCK_GEMINI_KEY", MOCK_GEMINI_KEY);
+        // The test serves images from 127.0.0.1.
+        self.config.push_str("allow_private_image_urls = true\n");
         self.config.push_str(&format!(
             r#"
 [[models]]

@@ -3,6 +3,7 @@
 //!
 //! Components:
 //! - [`app`]: `TestApp::spawn()` and its verbs (`create_user`, `create_key`, `post_chat`…).
+//! - [`files`]: fixed files over HTTP, for fetch-by-URL tests.
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
 //! - [`mock_gemini`]: Google's Gemini API, streaming included.
@@ -12,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
 pub mod app;
+pub mod files;
 pub mod mock_anthropic;
 pub mod mock_gemini;
 pub mod mock_openai;

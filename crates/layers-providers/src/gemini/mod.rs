@@ -24,16 +24,40 @@ pub struct GeminiAdapter {
     base_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
+    allow_private_image_urls: bool,
 }
 
 impl GeminiAdapter {
-    pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<SecretString>,
+        timeouts: Timeouts,
+        allow_private_image_urls: bool,
+    ) -> Result<Self, reqwest::Error> {
         Ok(GeminiAdapter {
             client: transport::client(&timeouts)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             timeouts,
+            allow_private_image_urls,
         })
+    }
+
+    /// Gemini takes images only inline: images given by http(s) URL are fetched first (safely,
+    /// see `fetch`), at most four at a time.
+    async fn fetch_images(&self, req: &crate::chat::ChatRequest) -> Result<request::Fetched, ProviderError> {
+        use futures_util::StreamExt;
+        let urls = request::image_urls(req);
+        let allow = self.allow_private_image_urls;
+        let mut fetched = request::Fetched::new();
+        let mut results = futures_util::stream::iter(urls)
+            .map(|(url, param)| async move { crate::fetch::image(&url, &param, allow).await.map(|img| (url, img)) })
+            .buffer_unordered(4);
+        while let Some(result) = results.next().await {
+            let (url, image) = result?;
+            fetched.insert(url, image);
+        }
+        Ok(fetched)
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -72,7 +96,8 @@ impl GeminiAdapter {
     }
 
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
-        let body = request::build(call.request)?;
+        let images = self.fetch_images(call.request).await?;
+        let body = request::build(call.request, &images)?;
         let body = serde_json::to_vec(&body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
         let url = if stream {
             format!("{}/models/{}:streamGenerateContent?alt=sse", self.base_url, call.upstream_model)

@@ -13,13 +13,34 @@ use crate::translate::{self, unsupported};
 /// Fields of other providers' option objects: meant for another route, not refused here.
 const OTHER_PROVIDERS: [&str; 2] = ["openai", "anthropic"];
 
+/// Images given by URL, fetched: URL → (media type, base64 data).
+pub(super) type Fetched = HashMap<String, (String, String)>;
+
+/// The http(s) image URLs of the request, with where each is (for errors).
+pub(super) fn image_urls(req: &ChatRequest) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        if let Some(MessageContent::Parts(list)) = &m.content {
+            for (j, p) in list.iter().enumerate().filter(|(_, p)| p.kind == "image_url") {
+                let here = format!("messages[{i}].content[{j}]");
+                if let Ok(url) = translate::image_url(&p.extra, &here) {
+                    if url.starts_with("http://") || url.starts_with("https://") {
+                        out.push((url.to_owned(), here));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Builds the `generateContent` body (the model goes in the URL).
-pub(super) fn build(req: &ChatRequest) -> Result<Value, ProviderError> {
+pub(super) fn build(req: &ChatRequest, images: &Fetched) -> Result<Value, ProviderError> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(unsupported("n", "Gemini models are served with one choice here; `n` must be 1"));
     }
     let mut body = Map::new();
-    let (system, contents) = contents(&req.messages)?;
+    let (system, contents) = contents(&req.messages, images)?;
     if !system.is_empty() {
         body.insert("systemInstruction".into(), json!({ "parts": system }));
     }
@@ -108,7 +129,7 @@ pub(super) fn build(req: &ChatRequest) -> Result<Value, ProviderError> {
 
 /// System instruction parts and the conversation (`user` / `model` turns, merged when
 /// consecutive), with tool results named after the calls they answer.
-fn contents(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderError> {
+fn contents(input: &[ChatMessage], images: &Fetched) -> Result<(Vec<Value>, Vec<Value>), ProviderError> {
     let mut system = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     // Gemini names function responses by function; OpenAI ties them to a call id.
@@ -117,7 +138,7 @@ fn contents(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderE
         let here = format!("messages[{i}]");
         let (role, parts) = match m.role {
             Role::System | Role::Developer => {
-                for part in parts(m.content.as_ref(), &format!("{here}.content"))? {
+                for part in parts(m.content.as_ref(), &format!("{here}.content"), images)? {
                     if part.get("text").is_none() {
                         return Err(unsupported(&format!("{here}.content"), "system messages may contain only text"));
                     }
@@ -125,9 +146,9 @@ fn contents(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderE
                 }
                 continue;
             }
-            Role::User => ("user", parts(m.content.as_ref(), &format!("{here}.content"))?),
+            Role::User => ("user", parts(m.content.as_ref(), &format!("{here}.content"), images)?),
             Role::Assistant => {
-                let mut p = parts(m.content.as_ref(), &format!("{here}.content"))?;
+                let mut p = parts(m.content.as_ref(), &format!("{here}.content"), images)?;
                 for call in translate::tool_calls(m, &here)? {
                     call_names.insert(call.id, call.name);
                     p.push(json!({"functionCall": {"name": call.name, "args": call.arguments}}));
@@ -161,7 +182,7 @@ fn contents(input: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ProviderE
     Ok((system, out))
 }
 
-fn parts(content: Option<&MessageContent>, param: &str) -> Result<Vec<Value>, ProviderError> {
+fn parts(content: Option<&MessageContent>, param: &str, images: &Fetched) -> Result<Vec<Value>, ProviderError> {
     match content {
         None => Ok(Vec::new()),
         Some(MessageContent::Text(t)) if t.is_empty() => Ok(Vec::new()),
@@ -176,9 +197,16 @@ fn parts(content: Option<&MessageContent>, param: &str) -> Result<Vec<Value>, Pr
                     "text" => Ok(json!({ "text": p.text.as_deref().unwrap_or_default() })),
                     "image_url" => {
                         let url = translate::image_url(&p.extra, &here)?;
-                        let (mime, data) = translate::data_url(url, &here).ok_or_else(|| {
-                            unsupported(&here, "Gemini takes images inline: send them as base64 `data:` URLs")
-                        })??;
+                        let (mime, data) = match (translate::data_url(url, &here), images.get(url)) {
+                            (Some(inline), _) => inline?,
+                            (None, Some((mime, data))) => (mime.as_str(), data.as_str()),
+                            (None, None) => {
+                                return Err(unsupported(
+                                    &here,
+                                    "an image must be an http(s) URL or a base64 `data:` URL",
+                                ))
+                            }
+                        };
                         Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
                     }
                     other => Err(unsupported(
@@ -237,7 +265,7 @@ mod tests {
     use super::*;
 
     fn build_json(v: Value) -> Result<Value, ProviderError> {
-        build(&serde_json::from_value(v).unwrap())
+        build(&serde_json::from_value(v).unwrap(), &Fetched::new())
     }
 
     #[test]

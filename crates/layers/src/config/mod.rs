@@ -216,6 +216,9 @@ pub struct ProviderConfig {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub total_timeout_ms: Option<u64>,
+    /// Fetch image URLs that resolve to private addresses (for local test servers only;
+    /// refused in production). Default false.
+    pub allow_private_image_urls: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

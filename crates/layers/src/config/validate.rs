@@ -115,6 +115,14 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
+    if production {
+        for p in merged.providers.iter().filter(|p| p.allow_private_image_urls == Some(true)) {
+            problems.push(Problem::new(
+                &format!("providers.{}.allow_private_image_urls", p.name),
+                "lets clients make the gateway fetch from its own network; refused in production",
+            ));
+        }
+    }
     let known_providers: HashSet<&str> = merged.providers.iter().map(|p| p.name.as_str()).collect();
     if !providers.iter().any(|p| p.kind == ProviderKind::Sandbox) {
         problems.push(Problem::new("providers", "the sandbox provider serves test keys and cannot be disabled"));
@@ -397,6 +405,7 @@ fn check_providers(
                 idle: ms(p.idle_timeout_ms, d.idle),
                 total: ms(p.total_timeout_ms, d.total),
             },
+            allow_private_image_urls: p.allow_private_image_urls.unwrap_or(false),
         });
     }
     (enabled, disabled)

@@ -168,3 +168,26 @@ async fn provider_errors_map_to_our_shape_and_cost_nothing() {
     let rows = app.wait_for_usage(&user, 7).await;
     assert!(rows.iter().all(|r| r.charged.0 == 0), "failures cost nothing: {rows:?}");
 }
+
+#[tokio::test]
+async fn images_by_url_are_fetched_and_sent_inline() {
+    let png: &'static [u8] = b"\x89PNG\r\n\x1a\nfake-png-bytes";
+    let site =
+        layers_testkit::files::serve(vec![("/cat.png", "image/png", png), ("/page.html", "text/html", b"<html>")])
+            .await;
+    let (app, mock) = app_with("").await;
+    let (_user, key) = app.user_with_key("gimage@example.com", "100").await;
+    let with_image = |url: String| {
+        json!({"model": MOCK_GEMINI, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+    };
+    let resp = app.chat(&key, &with_image(format!("{site}/cat.png"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let inline = &mock.last_request().1.body["contents"][0]["parts"][1]["inlineData"];
+    assert_eq!(inline["mimeType"], "image/png");
+    assert_eq!(inline["data"], "iVBORw0KGgpmYWtlLXBuZy1ieXRlcw==", "the fetched bytes, base64");
+
+    let (status, err) = error_of(app.chat(&key, &with_image(format!("{site}/page.html"))).send().await.unwrap()).await;
+    assert_eq!((status, err["param"].as_str()), (400, Some("messages[0].content[1]")));
+    assert!(err["message"].as_str().unwrap().contains("not a PNG"), "{err}");
+}

@@ -1,0 +1,148 @@
+//! Fetching an image a client gave by URL, for providers that only take images inline
+//! (Gemini). Invariant: the gateway never becomes a way into its own network — the host must
+//! resolve to public addresses only, the connection goes to the address that was checked (no
+//! second lookup), redirects are not followed, and size and time are bounded.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+
+use crate::error::ProviderError;
+use crate::translate::unsupported;
+
+/// Largest image fetched (Gemini's inline limit is 20 MB for the whole request).
+const MAX_IMAGE_BYTES: usize = 15 * 1024 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(10);
+const MEDIA_TYPES: [&str; 6] = ["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif", "image/gif"];
+
+/// Fetches `url` and returns its media type and base64 data. `allow_private` lets tests fetch
+/// from loopback mock servers; production refuses the setting.
+pub async fn image(url: &str, param: &str, allow_private: bool) -> Result<(String, String), ProviderError> {
+    let refuse = |why: &str| unsupported(param, &format!("the image URL cannot be used: {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|_| refuse("not a valid URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(refuse("only http and https URLs are fetched"));
+    }
+    let host = parsed.host_str().ok_or_else(|| refuse("no host"))?.to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+        .await
+        .map_err(|_| refuse("its host did not resolve in time"))?
+        .map_err(|_| refuse("its host does not resolve"))?
+        .collect();
+    let addr = *addrs.first().ok_or_else(|| refuse("its host does not resolve"))?;
+    if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+        return Err(refuse("it points to a private or reserved address"));
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, addr)
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|_| refuse("no HTTP client"))?;
+    let resp = client.get(parsed).send().await.map_err(|_| refuse("it could not be fetched"))?;
+    if !resp.status().is_success() {
+        return Err(refuse(&format!("it answered {}", resp.status().as_u16())));
+    }
+    let media = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|m| MEDIA_TYPES.contains(&m.as_str()))
+        .ok_or_else(|| refuse("it is not a PNG, JPEG, WebP, HEIC or GIF image"))?;
+    if resp.content_length().is_some_and(|n| n > MAX_IMAGE_BYTES as u64) {
+        return Err(refuse("it is larger than 15 MB"));
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| refuse("it could not be read"))?;
+        if body.len() + chunk.len() > MAX_IMAGE_BYTES {
+            return Err(refuse("it is larger than 15 MB"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((media, base64::engine::general_purpose::STANDARD.encode(body)))
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local, CGNAT,
+/// documentation, multicast, unspecified, or an IPv4 address hidden in IPv6).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_v4(v4);
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || (seg[0] == 0x0064 && seg[1] == 0xff9b) // NAT64 (embeds IPv4)
+                || v6 == Ipv6Addr::UNSPECIFIED)
+        }
+    }
+}
+
+fn public_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    !(v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64/10
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18/15
+        || o[0] >= 240)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_to_the_gateways_own_network_is_refused_before_any_connection() {
+        for url in [
+            "http://127.0.0.1:9/x.png",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost/x.png",
+            "file:///etc/passwd",
+        ] {
+            assert!(matches!(image(url, "p", false).await, Err(ProviderError::Unsupported { .. })), "{url}");
+        }
+    }
+}
