@@ -142,8 +142,8 @@ impl Core {
                 billing.clone(),
                 limiter.clone(),
                 Router::new(settings.routing),
-                settings.test_keys,
-            ),
+            )
+            .with_test_keys(settings.test_keys, redis.clone()),
             catalogue,
             billing,
             limiter,

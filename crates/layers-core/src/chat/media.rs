@@ -186,7 +186,7 @@ impl ChatService {
         let billed = ctx.principal.env == KeyEnv::Live;
         let entry = self.resolve_kind(model, kind, billed)?;
         tracing::Span::current().record("model", entry.name());
-        let route = self.route(ctx, entry)?;
+        let route = self.route(ctx, entry).await?;
         let mut credits = Credits { billed, ..Credits::default() };
         let reservation = if billed {
             let reserved = self

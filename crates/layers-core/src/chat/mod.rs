@@ -109,7 +109,6 @@ impl ChatService {
         billing: Billing,
         limiter: RateLimiter,
         router: Router,
-        test_keys: TestKeySettings,
     ) -> Self {
         ChatService {
             catalogue,
@@ -118,9 +117,16 @@ impl ChatService {
             billing,
             limiter,
             router,
-            test_keys,
+            test_keys: TestKeySettings::default(),
             test_key_days: DailyCounts::default(),
         }
+    }
+
+    /// Where test keys may go, counted on `redis` when there is one.
+    pub fn with_test_keys(mut self, settings: TestKeySettings, redis: Option<crate::redis_conn::Redis>) -> Self {
+        self.test_keys = settings;
+        self.test_key_days = DailyCounts::new(redis);
+        self
     }
 
     pub fn router(&self) -> &Router {
@@ -137,7 +143,7 @@ impl ChatService {
         let entry = self.resolve(&req.model, billed)?;
         tracing::Span::current().record("model", entry.name());
         validate::check_against_model(&req, &entry)?;
-        let route = self.route(ctx, entry)?;
+        let route = self.route(ctx, entry).await?;
         let mut credits = Credits { billed, ..Credits::default() };
         let reservation = if billed {
             let (bytes, images) = req.prompt_size();
@@ -214,7 +220,7 @@ impl ChatService {
         })
     }
 
-    fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
+    async fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
         let not_served = || ChatError::ModelNotFound {
             message: format!("The model `{}` is not available on this deployment", entry.name()),
         };
@@ -223,19 +229,21 @@ impl ChatService {
             KeyEnv::Live => real(),
             // Test keys reach a real upstream only where the operator allows it (SPEC §3.1).
             KeyEnv::Test if self.test_keys.real_routes && entry.is_served() => {
-                self.test_key_days.take(ctx.principal.user_id, self.test_keys.daily_requests).map_err(|wait| {
-                    ChatError::Upstream(UpstreamFailure {
-                        status: 429,
-                        error_type: "rate_limit_error",
-                        code: "test_key_daily_limit",
-                        message: format!(
-                            "Test keys may make {} requests a day to real models; use a live key or the sandbox",
-                            self.test_keys.daily_requests
-                        ),
-                        param: None,
-                        retry_after: Some(wait),
-                    })
-                })?;
+                self.test_key_days.take(ctx.principal.user_id, self.test_keys.daily_requests).await.map_err(
+                    |wait| {
+                        ChatError::Upstream(UpstreamFailure {
+                            status: 429,
+                            error_type: "rate_limit_error",
+                            code: "test_key_daily_limit",
+                            message: format!(
+                                "Test keys may make {} requests a day to real models; use a live key or the sandbox",
+                                self.test_keys.daily_requests
+                            ),
+                            param: None,
+                            retry_after: Some(wait),
+                        })
+                    },
+                )?;
                 real()
             }
             KeyEnv::Test => vec![(SANDBOX_PROVIDER.to_owned(), entry.name().to_owned())],

@@ -225,3 +225,24 @@ async fn test_keys_reach_real_routes_only_when_allowed_within_a_daily_cap_and_ar
     assert!(rows.iter().all(|r| r.charged.0 == 0 && r.cost.0 == 0), "{rows:?}");
     assert_eq!(app.core.accounts.balance(user.id).await.unwrap().0, 10_000_000, "nothing was debited");
 }
+
+#[tokio::test]
+async fn with_redis_the_test_key_daily_cap_is_the_deployments() {
+    let mock = MockOpenAi::start().await;
+    let Some(opts) = AppOptions::default().postgres().redis() else { return };
+    let shared = opts.config.clone();
+    let caps = "[test_keys]\nreal_routes = true\ndaily_requests = 2";
+    let a = TestApp::spawn_with(opts.with_mock(&mock).config(caps)).await.unwrap();
+    let b_opts = AppOptions::default().postgres().second_node_of(&a).config(&shared).with_mock(&mock).config(caps);
+    let b = TestApp::spawn_with(b_opts).await.unwrap();
+    let (user, _live) = a.user_with_key("tester-redis@example.com", "10").await;
+    let key = a.create_key(&user, KeyEnv::Test).await;
+    assert_eq!(a.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap().status(), 200);
+    assert_eq!(b.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap().status(), 200);
+    // Counted per node, each would still allow one more; counted in Redis, the day is used up.
+    for node in [&a, &b] {
+        let (status, err) = error_of(node.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap()).await;
+        assert_eq!((status, err["code"].as_str()), (429, Some("test_key_daily_limit")));
+    }
+    assert_eq!(mock.requests().len(), 2);
+}
