@@ -36,6 +36,31 @@ pub struct Price {
     /// Rate for prompt tokens written to the provider's cache (defaults to `input`).
     pub cache_write_input: Rate,
     pub per_image: MicroCredits,
+    /// Higher rates for the whole request once its prompt is longer than a threshold (Gemini
+    /// 2.5 Pro and Claude Sonnet above 200k tokens).
+    pub long_context: Option<LongContext>,
+}
+
+/// The rates of a request whose prompt has more than `above_tokens` tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongContext {
+    pub above_tokens: u32,
+    pub input: Rate,
+    pub output: Rate,
+    pub cached_input: Rate,
+    pub cache_write_input: Rate,
+}
+
+impl LongContext {
+    fn with_markup(self, markup: Markup) -> LongContext {
+        LongContext {
+            above_tokens: self.above_tokens,
+            input: self.input.with_markup(markup),
+            output: self.output.with_markup(markup),
+            cached_input: self.cached_input.with_markup(markup),
+            cache_write_input: self.cache_write_input.with_markup(markup),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,7 +229,29 @@ impl Price {
             cached_input: cached_input.map(Rate::from_usd_per_mtok).transpose()?.unwrap_or(input),
             cache_write_input: input,
             per_image: MicroCredits(per_image.map(usd_to_micros).transpose()?.unwrap_or(0)),
+            long_context: None,
         })
+    }
+
+    /// The price with long-context rates (US$ per million tokens) above `above_tokens` of
+    /// prompt; cached and cache-write rates default to the long input rate.
+    pub fn with_long_context(
+        mut self,
+        above_tokens: u32,
+        input: f64,
+        output: f64,
+        cached_input: Option<f64>,
+        cache_write: Option<f64>,
+    ) -> Result<Price, PriceError> {
+        let input = Rate::from_usd_per_mtok(input)?;
+        self.long_context = Some(LongContext {
+            above_tokens,
+            input,
+            output: Rate::from_usd_per_mtok(output)?,
+            cached_input: cached_input.map(Rate::from_usd_per_mtok).transpose()?.unwrap_or(input),
+            cache_write_input: cache_write.map(Rate::from_usd_per_mtok).transpose()?.unwrap_or(input),
+        });
+        Ok(self)
     }
 
     /// The price with its own rate for cache writes (US$ per million tokens).
@@ -223,6 +270,7 @@ impl Price {
             cached_input: self.cached_input.with_markup(markup),
             cache_write_input: self.cache_write_input.with_markup(markup),
             per_image: MicroCredits(image.0),
+            long_context: self.long_context.map(|l| l.with_markup(markup)),
         }
     }
 
@@ -235,10 +283,15 @@ impl Price {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let written = usage.cache_write_tokens.min(usage.prompt_tokens - cached);
         let uncached = usage.prompt_tokens - cached - written;
-        let exact = i128::from(uncached) * i128::from(self.input.0)
-            + i128::from(cached) * i128::from(self.cached_input.0)
-            + i128::from(written) * i128::from(self.cache_write_input.0)
-            + i128::from(usage.completion_tokens) * i128::from(self.output.0);
+        let (input, output, cached_input, cache_write) =
+            match self.long_context.filter(|l| usage.prompt_tokens > l.above_tokens) {
+                Some(l) => (l.input, l.output, l.cached_input, l.cache_write_input),
+                None => (self.input, self.output, self.cached_input, self.cache_write_input),
+            };
+        let exact = i128::from(uncached) * i128::from(input.0)
+            + i128::from(cached) * i128::from(cached_input.0)
+            + i128::from(written) * i128::from(cache_write.0)
+            + i128::from(usage.completion_tokens) * i128::from(output.0);
         let tokens = ceil_div(exact, TOKENS_PER_MTOK);
         let images = i128::from(usage.images) * i128::from(self.per_image.0);
         MicroCredits((tokens + images).min(i128::from(i64::MAX)) as i64)

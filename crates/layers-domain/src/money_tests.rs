@@ -84,7 +84,7 @@ proptest! {
         input in 0i64..10_000_000_000, output in 0i64..10_000_000_000,
         prompt in 0u32..2_000_000, completion in 0u32..200_000,
     ) {
-        let p = Price { input: Rate(input), output: Rate(output), cached_input: Rate(input), cache_write_input: Rate(input), per_image: MicroCredits(0) };
+        let p = Price { input: Rate(input), output: Rate(output), cached_input: Rate(input), cache_write_input: Rate(input), per_image: MicroCredits(0), long_context: None };
         let cost = p.cost(&usage(prompt, completion, 0)).0 as i128;
         let exact_numer = i128::from(prompt) * i128::from(input) + i128::from(completion) * i128::from(output);
         prop_assert!(cost * 1_000_000 >= exact_numer);
@@ -128,4 +128,19 @@ fn cache_writes_and_reads_have_their_own_rates() {
     // Without a write rate, writes cost the input rate.
     let plain = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap();
     assert_eq!(plain.cost(&u).0, 1021 * 300 + 3000 * 30 + 9 * 1500);
+}
+
+#[test]
+fn long_prompts_are_priced_at_the_long_context_rates_throughout() {
+    let p = Price::from_usd(1.25, 10.0, Some(0.125), None)
+        .unwrap()
+        .with_long_context(200_000, 2.5, 15.0, Some(0.25), None)
+        .unwrap();
+    let at = |prompt| p.cost(&Usage { prompt_tokens: prompt, completion_tokens: 1000, ..Usage::default() }).0;
+    // 200,000 × 1.25 + 1,000 × 10 US$/Mtok = 0.26 US$ = 26,000,000 micro-credits.
+    assert_eq!(at(200_000), 26_000_000);
+    // One token more and every token is at the long rate: 200,001 × 2.5 + 1,000 × 15.
+    assert_eq!(at(200_001), (200_001 * 250 + 1000 * 1500) as i64);
+    let marked = p.with_markup(Markup::from_percent(10.0).unwrap());
+    assert_eq!(marked.long_context.unwrap().input.micros_per_mtok(), 275_000_000);
 }

@@ -234,6 +234,12 @@ pub struct ModelConfig {
     /// Prompt tokens written to the provider's cache (Anthropic: 1.25 × input); default input.
     pub cache_write_per_mtok: Option<f64>,
     pub per_image: Option<f64>,
+    /// Prompts longer than this many tokens are priced at the `long_context_*` rates throughout.
+    pub long_context_above_tokens: Option<u32>,
+    pub long_context_input_per_mtok: Option<f64>,
+    pub long_context_output_per_mtok: Option<f64>,
+    pub long_context_cached_input_per_mtok: Option<f64>,
+    pub long_context_cache_write_per_mtok: Option<f64>,
     pub context_window: Option<u32>,
     pub max_output_tokens: Option<u32>,
     /// Explicitly free (no price needed).

@@ -232,3 +232,25 @@ rate_window_ms = 5
     let f = file("[security]\nclient_ip_header = \"x-forwarded-for\"\n");
     assert_eq!(paths(load(Some(f.path()), &env(&[])).unwrap_err()), vec!["security.client_ip_header"]);
 }
+
+#[test]
+fn long_context_and_cache_write_prices_load_and_half_a_tier_is_refused() {
+    let s = load(None, &env(&[("GEMINI_API_KEY", "k"), ("ANTHROPIC_API_KEY", "k")])).unwrap();
+    let pro = s.models.iter().find(|m| m.name.as_str() == "google/gemini-2.5-pro").unwrap();
+    let long = pro.list_price.long_context.unwrap();
+    assert_eq!((long.above_tokens, long.input.micros_per_mtok()), (200_000, 250_000_000));
+    let sonnet = s.models.iter().find(|m| m.name.as_str() == "anthropic/claude-sonnet-4.5").unwrap();
+    assert_eq!(sonnet.list_price.cache_write_input.micros_per_mtok(), 375_000_000);
+    let f = file(
+        r#"
+[[models]]
+name = "sandbox/half"
+routes = [{ provider = "sandbox", model = "x" }]
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+context_window = 1000
+long_context_above_tokens = 500
+"#,
+    );
+    assert_eq!(paths(load(Some(f.path()), &env(&[])).unwrap_err()), vec!["models.sandbox/half"]);
+}

@@ -506,6 +506,23 @@ fn model_price(m: &ModelConfig, kind: ModelKind, path: &str, problems: &mut Vec<
         m.per_image,
     )
     .and_then(|p| p.with_cache_write(m.cache_write_per_mtok))
+    .and_then(|p| match (m.long_context_above_tokens, m.long_context_input_per_mtok, m.long_context_output_per_mtok) {
+        (Some(above), Some(input), Some(output)) => p.with_long_context(
+            above,
+            input,
+            output,
+            m.long_context_cached_input_per_mtok,
+            m.long_context_cache_write_per_mtok,
+        ),
+        (None, None, None) => Ok(p),
+        _ => {
+            problems.push(Problem::new(
+                path,
+                "long-context pricing needs long_context_above_tokens, long_context_input_per_mtok and long_context_output_per_mtok",
+            ));
+            Ok(p)
+        }
+    })
     .map_err(|e| problems.push(Problem::new(path, e.to_string())))
     .ok()
 }
