@@ -73,6 +73,9 @@ impl GeminiAdapter {
         if !p.blocked && v["candidates"].get(0).is_none() {
             return Err(ProviderError::Protocol("response has no candidates"));
         }
+        if p.finish.as_deref() == Some(response::MALFORMED_CALL) {
+            return Err(ProviderError::Protocol("the model produced a malformed function call"));
+        }
         let finish = if p.blocked {
             "content_filter"
         } else {

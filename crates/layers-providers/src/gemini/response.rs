@@ -19,6 +19,10 @@ pub(super) fn usage(meta: &Value) -> Usage {
     }
 }
 
+/// Gemini's finish reason for a function call it could not form: no answer at all, so it is
+/// an upstream failure (another route may do better), never an empty 200.
+pub(super) const MALFORMED_CALL: &str = "MALFORMED_FUNCTION_CALL";
+
 pub(super) fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",

@@ -64,6 +64,10 @@ impl EventMapper for GeminiEvents {
             out.push_back(self.chunk(json!({"role": "assistant", "content": ""}), None));
         }
         let p = parts(&resp);
+        if p.finish.as_deref() == Some(super::response::MALFORMED_CALL) {
+            out.push_back(Err(ProviderError::Protocol("the model produced a malformed function call")));
+            return;
+        }
         if !p.reasoning.is_empty() {
             out.push_back(self.chunk(json!({ "reasoning_content": p.reasoning }), None));
         }
@@ -139,6 +143,18 @@ mod tests {
         assert_eq!(get(4)["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(get(5)["usage"]["completion_tokens"], 3);
         assert!(matches!(chunks[6], StreamEvent::Done));
+    }
+
+    #[test]
+    fn a_malformed_function_call_is_a_failure_not_an_empty_answer() {
+        let mut m = GeminiEvents::new("r", "g");
+        let mut out = VecDeque::new();
+        feed(
+            &mut m,
+            json!({"candidates": [{"content": {"parts": []}, "finishReason": "MALFORMED_FUNCTION_CALL"}]}),
+            &mut out,
+        );
+        assert!(matches!(out.pop_back(), Some(Err(ProviderError::Protocol(_)))));
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl MessagesSse {
         let mut events = Vec::new();
         let mut out = Vec::new();
         if self.decoder.push(bytes, &mut events).is_err() {
-            self.error(&mut out, "The stream could not be read");
+            self.error(&mut out, "api_error", "The stream could not be read");
             return out;
         }
         for e in events {
@@ -81,7 +81,13 @@ impl MessagesSse {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else { return };
         if let Some(err) = chunk.get("error") {
             let message = err["message"].as_str().unwrap_or("The upstream provider failed");
-            self.error(out, message);
+            let kind = match err["code"].as_str() {
+                Some("upstream_overloaded" | "upstream_unavailable") => "overloaded_error",
+                Some("upstream_rate_limited") => "rate_limit_error",
+                Some("upstream_timeout") => "timeout_error",
+                _ => "api_error",
+            };
+            self.error(out, kind, message);
             return;
         }
         if chunk["usage"].is_object() {
@@ -176,9 +182,9 @@ impl MessagesSse {
         }
     }
 
-    fn error(&mut self, out: &mut Vec<u8>, message: &str) {
+    fn error(&mut self, out: &mut Vec<u8>, kind: &str, message: &str) {
         self.done = true;
-        write(out, "error", &json!({"type": "error", "error": {"type": "api_error", "message": message}}));
+        write(out, "error", &json!({"type": "error", "error": {"type": kind, "message": message}}));
     }
 }
 
@@ -252,6 +258,14 @@ mod tests {
         out.extend(s.push(b"data: [DONE]\n\n"));
         let starts = events(&out).into_iter().filter(|(n, _)| n == "content_block_start").count();
         assert_eq!(starts, 1);
+    }
+
+    #[test]
+    fn an_overload_mid_stream_is_anthropics_overloaded_error() {
+        let mut s = MessagesSse::new("r", "m");
+        let mut out = s.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n");
+        out.extend(s.push(b"data: {\"error\":{\"message\":\"busy\",\"code\":\"upstream_overloaded\"}}\n\n"));
+        assert_eq!(events(&out).last().unwrap().1["error"]["type"], "overloaded_error");
     }
 
     #[test]
