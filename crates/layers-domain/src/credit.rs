@@ -72,9 +72,15 @@ impl EffectiveCaps {
     }
 }
 
-/// Upper bound of what a request can cost: its prompt estimate plus `max_output` tokens.
+/// Upper bound of what a request can cost: its prompt estimate plus `max_output` tokens, the
+/// prompt at the dearest of its rates (plain, cache write, cache read), since the provider
+/// decides which applies.
 pub fn estimate(price: &Price, prompt_tokens: u32, max_output: u32) -> MicroCredits {
-    price.cost(&Usage { prompt_tokens, completion_tokens: max_output, ..Usage::default() })
+    let usage = Usage { prompt_tokens, completion_tokens: max_output, ..Usage::default() };
+    let plain = price.cost(&usage);
+    let written = price.cost(&Usage { cache_write_tokens: prompt_tokens, ..usage });
+    let read = price.cost(&Usage { cached_tokens: prompt_tokens, ..usage });
+    plain.max(written).max(read)
 }
 
 /// The most output tokens `budget` covers after the prompt, or `None` if not even the prompt.

@@ -104,3 +104,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_hold_covers_the_dearest_rate_the_provider_may_bill_the_prompt_at() {
+    let price = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap().with_cache_write(Some(3.75)).unwrap();
+    // 1,000 prompt tokens all written to the cache: 1,000 × 3.75 US$/Mtok, not 1,000 × 3.00.
+    assert_eq!(estimate(&price, 1_000, 0).0, 1_000 * 375);
+    let plain = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap();
+    assert_eq!(estimate(&plain, 1_000, 0).0, 1_000 * 300);
+}

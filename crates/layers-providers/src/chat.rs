@@ -117,9 +117,11 @@ impl ChatRequest {
             let (b, i) = m.text_size();
             bytes += b;
             images += i;
-            // Tool calls an assistant made are prompt input too.
-            if let Some(calls) = m.extra.get("tool_calls") {
-                bytes += calls.to_string().len();
+            // Tool calls an assistant made, and signed thinking sent back, are prompt input too.
+            for field in ["tool_calls", "thinking_blocks"] {
+                if let Some(v) = m.extra.get(field) {
+                    bytes += v.to_string().len();
+                }
             }
         }
         if let Some(tools) = self.extra.get("tools") {

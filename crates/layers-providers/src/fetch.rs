@@ -25,26 +25,38 @@ pub async fn image(url: &str, param: &str, allow_private: bool) -> Result<(Strin
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(refuse("only http and https URLs are fetched"));
     }
-    let host = parsed.host_str().ok_or_else(|| refuse("no host"))?.to_owned();
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-        .await
-        .map_err(|_| refuse("its host did not resolve in time"))?
-        .map_err(|_| refuse("its host does not resolve"))?
-        .collect();
-    let addr = *addrs.first().ok_or_else(|| refuse("its host does not resolve"))?;
-    if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
-        return Err(refuse("it points to a private or reserved address"));
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse("URLs with credentials are not fetched"));
     }
+    // One answer for every way a fetch can fail, so the gateway cannot be used to learn which
+    // internal names exist or which hosts answer.
+    let unreachable = || refuse("it could not be fetched");
+    let host = parsed.host_str().ok_or_else(|| refuse("no host"))?.to_owned();
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    if !allow_private && !matches!(port, 80 | 443) {
+        return Err(refuse("only the standard ports 80 and 443 are fetched"));
+    }
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((bare_host.as_str(), port)))
+        .await
+        .map_err(|_| unreachable())?
+        .map_err(|_| unreachable())?
+        .collect();
+    let addr = *addrs.first().ok_or_else(unreachable)?;
+    if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+        return Err(unreachable());
+    }
+    // No proxy from the environment: the connection must go to the address checked above.
     let client = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .resolve(&host, addr)
+        .resolve(&bare_host, addr)
         .timeout(TIMEOUT)
         .build()
         .map_err(|_| refuse("no HTTP client"))?;
-    let resp = client.get(parsed).send().await.map_err(|_| refuse("it could not be fetched"))?;
+    let resp = client.get(parsed).send().await.map_err(|_| unreachable())?;
     if !resp.status().is_success() {
-        return Err(refuse(&format!("it answered {}", resp.status().as_u16())));
+        return Err(unreachable());
     }
     let media = resp
         .headers()
@@ -77,15 +89,14 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public_v4(v4);
             }
+            // Only global unicast (2000::/3), minus the ranges that tunnel or embed IPv4
+            // (6to4, Teredo) and documentation; NAT64, IPv4-compatible, unique-local,
+            // link-local and site-local addresses are all outside 2000::/3.
             let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-                || (seg[0] == 0x0064 && seg[1] == 0xff9b) // NAT64 (embeds IPv4)
-                || v6 == Ipv6Addr::UNSPECIFIED)
+            (seg[0] & 0xe000) == 0x2000
+                && seg[0] != 0x2002
+                && !(seg[0] == 0x2001 && (seg[1] == 0x0000 || seg[1] == 0x0db8))
+                && v6 != Ipv6Addr::UNSPECIFIED
         }
     }
 }
@@ -126,6 +137,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "::a9fe:a9fe",
+            "fec0::1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -141,6 +158,8 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://localhost/x.png",
             "file:///etc/passwd",
+            "http://user:pw@example.com/x.png",
+            "https://example.com:22/x.png",
         ] {
             assert!(matches!(image(url, "p", false).await, Err(ProviderError::Unsupported { .. })), "{url}");
         }

@@ -37,6 +37,10 @@ pub(super) struct AnthropicEvents {
     /// The message's usage so far: `message_start` gives the input side, `message_delta` the
     /// cumulative output (and, on newer API versions, updated input counts).
     usage: Map<String, Value>,
+    /// The thinking block being streamed: its text so far and signature, handed on whole (the
+    /// signature covers the text) when the block ends.
+    thinking: String,
+    signature: Option<String>,
 }
 
 impl AnthropicEvents {
@@ -47,6 +51,8 @@ impl AnthropicEvents {
             blocks: HashMap::new(),
             tools: 0,
             usage: Map::new(),
+            thinking: String::new(),
+            signature: None,
         }
     }
 
@@ -111,12 +117,14 @@ impl AnthropicEvents {
                 let block = self.blocks.get(&index).copied().unwrap_or(Block::Other);
                 let piece = match (block, delta["type"].as_str()) {
                     (Block::Text, Some("text_delta")) => delta["text"].as_str().map(|t| json!({ "content": t })),
-                    (Block::Thinking, Some("thinking_delta")) => {
-                        delta["thinking"].as_str().map(|t| json!({ "reasoning_content": t }))
+                    (Block::Thinking, Some("thinking_delta")) => delta["thinking"].as_str().map(|t| {
+                        self.thinking.push_str(t);
+                        json!({ "reasoning_content": t })
+                    }),
+                    (Block::Thinking, Some("signature_delta")) => {
+                        self.signature = delta["signature"].as_str().map(str::to_owned);
+                        None
                     }
-                    (Block::Thinking, Some("signature_delta")) => delta["signature"].as_str().map(
-                        |sig| json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": sig}]}),
-                    ),
                     (Block::Json, Some("input_json_delta")) => {
                         delta["partial_json"].as_str().map(|t| json!({ "content": t }))
                     }
@@ -146,7 +154,17 @@ impl AnthropicEvents {
                 let message = error_message(ev.to_string().as_bytes());
                 out.push_back(Err(ProviderError::MidStream { message }));
             }
-            // ping, content_block_stop and event types added later carry nothing to forward.
+            "content_block_stop" => {
+                let index = ev["index"].as_u64().unwrap_or(0);
+                if matches!(self.blocks.get(&index), Some(Block::Thinking)) {
+                    let text = std::mem::take(&mut self.thinking);
+                    if let Some(sig) = self.signature.take() {
+                        let block = json!({"type": "thinking", "thinking": text, "signature": sig});
+                        out.push_back(self.chunk(json!({ "thinking_blocks": [block] }), None));
+                    }
+                }
+            }
+            // ping and event types added later carry nothing to forward.
             _ => {}
         }
     }
@@ -267,6 +285,7 @@ mod tests {
                     json!({"type": "content_block_delta", "index": 0,
                     "delta": {"type": "signature_delta", "signature": "x"}}),
                 ),
+                ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
                 (
                     "content_block_start",
                     json!({"type": "content_block_start", "index": 1,
@@ -283,7 +302,12 @@ mod tests {
         );
         assert_eq!(items.len(), 5);
         assert_eq!(chunk(&items[1])["choices"][0]["delta"]["reasoning_content"], "hmm");
-        assert_eq!(chunk(&items[2])["choices"][0]["delta"]["thinking_blocks"][0]["signature"], "x");
+        let block = &chunk(&items[2])["choices"][0]["delta"]["thinking_blocks"][0];
+        assert_eq!(
+            (block["signature"].as_str(), block["thinking"].as_str()),
+            (Some("x"), Some("hmm")),
+            "whole, as signed"
+        );
         assert_eq!(chunk(&items[3])["choices"][0]["delta"]["content"], "{}");
         match &items[4] {
             Err(ProviderError::MidStream { message }) => assert_eq!(message.as_deref(), Some("Overloaded")),

@@ -44,20 +44,45 @@ impl GeminiAdapter {
     }
 
     /// Gemini takes images only inline: images given by http(s) URL are fetched first (safely,
-    /// see `fetch`), at most four at a time.
-    async fn fetch_images(&self, req: &crate::chat::ChatRequest) -> Result<request::Fetched, ProviderError> {
+    /// see `fetch`), each URL once, at most four at a time, at most 16 URLs and 20 MB in all,
+    /// within the call's deadline.
+    async fn fetch_images(
+        &self,
+        req: &crate::chat::ChatRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<request::Fetched, ProviderError> {
         use futures_util::StreamExt;
-        let urls = request::image_urls(req);
-        let allow = self.allow_private_image_urls;
-        let mut fetched = request::Fetched::new();
-        let mut results = futures_util::stream::iter(urls)
-            .map(|(url, param)| async move { crate::fetch::image(&url, &param, allow).await.map(|img| (url, img)) })
-            .buffer_unordered(4);
-        while let Some(result) = results.next().await {
-            let (url, image) = result?;
-            fetched.insert(url, image);
+        const MAX_URLS: usize = 16;
+        /// 20 MB of images, as base64.
+        const MAX_TOTAL_B64: usize = 20 * 1024 * 1024 / 3 * 4;
+        let mut urls = request::image_urls(req);
+        let mut seen = std::collections::HashSet::new();
+        urls.retain(|(url, _)| seen.insert(url.clone()));
+        if let Some((_, param)) = urls.get(MAX_URLS) {
+            return Err(crate::translate::unsupported(param, "at most 16 images by URL per request"));
         }
-        Ok(fetched)
+        let allow = self.allow_private_image_urls;
+        let fetch_all = async {
+            let mut fetched = request::Fetched::new();
+            let mut total = 0;
+            let mut results = futures_util::stream::iter(urls)
+                .map(|(url, param)| async move {
+                    crate::fetch::image(&url, &param, allow).await.map(|img| (url, param, img))
+                })
+                .buffer_unordered(4);
+            while let Some(result) = results.next().await {
+                let (url, param, image) = result?;
+                total += image.1.len();
+                if total > MAX_TOTAL_B64 {
+                    return Err(crate::translate::unsupported(&param, "images given by URL add up to more than 20 MB"));
+                }
+                fetched.insert(url, image);
+            }
+            Ok(fetched)
+        };
+        tokio::time::timeout_at(deadline, fetch_all)
+            .await
+            .map_err(|_| ProviderError::Timeout(crate::error::TimeoutPhase::Total))?
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -99,7 +124,7 @@ impl GeminiAdapter {
     }
 
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
-        let images = self.fetch_images(call.request).await?;
+        let images = self.fetch_images(call.request, call.deadline).await?;
         let body = request::build(call.request, &images)?;
         let body = serde_json::to_vec(&body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
         let url = if stream {

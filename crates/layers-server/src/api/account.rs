@@ -105,6 +105,10 @@ fn cursor_text(c: &UsageCursor) -> String {
 fn parse_cursor(text: &str) -> Option<UsageCursor> {
     let (nanos, id) = text.split_once('_')?;
     let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+    // Within what every backend can store (PostgreSQL's timestamptz starts at 4713 BC).
+    if !(1970..=9999).contains(&created_at.year()) {
+        return None;
+    }
     Some(UsageCursor { created_at, id: uuid::Uuid::parse_str(id).ok()? })
 }
 

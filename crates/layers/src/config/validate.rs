@@ -507,6 +507,12 @@ fn model_price(m: &ModelConfig, kind: ModelKind, path: &str, problems: &mut Vec<
     )
     .and_then(|p| p.with_cache_write(m.cache_write_per_mtok))
     .and_then(|p| match (m.long_context_above_tokens, m.long_context_input_per_mtok, m.long_context_output_per_mtok) {
+        (Some(_), Some(input), Some(output))
+            if input < m.input_per_mtok.unwrap_or(0.0) || output < m.output_per_mtok.unwrap_or(0.0) =>
+        {
+            problems.push(Problem::new(path, "long-context rates must not be below the model's own rates"));
+            Ok(p)
+        }
         (Some(above), Some(input), Some(output)) => p.with_long_context(
             above,
             input,
