@@ -43,10 +43,13 @@ impl RetryPolicy {
     }
 }
 
-/// When a route is taken out of rotation.
+/// When a route is taken out of rotation: at least `failures` failures within a window of
+/// `WINDOW_MS`, and at least as many failures as successes in it. A route that fails one call
+/// in ten stays in (taking it out would fail every call of a one-route model); a route that is
+/// down goes out after `failures` calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BreakerPolicy {
-    /// Consecutive failures that open the breaker.
+    /// Failures within the window that open the breaker (when they are at least half).
     pub failures: u32,
     /// How long an open breaker keeps the route out.
     pub cooldown_ms: u64,
@@ -58,20 +61,20 @@ impl Default for BreakerPolicy {
     }
 }
 
+/// The window over which a closed breaker counts outcomes.
+pub const WINDOW_MS: u64 = 10_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerState {
-    Closed {
-        consecutive_failures: u32,
-    },
+    /// In rotation; outcomes of the window that began at `since_ms` and of the one before it
+    /// (weighted by how much of it still overlaps the last `WINDOW_MS`, so counts slide
+    /// instead of resetting at a boundary).
+    Closed { since_ms: u64, failures: u32, successes: u32, before: (u32, u32) },
     /// Out of rotation until `until_ms`.
-    Open {
-        until_ms: u64,
-    },
+    Open { until_ms: u64 },
     /// The cool-down passed and one probe went through at `probe_ms`; its outcome closes or
     /// re-opens the breaker. Other calls wait (skip the route) meanwhile.
-    HalfOpen {
-        probe_ms: u64,
-    },
+    HalfOpen { probe_ms: u64 },
 }
 
 /// The circuit breaker of one route.
@@ -82,7 +85,7 @@ pub struct Breaker {
 
 impl Default for Breaker {
     fn default() -> Self {
-        Breaker { state: BreakerState::Closed { consecutive_failures: 0 } }
+        Breaker { state: BreakerState::Closed { since_ms: 0, failures: 0, successes: 0, before: (0, 0) } }
     }
 }
 
@@ -109,21 +112,44 @@ impl Breaker {
         }
     }
 
-    pub fn success(&mut self) {
-        self.state = BreakerState::Closed { consecutive_failures: 0 };
+    pub fn success(&mut self, now_ms: u64) {
+        let (since_ms, failures, successes, before) = self.window(now_ms);
+        self.state = BreakerState::Closed { since_ms, failures, successes: successes.saturating_add(1), before };
+    }
+
+    /// The closed breaker's window at `now_ms` (rolled forward if it ended); a fresh one when
+    /// the breaker was not closed.
+    fn window(&self, now_ms: u64) -> (u64, u32, u32, (u32, u32)) {
+        match self.state {
+            BreakerState::Closed { since_ms, failures, successes, before } => {
+                if now_ms < since_ms.saturating_add(WINDOW_MS) {
+                    (since_ms, failures, successes, before)
+                } else if now_ms < since_ms.saturating_add(2 * WINDOW_MS) {
+                    (since_ms + WINDOW_MS, 0, 0, (failures, successes))
+                } else {
+                    (now_ms, 0, 0, (0, 0))
+                }
+            }
+            _ => (now_ms, 0, 0, (0, 0)),
+        }
     }
 
     /// Records a failure; returns true when this failure opened the breaker.
     pub fn failure(&mut self, policy: &BreakerPolicy, now_ms: u64) -> bool {
         let open = BreakerState::Open { until_ms: now_ms.saturating_add(policy.cooldown_ms) };
         match self.state {
-            BreakerState::Closed { consecutive_failures } => {
-                let n = consecutive_failures.saturating_add(1);
-                if n >= policy.failures.max(1) {
+            BreakerState::Closed { .. } => {
+                let (since_ms, failures, successes, before) = self.window(now_ms);
+                let failures = failures.saturating_add(1);
+                // The previous window counts for the part of it still within the last window.
+                let overlap = WINDOW_MS.saturating_sub(now_ms.saturating_sub(since_ms)) as f64 / WINDOW_MS as f64;
+                let f = f64::from(failures) + f64::from(before.0) * overlap;
+                let s = f64::from(successes) + f64::from(before.1) * overlap;
+                if f >= f64::from(policy.failures.max(1)) && f >= s {
                     self.state = open;
                     true
                 } else {
-                    self.state = BreakerState::Closed { consecutive_failures: n };
+                    self.state = BreakerState::Closed { since_ms, failures, successes, before };
                     false
                 }
             }
@@ -163,14 +189,13 @@ mod tests {
     }
 
     #[test]
-    fn breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {
+    fn breaker_opens_when_failures_dominate_and_probes_after_the_cooldown() {
         let policy = BreakerPolicy { failures: 3, cooldown_ms: 1000 };
         let mut b = Breaker::default();
         assert!(!b.failure(&policy, 0));
-        b.success();
+        b.success(0);
         assert!(!b.failure(&policy, 1));
-        assert!(!b.failure(&policy, 2));
-        assert!(b.failure(&policy, 3), "the third consecutive failure opens it");
+        assert!(b.failure(&policy, 3), "three failures, one success, in one window: out");
         assert!(!b.allows(&policy, 500));
         assert_eq!(b.wait_ms(&policy, 500), 503);
         assert!(b.allows(&policy, 1003), "cool-down over: a probe goes through");
@@ -179,8 +204,35 @@ mod tests {
         assert!(!b.allows(&policy, 1500));
         assert!(b.allows(&policy, 2004));
         assert!(b.allows(&policy, 3004), "a probe that never reported is replaced after a cool-down");
-        b.success();
-        assert_eq!(b.state, BreakerState::Closed { consecutive_failures: 0 });
+        b.success(3005);
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_route_that_mostly_works_stays_in_rotation() {
+        let policy = BreakerPolicy { failures: 5, cooldown_ms: 1000 };
+        let mut b = Breaker::default();
+        // One failure in five, in bursts of two, for a minute: never out.
+        for t in 0..600u64 {
+            if t % 10 < 2 {
+                assert!(!b.failure(&policy, t * 100), "opened at {t}");
+            } else {
+                b.success(t * 100);
+            }
+        }
+        // A burst of failures right after a window boundary still sees the successes before it.
+        let mut edge = Breaker::default();
+        for t in 0..100u64 {
+            edge.success(t * 99);
+        }
+        for t in 0..6u64 {
+            assert!(!edge.failure(&policy, WINDOW_MS + t), "opened at the boundary");
+        }
+        // Failures far apart (a window each) never add up either.
+        let mut quiet = Breaker::default();
+        for t in 0..20u64 {
+            assert!(!quiet.failure(&policy, t * WINDOW_MS));
+        }
     }
 
     proptest! {

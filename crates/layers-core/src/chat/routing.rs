@@ -116,7 +116,7 @@ impl Router {
 
     fn record(&self, c: &Candidate, outcome: Option<&ProviderError>) {
         match outcome {
-            None => self.with_breaker(c, |b, _| b.success()),
+            None => self.with_breaker(c, |b, now| b.success(now)),
             Some(e) if e.blame() == Blame::Client => {}
             Some(e) => {
                 let policy = self.settings.breaker;

@@ -148,7 +148,8 @@ pub struct RoutingConfig {
     pub backoff_base_ms: Option<u64>,
     /// Longest backoff, and the longest upstream `retry-after` waited for (default 2000).
     pub backoff_max_ms: Option<u64>,
-    /// Consecutive failures that take a route out of rotation (default 5).
+    /// Failures within 10 s, at least as many as the successes, that take a route out of
+    /// rotation (default 5).
     pub breaker_failures: Option<u32>,
     /// How long a failing route stays out before it is probed again, in ms (default 30000).
     pub breaker_cooldown_ms: Option<u64>,
