@@ -233,7 +233,19 @@ impl Billing {
         if let Some(res) = inner.try_hold(&account, estimate) {
             return Ok(reserved(res, output, lowered));
         }
-        let grant = inner.refill(&account, estimate, &caps).await?;
+        let mut grant = inner.refill(&account, estimate, &caps).await?;
+        // Requests that did not wait for this refill may take its credit before this one does
+        // (early leases are small). While the balance and caps still have room, lease again
+        // rather than refuse a request the account can pay for.
+        for _ in 0..REFILL_ATTEMPTS {
+            if let Some(res) = inner.try_hold(&account, estimate) {
+                return Ok(reserved(res, output, lowered));
+            }
+            if room(&grant) < estimate {
+                break;
+            }
+            grant = inner.refill(&account, estimate, &caps).await?;
+        }
         if let Some(res) = inner.try_hold(&account, estimate) {
             return Ok(reserved(res, output, lowered));
         }
@@ -277,6 +289,9 @@ fn overrides(c: CapOverrides) -> credit::Caps {
 }
 
 /// The most the database could still grant, by the tightest limit.
+/// Refills one reservation may make when others keep taking the credit it leased.
+const REFILL_ATTEMPTS: usize = 4;
+
 fn room(g: &LeaseGrant) -> MicroCredits {
     [Some(g.available), g.account_hour_room, g.key_hour_room, g.key_total_room]
         .into_iter()
