@@ -154,6 +154,19 @@ pub enum LedgerOutcome {
     },
 }
 
+impl RateOverrides {
+    /// The overrides as both backends store them (nullable integers), checked for range.
+    pub(crate) fn from_columns(rpm: Option<i64>, tpm: Option<i64>) -> crate::error::StoreResult<RateOverrides> {
+        let corrupt = |column| crate::error::StoreError::Corrupt { column };
+        Ok(RateOverrides {
+            requests_per_minute: rpm
+                .map(|v| u32::try_from(v).map_err(|_| corrupt("requests_per_minute")))
+                .transpose()?,
+            tokens_per_minute: tpm.map(|v| u64::try_from(v).map_err(|_| corrupt("tokens_per_minute"))).transpose()?,
+        })
+    }
+}
+
 /// Where a page of usage ends: rows strictly older than this one come next. Time alone is not
 /// enough (several rows can share a millisecond), so the row's id breaks ties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

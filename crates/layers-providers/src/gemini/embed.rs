@@ -52,14 +52,7 @@ impl GeminiAdapter {
             .collect();
         let body = serde_json::to_vec(&json!({ "requests": requests }))
             .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
-        let mut rb = self
-            .client
-            .post(format!("{}/{model}:batchEmbedContents", self.base_url))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(key) = &self.api_key {
-            rb = rb.header("x-goog-api-key", secrecy::ExposeSecret::expose_secret(key));
-        }
+        let rb = self.post(format!("{}/{model}:batchEmbedContents", self.base_url), body);
         let resp = transport::send(rb, &timing::within(self.timeouts, call.deadline)).await?;
         let raw = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
         let v: Value = serde_json::from_slice(&raw).map_err(|_| ProviderError::Protocol("response is not JSON"))?;

@@ -132,13 +132,19 @@ impl GeminiAdapter {
         } else {
             format!("{}/models/{}:generateContent", self.base_url, call.upstream_model)
         };
-        let mut rb = self.client.post(url).header(http::header::CONTENT_TYPE, "application/json").body(body);
+        let mut rb = self.post(url, body);
         if stream {
             rb = rb.header(http::header::ACCEPT, "text/event-stream");
         }
-        if let Some(key) = &self.api_key {
-            rb = rb.header("x-goog-api-key", key.expose_secret());
-        }
         transport::send(rb, &timing::within(self.timeouts, call.deadline)).await
+    }
+
+    /// A JSON POST to Gemini with the operator's key.
+    fn post(&self, url: String, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let rb = self.client.post(url).header(http::header::CONTENT_TYPE, "application/json").body(body);
+        match &self.api_key {
+            Some(key) => rb.header("x-goog-api-key", key.expose_secret()),
+            None => rb,
+        }
     }
 }

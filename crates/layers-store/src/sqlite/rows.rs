@@ -63,16 +63,7 @@ pub(crate) fn user(row: &SqliteRow) -> StoreResult<User> {
 }
 
 pub(crate) fn rate(row: &SqliteRow, rpm: &'static str, tpm: &'static str) -> StoreResult<RateOverrides> {
-    let rpm: Option<i64> = row.try_get(rpm)?;
-    let tpm: Option<i64> = row.try_get(tpm)?;
-    Ok(RateOverrides {
-        requests_per_minute: rpm
-            .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt { column: "requests_per_minute" }))
-            .transpose()?,
-        tokens_per_minute: tpm
-            .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt { column: "tokens_per_minute" }))
-            .transpose()?,
-    })
+    RateOverrides::from_columns(row.try_get(rpm)?, row.try_get(tpm)?)
 }
 
 pub(crate) fn caps(row: &SqliteRow, per_request: &'static str, per_hour: &'static str) -> StoreResult<CapOverrides> {
