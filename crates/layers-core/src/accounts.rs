@@ -96,6 +96,11 @@ impl AccountService {
         Ok(self.store.recent_usage(user, limit, before).await?)
     }
 
+    /// One request of the account by its request id (the newest, if the client reused ids).
+    pub async fn generation(&self, user: UserId, request_id: &str) -> ServiceResult<Option<layers_store::UsageRecord>> {
+        Ok(self.store.usage_by_request(user, request_id).await?)
+    }
+
     pub async fn balance(&self, user: UserId) -> ServiceResult<MicroCredits> {
         Ok(self.store.balance(user).await?)
     }

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use layers_domain::UserId;
 
 use crate::auth::cache::KeyCache;
+use crate::billing::Billing;
 use crate::ipguard::IpGuard;
 use crate::redis_conn::Redis;
 use crate::tasks::Tasks;
@@ -25,6 +26,8 @@ pub enum Notice {
     Account(UserId),
     /// An IP is blocked until this Unix time (ms).
     Block(IpAddr, u64),
+    /// A node needs credit the account's leases hold: give back what is free (reclaim epoch).
+    Reclaim(UserId, i64),
 }
 
 impl Notice {
@@ -33,6 +36,7 @@ impl Notice {
             Notice::Key(hash) => format!("key:{}", hex(hash)),
             Notice::Account(user) => format!("account:{user}"),
             Notice::Block(ip, until) => format!("block:{until}:{ip}"),
+            Notice::Reclaim(user, epoch) => format!("reclaim:{epoch}:{user}"),
         }
     }
 
@@ -44,6 +48,10 @@ impl Notice {
             "block" => {
                 let (until, ip) = rest.split_once(':')?;
                 Some(Notice::Block(ip.parse().ok()?, until.parse().ok()?))
+            }
+            "reclaim" => {
+                let (epoch, user) = rest.split_once(':')?;
+                Some(Notice::Reclaim(user.parse().ok()?, epoch.parse().ok()?))
             }
             _ => None,
         }
@@ -69,7 +77,7 @@ impl Broadcaster {
             match &notice {
                 Notice::Key(hash) => cache.remove(hash),
                 Notice::Account(user) => cache.remove_user(*user),
-                Notice::Block(..) => {}
+                Notice::Block(..) | Notice::Reclaim(..) => {}
             }
         }
         if let Some(redis) = &self.redis {
@@ -78,16 +86,19 @@ impl Broadcaster {
     }
 }
 
+/// What notices act on: this node's key cache, IP guard and credit leases.
+#[derive(Clone, Debug)]
+pub struct Followers {
+    pub cache: Arc<KeyCache>,
+    pub guard: Arc<IpGuard>,
+    pub billing: Billing,
+}
+
 /// Follows the channel and applies what arrives. Reconnects by itself, and starts a fresh
 /// session whenever Redis comes back after being down (a subscription can outlive a Redis that
 /// stopped answering without closing the connection).
-pub fn spawn_subscriber(
-    redis: Redis,
-    cache: Arc<KeyCache>,
-    guard: Arc<IpGuard>,
-    stats: Arc<BroadcastStats>,
-    tasks: &Tasks,
-) {
+pub fn spawn_subscriber(redis: Redis, followers: Followers, stats: Arc<BroadcastStats>, tasks: &Tasks) {
+    let Followers { cache, guard, billing } = followers;
     let cancel = tasks.cancelled();
     tasks.spawn("redis-subscriber", async move {
         let channel = redis.key("events");
@@ -116,6 +127,7 @@ pub fn spawn_subscriber(
                         Some(Notice::Key(hash)) => cache.remove(&hash),
                         Some(Notice::Account(user)) => cache.remove_user(user),
                         Some(Notice::Block(ip, until)) => guard.block_local(ip, until),
+                        Some(Notice::Reclaim(user, epoch)) => billing.reclaim_requested(user, epoch),
                         None => tracing::warn!("ignored an unknown notice on the events channel"),
                     }
                 }
@@ -178,6 +190,7 @@ mod tests {
             Notice::Account(UserId::random()),
             Notice::Block("203.0.113.7".parse().unwrap(), 1_800_000_000_000),
             Notice::Block("2001:db8::1".parse().unwrap(), 5),
+            Notice::Reclaim(UserId::random(), 42),
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));
         }

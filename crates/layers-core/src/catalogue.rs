@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use layers_domain::{Markup, ModelKind, ModelSpec, Price, RouteSpec};
+use layers_domain::tokens::PromptCeilings;
+use layers_domain::{ImagePrice, Markup, MicroCredits, ModelKind, ModelSpec, Price, Rate, RouteSpec, SearchFees};
+use layers_providers::ProviderKind;
 
 /// A model as the gateway serves it.
 #[derive(Debug)]
@@ -13,11 +15,53 @@ pub struct ModelEntry {
     pub spec: ModelSpec,
     /// Price charged: list price with markup.
     pub price: Price,
+    /// Search fees charged, with markup.
+    pub search_fees: Option<SearchFees>,
+    /// Image prices by quality and size charged, with markup.
+    pub image_prices: Vec<ImagePrice>,
     /// Routes whose provider is enabled, in order of preference.
     pub routes: Vec<RouteSpec>,
 }
 
+/// The most tokens one input image costs at a provider (its documented maximum after the
+/// provider's own downscaling), unless the model's entry says otherwise.
+fn image_tokens_of(kind: ProviderKind) -> u32 {
+    match kind {
+        // GPT-4.1-nano's patches at their cap (1,536 × 2.46); GPT-4o tops out lower.
+        ProviderKind::OpenAi => 3_800,
+        // Images past ~1.15 megapixels are scaled down to at most ~1,600 tokens.
+        ProviderKind::Anthropic => 1_600,
+        // 258 tokens per 768-pixel tile; a 4,608-pixel square image makes 36 tiles.
+        ProviderKind::Gemini => 9_288,
+        ProviderKind::Sandbox => 85,
+    }
+}
+
 impl ModelEntry {
+    /// The most each kind of prompt part may cost on this model, over the providers that may
+    /// serve it.
+    pub fn ceilings(&self, kinds: impl Iterator<Item = ProviderKind>, bytes_per_token: u32) -> PromptCeilings {
+        let image_tokens =
+            self.spec.image_input_tokens.unwrap_or_else(|| kinds.map(image_tokens_of).max().unwrap_or(1_600));
+        PromptCeilings {
+            bytes_per_token,
+            image_tokens,
+            file_tokens: self.spec.file_tokens.unwrap_or(self.spec.context_window),
+            context_window: self.spec.context_window,
+        }
+    }
+
+    /// The price of one generated image: of this quality and size when both are known, else the
+    /// dearest that matches what is known (an upper bound until the answer says).
+    pub fn image_price(&self, quality: Option<&str>, size: Option<&str>) -> MicroCredits {
+        self.image_prices
+            .iter()
+            .filter(|p| quality.is_none_or(|q| q == p.quality) && size.is_none_or(|s| s == p.size))
+            .map(|p| p.price)
+            .max()
+            .unwrap_or(self.price.per_image)
+    }
+
     pub fn is_served(&self) -> bool {
         !self.routes.is_empty()
     }
@@ -52,7 +96,21 @@ impl Catalogue {
         let mut bare: HashMap<String, Vec<Arc<ModelEntry>>> = HashMap::new();
         for spec in specs {
             let routes = spec.routes.iter().filter(|r| enabled(&r.provider)).cloned().collect();
-            let entry = Arc::new(ModelEntry { price: spec.list_price.with_markup(markup), routes, spec });
+            let image_prices = spec
+                .image_prices
+                .iter()
+                .map(|p| ImagePrice {
+                    price: MicroCredits(Rate::from_micros_per_mtok(p.price.0).with_markup(markup).micros_per_mtok()),
+                    ..p.clone()
+                })
+                .collect();
+            let entry = Arc::new(ModelEntry {
+                price: spec.list_price.with_markup(markup),
+                search_fees: spec.search_fees.map(|f| f.with_markup(markup)),
+                image_prices,
+                routes,
+                spec,
+            });
             if let Some((_, short)) = entry.name().split_once('/') {
                 if entry.is_served() {
                     bare.entry(short.to_owned()).or_default().push(entry.clone());
@@ -105,6 +163,10 @@ mod tests {
             context_window: 1000,
             max_output_tokens: 100,
             created: 0,
+            image_input_tokens: None,
+            file_tokens: None,
+            search_fees: None,
+            image_prices: Vec::new(),
         }
     }
 

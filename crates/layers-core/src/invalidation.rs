@@ -1,5 +1,6 @@
-//! Follows the database's cache-invalidation feed so that every node drops a revoked key or a
-//! changed account within a poll interval (SPEC §3: within one second on every node).
+//! Follows the database's change feed so that every node drops a revoked key or a changed
+//! account within a poll interval (SPEC §3: within one second on every node), and answers
+//! reclaims of credit its leases hold.
 //! Invariant: each poll re-reads an overlap window, so an event committed late (its transaction
 //! began before the previous poll) is still seen.
 
@@ -9,12 +10,13 @@ use std::time::Duration;
 use layers_store::{CacheScope, Store};
 
 use crate::auth::cache::KeyCache;
+use crate::billing::Billing;
 use crate::tasks::Tasks;
 
 /// Events are re-read for this long after they were created.
 const OVERLAP: time::Duration = time::Duration::seconds(3);
 
-pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, tasks: &Tasks, every: Duration) {
+pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Billing, tasks: &Tasks, every: Duration) {
     let cancel = tasks.cancelled();
     tasks.spawn("cache-invalidation", async move {
         let mut since = match store.db_now().await {
@@ -42,8 +44,10 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, tasks: &Tasks
                         tracing::info!("cache invalidation feed recovered");
                     }
                     for event in &events {
-                        match (event.scope, &event.key_hash) {
-                            (CacheScope::Key, Some(hash)) => cache.remove(hash),
+                        match (event.scope, &event.key_hash, event.reclaim_epoch) {
+                            (CacheScope::Key, Some(hash), _) => cache.remove(hash),
+                            (CacheScope::Credit, _, Some(epoch)) => billing.reclaim_requested(event.user_id, epoch),
+                            (CacheScope::Credit, _, None) => {}
                             _ => cache.remove_user(event.user_id),
                         }
                     }

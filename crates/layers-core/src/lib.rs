@@ -47,7 +47,7 @@ use crate::billing::{Billing, BillingSettings};
 use crate::broadcast::{BroadcastStats, Broadcaster};
 use crate::catalogue::Catalogue;
 use crate::chat::routing::{Router, RoutingSettings};
-use crate::chat::ChatService;
+use crate::chat::{ChatParts, ChatService};
 use crate::ipguard::{IpGuard, IpGuardSettings};
 use crate::keys::KeyService;
 use crate::last_used::LastUsed;
@@ -123,26 +123,30 @@ impl Core {
             Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone(), &tasks));
         let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks);
         let notices = Arc::new(BroadcastStats::default());
+        let bytes_per_token = settings.billing.prompt_bytes_per_token;
+        let billing = Billing::start(store.clone(), settings.billing, broadcaster.clone(), &tasks).await;
         if let Some(redis) = &redis {
-            broadcast::spawn_subscriber(redis.clone(), cache.clone(), ip_guard.clone(), notices.clone(), &tasks);
+            let followers =
+                broadcast::Followers { cache: cache.clone(), guard: ip_guard.clone(), billing: billing.clone() };
+            broadcast::spawn_subscriber(redis.clone(), followers, notices.clone(), &tasks);
         }
-
-        let billing = Billing::start(store.clone(), settings.billing, &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
-        invalidation::spawn_follower(store.clone(), cache.clone(), &tasks, settings.invalidation_poll);
+        invalidation::spawn_follower(store.clone(), cache.clone(), billing.clone(), &tasks, settings.invalidation_poll);
 
         Ok(Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
             keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone()),
             accounts: AccountService::new(store.clone(), audit, broadcaster),
-            chat: ChatService::new(
-                catalogue.clone(),
+            chat: ChatService::new(ChatParts {
+                catalogue: catalogue.clone(),
                 providers,
-                settings.limits,
-                billing.clone(),
-                limiter.clone(),
-                Router::new(settings.routing),
-            )
+                limits: settings.limits,
+                billing: billing.clone(),
+                limiter: limiter.clone(),
+                router: Router::new(settings.routing),
+                tasks: tasks.clone(),
+                bytes_per_token,
+            })
             .with_test_keys(settings.test_keys, redis.clone()),
             catalogue,
             billing,

@@ -1,6 +1,9 @@
-//! Background tasks: spawned in one place, told to stop together, awaited on shutdown.
-//! Invariant: no task outlives `Tasks::shutdown`; a task that holds buffered writes flushes
-//! them when cancelled.
+//! Background tasks: spawned in one place, told to stop together, awaited on shutdown. Two
+//! kinds: background work (writers, followers, upkeep) that watches the cancellation token, and
+//! request work (upstream calls and drains the client no longer waits for, lease refills) that
+//! must run to its end because money depends on it. Invariant: no task outlives
+//! `Tasks::shutdown`; request work ends before background work is told to stop, so the
+//! settlement writer still takes what it hands over.
 
 use std::future::Future;
 
@@ -9,7 +12,8 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Debug, Default)]
 pub struct Tasks {
-    tracker: TaskTracker,
+    background: TaskTracker,
+    work: TaskTracker,
     cancel: CancellationToken,
 }
 
@@ -24,7 +28,22 @@ impl Tasks {
         F: Future<Output = ()> + Send + 'static,
     {
         tracing::debug!(task = name, "starting background task");
-        self.tracker.spawn(fut);
+        self.background.spawn(fut);
+    }
+
+    /// Spawns request work: it runs to its own end (bounded by the request's deadlines) and
+    /// shutdown waits for it before stopping the background tasks.
+    pub fn spawn_work<F>(&self, name: &'static str, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tracing::trace!(task = name, "starting request work");
+        self.work.spawn(fut);
+    }
+
+    /// Request work still running.
+    pub fn work_in_flight(&self) -> usize {
+        self.work.len()
     }
 
     /// A token that fires when shutdown begins.
@@ -32,10 +51,13 @@ impl Tasks {
         self.cancel.child_token()
     }
 
-    /// Signals every task to stop and waits until all have returned.
+    /// Waits for request work to end, then signals every background task to stop and waits
+    /// until all have returned.
     pub async fn shutdown(&self) {
+        self.work.close();
+        self.work.wait().await;
         self.cancel.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.background.close();
+        self.background.wait().await;
     }
 }

@@ -30,7 +30,7 @@ pub mod usage;
 
 pub use ids::{KeyId, RequestId, UserId};
 pub use key_format::{ApiKey, KeyEnv, KeyFormatError};
-pub use model::{ModelKind, ModelName, ModelSpec, RouteSpec};
-pub use money::{Markup, MicroCredits, Price, Rate};
+pub use model::{ImagePrice, ModelKind, ModelName, ModelSpec, RouteSpec, SearchContextSize, SearchFees};
+pub use money::{Markup, MicroCredits, Price, Rate, Rates};
 pub use tier::Tier;
 pub use usage::Usage;

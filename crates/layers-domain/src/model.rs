@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::money::Price;
+use crate::money::{MicroCredits, Price, Rate};
 
 /// A public model name such as `openai/gpt-4o-mini`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,6 +47,69 @@ pub struct ModelSpec {
     pub max_output_tokens: u32,
     /// Unix seconds, shown as `created` by `/v1/models`.
     pub created: i64,
+    /// Most tokens one input image may cost on this model (`None`: its provider's default).
+    pub image_input_tokens: Option<u32>,
+    /// Most tokens one input document (PDF…) may cost (`None`: the whole context window).
+    pub file_tokens: Option<u32>,
+    /// Per-request fees of a request that searches the web (list price).
+    pub search_fees: Option<SearchFees>,
+    /// Image generation prices by quality and size (list price); the model's `per_image`
+    /// applies to combinations not listed.
+    pub image_prices: Vec<ImagePrice>,
+}
+
+/// How much of the web a search reads, as OpenAI and Perplexity name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SearchContextSize {
+    Low,
+    Medium,
+    High,
+}
+
+impl SearchContextSize {
+    pub fn parse(s: &str) -> Option<SearchContextSize> {
+        match s {
+            "low" => Some(SearchContextSize::Low),
+            "medium" => Some(SearchContextSize::Medium),
+            "high" => Some(SearchContextSize::High),
+            _ => None,
+        }
+    }
+}
+
+/// What a searching request costs per request, by search context size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchFees {
+    pub low: MicroCredits,
+    pub medium: MicroCredits,
+    pub high: MicroCredits,
+    /// The size the provider uses when the request names none.
+    pub default_size: SearchContextSize,
+    /// The model searches unless told not to (Perplexity's Sonar models).
+    pub by_default: bool,
+}
+
+impl SearchFees {
+    pub fn fee(&self, size: Option<SearchContextSize>) -> MicroCredits {
+        match size.unwrap_or(self.default_size) {
+            SearchContextSize::Low => self.low,
+            SearchContextSize::Medium => self.medium,
+            SearchContextSize::High => self.high,
+        }
+    }
+
+    pub fn with_markup(self, markup: crate::money::Markup) -> SearchFees {
+        let up = |m: MicroCredits| MicroCredits(Rate::from_micros_per_mtok(m.0).with_markup(markup).micros_per_mtok());
+        SearchFees { low: up(self.low), medium: up(self.medium), high: up(self.high), ..self }
+    }
+}
+
+/// The price of one generated image of a quality and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImagePrice {
+    pub quality: String,
+    pub size: String,
+    pub price: MicroCredits,
 }
 
 // === impl ModelName ===

@@ -19,7 +19,8 @@ const MAX_USD_PRICE: f64 = 100_000.0;
 pub struct MicroCredits(pub i64);
 
 /// A price per token, as micro-credits per million tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Rate(i64);
 
 /// The operator's markup over list price, in basis points (1 % = 100).
@@ -39,6 +40,17 @@ pub struct Price {
     /// Higher rates for the whole request once its prompt is longer than a threshold (Gemini
     /// 2.5 Pro and Claude Sonnet above 200k tokens).
     pub long_context: Option<LongContext>,
+}
+
+/// The rates one request is charged at, after the long-context choice: stored with each usage
+/// row, so that its cost can be recomputed from the row alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rates {
+    pub input: Rate,
+    pub output: Rate,
+    pub cached_input: Rate,
+    pub cache_write_input: Rate,
+    pub per_image: MicroCredits,
 }
 
 /// The rates of a request whose prompt has more than `above_tokens` tokens.
@@ -85,6 +97,11 @@ pub enum PriceError {
 
 impl MicroCredits {
     pub const ZERO: MicroCredits = MicroCredits(0);
+
+    /// A list price in US$ (per request, per image), read once, exactly to eight decimals.
+    pub fn from_usd(usd: f64) -> Result<MicroCredits, PriceError> {
+        usd_to_micros(usd).map(MicroCredits)
+    }
 
     pub fn from_credits(credits: i64) -> Option<MicroCredits> {
         credits.checked_mul(MICROS_PER_CREDIT).map(MicroCredits)
@@ -278,20 +295,45 @@ impl Price {
         self.input.0 == 0 && self.output.0 == 0 && self.cached_input.0 == 0 && self.per_image.0 == 0
     }
 
+    /// The rates a request with `prompt_tokens` of prompt is charged at: the long-context rates
+    /// past their threshold, else the base rates.
+    pub fn rates_for(&self, prompt_tokens: u32) -> Rates {
+        match self.long_context.filter(|l| prompt_tokens > l.above_tokens) {
+            Some(l) => Rates {
+                input: l.input,
+                output: l.output,
+                cached_input: l.cached_input,
+                cache_write_input: l.cache_write_input,
+                per_image: self.per_image,
+            },
+            None => Rates {
+                input: self.input,
+                output: self.output,
+                cached_input: self.cached_input,
+                cache_write_input: self.cache_write_input,
+                per_image: self.per_image,
+            },
+        }
+    }
+
     /// The cost of `usage`, rounded up once to a whole micro-credit.
+    pub fn cost(&self, usage: &Usage) -> MicroCredits {
+        self.rates_for(usage.prompt_tokens).cost(usage)
+    }
+}
+
+// === impl Rates ===
+
+impl Rates {
+    /// The cost of `usage` at these rates, rounded up once to a whole micro-credit.
     pub fn cost(&self, usage: &Usage) -> MicroCredits {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let written = usage.cache_write_tokens.min(usage.prompt_tokens - cached);
         let uncached = usage.prompt_tokens - cached - written;
-        let (input, output, cached_input, cache_write) =
-            match self.long_context.filter(|l| usage.prompt_tokens > l.above_tokens) {
-                Some(l) => (l.input, l.output, l.cached_input, l.cache_write_input),
-                None => (self.input, self.output, self.cached_input, self.cache_write_input),
-            };
-        let exact = i128::from(uncached) * i128::from(input.0)
-            + i128::from(cached) * i128::from(cached_input.0)
-            + i128::from(written) * i128::from(cache_write.0)
-            + i128::from(usage.completion_tokens) * i128::from(output.0);
+        let exact = i128::from(uncached) * i128::from(self.input.0)
+            + i128::from(cached) * i128::from(self.cached_input.0)
+            + i128::from(written) * i128::from(self.cache_write_input.0)
+            + i128::from(usage.completion_tokens) * i128::from(self.output.0);
         let tokens = ceil_div(exact, TOKENS_PER_MTOK);
         let images = i128::from(usage.images) * i128::from(self.per_image.0);
         MicroCredits((tokens + images).min(i128::from(i64::MAX)) as i64)

@@ -96,6 +96,15 @@ impl Adapter {
         }
     }
 
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Adapter::OpenAi(_) => ProviderKind::OpenAi,
+            Adapter::Anthropic(_) => ProviderKind::Anthropic,
+            Adapter::Gemini(_) => ProviderKind::Gemini,
+            Adapter::Sandbox(_) => ProviderKind::Sandbox,
+        }
+    }
+
     pub fn timeouts(&self) -> Timeouts {
         match self {
             Adapter::OpenAi(a) => a.timeouts(),

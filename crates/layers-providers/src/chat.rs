@@ -1,6 +1,7 @@
 //! The OpenAI Chat Completions wire shape: what clients send and what every adapter returns.
 //! Invariant: fields the gateway does not interpret are kept (`extra`) and forwarded unchanged.
 
+use layers_domain::tokens::PromptParts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -109,26 +110,25 @@ impl ChatRequest {
         }
     }
 
-    /// Total UTF-8 bytes of text and number of images, for estimates.
-    pub fn prompt_size(&self) -> (usize, usize) {
-        let mut bytes = 0;
-        let mut images = 0;
+    /// What the prompt is made of, for its token bound (SPEC §4.2: a hold is an upper bound of
+    /// what the provider bills). Everything the provider may tokenize counts as text: message
+    /// text, the JSON of tool calls, tool definitions and schemas, and of any field the gateway
+    /// passes on; images and documents count by their ceilings.
+    pub fn prompt_parts(&self) -> PromptParts {
+        let mut p =
+            PromptParts { messages: u32::try_from(self.messages.len()).unwrap_or(u32::MAX), ..Default::default() };
         for m in &self.messages {
-            let (b, i) = m.text_size();
-            bytes += b;
-            images += i;
-            // Tool calls an assistant made, and signed thinking sent back, are prompt input too.
-            for field in ["tool_calls", "thinking_blocks"] {
-                if let Some(v) = m.extra.get(field) {
-                    bytes += v.to_string().len();
-                }
-            }
+            m.add_parts(&mut p);
         }
-        if let Some(tools) = self.extra.get("tools") {
-            bytes += tools.to_string().len();
-        }
-        (bytes, images)
+        p.tools = self.extra.get("tools").is_some_and(|t| !t.is_null());
+        p.text_bytes += json_len(&self.extra);
+        p
     }
+}
+
+/// Bytes of a value serialised as JSON (a bound on the text it can put into a prompt).
+fn json_len<T: Serialize + ?Sized>(v: &T) -> u64 {
+    serde_json::to_vec(v).map_or(0, |b| b.len() as u64)
 }
 
 // === impl ChatMessage ===
@@ -144,13 +144,21 @@ impl ChatMessage {
         self.texts().collect::<Vec<_>>().join("")
     }
 
-    fn text_size(&self) -> (usize, usize) {
-        let bytes = self.texts().map(str::len).sum();
-        let images = match &self.content {
-            Some(MessageContent::Parts(parts)) => parts.iter().filter(|p| p.kind == "image_url").count(),
-            _ => 0,
-        };
-        (bytes, images)
+    fn add_parts(&self, p: &mut PromptParts) {
+        p.text_bytes += json_len(&self.extra);
+        match &self.content {
+            Some(MessageContent::Text(t)) => p.text_bytes += t.len() as u64,
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    match part.kind.as_str() {
+                        "image_url" => p.images += 1,
+                        "file" => p.files += 1,
+                        _ => p.text_bytes += part.text.as_ref().map_or(0, |t| t.len() as u64) + json_len(&part.extra),
+                    }
+                }
+            }
+            None => {}
+        }
     }
 
     fn texts(&self) -> impl Iterator<Item = &str> {
@@ -181,9 +189,10 @@ mod tests {
         assert_eq!(req.extra.get("seed"), Some(&Value::from(7)));
         assert_eq!(req.messages[1].text_chars(), 5);
         assert_eq!(req.messages[2].text_chars(), 0);
-        let (bytes, images) = req.prompt_size();
-        assert_eq!(images, 1);
-        assert!(bytes > 14);
+        let parts = req.prompt_parts();
+        assert_eq!((parts.messages, parts.images, parts.files), (3, 1, 0));
+        assert!(parts.text_bytes > 14, "text, the tool call's JSON, and the extra fields");
+        assert!(!parts.tools);
         let back = serde_json::to_value(&req).unwrap();
         assert_eq!(back["temperature"], 0.2);
         assert_eq!(back["messages"][2]["tool_calls"][0]["id"], "c1");

@@ -46,6 +46,9 @@ pub enum ProviderError {
     Unavailable { retry_after: Option<Duration> },
     #[error("parameter {param} is not supported by this provider")]
     Unsupported { param: String, message: String },
+    /// The client went away before any provider answered: no further attempt is made.
+    #[error("the client went away before a provider answered")]
+    ClientGone,
 }
 
 impl ProviderError {
@@ -57,7 +60,7 @@ impl ProviderError {
                 401 | 403 | 404 => Blame::Internal,
                 _ => Blame::Upstream,
             },
-            ProviderError::Unsupported { .. } => Blame::Client,
+            ProviderError::Unsupported { .. } | ProviderError::ClientGone => Blame::Client,
             _ => Blame::Upstream,
         }
     }
@@ -70,7 +73,8 @@ impl ProviderError {
             ProviderError::Protocol(_)
             | ProviderError::MidStream { .. }
             | ProviderError::Unsupported { .. }
-            | ProviderError::Unavailable { .. } => false,
+            | ProviderError::Unavailable { .. }
+            | ProviderError::ClientGone => false,
         }
     }
 

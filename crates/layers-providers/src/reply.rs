@@ -23,6 +23,10 @@ pub struct Completion {
 pub enum StreamEvent {
     /// A `chat.completion.chunk` object.
     Chunk(Map<String, Value>),
+    /// Usage the provider has reported so far (cumulative: input at the start, output as it
+    /// grows), so a stream cut short is still billed at least what the provider counted. The
+    /// final usage also arrives in a chunk.
+    Usage(Usage),
     /// The provider finished cleanly (`data: [DONE]` or its native equivalent).
     Done,
 }

@@ -51,7 +51,7 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
         }
         loop {
             if let Some(item) = st.items.pop_front() {
-                if !matches!(item, Ok(StreamEvent::Chunk(_))) {
+                if !matches!(item, Ok(StreamEvent::Chunk(_) | StreamEvent::Usage(_))) {
                     st.finished = true;
                 }
                 return Some((item, st));

@@ -134,8 +134,9 @@ pub fn effort_budget(value: &Value) -> Result<u32, ProviderError> {
 
 /// Fields of a per-provider option object (`anthropic`, `openai`, `google`) that the gateway
 /// decides: the model (what is billed), the output cap (what the hold covers), the content
-/// (what the limits checked) and the streaming mode. An option object may not set them.
-const PROTECTED: [&str; 13] = [
+/// (what the limits checked), the streaming mode, and anything the provider bills beside
+/// tokens. An option object may not set them.
+const PROTECTED: [&str; 29] = [
     "model",
     "messages",
     "system",
@@ -149,6 +150,25 @@ const PROTECTED: [&str; 13] = [
     "n",
     "candidateCount",
     "generationConfig.maxOutputTokens",
+    "generationConfig.candidateCount",
+    "generationConfig.thinkingConfig",
+    "generationConfig.responseModalities",
+    // What the provider bills beside tokens, which the hold must have counted: server tools
+    // (web search, code execution), search options and tiers of service.
+    "tools",
+    "tool_choice",
+    "toolConfig",
+    "service_tier",
+    "web_search_options",
+    "search_context_size",
+    "modalities",
+    "audio",
+    "prediction",
+    // Output the hold cannot bound, and content of the operator's account.
+    "thinkingConfig",
+    "cachedContent",
+    "file_id",
+    "store",
 ];
 
 /// The option object `name` as a map, refusing fields the gateway decides.
@@ -183,6 +203,12 @@ mod tests {
             json!({"messages": []}),
             json!({"generationConfig": {"maxOutputTokens": 9}}),
             json!({"stream": false}),
+            json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            json!({"tool_choice": "auto"}),
+            json!({"service_tier": "priority"}),
+            json!({"web_search_options": {}}),
+            json!({"generationConfig": {"thinkingConfig": {"thinkingBudget": 90000}}}),
+            json!({"cachedContent": "cachedContents/abc"}),
         ] {
             match option_object("x", &bad) {
                 Err(ProviderError::Unsupported { param, .. }) => assert!(param.starts_with("x."), "{param}"),

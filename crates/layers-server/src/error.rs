@@ -202,6 +202,7 @@ impl From<ChatError> for ApiError {
             ChatError::ModelNotFound { message } => ApiError::NotFound { message, code: "model_not_found" },
             ChatError::Upstream(f) => ApiError::Upstream(f),
             ChatError::Billing(b) => ApiError::Billing(b),
+            ChatError::Internal(detail) => ApiError::Internal { detail: detail.to_owned() },
         }
     }
 }
@@ -223,6 +224,10 @@ impl IntoResponse for ApiError {
                 insert_retry_after(headers, std::time::Duration::from_millis(a.retry_after_ms.max(1)));
             }
             ApiError::IpBlocked(b) => insert_retry_after(headers, b.retry_after),
+            // The database or the settlement writer is catching up: worth a retry shortly.
+            ApiError::Billing(BillingError::Unavailable(_)) => {
+                insert_retry_after(headers, std::time::Duration::from_secs(1))
+            }
             _ => {}
         }
         if let Some(detail) = self.internal_detail() {

@@ -23,6 +23,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/pricing", get(account::pricing))
         .route("/api/v1/balance", get(account::balance))
         .route("/api/v1/usage", get(account::usage))
+        .route("/api/v1/generation", get(account::generation))
         .route("/v1/messages", post(messages::messages).route_layer(from_fn(anthropic_dialect::anthropic_dialect)))
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()

@@ -48,6 +48,25 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// True when the database could not be reached or dropped the connection (as opposed to
+    /// refusing this one statement): the caller should treat the database as down.
+    pub fn is_connection(&self) -> bool {
+        let StoreError::Database(err) = self else { return false };
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08: connection exceptions; 57P01-03: the server is shutting down or starting.
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+            }
+            _ => false,
+        }
+    }
+
     /// True when a unique constraint of this name was violated.
     pub fn is_conflict_on(&self, name: &str) -> bool {
         matches!(self, StoreError::Conflict { constraint, .. } if constraint == name)

@@ -3,7 +3,8 @@
 //! Components:
 //! - [`traits`]: one trait per concern (accounts, keys, ledger, credit leases and settlement,
 //!   usage, audit, sessions, cache events); [`Store`] is all of them plus lifecycle.
-//! - [`records`]: the typed rows both backends read and write.
+//! - [`records`]: the typed rows both backends read and write; `settlement`: how both apply
+//!   layers-domain's credit rules to them.
 //! - [`sqlite`]: the embedded default, one WAL file.
 //! - [`postgres`]: production, with row-level security; the server works as `layers_app`.
 //! - `migrations/{sqlite,postgres}`: numbered, append-only, embedded in the binary.
@@ -13,6 +14,7 @@ mod error;
 mod migrations;
 pub mod postgres;
 pub mod records;
+mod settlement;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

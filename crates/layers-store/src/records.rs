@@ -1,7 +1,8 @@
 //! The rows the store reads and writes, as typed records shared by both backends.
 //! Invariant: no record carries a secret in clear (keys and session tokens appear only hashed).
 
-use layers_domain::{KeyEnv, KeyId, MicroCredits, Tier, Usage, UserId};
+use layers_domain::{KeyEnv, KeyId, MicroCredits, Rates, Tier, Usage, UserId};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -181,8 +182,9 @@ impl UsageCursor {
     }
 }
 
-/// One row of `usage_logs`: one request that reached an upstream (or the sandbox).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One row of `usage_logs`: one request that reached an upstream (or the sandbox). Its cost is
+/// `rates.cost(usage) + fees`, recomputable from the row alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Internal, always generated: the idempotency key of the request's settlement.
     pub id: Uuid,
@@ -199,6 +201,14 @@ pub struct UsageRecord {
     pub cost: MicroCredits,
     /// What the ledger debited (less than `cost` on a shortfall or a refused late settlement).
     pub charged: MicroCredits,
+    /// The hold the request was admitted with.
+    pub held: MicroCredits,
+    /// Cost that was not charged: beyond the per-request cap or what the lease could cover.
+    pub shortfall: MicroCredits,
+    /// Per-request fees the provider bills beside tokens (search requests), part of `cost`.
+    pub fees: MicroCredits,
+    /// The rates `cost` was computed at (after markup and the long-context choice).
+    pub rates: Rates,
     pub latency_ms: i64,
     pub status: u16,
     pub error_code: Option<String>,
@@ -225,18 +235,20 @@ pub struct LeaseRequest {
     pub ttl: std::time::Duration,
 }
 
-/// What the database granted, and the room each limit left.
+/// What the database granted, and the room each limit left (the rule is layers-domain's).
+pub type LeaseGrant = layers_domain::credit::GrantDecision;
+
+/// Credit a node gives back from one lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseGrant {
-    pub granted: MicroCredits,
-    pub balance: MicroCredits,
-    /// Balance minus every node's leases, before this grant.
-    pub available: MicroCredits,
-    pub account_hour_room: Option<MicroCredits>,
-    pub key_hour_room: Option<MicroCredits>,
-    pub key_total_room: Option<MicroCredits>,
-    /// The lease had been ended by the reaper; nothing was granted on it.
-    pub lease_ended: bool,
+pub struct LeaseReturn {
+    pub user: UserId,
+    pub lease: Uuid,
+    /// Up to this much of the lease's credit (never more than it holds).
+    pub amount: MicroCredits,
+    /// Close the lease (it then gives back everything it still holds).
+    pub end: bool,
+    /// The reclaim of the account this return answers.
+    pub reclaim_epoch: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,14 +270,12 @@ pub struct LeaseRecord {
 }
 
 /// One request's settlement: its usage row and, when it cost something, the lease it drew on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
-    /// `usage.charged` is what the node charged against `lease`.
+    /// `usage.charged` is what the node charged against `lease`: applied in full while the
+    /// lease is active, refused once it has ended.
     pub usage: UsageRecord,
     pub lease_id: Option<Uuid>,
-    /// Cost beyond what the lease covered (the upstream cost more than was held), taken from
-    /// what the balance has beyond every lease, as far as it goes.
-    pub overage: MicroCredits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,6 +348,8 @@ pub enum CacheScope {
     Key,
     /// An account changed (tier, status): drop everything cached about it.
     Account,
+    /// A node needs credit the account's leases hold: every node gives back what it can.
+    Credit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,6 +359,8 @@ pub struct CacheEvent {
     pub key_hash: Option<Vec<u8>>,
     pub user_id: UserId,
     pub created_at: OffsetDateTime,
+    /// For a reclaim: the account's reclaim epoch it asks leases to answer.
+    pub reclaim_epoch: Option<i64>,
 }
 
 // === text forms shared by both backends ===
@@ -376,6 +390,6 @@ text_enum!(TransactionKind {
     Adjustment => "adjustment",
 });
 text_enum!(Severity { Info => "info", Warning => "warning", Critical => "critical" });
-text_enum!(CacheScope { Key => "key", Account => "account" });
+text_enum!(CacheScope { Key => "key", Account => "account", Credit => "credit" });
 text_enum!(LeaseState { Active => "active", Released => "released", Expired => "expired" });
 text_enum!(SettleOutcome { Applied => "applied", Duplicate => "duplicate", Refused => "refused" });

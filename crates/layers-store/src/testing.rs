@@ -101,6 +101,31 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Moves a lease's expiry into the past, as if its node had stopped renewing it an hour ago
+    /// (the next reap ends it). Runs as the owner, outside the server's role.
+    pub async fn expire_lease(&self, lease: uuid::Uuid) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            sqlx::query("UPDATE credit_leases SET expires_at = now() - interval '1 hour' WHERE id = $1")
+                .bind(lease)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("expire lease: {e}"));
+            let _ = conn.close().await;
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            sqlx::query("UPDATE credit_leases SET expires_at = 0 WHERE id = ?")
+                .bind(lease.to_string())
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("expire lease: {e}"));
+            let _ = conn.close().await;
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Kind::Postgres { name, admin_url } = &self.kind else { return };

@@ -66,6 +66,8 @@ pub trait LedgerStore: Send + Sync {
 pub trait UsageStore: Send + Sync {
     /// Writes a batch of usage rows (of any users); rows whose id exists are skipped.
     async fn record_usage(&self, rows: &[UsageRecord]) -> StoreResult<u64>;
+    /// The newest usage row of the user with this request id.
+    async fn usage_by_request(&self, user: UserId, request_id: &str) -> StoreResult<Option<UsageRecord>>;
     /// Newest first; `before` continues after the last row of a previous page.
     async fn recent_usage(
         &self,
@@ -96,20 +98,24 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_all_sessions(&self, user: UserId, at: OffsetDateTime) -> StoreResult<u64>;
 }
 
-/// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2).
+/// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2). The rules
+/// (how much is granted, which charges apply) are layers-domain's `credit` module.
 #[async_trait]
 pub trait CreditStore: Send + Sync {
     /// Atomically grants credit for one key to one node within the balance (minus every
     /// node's leases) and the caps.
     async fn acquire_lease(&self, req: &LeaseRequest) -> StoreResult<LeaseGrant>;
-    /// Gives back `amount` of a lease's unspent credit; `end` closes the lease. Returns false
-    /// when the lease was no longer active (the reaper had already returned it).
-    async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool>;
+    /// Gives back credit from leases (idle, reclaimed, shutdown) in one call. Returns the
+    /// leases that were still active (the others had been reaped already).
+    async fn return_leases(&self, returns: &[LeaseReturn]) -> StoreResult<Vec<Uuid>>;
     /// Extends the node's active leases; returns the ids that were still active (the others
     /// were ended by the reaper while the node was away).
     async fn renew_leases(&self, node: Uuid, leases: &[Uuid], ttl: std::time::Duration) -> StoreResult<Vec<Uuid>>;
+    /// Asks every lease of the account to give back its free credit (a node needs what they
+    /// hold): bumps the account's reclaim epoch and tells every node through the change feed.
+    async fn request_reclaim(&self, user: UserId) -> StoreResult<i64>;
     /// Writes a batch of settlements: usage rows, ledger debits, lease and spend counters.
-    /// Idempotent by usage id; never takes a balance below zero.
+    /// Idempotent by usage id; a charge is applied in full from its active lease or refused.
     async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>>;
     /// Ends leases that expired by the database's clock (their node stopped renewing) and
     /// returns their credit.

@@ -1,6 +1,7 @@
-//! A non-streamed chat completion: call, meter, and shape the body the client receives.
-//! Invariant: the body's `model` is the public model name and its `usage` carries the detail
-//! fields SPEC §2.1 requires.
+//! A non-streamed chat completion: meter it and shape the body the client receives.
+//! Invariant: the body's `model` is the public model name, its `usage` carries the detail fields
+//! SPEC §2.1 requires, and `layers.credits_used` is exactly the request's debit, in decimal
+//! (money never leaves as a binary float).
 
 use bytes::Bytes;
 use layers_domain::{MicroCredits, Usage};
@@ -12,17 +13,24 @@ use super::meter::{Ending, Meter};
 use super::routing::Candidate;
 use super::{ChatReply, Credits, ReplyBody, Route};
 
-/// Shapes a completion a route returned, after metering it.
+/// Meters a completion a route returned and shapes it. `client_gone`: nobody will read it (the
+/// usage row says so), but it is charged, since the provider produced it.
 pub(super) fn finish(
     route: &Route,
     candidate: &Candidate,
     completion: Completion,
     mut meter: Meter,
     mut credits: Credits,
+    client_gone: bool,
 ) -> ChatReply {
     let generated = generated_bytes(&completion.body);
     let upstream_usage = completion.body.get("usage").cloned();
-    let metered = meter.finish(Ending::Completed { usage: completion.usage, generated_bytes: generated });
+    let (usage, generated_bytes) = (completion.usage, generated);
+    let metered = meter.finish(if client_gone {
+        Ending::ClientGone { usage, generated_bytes }
+    } else {
+        Ending::Completed { usage, generated_bytes }
+    });
     let latency_ms = route.started.elapsed().as_millis() as u64;
     let body = shape_body(
         completion,
@@ -44,26 +52,29 @@ fn shape_body(
     public_model: &str,
     usage: &Usage,
     upstream_usage: Option<&Value>,
-    cost: MicroCredits,
+    charged: MicroCredits,
     latency_ms: u64,
 ) -> Bytes {
     let mut body = completion.body;
     body.insert("model".into(), json!(public_model));
     body.insert("usage".into(), usage_value(usage, upstream_usage));
-    let mut layers = Map::new();
-    layers.insert("credits_used".into(), credits_json(cost));
-    layers.insert("latency_ms".into(), json!(latency_ms));
-    if let Some(reasoning) = reasoning_of(&body) {
-        layers.insert("reasoning".into(), json!(reasoning));
-    }
-    body.insert("layers".into(), Value::Object(layers));
+    let reasoning = reasoning_of(&body);
+    body.insert("layers".into(), layers_object(charged, latency_ms, reasoning));
     // Serialising a map of JSON values cannot fail.
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// Credits as a JSON number (display only; the ledger keeps exact integers).
-pub(super) fn credits_json(cost: MicroCredits) -> Value {
-    json!(cost.0 as f64 / layers_domain::money::MICROS_PER_CREDIT as f64)
+/// The `layers` object of a response: the exact charge (decimal credits, and micro-credits),
+/// the gateway's latency and the reasoning text when there is any.
+pub(super) fn layers_object(charged: MicroCredits, latency_ms: u64, reasoning: Option<String>) -> Value {
+    let mut layers = Map::new();
+    layers.insert("credits_used".into(), json!(charged.to_string()));
+    layers.insert("credits_used_micros".into(), json!(charged.0));
+    layers.insert("latency_ms".into(), json!(latency_ms));
+    if let Some(reasoning) = reasoning {
+        layers.insert("reasoning".into(), json!(reasoning));
+    }
+    Value::Object(layers)
 }
 
 fn choices(body: &Map<String, Value>) -> impl Iterator<Item = &Value> {

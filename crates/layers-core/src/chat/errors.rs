@@ -90,6 +90,8 @@ pub fn describe(err: &ProviderError) -> UpstreamFailure {
             param: Some(param.clone()),
             ..view(400, "invalid_request_error", "unsupported_parameter", message)
         },
+        // Nobody reads it: the client is gone. Recorded in the usage row as 499.
+        ProviderError::ClientGone => view(499, "api_error", "client_closed", "The client closed the request"),
     }
 }
 

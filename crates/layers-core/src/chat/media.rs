@@ -2,16 +2,25 @@
 //! the upper-bound cost, route with retries and fall-over, meter exactly once — with inputs
 //! checked first (SPEC §2.1: `n` ≤ 4 images, prompt ≤ 10,000 characters). Invariant: a request
 //! is billed from the provider's usage when it reports one (tokens for embeddings, images
-//! returned for images), else from a typical estimate, flagged as estimated.
+//! returned for images, at the price of the quality and size made), else from a typical
+//! estimate, flagged as estimated; the hold covers the dearest image the request allows.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use layers_domain::{tokens, KeyEnv, ModelKind};
-use layers_providers::media::{EmbedCall, ImageCall};
+use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind};
+use layers_providers::media::{EmbedCall, ImageCall, MediaReply as ProviderMedia};
+use layers_providers::ProviderError;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::meter::Ending;
-use super::{CallContext, ChatError, ChatService, Credits};
+use super::dispatch;
+use super::meter::{Ending, Meter, Pricing};
+use super::routing::{Candidate, Router};
+use super::{CallContext, ChatError, ChatService, Credits, Route};
 use crate::billing::ReserveRequest;
 
 /// Most inputs in one embeddings request (OpenAI's limit).
@@ -101,6 +110,18 @@ fn size_for(aspect: &str, upstream_model: &str) -> Result<&'static str, ChatErro
     }
 }
 
+/// What the hold of a media request covers.
+struct MediaHold {
+    /// Prompt tokens, as an upper bound.
+    prompt_bound: u32,
+    /// Typical prompt tokens, if the provider reports none.
+    typical_prompt: u32,
+    images: u32,
+    /// The price of one image as asked (the dearest that matches, when the quality or size is
+    /// left to the provider).
+    per_image: Option<MicroCredits>,
+}
+
 impl ChatService {
     pub async fn embed(&self, ctx: &CallContext, req: EmbeddingRequest) -> Result<MediaReply, ChatError> {
         let (texts, token_inputs) = embed_inputs(&req.input, self.limits.max_message_chars)?;
@@ -110,29 +131,34 @@ impl ChatService {
             Some(_) => return Err(invalid("encoding_format", "`encoding_format` must be float or base64")),
         };
         let bytes: usize = texts.iter().map(String::len).sum();
-        let upper = tokens::estimate_prompt(0, bytes, 0).saturating_add(token_inputs);
-        let typical = tokens::estimate_generated(bytes).saturating_add(token_inputs).max(1);
-        let inputs = &texts;
-        let raw = &req.input;
-        let extra = &req.extra;
-        self.media(
-            ctx,
-            &req.model,
-            ModelKind::Embedding,
-            "embeddings",
-            (upper, 0),
-            typical,
-            |route, deadline| async move {
-                let call = EmbedCall { inputs, raw, upstream_model: &route.upstream_model, extra, base64, deadline };
-                if inputs.is_empty() && !matches!(*route.adapter, layers_providers::Adapter::OpenAi(_)) {
+        let hold = MediaHold {
+            prompt_bound: tokens::text_upper_bound(bytes).saturating_add(token_inputs),
+            typical_prompt: tokens::estimate_generated(bytes).saturating_add(token_inputs).max(1),
+            images: 0,
+            per_image: None,
+        };
+        let req = Arc::new((req, texts));
+        self.media(ctx, &req.0.model.clone(), ModelKind::Embedding, "embeddings", hold, move |route, deadline| {
+            let req = req.clone();
+            async move {
+                let (req, texts) = &*req;
+                let call = EmbedCall {
+                    inputs: texts,
+                    raw: &req.input,
+                    upstream_model: &route.upstream_model,
+                    extra: &req.extra,
+                    base64,
+                    deadline,
+                };
+                if texts.is_empty() && !matches!(*route.adapter, layers_providers::Adapter::OpenAi(_)) {
                     return Err(layers_providers::translate::unsupported(
                         "input",
                         "token-array inputs need an OpenAI-compatible route",
                     ));
                 }
                 route.adapter.embed(&call).await
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -148,92 +174,182 @@ impl ChatService {
         if let Some(a) = &req.aspect_ratio {
             size_for(a, "")?;
         }
-        let size = req.size.as_deref();
-        let aspect = req.aspect_ratio.as_deref();
-        let prompt = req.prompt.as_str();
-        let extra = &req.extra;
-        let request_id = ctx.request_id.as_str();
-        let typical = tokens::estimate_generated(req.prompt.len()).max(1);
-        self.media(ctx, &req.model, ModelKind::Image, "images", (0, n), typical, |route, deadline| async move {
-            let size = match (size, aspect) {
-                (Some(s), _) => Some(s),
-                (None, Some(a)) => size_for(a, &route.upstream_model).ok(),
-                (None, None) => None,
-            };
-            let call =
-                ImageCall { prompt, n, size, upstream_model: &route.upstream_model, extra, request_id, deadline };
-            route.adapter.image(&call).await
+        let quality = req.extra.get("quality").and_then(Value::as_str).filter(|q| *q != "auto").map(str::to_owned);
+        let hold = MediaHold {
+            prompt_bound: tokens::text_upper_bound(req.prompt.len()),
+            typical_prompt: tokens::estimate_generated(req.prompt.len()).max(1),
+            images: n,
+            per_image: None,
+        };
+        let request_id = ctx.request_id.as_str().to_owned();
+        let req = Arc::new(req);
+        let model = req.model.clone();
+        let asked = (quality, req.size.clone().filter(|s| s != "auto"));
+        self.media_priced(ctx, &model, ModelKind::Image, "images", hold, asked, move |route, deadline| {
+            let (req, request_id) = (req.clone(), request_id.clone());
+            async move {
+                let size = match (req.size.as_deref(), req.aspect_ratio.as_deref()) {
+                    (Some(s), _) => Some(s),
+                    (None, Some(a)) => size_for(a, &route.upstream_model).ok(),
+                    (None, None) => None,
+                };
+                let call = ImageCall {
+                    prompt: &req.prompt,
+                    n,
+                    size,
+                    upstream_model: &route.upstream_model,
+                    extra: &req.extra,
+                    request_id: &request_id,
+                    deadline,
+                };
+                route.adapter.image(&call).await
+            }
         })
         .await
     }
 
-    /// The shared pipeline: `(upper prompt tokens, images)` is what the hold covers.
-    #[allow(clippy::too_many_arguments)]
-    async fn media<'a, F, Fut>(
-        &'a self,
-        ctx: &'a CallContext,
+    async fn media<F, Fut>(
+        &self,
+        ctx: &CallContext,
         model: &str,
         kind: ModelKind,
         endpoint: &'static str,
-        hold: (u32, u32),
-        typical_prompt: u32,
+        hold: MediaHold,
         attempt: F,
     ) -> Result<MediaReply, ChatError>
     where
-        F: Fn(super::routing::Candidate, tokio::time::Instant) -> Fut,
-        Fut: std::future::Future<Output = Result<layers_providers::media::MediaReply, layers_providers::ProviderError>>,
+        F: Fn(Candidate, Instant) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ProviderMedia, ProviderError>> + Send + 'static,
+    {
+        self.media_priced(ctx, model, kind, endpoint, hold, (None, None), attempt).await
+    }
+
+    /// The shared pipeline. `asked`: the image quality and size the request named.
+    #[allow(clippy::too_many_arguments)]
+    async fn media_priced<F, Fut>(
+        &self,
+        ctx: &CallContext,
+        model: &str,
+        kind: ModelKind,
+        endpoint: &'static str,
+        mut hold: MediaHold,
+        asked: (Option<String>, Option<String>),
+        attempt: F,
+    ) -> Result<MediaReply, ChatError>
+    where
+        F: Fn(Candidate, Instant) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ProviderMedia, ProviderError>> + Send + 'static,
     {
         let billed = ctx.principal.env == KeyEnv::Live;
         let entry = self.resolve_kind(model, kind, billed)?;
         tracing::Span::current().record("model", entry.name());
         let route = self.route(ctx, entry).await?;
-        let mut credits = Credits { billed, ..Credits::default() };
+        let mut price = route.entry.price;
+        if kind == ModelKind::Image {
+            hold.per_image = Some(route.entry.image_price(asked.0.as_deref(), asked.1.as_deref()));
+            price.per_image = hold.per_image.unwrap_or(price.per_image);
+        }
+        let credits = Credits { billed, ..Credits::default() };
         let reservation = if billed {
             let reserved = self
                 .billing
                 .reserve(ReserveRequest {
                     principal: &ctx.principal,
-                    price: &route.entry.price,
-                    prompt_tokens: hold.0,
+                    price: &price,
+                    prompt_tokens: hold.prompt_bound,
                     requested_output: Some(0),
                     choices: 1,
                     model_output_cap: 0,
-                    images: hold.1,
+                    images: hold.images,
+                    fees: MicroCredits::ZERO,
                 })
                 .await?;
             Some(reserved.reservation)
         } else {
+            self.billing.admit_unbilled().await?;
             None
         };
-        let mut meter = self.meter_for(ctx, &route, endpoint, false, typical_prompt, reservation);
-        let deadline = ctx.started + route.candidates[0].adapter.timeouts().total;
+        let pricing = Pricing {
+            price,
+            fees: MicroCredits::ZERO,
+            typical_prompt: hold.typical_prompt,
+            prompt_bound: hold.prompt_bound,
+            held_output: 0,
+        };
+        let meter = self.meter_for(ctx, &route, endpoint, false, pricing, reservation);
+        let call = MediaCall {
+            router: self.router.clone(),
+            deadline: ctx.started + route.candidates[0].adapter.timeouts().total,
+            route,
+            meter,
+            credits,
+            kind,
+            asked,
+        };
+        dispatch::detached(&self.tasks, move |gone| call.run(gone, attempt)).await
+    }
+}
+
+/// One media request's call to its routes, owned by the task that runs it.
+struct MediaCall {
+    router: Arc<Router>,
+    route: Route,
+    meter: Meter,
+    credits: Credits,
+    kind: ModelKind,
+    asked: (Option<String>, Option<String>),
+    deadline: Instant,
+}
+
+impl MediaCall {
+    async fn run<F, Fut>(self, gone: CancellationToken, attempt: F) -> Result<MediaReply, ChatError>
+    where
+        F: Fn(Candidate, Instant) -> Fut,
+        Fut: Future<Output = Result<ProviderMedia, ProviderError>>,
+    {
+        let MediaCall { router, route, mut meter, mut credits, kind, asked, deadline } = self;
         let candidates = &route.candidates;
-        let served = self.router.run(candidates, deadline, |i| attempt(candidates[i].clone(), deadline)).await;
+        let served = router.run(candidates, deadline, &gone, |i| attempt(candidates[i].clone(), deadline)).await;
         let candidate = &route.candidates[served.index];
         meter.served_by(&candidate.provider, &candidate.upstream_model);
-        match served.result {
-            Ok(reply) => {
-                let metered = meter.finish(Ending::Completed { usage: reply.usage, generated_bytes: 0 });
-                let mut body = reply.body;
-                if body.contains_key("model") {
-                    body.insert("model".into(), json!(route.entry.name()));
-                }
-                if kind == ModelKind::Embedding {
-                    let u = metered.usage.prompt_tokens;
-                    body.insert("usage".into(), json!({"prompt_tokens": u, "total_tokens": u}));
-                }
-                if billed {
-                    credits.charged = Some(metered.charged);
-                    credits.remaining = metered.remaining;
-                }
-                Ok(MediaReply {
-                    provider: candidate.provider.clone(),
-                    credits,
-                    body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-                })
+        let reply = match served.result {
+            Ok(reply) => reply,
+            Err(ProviderError::ClientGone) => {
+                meter.finish(Ending::Abandoned);
+                return Err(ChatError::Upstream(super::errors::describe(&ProviderError::ClientGone)));
             }
-            Err(err) => Err(super::failed(candidate, meter, &err)),
+            Err(err) => return Err(super::failed(candidate, meter, &err)),
+        };
+        if kind == ModelKind::Image {
+            // Priced at the quality and size the provider says it made, else as asked.
+            let answered = |k: &str| reply.body.get(k).and_then(Value::as_str).map(str::to_owned);
+            let quality = answered("quality").or(asked.0);
+            let size = answered("size").or(asked.1);
+            meter.set_image_price(route.entry.image_price(quality.as_deref(), size.as_deref()));
         }
+        let usage = reply.usage;
+        let metered = meter.finish(if gone.is_cancelled() {
+            Ending::ClientGone { usage, generated_bytes: 0 }
+        } else {
+            Ending::Completed { usage, generated_bytes: 0 }
+        });
+        let mut body = reply.body;
+        if body.contains_key("model") {
+            body.insert("model".into(), json!(route.entry.name()));
+        }
+        if kind == ModelKind::Embedding {
+            let u = metered.usage.prompt_tokens;
+            body.insert("usage".into(), json!({"prompt_tokens": u, "total_tokens": u}));
+        }
+        if credits.billed {
+            credits.charged = Some(metered.charged);
+            credits.remaining = metered.remaining;
+        }
+        Ok(MediaReply {
+            provider: candidate.provider.clone(),
+            credits,
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        })
     }
 }
 

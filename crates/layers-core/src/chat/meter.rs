@@ -1,6 +1,7 @@
 //! Metering of one request: however it ends, exactly one usage row is handed to the settlement
 //! writer, with the hold settled or released. Invariant: `finish` runs once (it takes the row);
-//! it never awaits, so it is safe in `Drop` when a client disconnects.
+//! it never awaits, so it is safe in `Drop`; a request is charged at least the usage its
+//! provider reported, and nothing when no provider answered.
 
 use layers_domain::{tokens, MicroCredits, Price, Usage};
 use layers_store::{Settlement, UsageRecord};
@@ -13,31 +14,47 @@ use crate::ratelimit::RateLimiter;
 /// How a request ended.
 #[derive(Debug)]
 pub(crate) enum Ending {
-    /// The upstream finished; charge its usage.
+    /// The provider finished; charge its usage.
     Completed { usage: Option<Usage>, generated_bytes: usize },
-    /// The client went away; charge what was generated.
+    /// The client went away after a provider answered; charge what the provider produced.
     ClientGone { usage: Option<Usage>, generated_bytes: usize },
-    /// The upstream failed; record it, charge nothing.
+    /// The provider failed. Output that reached the client (or usage the provider reported for
+    /// output) is charged, since the provider bills it; a failure before any output costs nothing.
     Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize },
+    /// The client went away before any provider answered: nothing was consumed.
+    Abandoned,
 }
 
 /// What was recorded.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Metered {
     pub usage: Usage,
+    /// Exactly what the ledger debits.
     pub charged: MicroCredits,
     /// Approximately what the account still has (None for unbilled requests).
     pub remaining: Option<MicroCredits>,
+}
+
+/// What a request's price is made of beyond its tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pricing {
+    pub price: Price,
+    /// Per-request fees (web search), charged whenever the request is.
+    pub fees: MicroCredits,
+    /// Typical prompt size, used when the provider reports no usage.
+    pub typical_prompt: u32,
+    /// The prompt bound the hold covers.
+    pub prompt_bound: u32,
+    /// Output tokens the hold covers (all choices): an estimate never exceeds it.
+    pub held_output: u32,
 }
 
 #[derive(Debug)]
 pub(crate) struct Meter {
     sink: SettleSink,
     row: Option<UsageRecord>,
-    price: Price,
+    pricing: Pricing,
     started: Instant,
-    /// Typical prompt size, used when the upstream reports no usage.
-    prompt_estimate: u32,
     /// The request's hold; `None` for requests that are never billed (test keys).
     reservation: Option<Reservation>,
     /// Where the request's tokens count toward a tokens-per-minute limit.
@@ -51,13 +68,12 @@ impl Meter {
     pub(crate) fn new(
         sink: SettleSink,
         row: UsageRecord,
-        price: Price,
+        pricing: Pricing,
         started: Instant,
-        prompt_estimate: u32,
         reservation: Option<Reservation>,
         tokens: Option<(RateLimiter, Principal)>,
     ) -> Meter {
-        Meter { sink, row: Some(row), price, started, prompt_estimate, reservation, tokens }
+        Meter { sink, row: Some(row), pricing, started, reservation, tokens }
     }
 
     /// The route that answered (or failed last), for the usage row.
@@ -70,6 +86,11 @@ impl Meter {
         }
     }
 
+    /// The image price the answer says applies (its quality and size), for image requests.
+    pub(crate) fn set_image_price(&mut self, per_image: MicroCredits) {
+        self.pricing.price.per_image = per_image;
+    }
+
     pub(crate) fn finish(&mut self, ending: Ending) -> Metered {
         let Some(mut row) = self.row.take() else { return Metered::default() };
         let (status, code, usage, generated, charge) = match ending {
@@ -78,34 +99,31 @@ impl Meter {
                 (CLIENT_CLOSED, Some("client_closed"), usage, generated_bytes, true)
             }
             Ending::Failed { status, code, usage, generated_bytes } => {
-                (status, Some(code), usage, generated_bytes, false)
+                let produced = generated_bytes > 0 || usage.is_some_and(|u| u.completion_tokens > 0);
+                (status, Some(code), usage, generated_bytes, produced)
             }
+            Ending::Abandoned => (CLIENT_CLOSED, Some("client_closed"), None, 0, false),
         };
-        let estimated = usage.is_none() && (charge || generated > 0);
-        let usage = match usage {
-            Some(u) => u,
-            None if estimated => Usage {
-                prompt_tokens: self.prompt_estimate,
-                completion_tokens: tokens::estimate_generated(generated),
-                ..Usage::default()
-            },
-            None => Usage::default(),
-        };
+        let (usage, estimated) = self.usage_of(usage, generated, charge);
         row.usage = usage;
         if let Some((limiter, principal)) = &self.tokens {
             limiter.record_tokens(principal, usage.total_tokens());
         }
-        row.cost = if self.reservation.is_some() && charge { self.price.cost(&usage) } else { MicroCredits::ZERO };
+        let rates = self.pricing.price.rates_for(usage.prompt_tokens);
+        row.rates = rates;
+        let billed = self.reservation.is_some() && charge;
+        row.fees = if billed { self.pricing.fees } else { MicroCredits::ZERO };
+        row.cost = if billed { rates.cost(&usage).saturating_add(row.fees) } else { MicroCredits::ZERO };
         row.charged = MicroCredits::ZERO;
         row.status = status;
         row.error_code = code.map(str::to_owned);
         row.usage_estimated = estimated;
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let charge = match self.reservation.take() {
-            Some(hold) if charge => Some(hold.settle(row)),
+            Some(hold) if billed => Some(hold.settle(row)),
             Some(hold) => Some(hold.release(row)),
             None => {
-                self.sink.record_unbilled(Settlement { usage: row, lease_id: None, overage: MicroCredits::ZERO });
+                self.sink.record_unbilled(Settlement { usage: row, lease_id: None });
                 None
             }
         };
@@ -115,14 +133,30 @@ impl Meter {
             remaining: charge.map(|c| c.remaining),
         }
     }
+
+    /// The usage to bill: what the provider reported, raised to what visibly reached the client
+    /// when the report is partial; estimated (within what the hold covers) when there is none.
+    fn usage_of(&self, reported: Option<Usage>, generated: usize, charge: bool) -> (Usage, bool) {
+        let seen = tokens::estimate_generated(generated).min(self.pricing.held_output);
+        match reported {
+            Some(u) if u.completion_tokens >= seen => (u, false),
+            // A stream cut after output the provider had not counted yet: the delivered output.
+            Some(u) => (Usage { completion_tokens: seen, ..u }, true),
+            None if charge => {
+                let prompt = self.pricing.typical_prompt.min(self.pricing.prompt_bound);
+                (Usage { prompt_tokens: prompt, completion_tokens: seen, ..Usage::default() }, true)
+            }
+            None => (Usage::default(), false),
+        }
+    }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        // Still unfinished: the request was abandoned (the client went away while the upstream
-        // worked). What the upstream consumed is charged as estimated.
+        // Still unfinished: the request's work was dropped before any ending (a bug or a
+        // runtime going away). Record it without a charge rather than leak the hold.
         if self.row.is_some() {
-            self.finish(Ending::ClientGone { usage: None, generated_bytes: 0 });
+            self.finish(Ending::Abandoned);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! row, whichever way it ends.
 
 mod complete;
+mod dispatch;
 pub mod errors;
 pub mod media;
 mod meter;
@@ -20,16 +21,19 @@ use layers_providers::{ChatRequest, ProviderError, Providers};
 use layers_store::UsageRecord;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use self::errors::UpstreamFailure;
-use self::meter::{Ending, Meter};
+use self::meter::{Ending, Meter, Pricing};
 use self::routing::{Answer, Candidate, Router};
 pub use self::stream::ClientStream;
+use self::stream::StreamSetup;
 use self::test_keys::{DailyCounts, TestKeySettings};
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
 use crate::ratelimit::RateLimiter;
+use crate::tasks::Tasks;
 
 /// The provider that answers test keys.
 pub const SANDBOX_PROVIDER: &str = "sandbox";
@@ -56,7 +60,8 @@ pub struct ChatReply {
 pub struct Credits {
     /// Whether the request is billed (live key).
     pub billed: bool,
-    /// What was charged; `None` for a stream, whose cost is known only at its end.
+    /// Exactly what was debited; `None` for a stream, whose cost is known only at its end (it
+    /// is in the stream's usage chunk, and by request id from `/api/v1/generation`).
     pub charged: Option<MicroCredits>,
     /// Approximately what the account still has available.
     pub remaining: Option<MicroCredits>,
@@ -80,6 +85,9 @@ pub enum ChatError {
     Upstream(UpstreamFailure),
     #[error(transparent)]
     Billing(#[from] BillingError),
+    /// The request's work ended without an answer (a task that panicked): a bug.
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 #[derive(Debug)]
@@ -89,9 +97,25 @@ pub struct ChatService {
     limits: RequestLimits,
     billing: Billing,
     limiter: RateLimiter,
-    router: Router,
+    router: Arc<Router>,
+    tasks: Tasks,
+    bytes_per_token: u32,
     test_keys: TestKeySettings,
     test_key_days: DailyCounts,
+}
+
+/// What the chat service is built from.
+#[derive(Debug)]
+pub struct ChatParts {
+    pub catalogue: Arc<Catalogue>,
+    pub providers: Providers,
+    pub limits: RequestLimits,
+    pub billing: Billing,
+    pub limiter: RateLimiter,
+    pub router: Router,
+    pub tasks: Tasks,
+    /// Bytes of prompt text per token counted in a hold's bound (1: an exact upper bound).
+    pub bytes_per_token: u32,
 }
 
 /// Where one request may go: the model and its routes in order of preference.
@@ -101,22 +125,24 @@ pub(crate) struct Route {
     pub started: Instant,
 }
 
+impl Route {
+    /// The most each part of a prompt may cost, over every route that may serve it.
+    fn ceilings(&self, bytes_per_token: u32) -> tokens::PromptCeilings {
+        self.entry.ceilings(self.candidates.iter().map(|c| c.adapter.kind()), bytes_per_token)
+    }
+}
+
 impl ChatService {
-    pub fn new(
-        catalogue: Arc<Catalogue>,
-        providers: Providers,
-        limits: RequestLimits,
-        billing: Billing,
-        limiter: RateLimiter,
-        router: Router,
-    ) -> Self {
+    pub fn new(parts: ChatParts) -> Self {
         ChatService {
-            catalogue,
-            providers,
-            limits,
-            billing,
-            limiter,
-            router,
+            catalogue: parts.catalogue,
+            providers: parts.providers,
+            limits: parts.limits,
+            billing: parts.billing,
+            limiter: parts.limiter,
+            router: Arc::new(parts.router),
+            tasks: parts.tasks,
+            bytes_per_token: parts.bytes_per_token,
             test_keys: TestKeySettings::default(),
             test_key_days: DailyCounts::default(),
         }
@@ -142,56 +168,57 @@ impl ChatService {
         let billed = ctx.principal.env == KeyEnv::Live;
         let entry = self.resolve(&req.model, billed)?;
         tracing::Span::current().record("model", entry.name());
-        validate::check_against_model(&req, &entry)?;
+        validate::check_against_model(&mut req, &entry)?;
+        let fees = validate::search_fee(&req, &entry)?;
         let route = self.route(ctx, entry).await?;
+        let parts = req.prompt_parts();
+        let prompt_bound = tokens::prompt_upper_bound(&parts, &route.ceilings(self.bytes_per_token));
+        let choices = req.n.unwrap_or(1).max(1);
         let mut credits = Credits { billed, ..Credits::default() };
-        let reservation = if billed {
-            let (bytes, images) = req.prompt_size();
+        let (reservation, covered_output) = if billed {
             let reserved = self
                 .billing
                 .reserve(ReserveRequest {
                     principal: &ctx.principal,
                     price: &route.entry.price,
-                    prompt_tokens: tokens::estimate_prompt(req.messages.len(), bytes, images),
+                    prompt_tokens: prompt_bound,
                     requested_output: req.requested_max_tokens(),
-                    choices: req.n.unwrap_or(1),
+                    choices,
                     model_output_cap: route.entry.spec.max_output_tokens,
                     images: 0,
+                    fees,
                 })
                 .await?;
             if let Some(n) = reserved.lowered_to {
                 req.lower_output_cap(n);
                 credits.max_tokens_capped = Some(n);
             }
-            Some(reserved.reservation)
+            (Some(reserved.reservation), reserved.max_output)
         } else {
-            None
+            self.billing.admit_unbilled().await?;
+            (None, req.output_cap().unwrap_or(route.entry.spec.max_output_tokens))
         };
-        let mut meter = self.meter(ctx, &route, &req, reservation);
+        let pricing = Pricing {
+            price: route.entry.price,
+            fees,
+            typical_prompt: tokens::typical_prompt(&parts),
+            prompt_bound,
+            held_output: covered_output.saturating_mul(choices),
+        };
+        let meter = self.meter_for(ctx, &route, ctx.endpoint, req.is_stream(), pricing, reservation);
         credits.remaining = billed.then(|| self.billing.remaining(&ctx.principal));
-        // The first route's total timeout bounds the whole request, fall-overs included.
-        let deadline = ctx.started + route.candidates[0].adapter.timeouts().total;
-        let served = self
-            .router
-            .call(&route.candidates, &req, ctx.request_id.as_str(), route.entry.spec.max_output_tokens, deadline)
-            .await;
-        let candidate = &route.candidates[served.index];
-        meter.served_by(&candidate.provider, &candidate.upstream_model);
-        match served.result {
-            Ok(Answer::Whole(completion)) => Ok(complete::finish(&route, candidate, completion, meter, credits)),
-            Ok(Answer::Stream(chunks, first)) => {
-                let body = ClientStream::new(
-                    chunks,
-                    first,
-                    route.entry.name(),
-                    ctx.request_id.as_str(),
-                    req.wants_stream_usage(),
-                    meter,
-                );
-                Ok(ChatReply { provider: candidate.provider.clone(), credits, body: ReplyBody::Stream(Box::new(body)) })
-            }
-            Err(err) => Err(failed(candidate, meter, &err)),
-        }
+        let call = RouteCall {
+            router: self.router.clone(),
+            // The first route's total timeout bounds the whole request, fall-overs included.
+            deadline: ctx.started + route.candidates[0].adapter.timeouts().total,
+            route,
+            req,
+            request_id: ctx.request_id.as_str().to_owned(),
+            meter,
+            credits,
+            tasks: self.tasks.clone(),
+        };
+        dispatch::detached(&self.tasks, |gone| call.run(gone)).await
     }
 
     fn resolve(&self, model: &str, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
@@ -261,19 +288,13 @@ impl ChatService {
         Ok(Route { entry, candidates, started: ctx.started })
     }
 
-    fn meter(&self, ctx: &CallContext, route: &Route, req: &ChatRequest, reservation: Option<Reservation>) -> Meter {
-        let (bytes, images) = req.prompt_size();
-        let typical = tokens::typical_prompt(req.messages.len(), bytes, images);
-        self.meter_for(ctx, route, ctx.endpoint, req.is_stream(), typical, reservation)
-    }
-
     fn meter_for(
         &self,
         ctx: &CallContext,
         route: &Route,
         endpoint: &str,
         streamed: bool,
-        typical_prompt: u32,
+        pricing: Pricing,
         reservation: Option<Reservation>,
     ) -> Meter {
         let row = UsageRecord {
@@ -289,6 +310,10 @@ impl ChatService {
             usage: Default::default(),
             cost: MicroCredits::ZERO,
             charged: MicroCredits::ZERO,
+            held: MicroCredits::ZERO,
+            shortfall: MicroCredits::ZERO,
+            fees: MicroCredits::ZERO,
+            rates: Default::default(),
             latency_ms: 0,
             status: 0,
             error_code: None,
@@ -299,12 +324,55 @@ impl ChatService {
         Meter::new(
             self.billing.sink().clone(),
             row,
-            route.entry.price,
+            pricing,
             ctx.started,
-            typical_prompt,
             reservation,
             Some((self.limiter.clone(), ctx.principal.clone())),
         )
+    }
+}
+
+/// One chat request's call to its routes, owned by the task that runs it.
+struct RouteCall {
+    router: Arc<Router>,
+    route: Route,
+    req: ChatRequest,
+    request_id: String,
+    meter: Meter,
+    credits: Credits,
+    tasks: Tasks,
+    deadline: Instant,
+}
+
+impl RouteCall {
+    async fn run(self, gone: CancellationToken) -> Result<ChatReply, ChatError> {
+        let RouteCall { router, route, req, request_id, mut meter, credits, tasks, deadline } = self;
+        let cap = route.entry.spec.max_output_tokens;
+        let served = router.call(&route.candidates, &req, &request_id, cap, deadline, &gone).await;
+        let candidate = &route.candidates[served.index];
+        meter.served_by(&candidate.provider, &candidate.upstream_model);
+        match served.result {
+            Ok(Answer::Whole(completion)) => {
+                Ok(complete::finish(&route, candidate, completion, meter, credits, gone.is_cancelled()))
+            }
+            Ok(Answer::Stream(chunks, first)) => {
+                let setup = StreamSetup {
+                    public_model: route.entry.name().to_owned(),
+                    request_id,
+                    show_usage: req.wants_stream_usage(),
+                    started: route.started,
+                    tasks,
+                    deadline,
+                };
+                let body = ClientStream::new(chunks, first, setup, meter);
+                Ok(ChatReply { provider: candidate.provider.clone(), credits, body: ReplyBody::Stream(Box::new(body)) })
+            }
+            Err(ProviderError::ClientGone) => {
+                meter.finish(Ending::Abandoned);
+                Err(ChatError::Upstream(errors::describe(&ProviderError::ClientGone)))
+            }
+            Err(err) => Err(failed(candidate, meter, &err)),
+        }
     }
 }
 

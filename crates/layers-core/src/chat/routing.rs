@@ -15,6 +15,7 @@ use layers_domain::routing::{Breaker, BreakerPolicy, RetryPolicy};
 use layers_providers::{Adapter, Blame, ChatCall, ChatRequest, ChunkStream, Completion, ProviderError, StreamEvent};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Retry and breaker settings of the deployment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,9 +137,10 @@ impl Router {
         request_id: &str,
         model_output_cap: u32,
         deadline: Instant,
+        gone: &CancellationToken,
     ) -> Served<Answer> {
         let stream = request.is_stream();
-        self.run(candidates, deadline, |i| {
+        self.run(candidates, deadline, gone, |i| {
             let c = &candidates[i];
             async move {
                 let call =
@@ -149,8 +151,17 @@ impl Router {
         .await
     }
 
-    /// Runs `attempt(i)` on candidate `i`, retrying and falling over as the module says.
-    pub(crate) async fn run<T, F, Fut>(&self, candidates: &[Candidate], deadline: Instant, mut attempt: F) -> Served<T>
+    /// Runs `attempt(i)` on candidate `i`, retrying and falling over as the module says. Once
+    /// `gone` fires (the client left), no further attempt starts: an attempt in flight runs to
+    /// its end (the provider may bill it), but a retry or a fall-over would only spend money
+    /// nobody waits for.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        candidates: &[Candidate],
+        deadline: Instant,
+        gone: &CancellationToken,
+        mut attempt: F,
+    ) -> Served<T>
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
@@ -170,6 +181,9 @@ impl Router {
             }
             let mut retry = 0;
             loop {
+                if gone.is_cancelled() {
+                    return Served { index, result: Err(ProviderError::ClientGone) };
+                }
                 self.stats.attempts.fetch_add(1, Ordering::Relaxed);
                 let err = match attempt(index).await {
                     Ok(answer) => {
@@ -191,7 +205,10 @@ impl Router {
                         match wait.filter(|w| Instant::now() + *w < deadline) {
                             Some(w) => {
                                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(w).await;
+                                tokio::select! {
+                                    () = tokio::time::sleep(w) => {}
+                                    () = gone.cancelled() => {}
+                                }
                                 retry += 1;
                             }
                             None => {
@@ -233,24 +250,31 @@ async fn attempt(adapter: &Adapter, call: &ChatCall<'_>, stream: bool) -> Result
         return adapter.complete(call).await.map(Answer::Whole);
     }
     let mut chunks = adapter.stream(call).await?;
-    let mut held: Vec<Map<String, Value>> = Vec::new();
+    let mut held: Vec<StreamEvent> = Vec::new();
+    let mut chunks_held = 0;
     loop {
         match chunks.next().await {
             Some(Ok(StreamEvent::Chunk(chunk))) => {
                 let output = carries_output(&chunk);
-                held.push(chunk);
-                if output || held.len() >= MAX_HELD {
+                held.push(StreamEvent::Chunk(chunk));
+                chunks_held += 1;
+                if output || chunks_held >= MAX_HELD {
                     break;
                 }
             }
+            // Usage reported before any output (Anthropic's input count) goes along with it.
+            Some(Ok(usage @ StreamEvent::Usage(_))) => held.push(usage),
             Some(Err(err)) => return Err(err),
             Some(Ok(StreamEvent::Done)) | None => {
                 return Err(ProviderError::Protocol("the stream ended without any content"));
             }
         }
     }
-    let first = held.remove(0);
-    let rest = futures_util::stream::iter(held.into_iter().map(|c| Ok(StreamEvent::Chunk(c)))).chain(chunks);
+    let at = held.iter().position(|e| matches!(e, StreamEvent::Chunk(_))).unwrap_or(0);
+    let StreamEvent::Chunk(first) = held.remove(at) else {
+        return Err(ProviderError::Protocol("the stream ended without any content"));
+    };
+    let rest = futures_util::stream::iter(held.into_iter().map(Ok)).chain(chunks);
     Ok(Answer::Stream(Box::pin(rest), first))
 }
 

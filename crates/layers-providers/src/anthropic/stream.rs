@@ -79,6 +79,7 @@ impl AnthropicEvents {
                     self.base.insert("model".into(), json!(model));
                 }
                 self.merge_usage(&ev["message"]["usage"]);
+                out.push_back(Ok(StreamEvent::Usage(usage(&Value::Object(self.usage.clone())))));
                 out.push_back(self.chunk(json!({"role": "assistant", "content": ""}), None));
             }
             "content_block_start" => {
@@ -139,6 +140,7 @@ impl AnthropicEvents {
             }
             "message_delta" => {
                 self.merge_usage(&ev["usage"]);
+                out.push_back(Ok(StreamEvent::Usage(usage(&Value::Object(self.usage.clone())))));
                 let finish = finish_reason(ev["delta"]["stop_reason"].as_str(), &self.mode);
                 out.push_back(self.chunk(json!({}), Some(finish)));
             }

@@ -55,6 +55,7 @@ impl EventMapper for GeminiEvents {
         }
         if resp["usageMetadata"].is_object() {
             self.usage = resp["usageMetadata"].clone();
+            out.push_back(Ok(StreamEvent::Usage(usage(&self.usage))));
         }
         if let Some(v) = resp["modelVersion"].as_str() {
             self.base.insert("model".into(), json!(v));

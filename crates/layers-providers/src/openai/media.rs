@@ -48,7 +48,17 @@ impl OpenAiAdapter {
             .and_then(Value::as_array)
             .map(Vec::len)
             .ok_or(ProviderError::Protocol("image response has no data"))?;
-        let usage = layers_domain::Usage { images: u32::try_from(images).unwrap_or(u32::MAX), ..Default::default() };
+        // gpt-image models report the prompt's tokens (billed at the model's input rate).
+        let prompt_tokens = reply
+            .get("usage")
+            .and_then(|u| u.get("input_tokens"))
+            .and_then(Value::as_u64)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let usage = layers_domain::Usage {
+            images: u32::try_from(images).unwrap_or(u32::MAX),
+            prompt_tokens,
+            ..Default::default()
+        };
         Ok(MediaReply { body: reply, usage: Some(usage) })
     }
 

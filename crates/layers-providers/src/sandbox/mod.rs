@@ -143,8 +143,10 @@ impl Reply {
                 finish_reason = "length";
             }
         }
-        let (bytes, images) = req.prompt_size();
-        let prompt = tokens::typical_prompt(req.messages.len(), bytes, images);
+        let parts = req.prompt_parts();
+        // The sandbox counts what a tokenizer would see of the messages' text, not the bound.
+        let text: usize = req.messages.iter().map(|m| m.joined_text().len()).sum();
+        let prompt = tokens::typical_prompt(&tokens::PromptParts { text_bytes: text as u64, tools: false, ..parts });
         let usage = Usage { prompt_tokens: prompt, completion_tokens: pieces.len() as u32, ..Usage::default() };
         Reply { pieces, finish_reason, usage }
     }

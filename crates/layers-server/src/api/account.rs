@@ -91,6 +91,59 @@ pub async fn usage(
     Ok(Json(json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next})))
 }
 
+/// `GET /api/v1/generation?id=<request id>`: one request of the calling key's account, with
+/// exactly what it was charged (the same figure as its ledger debit), its tokens, latency and
+/// provider. Streams report their charge here once they have ended.
+pub async fn generation(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let id = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("id="))
+        .filter(|id| !id.is_empty() && id.len() <= 200)
+        .ok_or_else(|| ApiError::Invalid {
+            message: "`id` (a request id) is required".into(),
+            param: Some("id".into()),
+            code: "invalid_value",
+        })?;
+    let Some(r) = state.core.accounts.generation(p.user_id, id).await.map_err(service)? else {
+        return Err(ApiError::NotFound {
+            message: "No request with this id for this account (a request is listed once it has ended)".into(),
+            code: "generation_not_found",
+        });
+    };
+    Ok(Json(json!({"data": {
+        "id": r.request_id,
+        "model": r.model,
+        "provider_name": r.provider,
+        "upstream_model": r.upstream_model,
+        "endpoint": r.endpoint,
+        "created_at": r.created_at.format(&Rfc3339).unwrap_or_default(),
+        "streamed": r.streamed,
+        "cancelled": r.status == 499,
+        "status": r.status,
+        "error_code": r.error_code,
+        "latency_ms": r.latency_ms,
+        "tokens_prompt": r.usage.prompt_tokens,
+        "tokens_completion": r.usage.completion_tokens,
+        "native_tokens_cached": r.usage.cached_tokens,
+        "native_tokens_cache_write": r.usage.cache_write_tokens,
+        "native_tokens_reasoning": r.usage.reasoning_tokens,
+        "num_media_completion": r.usage.images,
+        "usage_estimated": r.usage_estimated,
+        "credits_charged": credits(r.charged),
+        "credits_charged_micros": r.charged.0,
+        "credits_held": credits(r.held),
+        "cost_credits": credits(r.cost),
+        "shortfall_credits": credits(r.shortfall),
+        "total_cost": decimal(i128::from(r.charged.0), 8),
+    }})))
+}
+
 fn credits(m: MicroCredits) -> String {
     let sign = if m.0 < 0 { "-" } else { "" };
     format!("{sign}{}", decimal(i128::from(m.0.unsigned_abs()), MICROS_PER_CREDIT.ilog10()))

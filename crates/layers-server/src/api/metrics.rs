@@ -59,6 +59,42 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         billing.refused_settlements.load(Ordering::Relaxed),
     );
     gauge(&mut out, "layers_settlement_backlog", "Settlements waiting to be written.", core.billing.sink().backlog());
+    single(
+        &mut out,
+        "layers_billing_reclaims_total",
+        "Requests that asked other leases of their account for idle credit.",
+        billing.reclaims.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "layers_billing_backpressure_waits_total",
+        "Requests that waited because settlements were not written fast enough.",
+        billing.backpressure_waits.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "layers_billing_journaled_total",
+        "Settlements journaled at shutdown because the database was unreachable.",
+        billing.journaled.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "layers_billing_replayed_total",
+        "Journaled settlements written at start-up.",
+        billing.replayed.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "layers_billing_database_up",
+        "Whether billing's last database call succeeded.",
+        u64::from(core.billing.database_up()),
+    );
+    single(
+        &mut out,
+        "layers_billing_database_failures_total",
+        "Billing database calls that failed or timed out.",
+        core.billing.database_failures(),
+    );
     let rate = core.limiter.stats();
     single(
         &mut out,

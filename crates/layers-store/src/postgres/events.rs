@@ -12,10 +12,12 @@ use crate::traits::CacheEventStore;
 #[async_trait]
 impl CacheEventStore for PgStore {
     async fn cache_events_since(&self, since: OffsetDateTime) -> StoreResult<Vec<CacheEvent>> {
-        let rows = sqlx::query("SELECT id, scope, key_hash, user_id, created_at FROM layers_cache_events_since($1)")
-            .bind(since)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, scope, key_hash, user_id, created_at, reclaim_epoch FROM layers_cache_events_since($1)",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(rows::cache_event).collect()
     }
 

@@ -2,6 +2,7 @@
 //! balance row's lock.
 
 use async_trait::async_trait;
+use layers_domain::credit::ledger::{self, EntryDecision};
 use layers_domain::{MicroCredits, UserId};
 
 use super::rows;
@@ -29,11 +30,22 @@ impl LedgerStore for PgStore {
         if duplicate.is_some() {
             return Ok(LedgerOutcome::Duplicate);
         }
-        let after =
-            MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
-        // A debit may not take credit that nodes hold for requests in flight.
-        if t.amount.0 < 0 && after.0 < leased && !t.allow_negative {
-            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance - leased) });
+        let (after, revoke) = match ledger::apply_entry(balance, leased, t.amount.0, t.allow_negative) {
+            EntryDecision::Apply { balance_after, revoke_leases } => (MicroCredits(balance_after), revoke_leases),
+            EntryDecision::Insufficient { available } => {
+                return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(available) })
+            }
+            EntryDecision::Overflow => return Err(StoreError::Corrupt { column: "balance_micros" }),
+        };
+        if revoke {
+            // A refund took credit that leases hold: they end, and charges against them are
+            // refused, so usage never takes the balance further down.
+            sqlx::query(
+                "UPDATE credit_leases SET state = 'expired', ended_at = now() WHERE user_id = $1 AND state = 'active'",
+            )
+            .bind(t.user_id.0)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
@@ -50,12 +62,16 @@ impl LedgerStore for PgStore {
         .bind(t.created_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE credit_balances SET balance_micros = $1, updated_at = $2 WHERE user_id = $3")
-            .bind(after.0)
-            .bind(t.created_at)
-            .bind(t.user_id.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE credit_balances SET balance_micros = $1, updated_at = $2, \
+             leased_micros = CASE WHEN $4 THEN 0 ELSE leased_micros END WHERE user_id = $3",
+        )
+        .bind(after.0)
+        .bind(t.created_at)
+        .bind(t.user_id.0)
+        .bind(revoke)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(LedgerOutcome::Applied { balance_after: after })
     }

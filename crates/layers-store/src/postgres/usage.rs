@@ -13,7 +13,8 @@ use crate::traits::UsageStore;
 
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
-     status, error_code, streamed, usage_estimated, created_at, charged_micros";
+     status, error_code, streamed, usage_estimated, created_at, charged_micros, cache_write_tokens, held_micros, \
+     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image";
 
 #[async_trait]
 impl UsageStore for PgStore {
@@ -27,6 +28,20 @@ impl UsageStore for PgStore {
             .fetch_one(self.pool())
             .await?;
         Ok(written.max(0) as u64)
+    }
+
+    async fn usage_by_request(&self, user: UserId, request_id: &str) -> StoreResult<Option<UsageRecord>> {
+        let mut tx = self.begin_as(user).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = $1 AND request_id = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(user.0)
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(rows::usage).transpose()
     }
 
     async fn recent_usage(
@@ -76,5 +91,14 @@ pub(super) fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
         "usage_estimated": r.usage_estimated,
         "created_at": created_at,
         "charged_micros": r.charged.0,
+        "cache_write_tokens": r.usage.cache_write_tokens,
+        "held_micros": r.held.0,
+        "shortfall_micros": r.shortfall.0,
+        "fees_micros": r.fees.0,
+        "rate_input": r.rates.input.micros_per_mtok(),
+        "rate_output": r.rates.output.micros_per_mtok(),
+        "rate_cached_input": r.rates.cached_input.micros_per_mtok(),
+        "rate_cache_write": r.rates.cache_write_input.micros_per_mtok(),
+        "rate_image": r.rates.per_image.0,
     }))
 }

@@ -1,9 +1,12 @@
 //! Credit leases and settlement on SQLite. Every operation is one `BEGIN IMMEDIATE`
-//! transaction, so it sees and changes the balance atomically.
+//! transaction, so it reads and changes the balance atomically; what to grant and which charges
+//! apply is decided by layers-domain's `credit` rules, from what the transaction read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use layers_domain::credit::ledger::{self, BatchState, BatchTotals, Charge, LeaseState};
+use layers_domain::credit::{decide_grant, LeaseView, ThisLease};
 use layers_domain::{MicroCredits, UserId};
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
@@ -14,162 +17,98 @@ use super::usage;
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
 use crate::records::*;
+use crate::settlement::{charge_of, grant_ask, result, row_to_write};
 use crate::traits::CreditStore;
+
+type Tx = Transaction<'static, Sqlite>;
 
 #[async_trait]
 impl CreditStore for SqliteStore {
     async fn acquire_lease(&self, req: &LeaseRequest) -> StoreResult<LeaseGrant> {
         let mut tx = self.begin_write().await?;
-        let user = req.user.to_string();
-        let key = req.key.to_string();
-        let (balance, leased): (i64, i64) =
-            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
-                .bind(&user)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
-        let available = (balance - leased).max(0);
-        let key_leases: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount_micros), 0) FROM credit_leases WHERE user_id = ? AND key_id = ? AND state = 'active'",
-        )
-        .bind(&user)
-        .bind(&key)
-        .fetch_one(&mut *tx)
-        .await?;
         let now = OffsetDateTime::now_utc();
-        let expires_at = now + req.ttl;
-        // The rolling hour is the last 61 minute buckets: never less than an hour.
-        let since_minute = ms(now) / 60_000 - 61;
-        let account_hour_room = match req.account_hour_cap {
-            Some(cap) => {
-                let spent: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(spent_micros), 0) FROM spend_buckets WHERE user_id = ? AND minute > ?",
+        let view = lease_view(&mut tx, req, now).await?;
+        let decision = decide_grant(&view, &grant_ask(req));
+        if decision.granted.is_positive() {
+            let expires_at = ms(now + req.ttl);
+            let (user, lease) = (req.user.to_string(), req.lease_id.to_string());
+            if view.this_lease == ThisLease::New {
+                sqlx::query(
+                    "INSERT INTO credit_leases (id, user_id, key_id, node_id, amount_micros, state, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
                 )
+                .bind(&lease)
                 .bind(&user)
-                .bind(since_minute)
-                .fetch_one(&mut *tx)
+                .bind(req.key.to_string())
+                .bind(req.node.to_string())
+                .bind(decision.granted.0)
+                .bind(ms(now))
+                .bind(expires_at)
+                .execute(&mut *tx)
                 .await?;
-                Some((cap.0 - leased - spent).max(0))
+            } else {
+                sqlx::query("UPDATE credit_leases SET amount_micros = amount_micros + ?, expires_at = ? WHERE id = ?")
+                    .bind(decision.granted.0)
+                    .bind(expires_at)
+                    .bind(&lease)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            None => None,
-        };
-        let key_hour_room = match req.key_hour_cap {
-            Some(cap) => {
-                let spent: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(spent_micros), 0) FROM spend_buckets WHERE user_id = ? AND key_id = ? AND minute > ?",
-                )
+            sqlx::query("UPDATE credit_balances SET leased_micros = leased_micros + ? WHERE user_id = ?")
+                .bind(decision.granted.0)
                 .bind(&user)
-                .bind(&key)
-                .bind(since_minute)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
-                Some((cap.0 - key_leases - spent).max(0))
-            }
-            None => None,
-        };
-        let key_total_room = match req.key_total_cap {
-            Some(cap) => {
-                let spent: i64 = sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
-                    .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or(0);
-                Some((cap.0 - key_leases - spent).max(0))
-            }
-            None => None,
-        };
-        let limit = [Some(available), account_hour_room, key_hour_room, key_total_room]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(0);
-        // At most a quarter of the room left, so one busy node or key cannot strand the rest.
-        let mut grant = if limit < req.min.0 || limit <= 0 { 0 } else { req.want.0.min(req.min.0.max(limit / 4)) };
-        let mut lease_ended = false;
-        if grant > 0 {
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
-                .bind(req.lease_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            match state.as_deref() {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO credit_leases (id, user_id, key_id, node_id, amount_micros, state, created_at, expires_at) \
-                         VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-                    )
-                    .bind(req.lease_id.to_string())
-                    .bind(&user)
-                    .bind(&key)
-                    .bind(req.node.to_string())
-                    .bind(grant)
-                    .bind(ms(now))
-                    .bind(ms(expires_at))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some("active") => {
-                    sqlx::query(
-                        "UPDATE credit_leases SET amount_micros = amount_micros + ?, expires_at = ? WHERE id = ?",
-                    )
-                    .bind(grant)
-                    .bind(ms(expires_at))
-                    .bind(req.lease_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(_) => {
-                    lease_ended = true;
-                    grant = 0;
-                }
-            }
-            if grant > 0 {
-                sqlx::query("UPDATE credit_balances SET leased_micros = leased_micros + ? WHERE user_id = ?")
-                    .bind(grant)
-                    .bind(&user)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
         tx.commit().await?;
-        Ok(LeaseGrant {
-            granted: MicroCredits(grant),
-            balance: MicroCredits(balance),
-            available: MicroCredits(available),
-            account_hour_room: account_hour_room.map(MicroCredits),
-            key_hour_room: key_hour_room.map(MicroCredits),
-            key_total_room: key_total_room.map(MicroCredits),
-            lease_ended,
-        })
+        Ok(decision)
     }
 
-    async fn return_lease(&self, user: UserId, lease: Uuid, amount: MicroCredits, end: bool) -> StoreResult<bool> {
+    async fn return_leases(&self, returns: &[LeaseReturn]) -> StoreResult<Vec<Uuid>> {
+        if returns.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
-        let current: Option<i64> = sqlx::query_scalar(
-            "SELECT amount_micros FROM credit_leases WHERE id = ? AND user_id = ? AND state = 'active'",
-        )
-        .bind(lease.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = current else { return Ok(false) };
-        let back = amount.0.clamp(0, current);
-        let (state, ended_at) = if end { ("released", Some(ms(OffsetDateTime::now_utc()))) } else { ("active", None) };
-        sqlx::query("UPDATE credit_leases SET amount_micros = amount_micros - ?, state = ?, ended_at = ? WHERE id = ?")
+        let now = ms(OffsetDateTime::now_utc());
+        let mut active = Vec::with_capacity(returns.len());
+        let mut per_user: HashMap<UserId, i64> = HashMap::new();
+        for r in returns {
+            let current: Option<i64> = sqlx::query_scalar(
+                "SELECT amount_micros FROM credit_leases WHERE id = ? AND user_id = ? AND state = 'active'",
+            )
+            .bind(r.lease.to_string())
+            .bind(r.user.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(current) = current else { continue };
+            let back = r.amount.0.clamp(0, current);
+            sqlx::query(
+                "UPDATE credit_leases SET amount_micros = amount_micros - ?, \
+                 state = CASE WHEN ? THEN 'released' ELSE state END, \
+                 ended_at = CASE WHEN ? THEN ? ELSE ended_at END, \
+                 reclaim_epoch = MAX(reclaim_epoch, ?) WHERE id = ?",
+            )
             .bind(back)
-            .bind(state)
-            .bind(ended_at)
-            .bind(lease.to_string())
+            .bind(r.end)
+            .bind(r.end)
+            .bind(now)
+            .bind(r.reclaim_epoch.unwrap_or(0))
+            .bind(r.lease.to_string())
             .execute(&mut *tx)
             .await?;
-        // An ended lease gives back everything it still held.
-        let released = if end { current } else { back };
-        sqlx::query("UPDATE credit_balances SET leased_micros = MAX(0, leased_micros - ?) WHERE user_id = ?")
-            .bind(released)
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await?;
+            // An ended lease gives back everything it still held.
+            *per_user.entry(r.user).or_default() += if r.end { current } else { back };
+            active.push(r.lease);
+        }
+        for (user, released) in per_user {
+            sqlx::query("UPDATE credit_balances SET leased_micros = MAX(0, leased_micros - ?) WHERE user_id = ?")
+                .bind(released)
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(active)
     }
 
     async fn renew_leases(&self, node: Uuid, leases: &[Uuid], ttl: std::time::Duration) -> StoreResult<Vec<Uuid>> {
@@ -196,6 +135,27 @@ impl CreditStore for SqliteStore {
         Ok(renewed)
     }
 
+    async fn request_reclaim(&self, user: UserId) -> StoreResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "UPDATE credit_balances SET reclaim_epoch = reclaim_epoch + 1 WHERE user_id = ? RETURNING reclaim_epoch",
+        )
+        .bind(user.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+        sqlx::query(
+            "INSERT INTO cache_events (scope, key_hash, user_id, created_at, reclaim_epoch) VALUES ('credit', NULL, ?, ?, ?)",
+        )
+        .bind(user.to_string())
+        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
     async fn settle(&self, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -217,18 +177,17 @@ impl CreditStore for SqliteStore {
         .bind(ms(now))
         .fetch_all(&mut *tx)
         .await?;
-        let mut per_user: HashMap<String, i64> = HashMap::new();
-        let mut reaped = Reaped::default();
+        let mut ended = Vec::with_capacity(expired.len());
         for row in &expired {
-            let amount: i64 = row.try_get("amount_micros")?;
-            *per_user.entry(row.try_get("user_id")?).or_default() += amount;
-            reaped.leases += 1;
-            reaped.micros += amount;
+            let user: String = row.try_get("user_id")?;
+            let user = user.parse().map_err(|_| StoreError::Corrupt { column: "user_id" })?;
+            ended.push((UserId(user), row.try_get::<i64, _>("amount_micros")?));
         }
-        for (user, amount) in per_user {
+        let reaped = Reaped { leases: ended.len() as u64, micros: ended.iter().map(|(_, a)| a).sum() };
+        for (user, amount) in ledger::reap(ended) {
             sqlx::query("UPDATE credit_balances SET leased_micros = MAX(0, leased_micros - ?) WHERE user_id = ?")
                 .bind(amount)
-                .bind(user)
+                .bind(user.to_string())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -262,118 +221,77 @@ impl CreditStore for SqliteStore {
     }
 }
 
-/// A ledger debit to insert.
-struct Debit {
-    id: Uuid,
-    user: UserId,
-    key: Option<String>,
-    amount: i64,
-    balance_after: i64,
-    request_id: String,
-    created_at: i64,
+/// What the grant rule needs to know, read inside the write transaction.
+async fn lease_view(tx: &mut Tx, req: &LeaseRequest, now: OffsetDateTime) -> StoreResult<LeaseView> {
+    let (user, key, lease) = (req.user.to_string(), req.key.to_string(), req.lease_id.to_string());
+    let (balance, leased, epoch): (i64, i64, i64) =
+        sqlx::query_as("SELECT balance_micros, leased_micros, reclaim_epoch FROM credit_balances WHERE user_id = ?")
+            .bind(&user)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+    let this: Option<(String, i64)> = sqlx::query_as("SELECT state, amount_micros FROM credit_leases WHERE id = ?")
+        .bind(&lease)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (key_leased, others_unanswered): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN key_id = ? THEN amount_micros ELSE 0 END), 0), \
+                COALESCE(SUM(CASE WHEN id <> ? AND amount_micros > 0 AND reclaim_epoch < ? THEN amount_micros ELSE 0 END), 0) \
+         FROM credit_leases WHERE user_id = ? AND state = 'active'",
+    )
+    .bind(&key)
+    .bind(&lease)
+    .bind(epoch)
+    .bind(&user)
+    .fetch_one(&mut **tx)
+    .await?;
+    // The rolling hour is the last 61 minute buckets: never less than an hour.
+    let since_minute = ms(now) / 60_000 - 61;
+    let (account_hour_spent, key_hour_spent): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(spent_micros), 0), COALESCE(SUM(CASE WHEN key_id = ? THEN spent_micros ELSE 0 END), 0) \
+         FROM spend_buckets WHERE user_id = ? AND minute > ?",
+    )
+    .bind(&key)
+    .bind(&user)
+    .bind(since_minute)
+    .fetch_one(&mut **tx)
+    .await?;
+    let key_spent: i64 = sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
+        .bind(&key)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0);
+    Ok(LeaseView {
+        balance,
+        leased,
+        this_lease: match this {
+            None => ThisLease::New,
+            Some((state, amount)) if state == "active" => ThisLease::Active { amount },
+            Some(_) => ThisLease::Ended,
+        },
+        key_leased,
+        account_hour_spent,
+        key_hour_spent,
+        key_spent,
+        others_unanswered,
+    })
 }
 
-/// Counters a batch moves, summed so each is updated once per batch.
-#[derive(Default)]
-struct Totals {
-    /// Per user: (charged from the balance, released from its leases).
-    users: HashMap<UserId, (i64, i64)>,
-    leases: HashMap<Uuid, i64>,
-    keys: HashMap<String, i64>,
-    buckets: HashMap<(UserId, String, i64), i64>,
-}
-
-/// The body of `settle`, inside the caller's write transaction: one pass to decide every
-/// row, then multi-row inserts and one update per touched counter.
-async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
-    let existing = existing_usage(tx, batch).await?;
-    let mut results = Vec::with_capacity(batch.len());
-    let mut seen = HashSet::new();
-    // Per user: (balance, leased) as this batch moves them.
-    let mut balances: HashMap<UserId, (i64, i64)> = HashMap::new();
-    let mut lease_active: HashMap<Uuid, bool> = HashMap::new();
+/// The body of `settle`, inside the caller's write transaction: read what the batch touches,
+/// let the domain decide every row, then write rows and one update per touched counter.
+async fn settle_in(tx: &mut Tx, batch: &[Settlement]) -> StoreResult<Vec<SettleResult>> {
+    let charges: Vec<Charge> = batch.iter().map(charge_of).collect();
+    let mut state = batch_state(tx, batch, &charges).await?;
+    let (decisions, totals) = ledger::settle_batch(&mut state, &charges);
     let mut usage_rows = Vec::with_capacity(batch.len());
     let mut debits = Vec::new();
-    let mut totals = Totals::default();
-    for s in batch {
-        let id = s.usage.id;
-        if existing.contains(&id) || !seen.insert(id) {
-            results.push(SettleResult {
-                usage_id: id,
-                outcome: SettleOutcome::Duplicate,
-                charged: MicroCredits::ZERO,
-                balance_after: None,
-            });
-            continue;
+    let mut results = Vec::with_capacity(batch.len());
+    for (s, d) in batch.iter().zip(&decisions) {
+        results.push(result(s, d));
+        let Some(row) = row_to_write(s, d) else { continue };
+        if let Some(after) = d.balance_after.filter(|_| d.charged > 0) {
+            debits.push((row.clone(), after));
         }
-        let mut row = s.usage.clone();
-        let asked = row.charged.0.max(0);
-        let overage = s.overage.0.max(0);
-        let mut outcome = SettleOutcome::Applied;
-        let mut balance_after = None;
-        let active = match s.lease_id {
-            _ if asked == 0 => true,
-            Some(lease) => match lease_active.get(&lease) {
-                Some(known) => *known,
-                None => {
-                    let state: Option<String> = sqlx::query_scalar("SELECT state FROM credit_leases WHERE id = ?")
-                        .bind(lease.to_string())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let active = state.as_deref() == Some("active");
-                    lease_active.insert(lease, active);
-                    active
-                }
-            },
-            None => false,
-        };
-        if !active {
-            outcome = SettleOutcome::Refused;
-            row.charged = MicroCredits::ZERO;
-        } else if asked > 0 || overage > 0 {
-            let (balance, leased) = match balances.get(&row.user_id) {
-                Some(b) => *b,
-                None => sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
-                    .bind(row.user_id.to_string())
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .ok_or(StoreError::NotFound { entity: "credit balance" })?,
-            };
-            // Never below zero: a charge the balance cannot cover is cut to what it can. An
-            // overage takes only what no lease holds.
-            let part = asked.min(balance.max(0));
-            let leased_after = (leased - asked).max(0);
-            let extra = overage.min(((balance - part) - leased_after).max(0));
-            let charged = part + extra;
-            let after = balance - charged;
-            balances.insert(row.user_id, (after, leased_after));
-            row.charged = MicroCredits(charged);
-            balance_after = Some(MicroCredits(after));
-            let key = row.key_id.map(|k| k.to_string());
-            let user_totals = totals.users.entry(row.user_id).or_default();
-            user_totals.0 += charged;
-            user_totals.1 += asked;
-            if let Some(lease) = s.lease_id.filter(|_| asked > 0) {
-                *totals.leases.entry(lease).or_default() += asked;
-            }
-            if charged > 0 {
-                if let Some(k) = &key {
-                    *totals.keys.entry(k.clone()).or_default() += charged;
-                }
-                let minute = ms(row.created_at) / 60_000;
-                *totals.buckets.entry((row.user_id, key.clone().unwrap_or_default(), minute)).or_default() += charged;
-                debits.push(Debit {
-                    id,
-                    user: row.user_id,
-                    key,
-                    amount: -charged,
-                    balance_after: after,
-                    request_id: row.request_id.clone(),
-                    created_at: ms(row.created_at),
-                });
-            }
-        }
-        results.push(SettleResult { usage_id: id, outcome, charged: row.charged, balance_after });
         usage_rows.push(row);
     }
     insert_debits(tx, &debits).await?;
@@ -384,13 +302,33 @@ async fn settle_in(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) 
     for row in chunks.remainder() {
         usage::insert(std::slice::from_ref(row)).execute(&mut **tx).await?;
     }
-    apply_totals(tx, &totals, &balances).await?;
+    apply_totals(tx, &totals).await?;
     Ok(results)
 }
 
-/// Usage ids of the batch that are already recorded (a retried flush).
-async fn existing_usage(tx: &mut Transaction<'static, Sqlite>, batch: &[Settlement]) -> StoreResult<HashSet<Uuid>> {
-    let mut found = HashSet::new();
+/// Balances and leases the batch charges, and usage ids already recorded.
+async fn batch_state(tx: &mut Tx, batch: &[Settlement], charges: &[Charge]) -> StoreResult<BatchState> {
+    let mut state = BatchState::default();
+    for c in charges.iter().filter(|c| c.amount > 0) {
+        if !state.balances.contains_key(&c.user) {
+            let balance: Option<i64> =
+                sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
+                    .bind(c.user.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            state.balances.insert(c.user, balance.ok_or(StoreError::NotFound { entity: "credit balance" })?);
+        }
+        if let Some(lease) = c.lease.filter(|l| !state.leases.contains_key(l)) {
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT state, amount_micros FROM credit_leases WHERE id = ?")
+                    .bind(lease.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if let Some((s, amount)) = row {
+                state.leases.insert(lease, LeaseState { active: s == "active", amount });
+            }
+        }
+    }
     for chunk in batch.chunks(500) {
         let sql = format!("SELECT id FROM usage_logs WHERE id IN ({})", vec!["?"; chunk.len()].join(", "));
         let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
@@ -399,16 +337,16 @@ async fn existing_usage(tx: &mut Transaction<'static, Sqlite>, batch: &[Settleme
         }
         for id in q.fetch_all(&mut **tx).await? {
             if let Ok(id) = Uuid::parse_str(&id) {
-                found.insert(id);
+                state.existing.insert(id);
             }
         }
     }
-    Ok(found)
+    Ok(state)
 }
 
 const DEBITS_PER_STATEMENT: usize = 50;
 
-async fn insert_debits(tx: &mut Transaction<'static, Sqlite>, debits: &[Debit]) -> StoreResult<()> {
+async fn insert_debits(tx: &mut Tx, debits: &[(UsageRecord, i64)]) -> StoreResult<()> {
     static CHUNK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static SINGLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = |rows: usize| {
@@ -426,64 +364,59 @@ async fn insert_debits(tx: &mut Transaction<'static, Sqlite>, debits: &[Debit]) 
     let rest = chunks.remainder().chunks(1).map(|c| (single, c));
     for (sql, rows) in groups.into_iter().chain(rest) {
         let mut q = sqlx::query(sql.as_str());
-        for d in rows {
+        for (row, after) in rows {
             q = q
-                .bind(d.id.to_string())
-                .bind(d.user.to_string())
-                .bind(d.amount)
-                .bind(d.balance_after)
-                .bind(format!("usage:{}", d.id))
-                .bind(d.request_id.clone())
-                .bind(d.created_at)
-                .bind(d.key.clone());
+                .bind(row.id.to_string())
+                .bind(row.user_id.to_string())
+                .bind(-row.charged.0)
+                .bind(after)
+                .bind(format!("usage:{}", row.id))
+                .bind(row.request_id.clone())
+                .bind(ms(row.created_at))
+                .bind(row.key_id.map(|k| k.to_string()));
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-async fn apply_totals(
-    tx: &mut Transaction<'static, Sqlite>,
-    totals: &Totals,
-    balances: &HashMap<UserId, (i64, i64)>,
-) -> StoreResult<()> {
+async fn apply_totals(tx: &mut Tx, totals: &BatchTotals) -> StoreResult<()> {
     let now = ms(OffsetDateTime::now_utc());
-    for (user, (_, leased)) in &totals.users {
-        let Some((balance, _)) = balances.get(user) else { continue };
+    for (user, charged) in &totals.users {
         sqlx::query(
-            "UPDATE credit_balances SET balance_micros = ?, leased_micros = MAX(0, leased_micros - ?), updated_at = ? \
-             WHERE user_id = ?",
+            "UPDATE credit_balances SET balance_micros = balance_micros - ?, leased_micros = MAX(0, leased_micros - ?), \
+             updated_at = ? WHERE user_id = ?",
         )
-        .bind(balance)
-        .bind(leased)
+        .bind(charged)
+        .bind(charged)
         .bind(now)
         .bind(user.to_string())
         .execute(&mut **tx)
         .await?;
     }
-    for (lease, amount) in &totals.leases {
+    for (lease, charged) in &totals.leases {
         sqlx::query("UPDATE credit_leases SET amount_micros = MAX(0, amount_micros - ?) WHERE id = ?")
-            .bind(amount)
+            .bind(charged)
             .bind(lease.to_string())
             .execute(&mut **tx)
             .await?;
     }
-    for (key, amount) in &totals.keys {
+    for (key, charged) in &totals.keys {
         sqlx::query("UPDATE api_keys SET spent_micros = spent_micros + ? WHERE id = ?")
-            .bind(amount)
-            .bind(key)
+            .bind(charged)
+            .bind(key.to_string())
             .execute(&mut **tx)
             .await?;
     }
-    for ((user, key, minute), amount) in &totals.buckets {
+    for ((user, key, minute), charged) in &totals.buckets {
         sqlx::query(
             "INSERT INTO spend_buckets (user_id, key_id, minute, spent_micros) VALUES (?, ?, ?, ?) \
              ON CONFLICT (user_id, key_id, minute) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
         )
         .bind(user.to_string())
-        .bind(key)
+        .bind(key.map(|k| k.to_string()).unwrap_or_default())
         .bind(minute)
-        .bind(amount)
+        .bind(charged)
         .execute(&mut **tx)
         .await?;
     }

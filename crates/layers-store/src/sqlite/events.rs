@@ -13,7 +13,7 @@ use crate::traits::CacheEventStore;
 impl CacheEventStore for SqliteStore {
     async fn cache_events_since(&self, since: OffsetDateTime) -> StoreResult<Vec<CacheEvent>> {
         let rows = sqlx::query(
-            "SELECT id, scope, key_hash, user_id, created_at FROM cache_events WHERE created_at > ? ORDER BY id",
+            "SELECT id, scope, key_hash, user_id, created_at, reclaim_epoch FROM cache_events WHERE created_at > ? ORDER BY id",
         )
         .bind(ms(since))
         .fetch_all(self.pool())

@@ -1,6 +1,7 @@
 //! The credit ledger on SQLite: a transaction row and the balance move together.
 
 use async_trait::async_trait;
+use layers_domain::credit::ledger::{self, EntryDecision};
 use layers_domain::{MicroCredits, UserId};
 
 use super::rows::{self, ms};
@@ -27,11 +28,23 @@ impl LedgerStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "credit balance" })?;
-        let after =
-            MicroCredits(balance).checked_add(t.amount).ok_or(StoreError::Corrupt { column: "balance_micros" })?;
-        // A debit may not take credit that nodes hold for requests in flight.
-        if t.amount.0 < 0 && after.0 < leased && !t.allow_negative {
-            return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(balance - leased) });
+        let (after, revoke) = match ledger::apply_entry(balance, leased, t.amount.0, t.allow_negative) {
+            EntryDecision::Apply { balance_after, revoke_leases } => (MicroCredits(balance_after), revoke_leases),
+            EntryDecision::Insufficient { available } => {
+                return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(available) })
+            }
+            EntryDecision::Overflow => return Err(StoreError::Corrupt { column: "balance_micros" }),
+        };
+        if revoke {
+            // A refund took credit that leases hold: they end, and charges against them are
+            // refused, so usage never takes the balance further down.
+            sqlx::query(
+                "UPDATE credit_leases SET state = 'expired', ended_at = ? WHERE user_id = ? AND state = 'active'",
+            )
+            .bind(ms(t.created_at))
+            .bind(t.user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         let at = ms(t.created_at);
         sqlx::query(
@@ -49,12 +62,16 @@ impl LedgerStore for SqliteStore {
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE credit_balances SET balance_micros = ?, updated_at = ? WHERE user_id = ?")
-            .bind(after.0)
-            .bind(at)
-            .bind(t.user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE credit_balances SET balance_micros = ?, updated_at = ?, \
+             leased_micros = CASE WHEN ? THEN 0 ELSE leased_micros END WHERE user_id = ?",
+        )
+        .bind(after.0)
+        .bind(at)
+        .bind(revoke)
+        .bind(t.user_id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(LedgerOutcome::Applied { balance_after: after })
     }

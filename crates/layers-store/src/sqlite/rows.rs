@@ -1,7 +1,7 @@
 //! Decoding SQLite rows into records. Invariant: a value that does not parse is reported as
 //! `Corrupt` with its column, never defaulted.
 
-use layers_domain::{KeyId, MicroCredits, Usage, UserId};
+use layers_domain::{KeyId, MicroCredits, Rate, Rates, Usage, UserId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -121,13 +121,22 @@ pub(crate) fn usage(row: &SqliteRow) -> StoreResult<UsageRecord> {
             prompt_tokens: u32_col(row, "prompt_tokens")?,
             completion_tokens: u32_col(row, "completion_tokens")?,
             cached_tokens: u32_col(row, "cached_tokens")?,
-            // Not stored: cache writes are priced into `cost` and counted in `prompt_tokens`.
-            cache_write_tokens: 0,
+            cache_write_tokens: u32_col(row, "cache_write_tokens")?,
             reasoning_tokens: u32_col(row, "reasoning_tokens")?,
             images: u32_col(row, "images")?,
         },
         cost: MicroCredits(row.try_get("cost_micros")?),
         charged: MicroCredits(row.try_get("charged_micros")?),
+        held: MicroCredits(row.try_get("held_micros")?),
+        shortfall: MicroCredits(row.try_get("shortfall_micros")?),
+        fees: MicroCredits(row.try_get("fees_micros")?),
+        rates: Rates {
+            input: Rate::from_micros_per_mtok(row.try_get("rate_input")?),
+            output: Rate::from_micros_per_mtok(row.try_get("rate_output")?),
+            cached_input: Rate::from_micros_per_mtok(row.try_get("rate_cached_input")?),
+            cache_write_input: Rate::from_micros_per_mtok(row.try_get("rate_cache_write")?),
+            per_image: MicroCredits(row.try_get("rate_image")?),
+        },
         latency_ms: row.try_get("latency_ms")?,
         status: u16::try_from(row.try_get::<i64, _>("status")?)
             .map_err(|_| StoreError::Corrupt { column: "status" })?,
@@ -180,6 +189,7 @@ pub(crate) fn cache_event(row: &SqliteRow) -> StoreResult<CacheEvent> {
         key_hash: row.try_get("key_hash")?,
         user_id: UserId(uuid(row, "user_id")?),
         created_at: time(row, "created_at")?,
+        reclaim_epoch: row.try_get("reclaim_epoch")?,
     })
 }
 

@@ -10,12 +10,13 @@ use crate::error::StoreResult;
 use crate::records::{UsageCursor, UsageRecord};
 use crate::traits::UsageStore;
 
-/// Rows per multi-row INSERT: 21 columns each stays far below SQLite's variable limit, and a
+/// Rows per multi-row INSERT: 30 columns each stays far below SQLite's variable limit, and a
 /// fixed size means one prepared statement, cached, for every full chunk.
 pub(super) const ROWS_PER_STATEMENT: usize = 50;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
-     status, error_code, streamed, usage_estimated, created_at, charged_micros";
+     status, error_code, streamed, usage_estimated, created_at, charged_micros, cache_write_tokens, held_micros, \
+     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image";
 
 #[async_trait]
 impl UsageStore for SqliteStore {
@@ -35,6 +36,18 @@ impl UsageStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(written)
+    }
+
+    async fn usage_by_request(&self, user: UserId, request_id: &str) -> StoreResult<Option<UsageRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = ? AND request_id = ? \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(user.to_string())
+        .bind(request_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(rows::usage).transpose()
     }
 
     async fn recent_usage(
@@ -92,12 +105,21 @@ pub(super) fn insert(
             .bind(r.streamed)
             .bind(r.usage_estimated)
             .bind(ms(r.created_at))
-            .bind(r.charged.0);
+            .bind(r.charged.0)
+            .bind(i64::from(r.usage.cache_write_tokens))
+            .bind(r.held.0)
+            .bind(r.shortfall.0)
+            .bind(r.fees.0)
+            .bind(r.rates.input.micros_per_mtok())
+            .bind(r.rates.output.micros_per_mtok())
+            .bind(r.rates.cached_input.micros_per_mtok())
+            .bind(r.rates.cache_write_input.micros_per_mtok())
+            .bind(r.rates.per_image.0);
     }
     q
 }
 
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; 21].join(", "));
+    let one = format!("({})", vec!["?"; 30].join(", "));
     format!("INSERT INTO usage_logs ({USAGE_COLS}) VALUES {} ON CONFLICT (id) DO NOTHING", vec![one; rows].join(", "))
 }

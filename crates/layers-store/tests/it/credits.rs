@@ -38,6 +38,10 @@ fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Se
             usage: Usage { prompt_tokens: 10, completion_tokens: 5, ..Usage::default() },
             cost: MicroCredits(charged),
             charged: MicroCredits(charged),
+            held: MicroCredits(charged),
+            shortfall: MicroCredits::ZERO,
+            fees: MicroCredits::ZERO,
+            rates: Default::default(),
             latency_ms: 3,
             status: 200,
             error_code: None,
@@ -46,8 +50,13 @@ fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Se
             created_at: now(),
         },
         lease_id: lease,
-        overage: MicroCredits::ZERO,
     }
+}
+
+/// Gives back `amount` of one lease (ending it with `end`); whether it was still active.
+async fn give_back(store: &Arc<dyn Store>, user: UserId, lease: Uuid, amount: i64, end: bool) -> bool {
+    let r = LeaseReturn { user, lease, amount: MicroCredits(amount), end, reclaim_epoch: None };
+    store.return_leases(&[r]).await.unwrap() == vec![lease]
 }
 
 async fn funded(store: &Arc<dyn Store>, email: &str, micros: i64) -> (User, KeyRecord) {
@@ -99,15 +108,15 @@ conformance!(leases_are_granted_within_the_balance, |store: Arc<dyn Store>| asyn
     assert_eq!(total, 1_000, "exactly the balance was leased, no more");
     assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 1_000);
     // The same lease id is extended, not duplicated.
-    assert!(store.return_lease(u.id, l1, MicroCredits(200), false).await.unwrap());
+    assert!(give_back(&store, u.id, l1, 200, false).await);
     let g = store.acquire_lease(&lease_req(u.id, k.id, l1, 50, 50)).await.unwrap();
     assert_eq!(g.granted.0, 50);
     let leases = store.leases_of_user(u.id).await.unwrap();
     assert_eq!(leases.len(), 2);
     assert_eq!(leases.iter().find(|l| l.id == l1).unwrap().amount.0, 400);
     // Ending a lease gives back all it still held.
-    assert!(store.return_lease(u.id, l1, MicroCredits(0), true).await.unwrap());
-    assert!(!store.return_lease(u.id, l1, MicroCredits(10), false).await.unwrap(), "ended leases stay ended");
+    assert!(give_back(&store, u.id, l1, 0, true).await);
+    assert!(!give_back(&store, u.id, l1, 10, false).await, "ended leases stay ended");
     assert_eq!(store.credit_state(u.id).await.unwrap().leased.0, 450);
 });
 
@@ -144,7 +153,8 @@ conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>
         created_at: now(),
     };
     assert!(matches!(store.apply_transaction(&adjust).await.unwrap(), LedgerOutcome::Insufficient { .. }));
-    // A refund may; then a charge is cut to what the balance still has.
+    // A refund may; the credit it took was leased, so the account's leases end, and a charge
+    // against them is refused rather than taking the balance further down.
     let refund = NewTransaction {
         kind: TransactionKind::Refund,
         allow_negative: true,
@@ -153,8 +163,13 @@ conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>
         ..adjust
     };
     store.apply_transaction(&refund).await.unwrap();
+    let state = store.credit_state(u.id).await.unwrap();
+    assert_eq!((state.balance.0, state.leased.0), (100, 0));
+    assert_eq!(store.leases_of_user(u.id).await.unwrap()[0].state, LeaseState::Expired);
     let out = store.settle(&[settlement(u.id, k.id, Some(lease), 250)]).await.unwrap();
-    assert_eq!((out[0].charged.0, out[0].balance_after), (100, Some(MicroCredits(0))));
+    assert_eq!((out[0].outcome, out[0].charged.0), (SettleOutcome::Refused, 0));
+    let row = store.recent_usage(u.id, 1, None).await.unwrap().remove(0);
+    assert_eq!((row.charged.0, row.shortfall.0), (0, 250), "a refused charge is recorded as a shortfall");
     assert_ledger_balanced(&store, u.id).await;
 });
 
@@ -195,23 +210,49 @@ conformance!(the_reaper_returns_expired_leases_and_late_settlements_are_refused,
     assert_ledger_balanced(&store, u.id).await;
 });
 
-conformance!(an_overage_takes_only_what_no_lease_holds, |store: Arc<dyn Store>| async move {
+conformance!(a_charge_is_applied_in_full_from_its_lease_or_refused, |store: Arc<dyn Store>| async move {
     let (u, k) = funded(&store, "overage@example.com", 1_000).await;
     let lease = Uuid::new_v4();
     store.acquire_lease(&lease_req(u.id, k.id, lease, 300, 300)).await.unwrap();
-    // 100 from the lease, and 500 more than was held: the balance has 700 beyond the lease.
-    let mut s = settlement(u.id, k.id, Some(lease), 100);
-    s.overage = MicroCredits(500);
-    let out = store.settle(&[s]).await.unwrap();
-    assert_eq!((out[0].charged.0, out[0].balance_after), (600, Some(MicroCredits(400))));
-    // Now 400 left, 200 of it leased to in-flight requests: an overage gets at most 200.
-    let mut s = settlement(u.id, k.id, None, 0);
-    s.overage = MicroCredits(1_000);
-    let out = store.settle(&[s]).await.unwrap();
-    assert_eq!((out[0].charged.0, out[0].balance_after), (200, Some(MicroCredits(200))));
+    // Two charges in one batch: the second no longer fits what the lease still holds.
+    let out = store
+        .settle(&[settlement(u.id, k.id, Some(lease), 200), settlement(u.id, k.id, Some(lease), 150)])
+        .await
+        .unwrap();
+    assert_eq!((out[0].outcome, out[0].charged.0, out[0].balance_after), (SettleOutcome::Applied, 200, Some(MicroCredits(800))));
+    assert_eq!((out[1].outcome, out[1].charged.0), (SettleOutcome::Refused, 0));
     let state = store.credit_state(u.id).await.unwrap();
-    assert_eq!((state.balance.0, state.leased.0), (200, 200));
+    assert_eq!((state.balance.0, state.leased.0), (800, 100));
+    // A charge with no lease is refused too: only leased credit is ever charged.
+    let out = store.settle(&[settlement(u.id, k.id, None, 50)]).await.unwrap();
+    assert_eq!(out[0].outcome, SettleOutcome::Refused);
     assert_ledger_balanced(&store, u.id).await;
+});
+
+conformance!(usage_rows_carry_what_reproduces_their_cost, |store: Arc<dyn Store>| async move {
+    let (u, k) = funded(&store, "rates@example.com", 10_000_000).await;
+    let lease = Uuid::new_v4();
+    store.acquire_lease(&lease_req(u.id, k.id, lease, 1_000_000, 1_000_000)).await.unwrap();
+    let price = layers_domain::Price::from_usd(3.0, 15.0, Some(0.3), None)
+        .unwrap()
+        .with_cache_write(Some(3.75))
+        .unwrap();
+    let usage = Usage { prompt_tokens: 1_000, completion_tokens: 200, cached_tokens: 300, cache_write_tokens: 400, reasoning_tokens: 50, images: 0 };
+    let rates = price.rates_for(usage.prompt_tokens);
+    let fees = MicroCredits(5_000);
+    let mut s = settlement(u.id, k.id, Some(lease), 0);
+    s.usage.usage = usage;
+    s.usage.rates = rates;
+    s.usage.fees = fees;
+    s.usage.cost = rates.cost(&usage).saturating_add(fees);
+    s.usage.charged = s.usage.cost;
+    s.usage.held = MicroCredits(900_000);
+    store.settle(&[s.clone()]).await.unwrap();
+    let row = store.recent_usage(u.id, 1, None).await.unwrap().remove(0);
+    assert_eq!(row.usage, usage, "every priced quantity is stored");
+    assert_eq!((row.rates, row.fees, row.held), (rates, fees, MicroCredits(900_000)));
+    assert_eq!(row.rates.cost(&row.usage).saturating_add(row.fees), row.cost, "the row reproduces its cost");
+    assert_eq!(store.usage_by_request(u.id, "req_x").await.unwrap().map(|r| r.id), Some(s.usage.id));
 });
 
 conformance!(caps_limit_what_is_leased, |store: Arc<dyn Store>| async move {

@@ -1,9 +1,14 @@
-//! Property test of the money invariants through the real usage path (leases, settlement with
-//! overages, returns, the reaper), not just ledger entries: whatever happens, balance = ledger
-//! sum ≥ 0, and the credit leased equals what the active leases hold, never more than the balance.
+//! One home for the money rules (issue 11, item 11): random sequences of grants, refunds, lease
+//! grants, settlements (duplicates and overdraws included), returns, reclaims, expiries, renewals
+//! and reaps run through layers-domain's `Model` and through each store side by side. After every
+//! step the stores must agree with the model on everything the rules decide: each outcome,
+//! balances, leased credit, every lease's state and amount, and what each key has spent.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use layers_domain::credit::ledger::{Charge, Model, ModelLeaseState, Outcome};
+use layers_domain::credit::{GrantAsk, GrantDecision};
 use layers_domain::{KeyId, MicroCredits, Usage, UserId};
 use layers_store::testing::TestDatabase;
 use layers_store::*;
@@ -12,34 +17,50 @@ use uuid::Uuid;
 
 use crate::support::{key, now, user};
 
+const NODES: [Uuid; 2] = [Uuid::from_u128(1), Uuid::from_u128(2)];
+
 #[derive(Clone, Debug)]
 enum Op {
     Grant(i64),
-    Acquire { key: usize, min: i64, want: i64, short_ttl: bool },
-    Settle { lease: usize, charged: i64, overage: i64 },
-    Return { lease: usize, amount: i64, end: bool },
+    /// A debit that may (refund) or may not (adjustment) go below what is leased.
+    Debit { amount: i64, refund: bool },
+    Acquire { key: usize, node: usize, min: i64, want: i64, hour_cap: Option<i64>, key_cap: Option<i64> },
+    /// A batch of charges: (lease slot, amount), with a repeated usage id now and then.
+    Settle { charges: Vec<(usize, i64)>, repeat: bool },
+    Return { lease: usize, amount: i64, end: bool, answer: bool },
+    Reclaim,
+    Expire(usize),
+    Renew(usize),
     Reap,
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let cap = prop_oneof![Just(None), (500i64..20_000).prop_map(Some)];
     prop_oneof![
-        (1i64..5_000).prop_map(Op::Grant),
-        (0usize..2, 1i64..2_000, 1i64..4_000, any::<bool>()).prop_map(|(key, min, want, short_ttl)| Op::Acquire {
-            key,
-            min,
-            want,
-            short_ttl
-        }),
-        (0usize..8, 0i64..3_000, prop_oneof![Just(0i64), 1i64..3_000])
-            .prop_map(|(lease, charged, overage)| Op::Settle { lease, charged, overage }),
-        (0usize..8, 0i64..3_000, any::<bool>()).prop_map(|(lease, amount, end)| Op::Return { lease, amount, end }),
+        (1i64..20_000).prop_map(Op::Grant),
+        (1i64..3_000, any::<bool>()).prop_map(|(amount, refund)| Op::Debit { amount, refund }),
+        (0usize..2, 0usize..2, 1i64..3_000, 1i64..6_000, cap.clone(), cap).prop_map(
+            |(key, node, min, want, hour_cap, key_cap)| Op::Acquire { key, node, min, want, hour_cap, key_cap }
+        ),
+        (proptest::collection::vec((0usize..4, 0i64..2_500), 1..4), any::<bool>())
+            .prop_map(|(charges, repeat)| Op::Settle { charges, repeat }),
+        (0usize..4, 0i64..3_000, any::<bool>(), any::<bool>())
+            .prop_map(|(lease, amount, end, answer)| Op::Return { lease, amount, end, answer }),
+        Just(Op::Reclaim),
+        (0usize..4).prop_map(Op::Expire),
+        (0usize..2).prop_map(Op::Renew),
         Just(Op::Reap),
     ]
 }
 
-fn usage_row(user: UserId, key: KeyId, charged: i64) -> UsageRecord {
+/// The lease slots of a run: one per (key, node), created on first use.
+fn slot_id(slots: &mut HashMap<(usize, usize), Uuid>, key: usize, node: usize) -> Uuid {
+    *slots.entry((key, node)).or_insert_with(Uuid::now_v7)
+}
+
+fn usage_row(id: Uuid, user: UserId, key: KeyId, charged: i64) -> UsageRecord {
     UsageRecord {
-        id: Uuid::now_v7(),
+        id,
         request_id: "req".into(),
         user_id: user,
         key_id: Some(key),
@@ -50,6 +71,10 @@ fn usage_row(user: UserId, key: KeyId, charged: i64) -> UsageRecord {
         usage: Usage { prompt_tokens: 1, completion_tokens: 1, ..Usage::default() },
         cost: MicroCredits(charged),
         charged: MicroCredits(charged),
+        held: MicroCredits(charged),
+        shortfall: MicroCredits::ZERO,
+        fees: MicroCredits::ZERO,
+        rates: Default::default(),
         latency_ms: 1,
         status: 200,
         error_code: None,
@@ -59,88 +84,192 @@ fn usage_row(user: UserId, key: KeyId, charged: i64) -> UsageRecord {
     }
 }
 
-async fn check(store: &std::sync::Arc<dyn Store>, u: UserId) {
+fn outcome(o: SettleOutcome) -> Outcome {
+    match o {
+        SettleOutcome::Applied => Outcome::Applied,
+        SettleOutcome::Duplicate => Outcome::Duplicate,
+        SettleOutcome::Refused => Outcome::Refused,
+    }
+}
+
+/// Everything the rules decide about an account, as the store has it and as the model has it.
+async fn agree(store: &Arc<dyn Store>, model: &Model, u: UserId, keys: &[KeyId]) {
     let state = store.credit_state(u).await.unwrap();
-    assert!(state.balance.0 >= 0, "{state:?}");
-    assert_eq!(store.ledger_sum(u).await.unwrap(), state.balance);
-    let active: i64 = store
-        .leases_of_user(u)
+    let m = &model.accounts[&u];
+    assert_eq!((state.balance.0, state.leased.0), (m.balance, m.leased), "balance and leased");
+    assert_eq!(store.ledger_sum(u).await.unwrap().0, m.ledger_sum, "ledger sum");
+    assert_eq!(state.balance.0, m.ledger_sum, "balance = sum of the ledger");
+    for l in store.leases_of_user(u).await.unwrap() {
+        let ml = &model.leases[&l.id];
+        let state = match l.state {
+            LeaseState::Active => ModelLeaseState::Active,
+            LeaseState::Released => ModelLeaseState::Released,
+            LeaseState::Expired => ModelLeaseState::Expired,
+        };
+        assert_eq!((state, l.amount.0), (ml.state, ml.amount), "lease {}", l.id);
+    }
+    let spent: HashMap<KeyId, i64> =
+        store.keys_of_user(u).await.unwrap().into_iter().map(|k| (k.id, k.spent.0)).collect();
+    for k in keys {
+        assert_eq!(spent[k], model.key_spent.get(k).copied().unwrap_or(0), "spent by key");
+    }
+}
+
+async fn run(db: &TestDatabase, ops: Vec<Op>) {
+    let store = db.store().await;
+    let u = user(&store, "props@example.com").await;
+    let keys = [key(&store, &u, 1).await.id, key(&store, &u, 2).await.id];
+    let mut model = Model::default();
+    model.add_account(u.id);
+    let mut slots: HashMap<(usize, usize), Uuid> = HashMap::new();
+    let mut last_usage: Option<(Uuid, usize, usize)> = None;
+    let mut epoch = 0;
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Grant(amount) => entry(&store, &mut model, u.id, amount, false, &format!("g{i}")).await,
+            Op::Debit { amount, refund } => entry(&store, &mut model, u.id, -amount, refund, &format!("d{i}")).await,
+            Op::Acquire { key, node, min, want, hour_cap, key_cap } => {
+                let lease = slot_id(&mut slots, key, node);
+                let ask = GrantAsk {
+                    min: MicroCredits(min),
+                    want: MicroCredits(want.max(min)),
+                    account_hour_cap: hour_cap.map(MicroCredits),
+                    key_hour_cap: None,
+                    key_total_cap: key_cap.map(MicroCredits),
+                };
+                let req = LeaseRequest {
+                    lease_id: lease,
+                    user: u.id,
+                    key: keys[key],
+                    node: NODES[node],
+                    min: ask.min,
+                    want: ask.want,
+                    account_hour_cap: ask.account_hour_cap,
+                    key_hour_cap: None,
+                    key_total_cap: ask.key_total_cap,
+                    ttl: std::time::Duration::from_secs(600),
+                };
+                let got: GrantDecision = store.acquire_lease(&req).await.unwrap();
+                let want = model.acquire(lease, u.id, keys[key], NODES[node], &ask);
+                assert_eq!(got, want, "grant");
+                if got.lease_ended {
+                    // The node starts a new lease for this key.
+                    slots.remove(&(key, node));
+                }
+            }
+            Op::Settle { charges, repeat } => {
+                let mut batch = Vec::new();
+                for (slot, amount) in charges {
+                    let Some((&(key, _), &lease)) = slots.iter().nth(slot % slots.len().max(1)) else { continue };
+                    let id = match last_usage.filter(|_| repeat && batch.is_empty()) {
+                        Some((id, _, _)) => id,
+                        None => Uuid::now_v7(),
+                    };
+                    last_usage = Some((id, key, slot));
+                    batch.push(Settlement { usage: usage_row(id, u.id, keys[key], amount), lease_id: Some(lease) });
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                let charges: Vec<Charge> = batch
+                    .iter()
+                    .map(|s| Charge {
+                        usage_id: s.usage.id,
+                        user: u.id,
+                        key: s.usage.key_id,
+                        lease: s.lease_id,
+                        amount: s.usage.charged.0,
+                        minute: 0,
+                    })
+                    .collect();
+                let got = store.settle(&batch).await.unwrap();
+                let want = model.settle(&charges);
+                let got: Vec<_> = got.iter().map(|r| (outcome(r.outcome), r.charged.0, r.balance_after.map(|b| b.0))).collect();
+                let want: Vec<_> = want.iter().map(|d| (d.outcome, d.charged, d.balance_after)).collect();
+                assert_eq!(got, want, "settlement decisions");
+            }
+            Op::Return { lease, amount, end, answer } => {
+                let Some(&id) = slots.values().nth(lease % slots.len().max(1)) else { continue };
+                let reclaim_epoch = answer.then_some(epoch);
+                let r = LeaseReturn { user: u.id, lease: id, amount: MicroCredits(amount), end, reclaim_epoch };
+                let got = !store.return_leases(&[r]).await.unwrap().is_empty();
+                assert_eq!(got, model.return_lease(u.id, id, amount, end, reclaim_epoch), "return");
+            }
+            Op::Reclaim => {
+                epoch = store.request_reclaim(u.id).await.unwrap();
+                assert_eq!(epoch, model.request_reclaim(u.id), "reclaim epoch");
+            }
+            Op::Expire(lease) => {
+                let Some(&id) = slots.values().nth(lease % slots.len().max(1)) else { continue };
+                db.expire_lease(id).await;
+                if let Some(l) = model.leases.get_mut(&id) {
+                    l.expired = true;
+                }
+            }
+            Op::Renew(node) => {
+                let ids: Vec<Uuid> = slots.values().copied().collect();
+                let mut got = store.renew_leases(NODES[node], &ids, std::time::Duration::from_secs(600)).await.unwrap();
+                let mut want = model.renew(NODES[node], &ids);
+                got.sort();
+                want.sort();
+                assert_eq!(got, want, "renewed");
+            }
+            Op::Reap => {
+                let got = store.reap_expired_leases().await.unwrap();
+                assert_eq!((got.leases, got.micros), model.reap(), "reaped");
+            }
+        }
+        agree(&store, &model, u.id, &keys).await;
+        let m = &model.accounts[&u.id];
+        assert!(m.balance >= 0 || m.leased == 0, "usage never drives a balance below zero");
+    }
+}
+
+async fn entry(store: &Arc<dyn Store>, model: &mut Model, user: UserId, amount: i64, refund: bool, key: &str) {
+    let kind = match (amount > 0, refund) {
+        (true, _) => TransactionKind::Grant,
+        (false, true) => TransactionKind::Refund,
+        (false, false) => TransactionKind::Adjustment,
+    };
+    let got = store
+        .apply_transaction(&NewTransaction {
+            id: Uuid::new_v4(),
+            user_id: user,
+            kind,
+            amount: MicroCredits(amount),
+            idempotency_key: key.to_owned(),
+            reason: None,
+            request_id: None,
+            allow_negative: refund,
+            created_at: now(),
+        })
         .await
-        .unwrap()
-        .iter()
-        .filter(|l| l.state == LeaseState::Active)
-        .map(|l| l.amount.0)
-        .sum();
-    assert_eq!(state.leased.0, active, "leased = what active leases hold");
-    assert!(state.leased <= state.balance, "{state:?}");
+        .unwrap();
+    let got = match got {
+        LedgerOutcome::Applied { balance_after } => Some(balance_after.0),
+        LedgerOutcome::Duplicate | LedgerOutcome::Insufficient { .. } => None,
+    };
+    assert_eq!(got, model.apply_entry(user, amount, refund, key), "ledger entry");
+}
+
+fn cases() -> ProptestConfig {
+    ProptestConfig { cases: 24, ..ProptestConfig::default() }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(cases())]
     #[test]
-    fn money_invariants_hold_through_leases_and_settlement(ops in proptest::collection::vec(op(), 1..60)) {
+    fn sqlite_agrees_with_the_domain_model(ops in proptest::collection::vec(op(), 1..50)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { run(&TestDatabase::sqlite(), ops).await });
+    }
+
+    #[test]
+    fn postgres_agrees_with_the_domain_model(ops in proptest::collection::vec(op(), 1..50)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let db = TestDatabase::sqlite();
-            let store = db.store().await;
-            let u = user(&store, "props@example.com").await;
-            let keys = [key(&store, &u, 1).await.id, key(&store, &u, 2).await.id];
-            // The node's view: lease id → (key, amount it may still charge).
-            let mut leases: Vec<(Uuid, usize)> = Vec::new();
-            let mut remaining: HashMap<Uuid, i64> = HashMap::new();
-            for (i, op) in ops.into_iter().enumerate() {
-                match op {
-                    Op::Grant(n) => {
-                        store.apply_transaction(&NewTransaction {
-                            id: Uuid::new_v4(), user_id: u.id, kind: TransactionKind::Grant, amount: MicroCredits(n),
-                            idempotency_key: format!("g{i}"), reason: None, request_id: None,
-                            allow_negative: false, created_at: now(),
-                        }).await.unwrap();
-                    }
-                    Op::Acquire { key, min, want, short_ttl } => {
-                        let id = leases.iter().find(|(_, k)| *k == key).map(|(id, _)| *id).unwrap_or_else(Uuid::now_v7);
-                        let g = store.acquire_lease(&LeaseRequest {
-                            lease_id: id, user: u.id, key: keys[key], node: Uuid::nil(),
-                            min: MicroCredits(min), want: MicroCredits(want.max(min)),
-                            account_hour_cap: None, key_hour_cap: None, key_total_cap: None,
-                            ttl: std::time::Duration::from_millis(if short_ttl { 0 } else { 60_000 }),
-                        }).await.unwrap();
-                        assert!(g.granted.0 == 0 || (g.granted.0 >= min && g.granted.0 <= want.max(min)));
-                        assert!(g.granted <= g.available);
-                        if g.granted.0 > 0 {
-                            if !leases.iter().any(|(l, _)| *l == id) { leases.push((id, key)); }
-                            *remaining.entry(id).or_default() += g.granted.0;
-                        } else if g.lease_ended {
-                            leases.retain(|(l, _)| *l != id);
-                        }
-                    }
-                    Op::Settle { lease, charged, overage } => {
-                        let Some(&(id, k)) = leases.get(lease % leases.len().max(1)) else { continue };
-                        // A node never charges a lease more than it was granted.
-                        let left = remaining.get(&id).copied().unwrap_or(0);
-                        let charged = charged.min(left);
-                        let s = Settlement { usage: usage_row(u.id, keys[k], charged), lease_id: Some(id), overage: MicroCredits(overage) };
-                        let out = store.settle(&[s]).await.unwrap();
-                        assert!(out[0].charged.0 <= charged + overage);
-                        if out[0].outcome == SettleOutcome::Applied {
-                            *remaining.entry(id).or_default() -= charged;
-                        }
-                    }
-                    Op::Return { lease, amount, end } => {
-                        let Some(&(id, _)) = leases.get(lease % leases.len().max(1)) else { continue };
-                        let left = remaining.get(&id).copied().unwrap_or(0);
-                        if store.return_lease(u.id, id, MicroCredits(amount.min(left)), end).await.unwrap() {
-                            *remaining.entry(id).or_default() -= amount.min(left);
-                        }
-                        if end { leases.retain(|(l, _)| *l != id); remaining.remove(&id); }
-                    }
-                    Op::Reap => {
-                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                        store.reap_expired_leases().await.unwrap();
-                    }
-                }
-                check(&store, u.id).await;
-            }
+            let Some(db) = TestDatabase::postgres().await else { return };
+            run(&db, ops).await;
         });
     }
 }

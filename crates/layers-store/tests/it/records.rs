@@ -24,6 +24,10 @@ fn usage_row(user: &layers_store::User, key: Option<layers_domain::KeyId>, i: u3
             reasoning_tokens: 2,
             ..Usage::default()
         },
+        held: MicroCredits::ZERO,
+        shortfall: MicroCredits::ZERO,
+        fees: MicroCredits::ZERO,
+        rates: Default::default(),
         cost: MicroCredits(1_234 + i64::from(i)),
         charged: MicroCredits(0),
         latency_ms: 42,

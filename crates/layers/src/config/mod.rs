@@ -103,6 +103,21 @@ pub struct BillingConfig {
     /// Lower the forwarded max_tokens to what is covered: `never`, `implicit` (only when the
     /// client set none; default) or `always`.
     pub lower_max_tokens: Option<String>,
+    /// Bytes of prompt text counted as one token in a hold. Default 1 (an exact upper bound
+    /// for every provider's tokenizer); 2 to 4 makes holds smaller, and a charge can then
+    /// exceed its hold (paid from the lease within the caps, the rest a recorded shortfall).
+    pub prompt_bytes_per_token: Option<u32>,
+    /// Longest a billing database call may take before it counts as failed. Default 2000.
+    pub db_timeout_ms: Option<u64>,
+    /// Longest a request waits for other leases of its account to give back credit. Default 2000.
+    pub reclaim_wait_ms: Option<u64>,
+    /// Settlements waiting to be written beyond which new requests wait. Default 20000.
+    pub max_settlement_backlog: Option<u64>,
+    /// How long a request waits for that backlog to fall before a 503. Default 2000.
+    pub backlog_wait_ms: Option<u64>,
+    /// How long a shutdown retries settlements before journaling them for the next start
+    /// (in `data_dir/settlements.journal`). Default 10.
+    pub shutdown_flush_secs: Option<u64>,
 }
 
 /// Per-tier settings.
@@ -243,11 +258,35 @@ pub struct ModelConfig {
     pub long_context_cache_write_per_mtok: Option<f64>,
     pub context_window: Option<u32>,
     pub max_output_tokens: Option<u32>,
+    /// Most tokens one input image may cost (default: the provider's most).
+    pub image_tokens: Option<u32>,
+    /// Most tokens one input document (PDF…) may cost (default: the context window).
+    pub file_tokens: Option<u32>,
+    /// US$ per request that searches the web, by search context size.
+    pub search_fee_low: Option<f64>,
+    pub search_fee_medium: Option<f64>,
+    pub search_fee_high: Option<f64>,
+    /// The search context size the provider uses when the request names none (default `low`).
+    pub search_default: Option<String>,
+    /// The model searches unless told not to (Perplexity).
+    #[serde(default)]
+    pub searches_by_default: bool,
+    /// Image generation prices by quality and size; `per_image` covers the rest.
+    #[serde(default)]
+    pub image_prices: Vec<ImagePriceConfig>,
     /// Explicitly free (no price needed).
     #[serde(default)]
     pub free: bool,
     pub enabled: Option<bool>,
     pub created: Option<i64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePriceConfig {
+    pub quality: String,
+    pub size: String,
+    pub per_image: f64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -13,7 +13,9 @@ use layers_core::ratelimit::RateSettings;
 use layers_core::redis_conn::RedisSettings;
 use layers_domain::credit::{Caps, TierCaps};
 use layers_domain::limits::RequestLimits;
-use layers_domain::{Markup, MicroCredits, ModelKind, ModelName, ModelSpec, Price, RouteSpec};
+use layers_domain::{
+    ImagePrice, Markup, MicroCredits, ModelKind, ModelName, ModelSpec, Price, RouteSpec, SearchContextSize, SearchFees,
+};
 use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
 use layers_server::middleware::client_ip::TrustedProxies;
 use layers_store::{backend_of, Backend};
@@ -310,6 +312,20 @@ fn check_billing(c: &Config, problems: &mut Vec<Problem>) -> BillingSettings {
         reaper_interval: b.reaper_interval_secs.map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.reaper_interval),
         lower_max_tokens,
         max_block: credits("billing.max_lease_credits", b.max_lease_credits, problems).unwrap_or(d.max_block),
+        db_timeout: b.db_timeout_ms.map(|ms| Duration::from_millis(ms.max(10))).unwrap_or(d.db_timeout),
+        reclaim_wait: b.reclaim_wait_ms.map(Duration::from_millis).unwrap_or(d.reclaim_wait),
+        max_backlog: b.max_settlement_backlog.unwrap_or(d.max_backlog).max(1),
+        backlog_wait: b.backlog_wait_ms.map(Duration::from_millis).unwrap_or(d.backlog_wait),
+        journal: Some(c.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data")).join("settlements.journal")),
+        shutdown_deadline: b.shutdown_flush_secs.map(Duration::from_secs).unwrap_or(d.shutdown_deadline),
+        prompt_bytes_per_token: match b.prompt_bytes_per_token {
+            None => d.prompt_bytes_per_token,
+            Some(n @ 1..=4) => n,
+            Some(_) => {
+                problems.push(Problem::new("billing.prompt_bytes_per_token", "must be 1, 2, 3 or 4"));
+                d.prompt_bytes_per_token
+            }
+        },
     }
 }
 
@@ -456,6 +472,7 @@ fn check_models(
             }
         }
         let price = model_price(m, kind, &path, problems);
+        let (search_fees, image_prices) = model_fees(m, &path, problems);
         if kind == ModelKind::Chat && m.context_window.unwrap_or(0) == 0 {
             problems.push(Problem::new(&format!("{path}.context_window"), "chat models need a context window"));
         }
@@ -475,9 +492,60 @@ fn check_models(
             context_window: m.context_window.unwrap_or(0),
             max_output_tokens: m.max_output_tokens.unwrap_or(0),
             created: m.created.unwrap_or(created),
+            image_input_tokens: m.image_tokens,
+            file_tokens: m.file_tokens,
+            search_fees,
+            image_prices,
         });
     }
     out
+}
+
+/// A model's per-request search fees and per-image prices by quality and size.
+fn model_fees(m: &ModelConfig, path: &str, problems: &mut Vec<Problem>) -> (Option<SearchFees>, Vec<ImagePrice>) {
+    let usd = |field: &str, v: f64, problems: &mut Vec<Problem>| {
+        MicroCredits::from_usd(v)
+            .map_err(|e| problems.push(Problem::new(&format!("{path}.{field}"), e.to_string())))
+            .ok()
+    };
+    let search = match (m.search_fee_low, m.search_fee_medium, m.search_fee_high) {
+        (None, None, None) => None,
+        (Some(low), Some(medium), Some(high)) => {
+            let low = usd("search_fee_low", low, problems);
+            let medium = usd("search_fee_medium", medium, problems);
+            let high = usd("search_fee_high", high, problems);
+            low.zip(medium).zip(high).map(|((l, m), h)| (l, m, h))
+        }
+        _ => {
+            problems.push(Problem::new(path, "search fees need search_fee_low, search_fee_medium and search_fee_high"));
+            None
+        }
+    };
+    let mut prices = Vec::new();
+    for (i, p) in m.image_prices.iter().enumerate() {
+        if let Some(price) = usd(&format!("image_prices[{i}].per_image"), p.per_image, problems) {
+            prices.push(ImagePrice { quality: p.quality.clone(), size: p.size.clone(), price });
+        }
+    }
+    let default_size = match m.search_default.as_deref().map(SearchContextSize::parse) {
+        None => SearchContextSize::Low,
+        Some(Some(size)) => size,
+        Some(None) => {
+            problems.push(Problem::new(&format!("{path}.search_default"), "must be low, medium or high"));
+            SearchContextSize::Low
+        }
+    };
+    let fees = search.map(|(low, medium, high)| SearchFees {
+        low,
+        medium,
+        high,
+        default_size,
+        by_default: m.searches_by_default,
+    });
+    if m.searches_by_default && fees.is_none() {
+        problems.push(Problem::new(path, "searches_by_default needs search fees (search_fee_low, …)"));
+    }
+    (fees, prices)
 }
 
 /// A model's price. Refused when missing: billing an unknown price as $0 is a known pain.

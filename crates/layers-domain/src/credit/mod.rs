@@ -1,7 +1,17 @@
-//! Credit reservation rules: what a request may cost, how much a node may hold for an account,
-//! and how a hold settles. Pure arithmetic; the engine in `layers-core` adds concurrency and
-//! storage. Invariant: for every account book, `held + unflushed <= lease`, and a settlement
-//! never charges more than the lease can cover — so usage can never drive a balance below zero.
+//! The money rules of SPEC §4.2, in one place: what a request may cost (caps, estimates), how a
+//! node holds and settles against credit it leased (`book`), how much the database grants
+//! (`grant`), and how a batch of settlements moves the ledger (`ledger`). Pure arithmetic: the
+//! engine in `layers-core` adds concurrency, and both stores call these same functions (or, for
+//! PostgreSQL's batch writer, mirror them; a property test compares them with `ledger::Model`).
+//! Invariant: a charge is drawn only from a live lease, and a lease only from the balance less
+//! every other lease, so usage can never drive a balance below zero.
+
+mod book;
+mod grant;
+pub mod ledger;
+
+pub use book::{LeaseBook, Settled};
+pub use grant::{decide_grant, GrantAsk, GrantDecision, LeaseView, ThisLease};
 
 use crate::money::{MicroCredits, Price};
 use crate::tier::Tier;
@@ -105,81 +115,5 @@ pub fn affordable_output(price: &Price, prompt_tokens: u32, budget: MicroCredits
     Some(lo)
 }
 
-/// One node's book for one key: credit leased from the database and what is held or spent
-/// against it in memory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LeaseBook {
-    /// Credit this node holds from the database for the key, not yet debited there.
-    pub lease: i64,
-    /// Sum of open holds.
-    pub held: i64,
-    /// Charges settled here but not yet written to the ledger (still inside `lease`).
-    pub unflushed: i64,
-}
-
-/// The outcome of settling one hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settled {
-    /// What the request is charged (≤ its cost).
-    pub charged: MicroCredits,
-    /// Cost the lease could not cover (recorded, never charged).
-    pub shortfall: MicroCredits,
-}
-
-impl LeaseBook {
-    /// Credit available for new holds.
-    pub fn free(&self) -> i64 {
-        self.lease - self.held - self.unflushed
-    }
-
-    /// Places a hold when the free credit covers it.
-    pub fn try_hold(&mut self, amount: MicroCredits) -> bool {
-        if amount.0 < 0 || self.free() < amount.0 {
-            return false;
-        }
-        self.held += amount.0;
-        true
-    }
-
-    /// Adds credit granted by the database.
-    pub fn add_lease(&mut self, granted: MicroCredits) {
-        self.lease += granted.0.max(0);
-    }
-
-    /// Ends a hold of `held` with an actual cost of `cost`. The charge is capped at what the
-    /// lease can cover once this hold is released; the rest is shortfall.
-    pub fn settle(&mut self, held: MicroCredits, cost: MicroCredits) -> Settled {
-        self.held = (self.held - held.0).max(0);
-        let cost = cost.0.max(0);
-        let charged = cost.min(self.free().max(0));
-        self.unflushed += charged;
-        Settled { charged: MicroCredits(charged), shortfall: MicroCredits(cost - charged) }
-    }
-
-    /// Releases a hold without charging (the request failed or never started).
-    pub fn release(&mut self, held: MicroCredits) {
-        self.held = (self.held - held.0).max(0);
-    }
-
-    /// The ledger now has `amount` of the unflushed charges: they leave the lease.
-    pub fn flushed(&mut self, amount: MicroCredits) {
-        self.unflushed -= amount.0;
-        self.lease -= amount.0;
-    }
-
-    /// Takes back up to `amount` of free credit (to return it to the database).
-    pub fn take_free(&mut self, amount: MicroCredits) -> MicroCredits {
-        let take = amount.0.min(self.free()).max(0);
-        self.lease -= take;
-        MicroCredits(take)
-    }
-
-    /// The invariant every operation keeps.
-    pub fn is_consistent(&self) -> bool {
-        self.lease >= 0 && self.held >= 0 && self.unflushed >= 0 && self.held + self.unflushed <= self.lease
-    }
-}
-
 #[cfg(test)]
-#[path = "credit_tests.rs"]
 mod tests;

@@ -42,12 +42,12 @@ fn a_hold_settles_within_the_lease() {
     assert!(b.try_hold(MicroCredits(40)));
     // The first request cost less than held: the rest is free again.
     assert_eq!(
-        b.settle(MicroCredits(60), MicroCredits(25)),
+        b.settle(MicroCredits(60), MicroCredits(25), None),
         Settled { charged: MicroCredits(25), shortfall: MicroCredits(0) }
     );
     assert_eq!(b.free(), 35);
     // The second cost more than its hold and more than the lease can cover.
-    let s = b.settle(MicroCredits(40), MicroCredits(90));
+    let s = b.settle(MicroCredits(40), MicroCredits(90), None);
     assert_eq!(s, Settled { charged: MicroCredits(75), shortfall: MicroCredits(15) });
     assert_eq!(b.free(), 0);
     b.flushed(MicroCredits(100));
@@ -89,7 +89,7 @@ proptest! {
                 Op::Hold(n) => if b.try_hold(MicroCredits(n)) { holds.push(n) },
                 Op::Settle(i, cost) => if !holds.is_empty() {
                     let h = holds.remove(i % holds.len());
-                    let s = b.settle(MicroCredits(h), MicroCredits(cost));
+                    let s = b.settle(MicroCredits(h), MicroCredits(cost), None);
                     prop_assert_eq!(s.charged.0 + s.shortfall.0, cost);
                     charged += s.charged.0;
                 },
@@ -112,4 +112,19 @@ fn the_hold_covers_the_dearest_rate_the_provider_may_bill_the_prompt_at() {
     assert_eq!(estimate(&price, 1_000, 0).0, 1_000 * 375);
     let plain = Price::from_usd(3.0, 15.0, Some(0.30), None).unwrap();
     assert_eq!(estimate(&plain, 1_000, 0).0, 1_000 * 300);
+}
+
+#[test]
+fn a_cost_beyond_the_hold_is_paid_from_free_lease_credit_within_the_per_request_cap() {
+    let mut b = LeaseBook::default();
+    b.add_lease(MicroCredits(1_000));
+    assert!(b.try_hold(MicroCredits(100)));
+    // The provider billed 400 on a 100 hold: the lease's free credit pays it, up to the cap.
+    let s = b.settle(MicroCredits(100), MicroCredits(400), Some(MicroCredits(250)));
+    assert_eq!(s, Settled { charged: MicroCredits(250), shortfall: MicroCredits(150) });
+    assert!(b.try_hold(MicroCredits(100)));
+    let s = b.settle(MicroCredits(100), MicroCredits(400), None);
+    assert_eq!(s, Settled { charged: MicroCredits(400), shortfall: MicroCredits::ZERO });
+    assert_eq!(b.free(), 350);
+    assert!(b.is_consistent());
 }
