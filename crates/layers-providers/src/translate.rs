@@ -136,7 +136,7 @@ pub fn effort_budget(value: &Value) -> Result<u32, ProviderError> {
 /// decides: the model (what is billed), the output cap (what the hold covers), the content
 /// (what the limits checked), the streaming mode, and anything the provider bills beside
 /// tokens. An option object may not set them.
-const PROTECTED: [&str; 29] = [
+const PROTECTED: [&str; 28] = [
     "model",
     "messages",
     "system",
@@ -168,7 +168,6 @@ const PROTECTED: [&str; 29] = [
     "thinkingConfig",
     "cachedContent",
     "file_id",
-    "store",
 ];
 
 /// The option object `name` as a map, refusing fields the gateway decides.

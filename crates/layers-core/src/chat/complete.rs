@@ -27,7 +27,7 @@ pub(super) fn finish(
     let upstream_usage = completion.body.get("usage").cloned();
     let (usage, generated_bytes) = (completion.usage, generated);
     let metered = meter.finish(if client_gone {
-        Ending::ClientGone { usage, generated_bytes }
+        Ending::ClientGone { usage, generated_bytes, complete: true }
     } else {
         Ending::Completed { usage, generated_bytes }
     });

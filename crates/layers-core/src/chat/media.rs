@@ -329,7 +329,7 @@ impl MediaCall {
         }
         let usage = reply.usage;
         let metered = meter.finish(if gone.is_cancelled() {
-            Ending::ClientGone { usage, generated_bytes: 0 }
+            Ending::ClientGone { usage, generated_bytes: 0, complete: true }
         } else {
             Ending::Completed { usage, generated_bytes: 0 }
         });

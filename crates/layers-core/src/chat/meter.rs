@@ -17,7 +17,8 @@ pub(crate) enum Ending {
     /// The provider finished; charge its usage.
     Completed { usage: Option<Usage>, generated_bytes: usize },
     /// The client went away after a provider answered; charge what the provider produced.
-    ClientGone { usage: Option<Usage>, generated_bytes: usize },
+    /// `complete`: the provider finished (its usage is final), as when a stream was drained.
+    ClientGone { usage: Option<Usage>, generated_bytes: usize, complete: bool },
     /// The provider failed. Output that reached the client (or usage the provider reported for
     /// output) is charged, since the provider bills it; a failure before any output costs nothing.
     Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize },
@@ -93,18 +94,18 @@ impl Meter {
 
     pub(crate) fn finish(&mut self, ending: Ending) -> Metered {
         let Some(mut row) = self.row.take() else { return Metered::default() };
-        let (status, code, usage, generated, charge) = match ending {
-            Ending::Completed { usage, generated_bytes } => (200, None, usage, generated_bytes, true),
-            Ending::ClientGone { usage, generated_bytes } => {
-                (CLIENT_CLOSED, Some("client_closed"), usage, generated_bytes, true)
+        let (status, code, usage, generated, charge, complete) = match ending {
+            Ending::Completed { usage, generated_bytes } => (200, None, usage, generated_bytes, true, true),
+            Ending::ClientGone { usage, generated_bytes, complete } => {
+                (CLIENT_CLOSED, Some("client_closed"), usage, generated_bytes, true, complete)
             }
             Ending::Failed { status, code, usage, generated_bytes } => {
                 let produced = generated_bytes > 0 || usage.is_some_and(|u| u.completion_tokens > 0);
-                (status, Some(code), usage, generated_bytes, produced)
+                (status, Some(code), usage, generated_bytes, produced, false)
             }
-            Ending::Abandoned => (CLIENT_CLOSED, Some("client_closed"), None, 0, false),
+            Ending::Abandoned => (CLIENT_CLOSED, Some("client_closed"), None, 0, false, false),
         };
-        let (usage, estimated) = self.usage_of(usage, generated, charge);
+        let (usage, estimated) = self.usage_of(usage, generated, charge, complete);
         row.usage = usage;
         if let Some((limiter, principal)) = &self.tokens {
             limiter.record_tokens(principal, usage.total_tokens());
@@ -134,12 +135,13 @@ impl Meter {
         }
     }
 
-    /// The usage to bill: what the provider reported, raised to what visibly reached the client
-    /// when the report is partial; estimated (within what the hold covers) when there is none.
-    fn usage_of(&self, reported: Option<Usage>, generated: usize, charge: bool) -> (Usage, bool) {
+    /// The usage to bill: what the provider reported (final when `complete`), raised to what
+    /// visibly reached the client when the report is partial; estimated (within what the hold
+    /// covers) when there is none.
+    fn usage_of(&self, reported: Option<Usage>, generated: usize, charge: bool, complete: bool) -> (Usage, bool) {
         let seen = tokens::estimate_generated(generated).min(self.pricing.held_output);
         match reported {
-            Some(u) if u.completion_tokens >= seen => (u, false),
+            Some(u) if complete || u.completion_tokens >= seen => (u, false),
             // A stream cut after output the provider had not counted yet: the delivered output.
             Some(u) => (Usage { completion_tokens: seen, ..u }, true),
             None if charge => {

@@ -90,6 +90,10 @@ impl ClientStream {
         let state = self.state.as_mut()?;
         state.generated_bytes += delta_bytes(&chunk);
         let usage = chunk.get("usage").filter(|u| !u.is_null()).cloned();
+        if !self.show_usage {
+            // The gateway asked for usage to bill; the client did not, so it does not see it.
+            chunk.remove("usage");
+        }
         if let Some(u) = usage.as_ref().and_then(parse_usage) {
             state.usage = Some(max_usage(state.usage, u));
         }
@@ -104,11 +108,7 @@ impl ClientStream {
                 let previous = self.held.replace(chunk);
                 previous.map(|c| render(&c))
             }
-            Some(_) => {
-                // The gateway asked for usage to bill; the client did not, so it does not see it.
-                chunk.remove("usage");
-                (!usage_only).then(|| render(&chunk))
-            }
+            Some(_) => (!usage_only).then(|| render(&chunk)),
             None => {
                 let mut out = self.held.take().map(|c| render(&c).to_vec()).unwrap_or_default();
                 out.extend_from_slice(&render(&chunk));
@@ -212,7 +212,8 @@ impl Drop for ClientStream {
         if tokio::runtime::Handle::try_current().is_err() {
             let _entered = span.enter();
             let mut state = state;
-            state.meter.finish(Ending::ClientGone { usage: state.usage, generated_bytes: state.generated_bytes });
+            let (usage, generated_bytes) = (state.usage, state.generated_bytes);
+            state.meter.finish(Ending::ClientGone { usage, generated_bytes, complete: false });
             return;
         }
         let deadline = self.deadline;
@@ -225,6 +226,7 @@ impl Drop for ClientStream {
 
 /// Reads the rest of a stream the client left, keeping the provider's usage, and meters it.
 async fn drain(mut state: State, deadline: Instant) {
+    let mut complete = false;
     loop {
         match tokio::time::timeout_at(deadline, state.inner.next()).await {
             Ok(Some(Ok(StreamEvent::Chunk(chunk)))) => {
@@ -234,10 +236,15 @@ async fn drain(mut state: State, deadline: Instant) {
                 }
             }
             Ok(Some(Ok(StreamEvent::Usage(u)))) => state.usage = Some(max_usage(state.usage, u)),
-            Ok(Some(Ok(StreamEvent::Done)) | Some(Err(_)) | None) | Err(_) => break,
+            Ok(Some(Ok(StreamEvent::Done))) => {
+                complete = true;
+                break;
+            }
+            Ok(Some(Err(_)) | None) | Err(_) => break,
         }
     }
-    state.meter.finish(Ending::ClientGone { usage: state.usage, generated_bytes: state.generated_bytes });
+    let (usage, generated_bytes) = (state.usage, state.generated_bytes);
+    state.meter.finish(Ending::ClientGone { usage, generated_bytes, complete });
 }
 
 /// The larger of two reports of one request's usage, field by field (reports only grow).

@@ -193,12 +193,38 @@ mod tests {
     use super::*;
 
     fn run(events: &[(&str, Value)], mode: Mode) -> Vec<Item> {
+        run_all(events, mode).into_iter().filter(|i| !matches!(i, Ok(StreamEvent::Usage(_)))).collect()
+    }
+
+    fn run_all(events: &[(&str, Value)], mode: Mode) -> Vec<Item> {
         let mut m = AnthropicEvents::new("r1", "claude", mode);
         let mut out = VecDeque::new();
         for (name, data) in events {
             m.map(SseEvent { event: Some((*name).to_owned()), data: data.to_string() }, &mut out);
         }
         out.into_iter().collect()
+    }
+
+    #[test]
+    fn input_usage_is_reported_at_message_start() {
+        let items = run_all(
+            &[
+                ("message_start", json!({"type": "message_start", "message": {"model": "claude",
+                    "usage": {"input_tokens": 1200, "cache_read_input_tokens": 100, "output_tokens": 1}}})),
+                ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": null},
+                    "usage": {"output_tokens": 40}})),
+            ],
+            Mode::default(),
+        );
+        let reported: Vec<(u32, u32)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Ok(StreamEvent::Usage(u)) => Some((u.prompt_tokens, u.completion_tokens)),
+                _ => None,
+            })
+            .collect();
+        // A stream cut after these is billed at least this much.
+        assert_eq!(reported, [(1300, 1), (1300, 40)]);
     }
 
     fn chunk(item: &Item) -> &Map<String, Value> {

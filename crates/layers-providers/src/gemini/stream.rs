@@ -132,11 +132,21 @@ mod tests {
             &mut out,
         );
         assert!(m.end(&mut out));
-        let chunks: Vec<_> = out.into_iter().map(|i| i.unwrap()).collect();
+        let all: Vec<_> = out.into_iter().map(|i| i.unwrap()).collect();
+        // Usage as reported so far rides beside the chunks, growing.
+        let reported: Vec<u32> = all
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Usage(u) => Some(u.completion_tokens),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reported.last(), Some(&3));
+        let chunks: Vec<_> = all.into_iter().filter(|e| !matches!(e, StreamEvent::Usage(_))).collect();
         assert_eq!(chunks.len(), 7);
         let get = |i: usize| match &chunks[i] {
             StreamEvent::Chunk(c) => c.clone(),
-            StreamEvent::Done => panic!("done"),
+            other => panic!("not a chunk: {other:?}"),
         };
         assert_eq!(get(0)["choices"][0]["delta"]["role"], "assistant");
         assert_eq!(get(1)["choices"][0]["delta"]["content"], "Hel");

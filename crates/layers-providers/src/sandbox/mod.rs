@@ -218,6 +218,7 @@ mod tests {
                         stream_usage = crate::usage_json::parse_usage(u);
                     }
                 }
+                StreamEvent::Usage(_) => {}
                 StreamEvent::Done => done = true,
             }
         }

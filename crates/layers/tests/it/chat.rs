@@ -33,7 +33,7 @@ async fn forwards_and_records(opts: AppOptions) {
     assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     // 12 × 0.15 + 6 × 0.60 US$/Mtok = 5.4e-6 US$ = 0.00054 credits.
-    assert_eq!(v["layers"]["credits_used"], json!(0.00054));
+    assert_eq!(v["layers"]["credits_used"], "0.000540");
     assert!(v["layers"]["latency_ms"].is_u64());
 
     // The upstream saw the operator's key, the upstream model id, and the client's extras.
@@ -123,7 +123,7 @@ async fn test_keys_are_answered_by_the_sandbox_and_never_billed() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["model"], MOCK_MODEL);
     assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("ping"));
-    assert_eq!(v["layers"]["credits_used"], json!(0.0));
+    assert_eq!(v["layers"]["credits_used"], "0.000000");
     assert!(mock.requests().is_empty(), "a test key reached a paid upstream");
     let rows = app.wait_for_usage(&user, 1).await;
     assert_eq!(rows[0].cost.0, 0);

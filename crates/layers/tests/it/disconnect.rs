@@ -1,5 +1,6 @@
 //! A client that disconnects mid-stream is still metered (a peer lost charges this way): the
-//! usage row is written from the stream's drop, for what was generated.
+//! stream's drop hands the upstream stream to a drain task, which reads it to its end so the
+//! charge is the provider's own usage, never less than it bills.
 
 use std::time::Duration;
 
@@ -36,10 +37,9 @@ async fn usage_is_recorded_when_the_client_disconnects_mid_stream() {
     for row in &rows {
         assert_eq!(row.status, 499, "recorded as client closed");
         assert_eq!(row.error_code.as_deref(), Some("client_closed"));
-        assert!(row.usage_estimated, "no upstream usage arrived, so it is estimated");
-        assert!(row.usage.prompt_tokens > 0);
-        assert!(row.cost.0 > 0, "what was generated is charged");
+        assert!(!row.usage_estimated, "the provider's final usage was read after the client left");
+        assert_eq!((row.usage.prompt_tokens, row.usage.completion_tokens), (40, 200), "{row:?}");
+        assert!(row.cost.0 > 0 && row.charged == row.cost, "the whole generation is charged");
     }
-    // The upstream connections were closed, not left generating: the mock saw 3 requests only.
-    assert_eq!(mock.requests().len(), 3);
+    assert_eq!(mock.requests().len(), 3, "nothing was retried");
 }
