@@ -10,6 +10,7 @@
 //! - [`python`]: the venv with the official SDKs, for SDK-level tests.
 //! - [`redis`]: the shared test Redis with a prefix per test, or a private `redis-server`.
 //! - [`process`]: `layers serve` as a real process, for multi-node and crash tests.
+//! - [`tcp_proxy`]: a proxy a test can cut, to partition one node from its database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod mock_openai;
 pub mod process;
 pub mod python;
 pub mod redis;
+pub mod tcp_proxy;
 
 pub use app::{AppOptions, Backend, TestApp};
 pub use mock_anthropic::MockAnthropic;

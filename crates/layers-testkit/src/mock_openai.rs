@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 pub enum Reply {
     /// A normal answer (streamed word by word when the request streams).
     Answer { content: String, prompt_tokens: u32, completion_tokens: u32 },
+    /// A normal answer whose usage also reports hidden reasoning (part of the completion).
+    Reasoned { content: String, prompt_tokens: u32, completion_tokens: u32, reasoning_tokens: u32 },
     /// An HTTP error with an OpenAI error body.
     Status { status: u16, message: String, retry_after: Option<u64> },
     /// Accept the connection and never answer.
@@ -27,6 +29,9 @@ pub enum Reply {
     /// Stream `chunks` content pieces, `delay` apart; then stall forever (`stall`) or close
     /// without `[DONE]` (`cut`), or finish normally.
     SlowStream { pieces: Vec<String>, delay: Duration, end: StreamEnd, prompt_tokens: u32 },
+    /// Like `SlowStream` finishing normally, but the final usage reports `completion_tokens`
+    /// of which `reasoning_tokens` were hidden reasoning (an o-series model).
+    Thinking { pieces: Vec<String>, delay: Duration, prompt_tokens: u32, completion_tokens: u32, reasoning_tokens: u32 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub enum StreamEnd {
     Finish,
     Stall,
     Cut,
+    /// Everything (finish and usage chunks included) but `data: [DONE]`, then a clean close.
+    NoDone,
 }
 
 /// A request the mock received.
@@ -119,6 +126,24 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
     let streaming = body["stream"].as_bool().unwrap_or(false);
     let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
     match reply {
+        Reply::Reasoned { content, prompt_tokens, completion_tokens, reasoning_tokens } if !streaming => {
+            let mut u = usage(prompt_tokens, completion_tokens);
+            u["completion_tokens_details"]["reasoning_tokens"] = json!(reasoning_tokens);
+            let v = completion_body(&model, &content, u);
+            (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+        }
+        Reply::Reasoned { content, prompt_tokens, completion_tokens, .. } => {
+            let events = stream_events(&model, &words(&content), include_usage, prompt_tokens, Some(completion_tokens));
+            sse_response(events, Duration::ZERO, StreamEnd::Finish, split)
+        }
+        Reply::Thinking { pieces, delay, prompt_tokens, completion_tokens, reasoning_tokens } => {
+            let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
+            if include_usage {
+                let at = events.len() - 2;
+                events[at] = events[at].replace("\"reasoning_tokens\":0", &format!("\"reasoning_tokens\":{reasoning_tokens}"));
+            }
+            sse_response(events, delay, StreamEnd::Finish, split)
+        }
         Reply::Answer { content, prompt_tokens, completion_tokens } if !streaming => {
             let v = json!({
                 "id": "chatcmpl-mock123",
@@ -144,7 +169,9 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
         }
         Reply::SlowStream { pieces, delay, end, prompt_tokens } => {
             let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, None);
-            if end != StreamEnd::Finish {
+            if end == StreamEnd::NoDone {
+                events.pop();
+            } else if end != StreamEnd::Finish {
                 // Keep the role chunk and the content; drop finish, usage and [DONE].
                 events.truncate(pieces.len() + 1);
             }
@@ -165,6 +192,24 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             unreachable!()
         }
     }
+}
+
+fn completion_body(model: &str, content: &str, usage: Value) -> Value {
+    json!({
+        "id": "chatcmpl-mock123",
+        "object": "chat.completion",
+        "created": 1_730_000_000,
+        "model": format!("{model}-2024-07-18"),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": usage,
+        "service_tier": "default",
+        "system_fingerprint": "fp_mock"
+    })
 }
 
 /// Embeddings as OpenAI answers them: one 4-dimensional vector per input (floats, or base64
@@ -209,17 +254,24 @@ async fn images(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     let n = body["n"].as_u64().unwrap_or(1);
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
     let data: Vec<Value> = (0..n).map(|_| json!({"b64_json": png})).collect();
+    // gpt-image models say what they made; `auto` (or nothing) comes out medium and square.
+    let asked = |k: &str, auto: &str| body[k].as_str().filter(|v| *v != "auto").unwrap_or(auto).to_owned();
     let v = json!({"created": 1_730_000_000, "data": data,
+                   "quality": asked("quality", "medium"), "size": asked("size", "1024x1024"),
                    "usage": {"input_tokens": 10, "output_tokens": 272, "total_tokens": 282,
                              "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}});
     (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
 }
 
 /// Per-request behaviour chosen by the last user message, so mixed traffic can run at once:
-/// `mock:500`, `mock:hang`, `mock:stall`, `mock:cut`, `mock:slow`, `mock:slow=MS` (20 pieces, MS
-/// apart), `mock:tokens=N` (completion tokens).
+/// `mock:500`, `mock:hang`, `mock:stall`, `mock:cut`, `mock:nodone`, `mock:slow`, `mock:slow=MS`
+/// (20 pieces, MS apart), `mock:tokens=N` (completion tokens), `mock:usage=P,C[,R]` (prompt,
+/// completion and reasoning tokens), `mock:think=C` (a slow stream of 20 pieces whose final usage
+/// reports C completion tokens, all but 20 of them hidden reasoning).
 fn reply_for(body: &Value) -> Option<Reply> {
-    let text = body["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?["content"].as_str()?;
+    let content = &body["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?["content"];
+    // A plain string, or the first text part of a multi-part message.
+    let text = content.as_str().or_else(|| content.as_array()?.iter().find_map(|p| p["text"].as_str()))?;
     let cmd = text.strip_prefix("mock:")?;
     let slow = |end| Reply::SlowStream {
         pieces: (0..20).map(|i| format!(" w{i}")).collect(),
@@ -241,7 +293,28 @@ fn reply_for(body: &Value) -> Option<Reply> {
         "hang" => Reply::Hang,
         "stall" => slow(StreamEnd::Stall),
         "cut" => slow(StreamEnd::Cut),
+        "nodone" => slow(StreamEnd::NoDone),
         "slow" => slow(StreamEnd::Finish),
+        other if other.starts_with("usage=") => {
+            let n: Vec<u32> = other.strip_prefix("usage=")?.split(',').filter_map(|x| x.parse().ok()).collect();
+            let (prompt, completion) = (*n.first()?, *n.get(1)?);
+            Reply::Reasoned {
+                content: "counted answer".into(),
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                reasoning_tokens: n.get(2).copied().unwrap_or(0),
+            }
+        }
+        other if other.starts_with("think=") => {
+            let completion: u32 = other.strip_prefix("think=")?.parse().ok()?;
+            Reply::Thinking {
+                pieces: (0..20).map(|i| format!(" w{i}")).collect(),
+                delay: Duration::from_millis(20),
+                prompt_tokens: 10,
+                completion_tokens: completion,
+                reasoning_tokens: completion.saturating_sub(20),
+            }
+        }
         other => {
             let n = other.strip_prefix("tokens=")?.parse().ok()?;
             Reply::Answer { content: "counted answer".into(), prompt_tokens: 10, completion_tokens: n }
@@ -331,7 +404,7 @@ pub(crate) fn sse_response(events: Vec<String>, delay: Duration, end: StreamEnd,
                 StreamEnd::Stall => std::future::pending().await,
                 // An error aborts the connection mid-body, as a crashed upstream would.
                 StreamEnd::Cut => Some((Err(std::io::Error::other("cut")), (it, false, true))),
-                StreamEnd::Finish => None,
+                StreamEnd::Finish | StreamEnd::NoDone => None,
             },
         }
     });

@@ -190,22 +190,24 @@ async fn lease_for(
             // Requests that did not wait for this refill took its credit: lease again.
             attempts += 1;
         } else if grant.stranded(need) {
-            let (epoch, deadline) = match reclaim {
-                Some(r) => r,
+            match reclaim {
                 None => {
+                    // Ask the other leases, then look again at once: this node's answer is in.
                     inner.stats.reclaims.fetch_add(1, Ordering::Relaxed);
                     let epoch = refill::request_reclaim(inner, account).await?;
-                    *reclaim.insert((epoch, Instant::now() + inner.settings.reclaim_wait))
+                    reclaim = Some((epoch, Instant::now() + inner.settings.reclaim_wait));
                 }
-            };
-            // Every other lease answered and still nothing: what they hold is in use.
-            let answered =
-                grant.others_unanswered.0 == 0 && account.credit.reclaim_answered.load(Ordering::Relaxed) >= epoch;
-            if answered && grant.room() < need || Instant::now() >= deadline {
-                return Ok(grant);
+                Some((epoch, deadline)) => {
+                    // Every other lease answered and still not enough: what they hold is in use.
+                    let answered = grant.others_unanswered.0 == 0
+                        && account.credit.reclaim_answered.load(Ordering::Relaxed) >= epoch;
+                    if answered || Instant::now() >= deadline {
+                        return Ok(grant);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
         } else {
             return Ok(grant);
         }

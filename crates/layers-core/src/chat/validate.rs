@@ -106,6 +106,16 @@ fn check_billed_fields(req: &ChatRequest) -> Result<(), ChatError> {
             ));
         }
     }
+    // Option objects go only to their provider, but may never carry what the hold did not
+    // count, whichever route serves the request.
+    for name in ["anthropic", "openai", "google"] {
+        if let Some(v) = req.extra.get(name).filter(|v| !v.is_null()) {
+            layers_providers::translate::option_object(name, v).map_err(|e| match e {
+                layers_providers::ProviderError::Unsupported { param, message } => unsupported(param, message),
+                other => invalid(name, other.to_string()),
+            })?;
+        }
+    }
     let audio = req.extra.get("audio").is_some_and(|v| !v.is_null())
         || req.extra.get("modalities").and_then(Value::as_array).is_some_and(|m| m.iter().any(|x| x == "audio"));
     if audio {
