@@ -51,11 +51,13 @@ pub struct AppOptions {
     pub env: Vec<(String, String)>,
     /// Another app's database (URL, is PostgreSQL): this app is a second node of it.
     pub shared_db: Option<(String, bool)>,
+    /// The data directory (journal, development pepper); a fresh temporary one when `None`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { backend: Backend::Sqlite, config: String::new(), env: Vec::new(), shared_db: None }
+        AppOptions { backend: Backend::Sqlite, config: String::new(), env: Vec::new(), shared_db: None, data_dir: None }
     }
 }
 
@@ -164,6 +166,18 @@ max_output_tokens = 0
         self
     }
 
+    /// Uses the database at `url` (e.g. through a `TcpProxy`), owned by someone else.
+    pub fn database_at(mut self, url: &str, postgres: bool) -> Self {
+        self.shared_db = Some((url.to_owned(), postgres));
+        self
+    }
+
+    /// Keeps state (the settlement journal) in `dir`, as a restarted node would find it.
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
     /// Uses the shared test Redis under a prefix of its own; `None` when Redis is unreachable
     /// and skipping is allowed.
     pub fn redis(self) -> Option<Self> {
@@ -222,7 +236,7 @@ invalidation_poll_ms = 50
 level = "warn"
 {extra}
 "#,
-            data = dir.path().display(),
+            data = opts.data_dir.as_deref().unwrap_or(dir.path()).display(),
             url = db.url,
             extra = opts.config,
         );

@@ -19,6 +19,7 @@ use super::Inner;
 use crate::tasks::Tasks;
 
 const RELEASE_TICK: Duration = Duration::from_millis(250);
+const RETURNS_PER_CALL: usize = 500;
 
 pub(super) fn spawn(inner: &Arc<Inner>, tasks: &Tasks) {
     let every = inner.settings.lease_ttl / 3;
@@ -72,10 +73,12 @@ async fn release_idle(inner: &Arc<Inner>) {
             reset_book(&mut b, &account.credit);
         }
     }
-    if !returns.is_empty() {
-        if let Err(err) = inner.gate.run(inner.store.return_leases(&returns)).await {
+    // A few hundred per call: one call per idle key would starve everything else, and one call
+    // for ten thousand would hold SQLite's write lock too long.
+    for chunk in returns.chunks(RETURNS_PER_CALL) {
+        if let Err(err) = inner.gate.run(inner.store.return_leases(chunk)).await {
             // Not lost: the leases are no longer renewed, so the reaper returns them after their TTL.
-            tracing::warn!(error = %crate::error::chain(&err), leases = returns.len(), "could not return idle leases");
+            tracing::warn!(error = %crate::error::chain(&err), leases = chunk.len(), "could not return idle leases");
         }
     }
     for key in forget {
@@ -149,7 +152,13 @@ pub(super) async fn release_all(inner: &Arc<Inner>) {
         returns.push(LeaseReturn { user: account.user, lease: b.lease_id, amount, end: true, reclaim_epoch: None });
         reset_book(&mut b, &account.credit);
     }
-    if let Err(err) = inner.gate.run(inner.store.return_leases(&returns)).await {
-        tracing::warn!(error = %crate::error::chain(&err), "could not return credit leases at shutdown; the reaper will");
+    for chunk in returns.chunks(RETURNS_PER_CALL) {
+        if let Err(err) = inner.gate.run(inner.store.return_leases(chunk)).await {
+            tracing::warn!(error = %crate::error::chain(&err), "could not return credit leases at shutdown; the reaper will");
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "upkeep_tests.rs"]
+mod tests;

@@ -22,13 +22,30 @@ context_window = 128000
 max_output_tokens = 4096
 "#;
 
+/// Free input and 500 µcr per output token: with `max_tokens` 100 and an upstream that
+/// produces exactly 100 tokens, a request's hold equals its cost, 0.05 credits.
+pub const EXACT_MODEL: &str = r#"
+[[models]]
+name = "mock/exact"
+routes = [{ provider = "mock", model = "exact" }]
+input_per_mtok = 0.0
+output_per_mtok = 5.0
+context_window = 128000
+max_output_tokens = 4096
+"#;
+pub const EXACT_COST: i64 = 50_000;
+
+pub fn exact() -> Value {
+    json!({"model": "mock/exact", "max_tokens": 100, "messages": [{"role": "user", "content": "mock:tokens=100"}]})
+}
+
 pub async fn app(extra: &str) -> (TestApp, MockOpenAi) {
     app_with(AppOptions::default(), extra).await.unwrap()
 }
 
 pub async fn app_with(opts: AppOptions, extra: &str) -> Option<(TestApp, MockOpenAi)> {
     let mock = MockOpenAi::start().await;
-    let app = TestApp::spawn_with(opts.with_mock(&mock).config(PRICED_MODEL).config(extra)).await?;
+    let app = TestApp::spawn_with(opts.with_mock(&mock).config(PRICED_MODEL).config(EXACT_MODEL).config(extra)).await?;
     Some((app, mock))
 }
 

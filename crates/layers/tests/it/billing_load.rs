@@ -15,9 +15,11 @@ use layers_testkit::process::{layers_cmd, write_config, ServeProcess};
 use layers_testkit::{AppOptions, MockOpenAi};
 use serde_json::json;
 
-use crate::billing::{app_with, at_rest, counted, PRICED_MODEL};
+use crate::billing::{app_with, at_rest, counted, exact, EXACT_COST, EXACT_MODEL, PRICED_MODEL};
 
 const COST: i64 = 50_500;
+/// Where hold = cost, exactly ⌊balance / cost⌋ requests succeed (I5).
+const EXACT_SUCCESSES: usize = (1_000_000 / EXACT_COST) as usize;
 
 /// These tests are about money, not rate limits: lift the per-minute limits out of the way.
 const NO_RATE_LIMITS: &str = "[tiers.free]\nrequests_per_minute = 1000000\n[tiers.pro]\nrequests_per_minute = 1000000";
@@ -30,7 +32,7 @@ async fn burst(urls: &[String], key: &str, n: usize) -> (usize, usize) {
         let url = format!("{}/v1/chat/completions", urls[i % urls.len()]);
         let (client, key) = (client.clone(), key.to_owned());
         tasks.push(tokio::spawn(async move {
-            client.post(url).bearer_auth(key).json(&counted(100)).send().await.unwrap().status().as_u16()
+            client.post(url).bearer_auth(key).json(&exact()).send().await.unwrap().status().as_u16()
         }));
     }
     let (mut ok, mut refused) = (0, 0);
@@ -76,10 +78,10 @@ async fn one_credit_two_hundred_requests(opts: AppOptions) {
     let (user, key) = app.user_with_key("burst@example.com", "1.00").await;
     let (ok, refused) = burst(std::slice::from_ref(&app.url), &key, 200).await;
     println!("200 concurrent requests on 1.00 credit: {ok} succeeded, {refused} refused (402)");
-    assert!((10..=20).contains(&ok), "{ok} succeeded");
+    assert_eq!(ok, EXACT_SUCCESSES, "exactly what the balance pays for");
     assert_eq!(ok + refused, 200);
     let balance = at_rest(&app, &user).await;
-    assert_eq!(balance.0, 1_000_000 - ok as i64 * COST);
+    assert_eq!(balance.0, 1_000_000 - ok as i64 * EXACT_COST);
     let rows = app.wait_for_usage(&user, ok).await;
     assert_eq!(rows.len(), ok, "usage rows = successes");
     ledger_invariants(app.store(), user.id).await;
@@ -99,7 +101,7 @@ async fn concurrent_requests_never_overspend_on_postgres() {
 async fn two_nodes_in_one_process_never_overspend_on_postgres() {
     let Some((a, mock)) = app_with(AppOptions::default().postgres(), "").await else { return };
     let b = layers_testkit::TestApp::spawn_with(
-        AppOptions::default().second_node_of(&a).with_mock(&mock).config(PRICED_MODEL),
+        AppOptions::default().second_node_of(&a).with_mock(&mock).config(PRICED_MODEL).config(EXACT_MODEL),
     )
     .await
     .unwrap();
@@ -107,10 +109,10 @@ async fn two_nodes_in_one_process_never_overspend_on_postgres() {
     let (user, key) = a.user_with_key("twonodes@example.com", "1.00").await;
     let (ok, _) = burst(&[a.url.clone(), b.url.clone()], &key, 200).await;
     println!("two nodes in one process, 200 requests on 1.00 credit: {ok} succeeded");
-    assert!((5..=20).contains(&ok), "{ok}");
+    assert_eq!(ok, EXACT_SUCCESSES);
     let balance = at_rest(&a, &user).await;
     at_rest(&b, &user).await;
-    assert_eq!(balance.0, 1_000_000 - ok as i64 * COST);
+    assert_eq!(balance.0, 1_000_000 - ok as i64 * EXACT_COST);
     assert_eq!(a.wait_for_usage(&user, ok).await.len(), ok, "usage rows = successes");
 }
 
@@ -143,6 +145,7 @@ base_url = "{mock}"
 first_byte_timeout_ms = 1500
 idle_timeout_ms = {idle_ms}
 {PRICED_MODEL}
+{EXACT_MODEL}
 {extra}
 "#,
             dir = dir.display(),
@@ -177,7 +180,7 @@ async fn two_serve_processes_on_one_postgres_never_overspend() {
     let mut b = ServeProcess::start(bin, &config, &env).await;
     let (ok, refused) = burst(&[a.url.clone(), b.url.clone()], &key, 200).await;
     println!("two processes, 200 requests on 1.00 credit: {ok} succeeded, {refused} refused");
-    assert!((5..=20).contains(&ok), "{ok}");
+    assert_eq!(ok, EXACT_SUCCESSES);
     // SIGTERM: both drain, settle, give their leases back and exit 0.
     assert_eq!(a.terminate(), Some(0));
     assert_eq!(b.terminate(), Some(0));
@@ -185,7 +188,7 @@ async fn two_serve_processes_on_one_postgres_never_overspend() {
     let user = store.user_by_email("two@example.com").await.unwrap().unwrap();
     let (balance, rows) = ledger_invariants(&store, user.id).await;
     assert_eq!(rows, ok, "usage rows = successes");
-    assert_eq!(balance.0, 1_000_000 - ok as i64 * COST);
+    assert_eq!(balance.0, 1_000_000 - ok as i64 * EXACT_COST);
     store.close().await;
 }
 
@@ -249,7 +252,7 @@ async fn kill_9_during_load_loses_no_money_and_charges_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     // Short leases so the reaper can act within the test; no idle release while loaded.
     let config =
-        deployment_config(dir.path(), &db.url, &mock, "[billing]\nlease_ttl_secs = 2\nidle_release_ms = 60000");
+        deployment_config(dir.path(), &db.url, &mock, "[billing]\nlease_ttl_secs = 2\nreaper_interval_secs = 1\nidle_release_ms = 60000");
     let bin = Path::new(env!("CARGO_BIN_EXE_layers"));
     layers_cmd(bin, &config, &["migrate"]);
     layers_cmd(bin, &config, &["admin", "user", "create", "--email", "crash@example.com"]);
@@ -282,23 +285,20 @@ async fn kill_9_during_load_loses_no_money_and_charges_nothing_twice() {
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
     node.kill_9();
+    let killed = tokio::time::Instant::now();
     let served = load.await.unwrap();
     assert!(served > 0, "the load ran before the crash");
 
-    // Restart, and reap once the dead node's leases expire.
+    // The only node comes back; its own reaper ends the dead node's leases (I4: within the
+    // TTL, 2 s, plus the reaper's period, 1 s, plus 1 s).
     let mut restarted = ServeProcess::start(bin, &config, &env).await;
     let store = owner_store(&db).await;
     let user = store.user_by_email("crash@example.com").await.unwrap().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = layers_cmd(bin, &config, &["admin", "leases", "reap"]);
-        if store.credit_state(user.id).await.unwrap().leased.0 == 0 {
-            println!("reaped after kill -9: {out}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "leases of the dead node were never reaped");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while store.credit_state(user.id).await.unwrap().leased.0 > 0 {
+        assert!(killed.elapsed() <= Duration::from_secs(4), "a dead node's lease outlived TTL + reaper + 1 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("the dead node's leases were reaped {:?} after kill -9", killed.elapsed());
     let (balance, rows) = ledger_invariants(&store, user.id).await;
     println!("after kill -9: {served} served, {rows} usage rows, balance {balance}");
     // Requests in flight at the crash may have no row; settlements of the last batch (20 ms)

@@ -18,6 +18,7 @@ mod media;
 mod money;
 mod money_endings;
 mod money_exact;
+mod money_partition;
 mod multinode;
 mod ratelimit;
 mod routing;

@@ -5,27 +5,11 @@
 
 use layers_domain::{KeyEnv, MicroCredits};
 use layers_testkit::{AppOptions, MockOpenAi, TestApp};
-use serde_json::json;
 
-use crate::billing::at_rest;
+use crate::billing::{at_rest, exact, EXACT_COST, EXACT_MODEL};
 
-/// Free input and 500 µcr per output token: with `max_tokens` 100 and an upstream that
-/// produces exactly 100 tokens, hold = cost = 0.05 credits.
-const EXACT_MODEL: &str = r#"
-[[models]]
-name = "mock/exact"
-routes = [{ provider = "mock", model = "exact" }]
-input_per_mtok = 0.0
-output_per_mtok = 5.0
-context_window = 128000
-max_output_tokens = 4096
-"#;
-const COST: i64 = 50_000;
+const COST: i64 = EXACT_COST;
 const NO_RATE_LIMITS: &str = "[tiers.pro]\nrequests_per_minute = 1000000";
-
-fn exact() -> serde_json::Value {
-    json!({"model": "mock/exact", "max_tokens": 100, "messages": [{"role": "user", "content": "mock:tokens=100"}]})
-}
 
 async fn node(opts: AppOptions, mock: &MockOpenAi) -> Option<TestApp> {
     TestApp::spawn_with(opts.with_mock(mock).config(EXACT_MODEL).config(NO_RATE_LIMITS)).await
