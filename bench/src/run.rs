@@ -211,7 +211,8 @@ async fn warm_up(t: &Targets) -> anyhow::Result<()> {
 /// One scenario against the mock, haproxy and Layers, with the busy loop on for c=1; then the
 /// settlement backlog until it is written, so it does not spill into the next scenario.
 async fn measure(t: &Targets, s: Scenario, d: Duration) -> anyhow::Result<Measured> {
-    let busy = if s.concurrency == 1 { Some(BusyLoop::start()?) } else { None };
+    let busy_wanted = std::env::var("BENCH_BUSY_LOOP").as_deref() != Ok("0");
+    let busy = if s.concurrency == 1 && busy_wanted { Some(BusyLoop::start()?) } else { None };
     let direct = load::run(&t.direct(s), s.concurrency, d).await?;
     let haproxy = load::run(&t.haproxy(s), s.concurrency, d).await?;
     let layers = load::run(&t.layers(s), s.concurrency, d).await?;

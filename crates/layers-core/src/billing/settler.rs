@@ -19,7 +19,7 @@ use super::{journal, BillingSettings, BillingStats};
 use crate::tasks::Tasks;
 
 const BATCH: usize = 2_000;
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(50);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
