@@ -261,16 +261,7 @@ pub fn render(body: &ErrorBody, request_id: Option<&str>) -> String {
     v.to_string()
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+use layers_core::error::chain as error_chain;
 
 /// Renders any error's chain for server logs.
 pub fn chain(err: &dyn std::error::Error) -> String {

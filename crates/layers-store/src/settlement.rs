@@ -2,11 +2,44 @@
 //! domain `Charge`, a lease request as a `GrantAsk`, and the usage row as it is written once
 //! its charge is decided. Invariant: a refused charge is recorded as a shortfall, never lost.
 
-use layers_domain::credit::ledger::{Charge, Decision, Outcome};
+use layers_domain::credit::ledger::{self, Charge, Decision, EntryDecision, Outcome};
 use layers_domain::credit::GrantAsk;
 use layers_domain::MicroCredits;
 
-use crate::records::{LeaseRequest, SettleOutcome, SettleResult, Settlement, UsageRecord};
+use crate::error::StoreError;
+use crate::records::{
+    LeaseRequest, LedgerOutcome, NewTransaction, SettleOutcome, SettleResult, Settlement, UsageRecord,
+};
+
+/// A ledger entry on a balance of `balance` with `leased` out of it: `Ok((balance after,
+/// whether the account's leases end))`, or the outcome to return without writing.
+pub(crate) fn entry(t: &NewTransaction, balance: i64, leased: i64) -> Result<(MicroCredits, bool), EntryRefused> {
+    match ledger::apply_entry(balance, leased, t.amount.0, t.allow_negative) {
+        EntryDecision::Apply { balance_after, revoke_leases } => Ok((MicroCredits(balance_after), revoke_leases)),
+        EntryDecision::Insufficient { available } => {
+            Err(EntryRefused::Outcome(LedgerOutcome::Insufficient { balance: MicroCredits(available) }))
+        }
+        EntryDecision::Overflow => Err(EntryRefused::Error(StoreError::Corrupt { column: "balance_micros" })),
+    }
+}
+
+/// Why an entry is not written.
+pub(crate) enum EntryRefused {
+    Outcome(LedgerOutcome),
+    Error(StoreError),
+}
+
+/// The rates a usage row was charged at, from its five integer columns.
+pub(crate) fn rates(input: i64, output: i64, cached: i64, cache_write: i64, image: i64) -> layers_domain::Rates {
+    use layers_domain::Rate;
+    layers_domain::Rates {
+        input: Rate::from_micros_per_mtok(input),
+        output: Rate::from_micros_per_mtok(output),
+        cached_input: Rate::from_micros_per_mtok(cached),
+        cache_write_input: Rate::from_micros_per_mtok(cache_write),
+        per_image: MicroCredits(image),
+    }
+}
 
 pub(crate) fn charge_of(s: &Settlement) -> Charge {
     Charge {

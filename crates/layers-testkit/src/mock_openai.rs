@@ -140,26 +140,13 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
             if include_usage {
                 let at = events.len() - 2;
-                events[at] = events[at].replace("\"reasoning_tokens\":0", &format!("\"reasoning_tokens\":{reasoning_tokens}"));
+                events[at] =
+                    events[at].replace("\"reasoning_tokens\":0", &format!("\"reasoning_tokens\":{reasoning_tokens}"));
             }
             sse_response(events, delay, StreamEnd::Finish, split)
         }
         Reply::Answer { content, prompt_tokens, completion_tokens } if !streaming => {
-            let v = json!({
-                "id": "chatcmpl-mock123",
-                "object": "chat.completion",
-                "created": 1_730_000_000,
-                "model": format!("{model}-2024-07-18"),
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
-                    "logprobs": null,
-                    "finish_reason": "stop"
-                }],
-                "usage": usage(prompt_tokens, completion_tokens),
-                "service_tier": "default",
-                "system_fingerprint": "fp_mock"
-            });
+            let v = completion_body(&model, &content, usage(prompt_tokens, completion_tokens));
             (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
         }
         Reply::Answer { content, prompt_tokens, completion_tokens } => {

@@ -13,7 +13,7 @@ use layers_store::LeaseReturn;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::books::KeyAccount;
+use super::books::{Book, KeyAccount};
 use super::refill::reset_book;
 use super::Inner;
 use crate::tasks::Tasks;
@@ -67,10 +67,7 @@ async fn release_idle(inner: &Arc<Inner>) {
             forget.push(account.key);
         }
         if (idle || tight) && quiet && b.leased_once {
-            let lease = b.book.lease;
-            let amount = b.book.take_free(MicroCredits(lease));
-            returns.push(LeaseReturn { user: account.user, lease: b.lease_id, amount, end: true, reclaim_epoch: None });
-            reset_book(&mut b, &account.credit);
+            returns.push(end_lease(&account, &mut b));
         }
     }
     // A few hundred per call: one call per idle key would starve everything else, and one call
@@ -84,6 +81,15 @@ async fn release_idle(inner: &Arc<Inner>) {
     for key in forget {
         inner.registry.forget_idle(key, inner.settings.idle_release * 30);
     }
+}
+
+/// Ends the book's lease here and says what to give back to the database.
+fn end_lease(account: &KeyAccount, b: &mut Book) -> LeaseReturn {
+    let lease = b.book.lease;
+    let amount = b.book.take_free(MicroCredits(lease));
+    let r = LeaseReturn { user: account.user, lease: b.lease_id, amount, end: true, reclaim_epoch: None };
+    reset_book(b, &account.credit);
+    r
 }
 
 async fn renew(inner: &Arc<Inner>) {
@@ -147,10 +153,7 @@ pub(super) async fn release_all(inner: &Arc<Inner>) {
         if !b.leased_once || b.book.unflushed > 0 {
             continue;
         }
-        let lease = b.book.lease;
-        let amount = b.book.take_free(MicroCredits(lease));
-        returns.push(LeaseReturn { user: account.user, lease: b.lease_id, amount, end: true, reclaim_epoch: None });
-        reset_book(&mut b, &account.credit);
+        returns.push(end_lease(&account, &mut b));
     }
     for chunk in returns.chunks(RETURNS_PER_CALL) {
         if let Err(err) = inner.gate.run(inner.store.return_leases(chunk)).await {

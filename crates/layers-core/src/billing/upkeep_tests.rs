@@ -45,7 +45,10 @@ async fn ten_thousand_idle_keys_do_not_starve_the_renewal_of_a_busy_one() {
     let store = db.store().await;
     let now = time::OffsetDateTime::now_utc();
     let user = UserId::random();
-    store.create_user(&NewUser { id: user, email: "idle@example.com".into(), tier: Tier::Team, created_at: now }).await.unwrap();
+    store
+        .create_user(&NewUser { id: user, email: "idle@example.com".into(), tier: Tier::Team, created_at: now })
+        .await
+        .unwrap();
     store
         .apply_transaction(&NewTransaction {
             id: uuid::Uuid::new_v4(),

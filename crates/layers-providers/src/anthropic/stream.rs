@@ -209,10 +209,16 @@ mod tests {
     fn input_usage_is_reported_at_message_start() {
         let items = run_all(
             &[
-                ("message_start", json!({"type": "message_start", "message": {"model": "claude",
-                    "usage": {"input_tokens": 1200, "cache_read_input_tokens": 100, "output_tokens": 1}}})),
-                ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": null},
-                    "usage": {"output_tokens": 40}})),
+                (
+                    "message_start",
+                    json!({"type": "message_start", "message": {"model": "claude",
+                    "usage": {"input_tokens": 1200, "cache_read_input_tokens": 100, "output_tokens": 1}}}),
+                ),
+                (
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": null},
+                    "usage": {"output_tokens": 40}}),
+                ),
             ],
             Mode::default(),
         );

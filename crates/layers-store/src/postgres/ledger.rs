@@ -2,13 +2,13 @@
 //! balance row's lock.
 
 use async_trait::async_trait;
-use layers_domain::credit::ledger::{self, EntryDecision};
 use layers_domain::{MicroCredits, UserId};
 
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
 use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::settlement::{self, EntryRefused};
 use crate::traits::LedgerStore;
 
 #[async_trait]
@@ -30,12 +30,10 @@ impl LedgerStore for PgStore {
         if duplicate.is_some() {
             return Ok(LedgerOutcome::Duplicate);
         }
-        let (after, revoke) = match ledger::apply_entry(balance, leased, t.amount.0, t.allow_negative) {
-            EntryDecision::Apply { balance_after, revoke_leases } => (MicroCredits(balance_after), revoke_leases),
-            EntryDecision::Insufficient { available } => {
-                return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(available) })
-            }
-            EntryDecision::Overflow => return Err(StoreError::Corrupt { column: "balance_micros" }),
+        let (after, revoke) = match settlement::entry(t, balance, leased) {
+            Ok(decided) => decided,
+            Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
+            Err(EntryRefused::Error(err)) => return Err(err),
         };
         if revoke {
             // A refund took credit that leases hold: they end, and charges against them are

@@ -310,13 +310,13 @@ async fn settle_in(tx: &mut Tx, batch: &[Settlement]) -> StoreResult<Vec<SettleR
 async fn batch_state(tx: &mut Tx, batch: &[Settlement], charges: &[Charge]) -> StoreResult<BatchState> {
     let mut state = BatchState::default();
     for c in charges.iter().filter(|c| c.amount > 0) {
-        if !state.balances.contains_key(&c.user) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = state.balances.entry(c.user) {
             let balance: Option<i64> =
                 sqlx::query_scalar("SELECT balance_micros FROM credit_balances WHERE user_id = ?")
                     .bind(c.user.to_string())
                     .fetch_optional(&mut **tx)
                     .await?;
-            state.balances.insert(c.user, balance.ok_or(StoreError::NotFound { entity: "credit balance" })?);
+            slot.insert(balance.ok_or(StoreError::NotFound { entity: "credit balance" })?);
         }
         if let Some(lease) = c.lease.filter(|l| !state.leases.contains_key(l)) {
             let row: Option<(String, i64)> =

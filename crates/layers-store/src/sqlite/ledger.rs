@@ -1,13 +1,13 @@
 //! The credit ledger on SQLite: a transaction row and the balance move together.
 
 use async_trait::async_trait;
-use layers_domain::credit::ledger::{self, EntryDecision};
 use layers_domain::{MicroCredits, UserId};
 
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
 use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::settlement::{self, EntryRefused};
 use crate::traits::LedgerStore;
 
 #[async_trait]
@@ -28,12 +28,10 @@ impl LedgerStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "credit balance" })?;
-        let (after, revoke) = match ledger::apply_entry(balance, leased, t.amount.0, t.allow_negative) {
-            EntryDecision::Apply { balance_after, revoke_leases } => (MicroCredits(balance_after), revoke_leases),
-            EntryDecision::Insufficient { available } => {
-                return Ok(LedgerOutcome::Insufficient { balance: MicroCredits(available) })
-            }
-            EntryDecision::Overflow => return Err(StoreError::Corrupt { column: "balance_micros" }),
+        let (after, revoke) = match settlement::entry(t, balance, leased) {
+            Ok(decided) => decided,
+            Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
+            Err(EntryRefused::Error(err)) => return Err(err),
         };
         if revoke {
             // A refund took credit that leases hold: they end, and charges against them are

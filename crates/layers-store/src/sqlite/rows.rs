@@ -1,7 +1,7 @@
 //! Decoding SQLite rows into records. Invariant: a value that does not parse is reported as
 //! `Corrupt` with its column, never defaulted.
 
-use layers_domain::{KeyId, MicroCredits, Rate, Rates, Usage, UserId};
+use layers_domain::{KeyId, MicroCredits, Usage, UserId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -130,13 +130,13 @@ pub(crate) fn usage(row: &SqliteRow) -> StoreResult<UsageRecord> {
         held: MicroCredits(row.try_get("held_micros")?),
         shortfall: MicroCredits(row.try_get("shortfall_micros")?),
         fees: MicroCredits(row.try_get("fees_micros")?),
-        rates: Rates {
-            input: Rate::from_micros_per_mtok(row.try_get("rate_input")?),
-            output: Rate::from_micros_per_mtok(row.try_get("rate_output")?),
-            cached_input: Rate::from_micros_per_mtok(row.try_get("rate_cached_input")?),
-            cache_write_input: Rate::from_micros_per_mtok(row.try_get("rate_cache_write")?),
-            per_image: MicroCredits(row.try_get("rate_image")?),
-        },
+        rates: crate::settlement::rates(
+            row.try_get("rate_input")?,
+            row.try_get("rate_output")?,
+            row.try_get("rate_cached_input")?,
+            row.try_get("rate_cache_write")?,
+            row.try_get("rate_image")?,
+        ),
         latency_ms: row.try_get("latency_ms")?,
         status: u16::try_from(row.try_get::<i64, _>("status")?)
             .map_err(|_| StoreError::Corrupt { column: "status" })?,

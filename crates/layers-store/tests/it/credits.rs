@@ -219,7 +219,10 @@ conformance!(a_charge_is_applied_in_full_from_its_lease_or_refused, |store: Arc<
         .settle(&[settlement(u.id, k.id, Some(lease), 200), settlement(u.id, k.id, Some(lease), 150)])
         .await
         .unwrap();
-    assert_eq!((out[0].outcome, out[0].charged.0, out[0].balance_after), (SettleOutcome::Applied, 200, Some(MicroCredits(800))));
+    assert_eq!(
+        (out[0].outcome, out[0].charged.0, out[0].balance_after),
+        (SettleOutcome::Applied, 200, Some(MicroCredits(800)))
+    );
     assert_eq!((out[1].outcome, out[1].charged.0), (SettleOutcome::Refused, 0));
     let state = store.credit_state(u.id).await.unwrap();
     assert_eq!((state.balance.0, state.leased.0), (800, 100));
@@ -233,11 +236,16 @@ conformance!(usage_rows_carry_what_reproduces_their_cost, |store: Arc<dyn Store>
     let (u, k) = funded(&store, "rates@example.com", 10_000_000).await;
     let lease = Uuid::new_v4();
     store.acquire_lease(&lease_req(u.id, k.id, lease, 1_000_000, 1_000_000)).await.unwrap();
-    let price = layers_domain::Price::from_usd(3.0, 15.0, Some(0.3), None)
-        .unwrap()
-        .with_cache_write(Some(3.75))
-        .unwrap();
-    let usage = Usage { prompt_tokens: 1_000, completion_tokens: 200, cached_tokens: 300, cache_write_tokens: 400, reasoning_tokens: 50, images: 0 };
+    let price =
+        layers_domain::Price::from_usd(3.0, 15.0, Some(0.3), None).unwrap().with_cache_write(Some(3.75)).unwrap();
+    let usage = Usage {
+        prompt_tokens: 1_000,
+        completion_tokens: 200,
+        cached_tokens: 300,
+        cache_write_tokens: 400,
+        reasoning_tokens: 50,
+        images: 0,
+    };
     let rates = price.rates_for(usage.prompt_tokens);
     let fees = MicroCredits(5_000);
     let mut s = settlement(u.id, k.id, Some(lease), 0);

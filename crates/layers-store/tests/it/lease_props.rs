@@ -23,11 +23,29 @@ const NODES: [Uuid; 2] = [Uuid::from_u128(1), Uuid::from_u128(2)];
 enum Op {
     Grant(i64),
     /// A debit that may (refund) or may not (adjustment) go below what is leased.
-    Debit { amount: i64, refund: bool },
-    Acquire { key: usize, node: usize, min: i64, want: i64, hour_cap: Option<i64>, key_cap: Option<i64> },
+    Debit {
+        amount: i64,
+        refund: bool,
+    },
+    Acquire {
+        key: usize,
+        node: usize,
+        min: i64,
+        want: i64,
+        hour_cap: Option<i64>,
+        key_cap: Option<i64>,
+    },
     /// A batch of charges: (lease slot, amount), with a repeated usage id now and then.
-    Settle { charges: Vec<(usize, i64)>, repeat: bool },
-    Return { lease: usize, amount: i64, end: bool, answer: bool },
+    Settle {
+        charges: Vec<(usize, i64)>,
+        repeat: bool,
+    },
+    Return {
+        lease: usize,
+        amount: i64,
+        end: bool,
+        answer: bool,
+    },
     Reclaim,
     Expire(usize),
     Renew(usize),
@@ -44,8 +62,12 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         (proptest::collection::vec((0usize..4, 0i64..2_500), 1..4), any::<bool>())
             .prop_map(|(charges, repeat)| Op::Settle { charges, repeat }),
-        (0usize..4, 0i64..3_000, any::<bool>(), any::<bool>())
-            .prop_map(|(lease, amount, end, answer)| Op::Return { lease, amount, end, answer }),
+        (0usize..4, 0i64..3_000, any::<bool>(), any::<bool>()).prop_map(|(lease, amount, end, answer)| Op::Return {
+            lease,
+            amount,
+            end,
+            answer
+        }),
         Just(Op::Reclaim),
         (0usize..4).prop_map(Op::Expire),
         (0usize..2).prop_map(Op::Renew),
@@ -184,7 +206,8 @@ async fn run(db: &TestDatabase, ops: Vec<Op>) {
                     .collect();
                 let got = store.settle(&batch).await.unwrap();
                 let want = model.settle(&charges);
-                let got: Vec<_> = got.iter().map(|r| (outcome(r.outcome), r.charged.0, r.balance_after.map(|b| b.0))).collect();
+                let got: Vec<_> =
+                    got.iter().map(|r| (outcome(r.outcome), r.charged.0, r.balance_after.map(|b| b.0))).collect();
                 let want: Vec<_> = want.iter().map(|d| (d.outcome, d.charged, d.balance_after)).collect();
                 assert_eq!(got, want, "settlement decisions");
             }

@@ -251,8 +251,12 @@ async fn kill_9_during_load_loses_no_money_and_charges_nothing_twice() {
     mock.latency(2, 20);
     let dir = tempfile::tempdir().unwrap();
     // Short leases so the reaper can act within the test; no idle release while loaded.
-    let config =
-        deployment_config(dir.path(), &db.url, &mock, "[billing]\nlease_ttl_secs = 2\nreaper_interval_secs = 1\nidle_release_ms = 60000");
+    let config = deployment_config(
+        dir.path(),
+        &db.url,
+        &mock,
+        "[billing]\nlease_ttl_secs = 2\nreaper_interval_secs = 1\nidle_release_ms = 60000",
+    );
     let bin = Path::new(env!("CARGO_BIN_EXE_layers"));
     layers_cmd(bin, &config, &["migrate"]);
     layers_cmd(bin, &config, &["admin", "user", "create", "--email", "crash@example.com"]);

@@ -114,7 +114,15 @@ fn assert_rows_reproduce_their_cost(rows: &[UsageRecord]) {
 async fn told_equals_debited(postgres: bool) {
     let Some((app, _mock)) = app_on(postgres, "").await else { return };
     let (user, key) = app.user_with_key("i6@example.com", "5").await;
-    let texts = ["mock:tokens=100", "mock:usage=50,300,250", "mock:usage=900,4000", "mock:cut", "mock:nodone", "mock:slow", "hi"];
+    let texts = [
+        "mock:tokens=100",
+        "mock:usage=50,300,250",
+        "mock:usage=900,4000",
+        "mock:cut",
+        "mock:nodone",
+        "mock:slow",
+        "hi",
+    ];
     let mut figures: HashMap<String, Option<i64>> = HashMap::new();
     for i in 0..50usize {
         let text = texts[i % texts.len()];
@@ -171,7 +179,8 @@ async fn overage_never_passes_the_per_request_cap() {
     let (app, _mock) = app_on(false, "[tiers.pro]\nmax_credits_per_request = 1").await.unwrap();
     let (user, key) = app.user_with_key("cap@example.com", "100").await;
     // The upstream ignores max_tokens and bills 4,000,000 output tokens (2,000 credits).
-    let body = json!({"model": PRICED, "max_tokens": 20, "messages": [{"role": "user", "content": "mock:usage=10,4000000"}]});
+    let body =
+        json!({"model": PRICED, "max_tokens": 20, "messages": [{"role": "user", "content": "mock:usage=10,4000000"}]});
     let resp = app.chat(&key, &body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let told = MicroCredits::parse_credits(resp.headers()["x-layers-credits-charged"].to_str().unwrap()).unwrap();
@@ -193,7 +202,8 @@ async fn a_pdf_is_held_at_its_ceiling_so_ten_at_once_cannot_overspend() {
         {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}},
     ]}]});
     let sends = (0..10).map(|_| app.chat(&key, &body).send());
-    let statuses: Vec<u16> = futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!(statuses.iter().all(|s| *s == 200 || *s == 402), "{statuses:?}");
     // 200,000 prompt tokens at 0.2 µcr each: one request fits 0.05 credits, not two.
@@ -256,8 +266,12 @@ async fn fields_that_change_the_price_are_priced_or_refused() {
 async fn images_are_priced_by_quality_and_size() {
     let (app, mock) = app_on(false, "").await.unwrap();
     let (user, key) = app.user_with_key("images@example.com", "100").await;
-    let post = |body: Value| app.http.post(format!("{}/v1/images/generations", app.url)).bearer_auth(&key).json(&body).send();
-    let resp = post(json!({"model": "mock/image-q", "prompt": "a cat", "quality": "high", "size": "1536x1024", "n": 2})).await.unwrap();
+    let post =
+        |body: Value| app.http.post(format!("{}/v1/images/generations", app.url)).bearer_auth(&key).json(&body).send();
+    let resp =
+        post(json!({"model": "mock/image-q", "prompt": "a cat", "quality": "high", "size": "1536x1024", "n": 2}))
+            .await
+            .unwrap();
     assert_eq!(resp.status(), 200);
     // Two images at US$0.25, and the 10-token prompt at US$5/Mtok.
     assert_eq!(resp.headers()["x-layers-credits-charged"], "50.005000");
@@ -295,7 +309,8 @@ async fn the_generation_lookup_reports_a_streams_exact_charge() {
     let resp = app.chat(&key, &stream_body(PRICED, "mock:tokens=100", true)).send().await.unwrap();
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let events = sse_data(resp).await;
-    let usage_chunk: Value = events.iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find(|v| v["usage"].is_object()).unwrap();
+    let usage_chunk: Value =
+        events.iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find(|v| v["usage"].is_object()).unwrap();
     // 10 prompt tokens at 50 µcr and 100 output tokens at 500 µcr.
     assert_eq!(usage_chunk["layers"]["credits_used"], "0.050500", "in the stream: {usage_chunk}");
     assert_eq!(lookup(&app, &key, &id).await, Some(50_500));

@@ -50,7 +50,12 @@ async fn a_client_that_leaves_during_a_retry_backoff_pays_nothing_and_nothing_mo
     // The provider fails and asks for 2 s: the gateway waits before its retry.
     mock.reply_with(Reply::Status { status: 500, message: "busy".into(), retry_after: Some(2) });
     let quick = reqwest::Client::builder().timeout(Duration::from_millis(400)).build().unwrap();
-    let gone = quick.post(format!("{}/v1/chat/completions", app.url)).bearer_auth(&key).json(&chat_body(PRICED, "hi")).send().await;
+    let gone = quick
+        .post(format!("{}/v1/chat/completions", app.url))
+        .bearer_auth(&key)
+        .json(&chat_body(PRICED, "hi"))
+        .send()
+        .await;
     assert!(gone.is_err(), "the client gave up");
     let row = app.wait_for_usage(&user, 1).await.remove(0);
     assert_eq!((row.status, row.charged.0, row.cost.0), (499, 0, 0), "{row:?}");

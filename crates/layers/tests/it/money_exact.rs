@@ -6,9 +6,8 @@
 use layers_domain::{KeyEnv, MicroCredits};
 use layers_testkit::{AppOptions, MockOpenAi, TestApp};
 
-use crate::billing::{at_rest, exact, EXACT_COST, EXACT_MODEL};
+use crate::billing::{at_rest, exact, EXACT_MODEL};
 
-const COST: i64 = EXACT_COST;
 const NO_RATE_LIMITS: &str = "[tiers.pro]\nrequests_per_minute = 1000000";
 
 async fn node(opts: AppOptions, mock: &MockOpenAi) -> Option<TestApp> {
@@ -38,7 +37,8 @@ async fn burst_on_one_node(opts: AppOptions) {
     mock.latency(5, 40);
     let (user, key) = app.user_with_key("burst@example.com", "1.00").await;
     let sends = (0..200).map(|_| app.chat(&key, &exact()).send());
-    let statuses: Vec<u16> = futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!(statuses.iter().all(|s| *s == 200 || *s == 402), "{statuses:?}");
     assert_eq!(ok, 20, "⌊1.00 / 0.05⌋ exactly");
@@ -94,7 +94,8 @@ async fn two_nodes(redis: bool) {
     // The same concurrently: both nodes at once.
     a.grant(&user, "1.00").await;
     let sends = (0..100).map(|i| if i % 2 == 0 { &a } else { &b }).map(|n| n.chat(&key, &exact()).send());
-    let statuses: Vec<u16> = futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(sends).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20, "{statuses:?}");
     assert_eq!(at_rest(&a, &user).await, MicroCredits(0));
 }

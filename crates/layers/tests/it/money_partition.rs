@@ -38,12 +38,31 @@ async fn node(url: &str, mock: &MockOpenAi, extra: &str) -> TestApp {
 }
 
 async fn node_in(url: &str, mock: &MockOpenAi, extra: &str, dir: Option<&std::path::Path>) -> TestApp {
-    let mut opts = AppOptions::default().database_at(url, true).with_mock(mock).config(PRICED_MODEL).config(NO_RATE_LIMITS);
+    let mut opts =
+        AppOptions::default().database_at(url, true).with_mock(mock).config(PRICED_MODEL).config(NO_RATE_LIMITS);
     opts = opts.config(extra);
     if let Some(dir) = dir {
         opts = opts.data_dir(dir);
     }
     TestApp::spawn_with(opts).await.unwrap()
+}
+
+/// Eight requests: the key is cached and its lease has grown with a few quick refills.
+async fn warm(app: &TestApp, key: &str) {
+    for _ in 0..8 {
+        assert_eq!(app.chat(key, &counted()).send().await.unwrap().status(), 200);
+    }
+}
+
+/// `n` requests while the database is away: how many were served from the lease.
+async fn served_while_away(app: &TestApp, key: &str, n: usize) -> usize {
+    let mut served = 0;
+    for _ in 0..n {
+        if app.chat(key, &counted()).send().await.unwrap().status() == 200 {
+            served += 1;
+        }
+    }
+    served
 }
 
 fn counted() -> serde_json::Value {
@@ -88,10 +107,7 @@ async fn requests_a_lease_covers_are_served_while_the_database_is_away_and_the_r
     let mock = MockOpenAi::start().await;
     let app = node(&url, &mock, "").await;
     let (user, key) = app.user_with_key("away@example.com", "100").await;
-    // Warm the key: it is cached, and its lease has grown with a few quick refills.
-    for _ in 0..8 {
-        assert_eq!(app.chat(&key, &counted()).send().await.unwrap().status(), 200);
-    }
+    warm(&app, &key).await;
     proxy.cut();
     let (mut served, mut refused) = (0, 0);
     for _ in 0..40 {
@@ -140,7 +156,8 @@ async fn a_node_cut_off_for_longer_than_its_lease_ttl_cannot_overspend() {
         load.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             while !stop.load(Ordering::Relaxed) {
-                let resp = client.post(format!("{app}/v1/chat/completions")).bearer_auth(&key).json(&counted()).send().await;
+                let resp =
+                    client.post(format!("{app}/v1/chat/completions")).bearer_auth(&key).json(&counted()).send().await;
                 if resp.is_ok_and(|r| r.status() == 200) {
                     served.fetch_add(1, Ordering::Relaxed);
                 }
@@ -148,8 +165,12 @@ async fn a_node_cut_off_for_longer_than_its_lease_ttl_cannot_overspend() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    warm(&a, &key).await;
     proxy.cut();
+    // A serves from its lease while it is still valid by A's own clock.
+    let away = served_while_away(&a, &key, 3).await;
+    assert!(away > 0, "A's lease covers requests while the database is away");
+    served.fetch_add(away + 8, Ordering::Relaxed);
     // Longer than the TTL: B's reaper ends A's lease while A is away.
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.restore();
@@ -186,16 +207,9 @@ async fn a_shutdown_waits_out_a_database_blip_and_loses_no_settlement() {
     let mock = MockOpenAi::start().await;
     let mut app = node(&url, &mock, "").await;
     let (user, key) = app.user_with_key("blip@example.com", "100").await;
-    for _ in 0..8 {
-        assert_eq!(app.chat(&key, &counted()).send().await.unwrap().status(), 200);
-    }
+    warm(&app, &key).await;
     proxy.cut();
-    let mut served = 8;
-    for _ in 0..10 {
-        if app.chat(&key, &counted()).send().await.unwrap().status() == 200 {
-            served += 1;
-        }
-    }
+    let served = 8 + served_while_away(&app, &key, 10).await;
     assert!(app.core.billing.sink().backlog() > 0, "settlements wait for the database");
     let restore = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -219,16 +233,9 @@ async fn settlements_a_shutdown_cannot_write_are_journaled_and_written_at_the_ne
     let short = "[billing]\nshutdown_flush_secs = 1";
     let mut app = node_in(&url, &mock, short, Some(dir.path())).await;
     let (user, key) = app.user_with_key("journal@example.com", "100").await;
-    for _ in 0..8 {
-        assert_eq!(app.chat(&key, &counted()).send().await.unwrap().status(), 200);
-    }
+    warm(&app, &key).await;
     proxy.cut();
-    let mut served = 8;
-    for _ in 0..10 {
-        if app.chat(&key, &counted()).send().await.unwrap().status() == 200 {
-            served += 1;
-        }
-    }
+    let served = 8 + served_while_away(&app, &key, 10).await;
     app.stop().await.unwrap();
     let journaled = app.core.billing.stats().journaled.load(Ordering::Relaxed) as usize;
     assert!(journaled > 0, "the database stayed away past the deadline");
@@ -249,9 +256,7 @@ async fn a_writer_that_falls_behind_slows_admission_instead_of_growing() {
     let mock = MockOpenAi::start().await;
     let app = node(&url, &mock, "[billing]\nmax_settlement_backlog = 5\nbacklog_wait_ms = 200").await;
     let (user, key) = app.user_with_key("backlog@example.com", "100").await;
-    for _ in 0..8 {
-        assert_eq!(app.chat(&key, &counted()).send().await.unwrap().status(), 200);
-    }
+    warm(&app, &key).await;
     proxy.cut();
     let mut statuses = Vec::new();
     for _ in 0..20 {
