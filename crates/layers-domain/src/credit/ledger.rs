@@ -264,7 +264,8 @@ impl Model {
         };
         let back = amount.clamp(0, l.amount);
         let released = if end { l.amount } else { back };
-        l.amount -= back;
+        // An ended lease gave back everything it held.
+        l.amount = if end { 0 } else { l.amount - back };
         if end {
             l.state = ModelLeaseState::Released;
         }

@@ -72,7 +72,36 @@ impl CreditStore for SqliteStore {
         let now = ms(OffsetDateTime::now_utc());
         let mut active = Vec::with_capacity(returns.len());
         let mut per_user: HashMap<UserId, i64> = HashMap::new();
-        for r in returns {
+        // Leases that end give back all they hold, whatever the amount: one statement for all
+        // of them (idle release and shutdown end hundreds at once).
+        let ending: Vec<&LeaseReturn> = returns.iter().filter(|r| r.end && r.reclaim_epoch.is_none()).collect();
+        for chunk in ending.chunks(500) {
+            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
+            let select = format!(
+                "SELECT id, user_id, amount_micros FROM credit_leases \
+                 WHERE state = 'active' AND (id, user_id) IN (VALUES {pairs})"
+            );
+            let update = format!(
+                "UPDATE credit_leases SET state = 'released', ended_at = ?, amount_micros = 0 \
+                 WHERE state = 'active' AND (id, user_id) IN (VALUES {pairs})"
+            );
+            let mut held = sqlx::query(&select).persistent(false);
+            let mut end = sqlx::query(&update).persistent(false).bind(now);
+            for r in chunk {
+                held = held.bind(r.lease.to_string()).bind(r.user.to_string());
+                end = end.bind(r.lease.to_string()).bind(r.user.to_string());
+            }
+            let held = held.fetch_all(&mut *tx).await?;
+            end.execute(&mut *tx).await?;
+            for row in held {
+                let (id, user): (String, String) = (row.try_get("id")?, row.try_get("user_id")?);
+                let lease = Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt { column: "id" })?;
+                let user = UserId(user.parse().map_err(|_| StoreError::Corrupt { column: "user_id" })?);
+                *per_user.entry(user).or_default() += row.try_get::<i64, _>("amount_micros")?;
+                active.push(lease);
+            }
+        }
+        for r in returns.iter().filter(|r| !(r.end && r.reclaim_epoch.is_none())) {
             let current: Option<i64> = sqlx::query_scalar(
                 "SELECT amount_micros FROM credit_leases WHERE id = ? AND user_id = ? AND state = 'active'",
             )
@@ -83,11 +112,12 @@ impl CreditStore for SqliteStore {
             let Some(current) = current else { continue };
             let back = r.amount.0.clamp(0, current);
             sqlx::query(
-                "UPDATE credit_leases SET amount_micros = amount_micros - ?, \
+                "UPDATE credit_leases SET amount_micros = CASE WHEN ? THEN 0 ELSE amount_micros - ? END, \
                  state = CASE WHEN ? THEN 'released' ELSE state END, \
                  ended_at = CASE WHEN ? THEN ? ELSE ended_at END, \
                  reclaim_epoch = MAX(reclaim_epoch, ?) WHERE id = ?",
             )
+            .bind(r.end)
             .bind(back)
             .bind(r.end)
             .bind(r.end)
