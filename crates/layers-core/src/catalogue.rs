@@ -167,6 +167,8 @@ mod tests {
             file_tokens: None,
             search_fees: None,
             image_prices: Vec::new(),
+            image_default_quality: None,
+            image_default_size: None,
         }
     }
 

@@ -162,8 +162,9 @@ impl Core {
     /// Stops background work after flushing what it buffered. Call after the server stopped
     /// accepting requests and in-flight requests have ended.
     pub async fn shutdown(&self) {
-        // The settlement writer drains first; then the leases' unspent credit goes back.
-        self.tasks.shutdown().await;
+        // Request work (drains of streams whose clients left) ends first, within the flush
+        // deadline; the settlement writer drains next; then the leases' unspent credit goes back.
+        self.tasks.shutdown(self.billing.shutdown_deadline()).await;
         self.billing.release_all().await;
     }
 }

@@ -15,6 +15,8 @@ pub struct Tasks {
     background: TaskTracker,
     work: TaskTracker,
     cancel: CancellationToken,
+    /// Fires when request work has run past the shutdown's deadline: it ends with what it has.
+    stop_work: CancellationToken,
 }
 
 impl Tasks {
@@ -51,11 +53,24 @@ impl Tasks {
         self.cancel.child_token()
     }
 
-    /// Waits for request work to end, then signals every background task to stop and waits
-    /// until all have returned.
-    pub async fn shutdown(&self) {
+    /// A token that fires when request work must end now, with what it has (a drain stops
+    /// reading and charges what it read).
+    pub fn work_deadline(&self) -> CancellationToken {
+        self.stop_work.child_token()
+    }
+
+    /// Waits for request work to end (up to `work_for`, then tells it to stop), then signals
+    /// every background task to stop and waits until all have returned.
+    pub async fn shutdown(&self, work_for: std::time::Duration) {
         self.work.close();
-        self.work.wait().await;
+        if tokio::time::timeout(work_for, self.work.wait()).await.is_err() {
+            tracing::warn!(
+                left = self.work.len(),
+                "request work past the shutdown deadline: ending it with what it has"
+            );
+            self.stop_work.cancel();
+            self.work.wait().await;
+        }
         self.cancel.cancel();
         self.background.close();
         self.background.wait().await;

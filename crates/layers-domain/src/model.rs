@@ -56,6 +56,10 @@ pub struct ModelSpec {
     /// Image generation prices by quality and size (list price); the model's `per_image`
     /// applies to combinations not listed.
     pub image_prices: Vec<ImagePrice>,
+    /// The quality and size the provider makes when a request names none (`None`: it decides
+    /// per request, as gpt-image's `auto` does).
+    pub image_default_quality: Option<String>,
+    pub image_default_size: Option<String>,
 }
 
 /// How much of the web a search reads, as OpenAI and Perplexity name it.

@@ -101,11 +101,15 @@ impl ChatRequest {
 
     /// Lowers the output cap to `n`, in the field the client used (or as a gateway cap).
     pub fn lower_output_cap(&mut self, n: u32) {
-        if self.max_completion_tokens.is_some() {
-            self.max_completion_tokens = Some(n);
-        } else if self.max_tokens.is_some() {
-            self.max_tokens = Some(n);
-        } else {
+        let mut set = false;
+        // Every cap field the client set: an upstream may honour either.
+        for field in [&mut self.max_completion_tokens, &mut self.max_tokens] {
+            if field.is_some() {
+                *field = Some(n);
+                set = true;
+            }
+        }
+        if !set {
             self.gateway_output_cap = Some(n);
         }
     }
@@ -196,6 +200,18 @@ mod tests {
         let back = serde_json::to_value(&req).unwrap();
         assert_eq!(back["temperature"], 0.2);
         assert_eq!(back["messages"][2]["tool_calls"][0]["id"], "c1");
+    }
+
+    #[test]
+    fn lowering_the_output_cap_lowers_every_cap_field_the_client_set() {
+        let mut both: ChatRequest =
+            serde_json::from_value(serde_json::json!({"model": "m", "messages": [], "max_tokens": 90, "max_completion_tokens": 90}))
+                .unwrap();
+        both.lower_output_cap(40);
+        assert_eq!((both.max_tokens, both.max_completion_tokens, both.gateway_output_cap), (Some(40), Some(40), None));
+        let mut none: ChatRequest = serde_json::from_value(serde_json::json!({"model": "m", "messages": []})).unwrap();
+        none.lower_output_cap(40);
+        assert_eq!((none.max_tokens, none.gateway_output_cap), (None, Some(40)));
     }
 
     #[test]

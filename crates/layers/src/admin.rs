@@ -31,7 +31,7 @@ pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()
     };
     let broadcaster = Broadcaster::new(redis, None);
     let result = dispatch(&settings, store.clone(), broadcaster, command).await;
-    tasks.shutdown().await;
+    tasks.shutdown(std::time::Duration::from_secs(10)).await;
     store.close().await;
     result
 }

@@ -32,7 +32,19 @@ pub(super) async fn append(path: &Path, settlements: &[&Settlement]) -> std::io:
 /// Writes what a previous shutdown journaled, then ends the leases those settlements drew on
 /// (their node is gone; the rest of their credit returns to the balance).
 pub(super) async fn replay(path: &Path, store: &Arc<dyn Store>, stats: &BillingStats) {
-    let text = match tokio::fs::read_to_string(path).await {
+    // Moved aside first: a process sharing the data directory may append to a new journal
+    // meanwhile, and removing the file afterwards must not take its lines with it. A replay cut
+    // short leaves the file aside, picked up at the next start.
+    let aside = path.with_extension("replaying");
+    match tokio::fs::rename(path, &aside).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::error!(error = %err, "cannot move the settlement journal aside; it is kept for the next start");
+            return;
+        }
+    }
+    let text = match tokio::fs::read_to_string(&aside).await {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
         Err(err) => {
@@ -66,11 +78,11 @@ pub(super) async fn replay(path: &Path, store: &Arc<dyn Store>, stats: &BillingS
     }
     stats.replayed.fetch_add(settlements.len() as u64, Ordering::Relaxed);
     let done = if unreadable > 0 {
-        let aside = path.with_extension("unreadable");
-        tracing::error!(lines = unreadable, file = %aside.display(), "settlement journal lines that do not parse were set aside");
-        tokio::fs::rename(path, &aside).await
+        let kept = path.with_extension("unreadable");
+        tracing::error!(lines = unreadable, file = %kept.display(), "settlement journal lines that do not parse were set aside");
+        tokio::fs::rename(&aside, &kept).await
     } else {
-        tokio::fs::remove_file(path).await
+        tokio::fs::remove_file(&aside).await
     };
     match done {
         Ok(()) => tracing::info!(settlements = settlements.len(), "settlement journal replayed"),

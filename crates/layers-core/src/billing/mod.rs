@@ -193,6 +193,11 @@ impl Billing {
         self.inner.node
     }
 
+    /// How long a shutdown gives request work and then the settlement writer.
+    pub fn shutdown_deadline(&self) -> Duration {
+        self.inner.settings.shutdown_deadline
+    }
+
     /// Whether billing's last database call succeeded.
     pub fn database_up(&self) -> bool {
         self.inner.gate.is_up()

@@ -137,6 +137,9 @@ pub(super) fn reset_book(b: &mut Book, credit: &UserCredit) {
 pub(super) async fn request_reclaim(inner: &Arc<Inner>, account: &Arc<KeyAccount>) -> Result<i64, BillingError> {
     let epoch = inner.gate.call(inner.store.request_reclaim(account.user)).await?;
     tracing::debug!(user_id = %account.user, epoch, "asked the account's other leases for their free credit");
+    // This node answers below, for every key but the one asking: its own notice, back over the
+    // feed or Redis, must not take that key's credit too.
+    account.credit.reclaim_answered.fetch_max(epoch, Ordering::Relaxed);
     // The change feed tells every node within a poll; Redis, when configured, at once.
     inner.broadcaster.publish(Notice::Reclaim(account.user, epoch)).await;
     inner.registry.tighten(&account.credit, TIGHT_FOR);
@@ -149,7 +152,7 @@ pub(super) async fn request_reclaim(inner: &Arc<Inner>, account: &Arc<KeyAccount
 pub(super) async fn answer_reclaim(inner: &Arc<Inner>, user: UserId, epoch: i64, except: Option<layers_domain::KeyId>) {
     let accounts = inner.registry.of_user(user);
     let Some(credit) = accounts.first().map(|a| a.credit.clone()) else { return };
-    if except.is_none() && credit.reclaim_answered.load(Ordering::Relaxed) >= epoch {
+    if except.is_none() && credit.reclaim_answered.fetch_max(epoch, Ordering::Relaxed) >= epoch {
         return;
     }
     inner.registry.tighten(&credit, TIGHT_FOR);
@@ -178,13 +181,10 @@ pub(super) async fn answer_reclaim(inner: &Arc<Inner>, user: UserId, epoch: i64,
             }
         }
         Err(err) => {
+            // Not put back: the return may have committed before the error (a timeout), and a
+            // book must never hold credit the database no longer leases to it. Stranded at worst,
+            // until the lease ends and gives back all it holds.
             tracing::warn!(error = %crate::error::chain(&err), "could not give credit back for a reclaim");
-            for (account, lease, amount) in taken {
-                let mut b = account.lock();
-                if b.lease_id == lease {
-                    b.book.add_lease(amount);
-                }
-            }
         }
     }
 }

@@ -223,12 +223,22 @@ pub(super) async fn wait_for_backlog(inner: &Inner) -> Result<(), BillingError> 
     }
     inner.stats.backpressure_waits.fetch_add(1, Ordering::Relaxed);
     let deadline = Instant::now() + inner.settings.backlog_wait;
-    while inner.sink.backlog() > inner.settings.max_backlog {
-        if tokio::time::timeout_at(deadline, inner.sink.written_notice()).await.is_err() {
-            return Err(BillingError::Unavailable(Unavailable::Backlog));
+    loop {
+        // Registered before the check, so a batch that ends in between still wakes us.
+        let written = inner.sink.written_notice();
+        tokio::pin!(written);
+        written.as_mut().enable();
+        if inner.sink.backlog() <= inner.settings.max_backlog {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, written).await.is_err() {
+            return if inner.sink.backlog() <= inner.settings.max_backlog {
+                Ok(())
+            } else {
+                Err(BillingError::Unavailable(Unavailable::Backlog))
+            };
         }
     }
-    Ok(())
 }
 
 /// Which limit refused the request.

@@ -22,6 +22,10 @@ const BATCH: usize = 2_000;
 const GATHER: Duration = Duration::from_millis(50);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Longest one batch's write may take before it counts as failed (and is retried: settlement is
+/// idempotent). A connection the network black-holes must not hold the writer for the kernel's
+/// TCP timeout.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Item {
     settlement: Settlement,
@@ -72,9 +76,10 @@ impl SettleSink {
         self.queued.load(Ordering::Relaxed).saturating_sub(self.written.load(Ordering::Relaxed))
     }
 
-    /// Resolves when the writer finished its next batch.
-    pub(crate) async fn written_notice(&self) {
-        self.batch_done.notified().await;
+    /// Resolves when the writer finished its next batch (`enable` it before checking the
+    /// backlog, so that a batch finishing in between is not missed).
+    pub(crate) fn written_notice(&self) -> tokio::sync::futures::Notified<'_> {
+        self.batch_done.notified()
     }
 }
 
@@ -94,6 +99,7 @@ pub(super) fn spawn(
     let (written, batch_done) = (sink.written.clone(), sink.batch_done.clone());
     let cancel = tasks.cancelled();
     let (journal_path, shutdown_deadline) = (settings.journal.clone(), settings.shutdown_deadline);
+    let audits = tasks.clone();
     tasks.spawn("settlement-writer", async move {
         let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
         let mut deadline: Option<Instant> = None;
@@ -124,7 +130,7 @@ pub(super) fn spawn(
             while !rest.is_empty() {
                 let (chunk, tail) = rest.split_at(rest.len().min(BATCH));
                 let stop = Stop { cancel: &cancel, deadline: &mut deadline, grace: shutdown_deadline };
-                let journaled = !write(&store, &stats, chunk, stop, journal_path.as_deref()).await;
+                let journaled = !write(&store, &stats, chunk, stop, journal_path.as_deref(), &audits).await;
                 if journaled {
                     // Past the shutdown deadline: the rest goes to the journal too.
                     journal_rest(tail, journal_path.as_deref(), &stats).await;
@@ -169,16 +175,21 @@ async fn write(
     items: &[Item],
     mut stop: Stop<'_>,
     journal_path: Option<&std::path::Path>,
+    tasks: &Tasks,
 ) -> bool {
     let settlements: Vec<Settlement> = items.iter().map(|i| i.settlement.clone()).collect();
     let mut attempt = 0u32;
     let mut pause = RETRY_FIRST;
     let results = loop {
-        match store.settle(&settlements).await {
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, store.settle(&settlements)).await {
+            Ok(outcome) => outcome.map_err(|e| crate::error::chain(&e)),
+            Err(_) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
+        };
+        match outcome {
             Ok(results) => break results,
             Err(err) => {
                 attempt += 1;
-                tracing::error!(error = %crate::error::chain(&err), settlements = items.len(), attempt, "settlement write failed; retrying");
+                tracing::error!(error = %err, settlements = items.len(), attempt, "settlement write failed; retrying");
                 if stop.deadline().is_some_and(|d| Instant::now() + pause >= d) {
                     journal_rest(items, journal_path, stats).await;
                     return false;
@@ -192,14 +203,26 @@ async fn write(
             }
         }
     };
-    for (item, result) in items.iter().zip(&results) {
-        after_write(store, stats, item, result).await;
+    let events: Vec<AuditEvent> =
+        items.iter().zip(&results).filter_map(|(item, result)| after_write(stats, item, result)).collect();
+    if !events.is_empty() {
+        // Off the writer: audit rows must not hold back the settlements behind them.
+        let store = store.clone();
+        tasks.spawn("billing-audit", async move {
+            for event in events {
+                match tokio::time::timeout(WRITE_TIMEOUT, store.record_audit(&event)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(error = %crate::error::chain(&err), event_type = %event.event_type, "could not write audit event"),
+                    Err(_) => tracing::error!(event_type = %event.event_type, "could not write audit event in time"),
+                }
+            }
+        });
     }
     true
 }
 
-/// Credits the book back for what the ledger now has, and records what went wrong.
-async fn after_write(store: &Arc<dyn Store>, stats: &BillingStats, item: &Item, result: &layers_store::SettleResult) {
+/// Credits the book back for what the ledger now has; what went wrong, as an audit event.
+fn after_write(stats: &BillingStats, item: &Item, result: &layers_store::SettleResult) -> Option<AuditEvent> {
     let sent = item.settlement.usage.charged;
     if let Some((account, lease)) = &item.account {
         let mut b = account.lock();
@@ -221,16 +244,18 @@ async fn after_write(store: &Arc<dyn Store>, stats: &BillingStats, item: &Item, 
     if refused {
         stats.refused_settlements.fetch_add(1, Ordering::Relaxed);
         let meta = serde_json::json!({"usage_id": usage.id, "cost_micros": usage.cost.0, "charged_micros": 0});
-        audit(store, item, "late_settlement_refused", meta).await;
-    } else if result.outcome == SettleOutcome::Applied && usage.shortfall.is_positive() {
+        return Some(audit(item, "late_settlement_refused", meta));
+    }
+    if result.outcome == SettleOutcome::Applied && usage.shortfall.is_positive() {
         stats.shortfalls.fetch_add(1, Ordering::Relaxed);
         stats.shortfall_micros.fetch_add(usage.shortfall.0 as u64, Ordering::Relaxed);
         let meta = serde_json::json!({
             "usage_id": usage.id, "cost_micros": usage.cost.0, "held_micros": usage.held.0,
             "charged_micros": result.charged.0, "shortfall_micros": usage.shortfall.0,
         });
-        audit(store, item, "billing_shortfall", meta).await;
+        return Some(audit(item, "billing_shortfall", meta));
     }
+    None
 }
 
 async fn journal_rest(items: &[Item], path: Option<&std::path::Path>, stats: &BillingStats) {
@@ -258,9 +283,10 @@ async fn journal_rest(items: &[Item], path: Option<&std::path::Path>, stats: &Bi
     }
 }
 
-async fn audit(store: &Arc<dyn Store>, item: &Item, event_type: &str, metadata: serde_json::Value) {
+fn audit(item: &Item, event_type: &str, metadata: serde_json::Value) -> AuditEvent {
     let user = item.settlement.usage.user_id;
-    let event = AuditEvent {
+    tracing::warn!(user_id = %user, event_type, "billing event");
+    AuditEvent {
         id: Uuid::new_v4(),
         created_at: time::OffsetDateTime::now_utc(),
         user_id: Some(user),
@@ -269,9 +295,5 @@ async fn audit(store: &Arc<dyn Store>, item: &Item, event_type: &str, metadata: 
         user_agent: None,
         metadata,
         severity: Severity::Warning,
-    };
-    tracing::warn!(user_id = %user, event_type, "billing event");
-    if let Err(err) = store.record_audit(&event).await {
-        tracing::error!(error = %crate::error::chain(&err), event_type, "could not write audit event");
     }
 }

@@ -94,5 +94,5 @@ async fn ten_thousand_idle_keys_do_not_starve_the_renewal_of_a_busy_one() {
     assert_eq!(active.len(), 1, "every idle lease was given back");
     assert_eq!(active[0].key_id, busy.key_id);
     assert!(leases.iter().all(|l| l.state != LeaseState::Expired), "nothing expired: renewal kept up");
-    tasks.shutdown().await;
+    tasks.shutdown(Duration::from_secs(5)).await;
 }

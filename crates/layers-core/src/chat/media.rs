@@ -184,8 +184,8 @@ impl ChatService {
         let request_id = ctx.request_id.as_str().to_owned();
         let req = Arc::new(req);
         let model = req.model.clone();
-        let asked = (quality, req.size.clone().filter(|s| s != "auto"));
-        self.media_priced(ctx, &model, ModelKind::Image, "images", hold, asked, move |route, deadline| {
+        let asked = Asked { quality, size: req.size.clone().filter(|s| s != "auto"), aspect: req.aspect_ratio.clone() };
+        self.media_priced(ctx, &model, ModelKind::Image, "images", hold, Some(asked), move |route, deadline| {
             let (req, request_id) = (req.clone(), request_id.clone());
             async move {
                 let size = match (req.size.as_deref(), req.aspect_ratio.as_deref()) {
@@ -221,7 +221,7 @@ impl ChatService {
         F: Fn(Candidate, Instant) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ProviderMedia, ProviderError>> + Send + 'static,
     {
-        self.media_priced(ctx, model, kind, endpoint, hold, (None, None), attempt).await
+        self.media_priced(ctx, model, kind, endpoint, hold, None, attempt).await
     }
 
     /// The shared pipeline. `asked`: the image quality and size the request named.
@@ -233,7 +233,7 @@ impl ChatService {
         kind: ModelKind,
         endpoint: &'static str,
         mut hold: MediaHold,
-        asked: (Option<String>, Option<String>),
+        asked: Option<Asked>,
         attempt: F,
     ) -> Result<MediaReply, ChatError>
     where
@@ -245,8 +245,17 @@ impl ChatService {
         tracing::Span::current().record("model", entry.name());
         let route = self.route(ctx, entry).await?;
         let mut price = route.entry.price;
-        if kind == ModelKind::Image {
-            hold.per_image = Some(route.entry.image_price(asked.0.as_deref(), asked.1.as_deref()));
+        if let Some(asked) = &asked {
+            // The provider's default where the request names nothing; the dearest that matches
+            // where it is left to the provider (`auto`, or a size that depends on the route).
+            let spec = &route.entry.spec;
+            let quality = asked.quality.as_deref().or(spec.image_default_quality.as_deref());
+            let size = asked.size.as_deref().or(if asked.aspect.is_some() {
+                None
+            } else {
+                spec.image_default_size.as_deref()
+            });
+            hold.per_image = Some(route.entry.image_price(quality, size));
             price.per_image = hold.per_image.unwrap_or(price.per_image);
         }
         let credits = Credits { billed, ..Credits::default() };
@@ -297,8 +306,16 @@ struct MediaCall {
     meter: Meter,
     credits: Credits,
     kind: ModelKind,
-    asked: (Option<String>, Option<String>),
+    asked: Option<Asked>,
     deadline: Instant,
+}
+
+/// What an image request named of its quality and size.
+#[derive(Clone, Debug)]
+struct Asked {
+    quality: Option<String>,
+    size: Option<String>,
+    aspect: Option<String>,
 }
 
 impl MediaCall {
@@ -320,11 +337,15 @@ impl MediaCall {
             }
             Err(err) => return Err(super::failed(candidate, meter, &err)),
         };
-        if kind == ModelKind::Image {
-            // Priced at the quality and size the provider says it made, else as asked.
+        if let Some(asked) = asked {
+            // Priced at the quality and size the provider says it made, else as asked (the size
+            // an aspect ratio became on this route), else the provider's defaults.
+            let spec = &route.entry.spec;
             let answered = |k: &str| reply.body.get(k).and_then(Value::as_str).map(str::to_owned);
-            let quality = answered("quality").or(asked.0);
-            let size = answered("size").or(asked.1);
+            let sent =
+                asked.aspect.as_deref().and_then(|a| size_for(a, &candidate.upstream_model).ok()).map(str::to_owned);
+            let quality = answered("quality").or(asked.quality).or(spec.image_default_quality.clone());
+            let size = answered("size").or(asked.size).or(sent).or(spec.image_default_size.clone());
             meter.set_image_price(route.entry.image_price(quality.as_deref(), size.as_deref()));
         }
         let usage = reply.usage;

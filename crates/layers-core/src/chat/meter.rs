@@ -21,7 +21,8 @@ pub(crate) enum Ending {
     ClientGone { usage: Option<Usage>, generated_bytes: usize, complete: bool },
     /// The provider failed. Output that reached the client (or usage the provider reported for
     /// output) is charged, since the provider bills it; a failure before any output costs nothing.
-    Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize },
+    /// `final_usage`: the provider's final usage had arrived (the failure came after it).
+    Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize, final_usage: bool },
     /// The client went away before any provider answered: nothing was consumed.
     Abandoned,
 }
@@ -99,9 +100,9 @@ impl Meter {
             Ending::ClientGone { usage, generated_bytes, complete } => {
                 (CLIENT_CLOSED, Some("client_closed"), usage, generated_bytes, true, complete)
             }
-            Ending::Failed { status, code, usage, generated_bytes } => {
+            Ending::Failed { status, code, usage, generated_bytes, final_usage } => {
                 let produced = generated_bytes > 0 || usage.is_some_and(|u| u.completion_tokens > 0);
-                (status, Some(code), usage, generated_bytes, produced, false)
+                (status, Some(code), usage, generated_bytes, produced, final_usage)
             }
             Ending::Abandoned => (CLIENT_CLOSED, Some("client_closed"), None, 0, false, false),
         };

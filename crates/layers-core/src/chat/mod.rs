@@ -380,7 +380,13 @@ impl RouteCall {
 fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderError) -> ChatError {
     let failure = errors::describe(err);
     tracing::warn!(provider = %candidate.provider, error = %err, status = failure.status, "upstream call failed");
-    meter.finish(Ending::Failed { status: failure.status, code: failure.code, usage: None, generated_bytes: 0 });
+    meter.finish(Ending::Failed {
+        status: failure.status,
+        code: failure.code,
+        usage: None,
+        generated_bytes: 0,
+        final_usage: false,
+    });
     ChatError::Upstream(failure)
 }
 

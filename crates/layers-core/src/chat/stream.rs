@@ -58,6 +58,8 @@ struct State {
     inner: ChunkStream,
     meter: Meter,
     usage: Option<Usage>,
+    /// The provider's final usage arrived (in a chunk, at the end of its stream).
+    final_usage: bool,
     generated_bytes: usize,
 }
 
@@ -70,7 +72,7 @@ impl std::fmt::Debug for ClientStream {
 impl ClientStream {
     pub(super) fn new(inner: ChunkStream, first: Map<String, Value>, setup: StreamSetup, meter: Meter) -> ClientStream {
         ClientStream {
-            state: Some(State { inner, meter, usage: None, generated_bytes: 0 }),
+            state: Some(State { inner, meter, usage: None, final_usage: false, generated_bytes: 0 }),
             first: Some(first),
             public_model: Arc::from(setup.public_model),
             request_id: Arc::from(setup.request_id),
@@ -96,6 +98,7 @@ impl ClientStream {
         }
         if let Some(u) = usage.as_ref().and_then(parse_usage) {
             state.usage = Some(max_usage(state.usage, u));
+            state.final_usage = true;
         }
         let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
         chunk.insert("model".into(), json!(&*self.public_model));
@@ -117,14 +120,14 @@ impl ClientStream {
         }
     }
 
-    fn finish(&mut self, ending: impl FnOnce(Option<Usage>, usize) -> Ending) -> Option<Metered> {
+    fn finish(&mut self, ending: impl FnOnce(Option<Usage>, usize, bool) -> Ending) -> Option<Metered> {
         let mut state = self.state.take()?;
-        Some(state.meter.finish(ending(state.usage, state.generated_bytes)))
+        Some(state.meter.finish(ending(state.usage, state.generated_bytes, state.final_usage)))
     }
 
     /// The end of a clean stream: the held usage chunk with the exact charge, then `[DONE]`.
     fn complete(&mut self) -> Bytes {
-        let metered = self.finish(|usage, generated_bytes| Ending::Completed { usage, generated_bytes });
+        let metered = self.finish(|usage, generated_bytes, _| Ending::Completed { usage, generated_bytes });
         let mut out = Vec::new();
         if let Some(mut chunk) = self.held.take() {
             if let Some(m) = metered {
@@ -139,7 +142,13 @@ impl ClientStream {
 
     fn fail(&mut self, failure: &UpstreamFailure) -> Bytes {
         let (status, code) = (failure.status, failure.code);
-        self.finish(|usage, generated_bytes| Ending::Failed { status, code, usage, generated_bytes });
+        self.finish(|usage, generated_bytes, final_usage| Ending::Failed {
+            status,
+            code,
+            usage,
+            generated_bytes,
+            final_usage,
+        });
         let mut out = self.held.take().map(|c| render(&c).to_vec()).unwrap_or_default();
         let payload = json!({
             "error": {"message": failure.message, "type": failure.error_type, "code": failure.code, "param": null},
@@ -216,19 +225,24 @@ impl Drop for ClientStream {
             state.meter.finish(Ending::ClientGone { usage, generated_bytes, complete: false });
             return;
         }
-        let deadline = self.deadline;
+        let (deadline, stop) = (self.deadline, self.tasks.work_deadline());
         self.tasks.spawn_work("stream-drain", async move {
             let _entered = span.enter();
-            drain(state, deadline).await;
+            drain(state, deadline, stop).await;
         });
     }
 }
 
-/// Reads the rest of a stream the client left, keeping the provider's usage, and meters it.
-async fn drain(mut state: State, deadline: Instant) {
+/// Reads the rest of a stream the client left, keeping the provider's usage, and meters it
+/// (with what it has when a shutdown cannot wait any longer).
+async fn drain(mut state: State, deadline: Instant, stop: tokio_util::sync::CancellationToken) {
     let mut complete = false;
     loop {
-        match tokio::time::timeout_at(deadline, state.inner.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, state.inner.next()) => next,
+            () = stop.cancelled() => break,
+        };
+        match next {
             Ok(Some(Ok(StreamEvent::Chunk(chunk)))) => {
                 state.generated_bytes += delta_bytes(&chunk);
                 if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()).and_then(parse_usage) {

@@ -116,10 +116,41 @@ fn check_billed_fields(req: &ChatRequest) -> Result<(), ChatError> {
             })?;
         }
     }
+    if req.extra.get("prediction").is_some_and(|v| !v.is_null()) {
+        // Rejected prediction tokens are billed as output, beyond what max_tokens bounds.
+        return Err(unsupported(
+            "prediction",
+            "predicted outputs are not offered: the hold cannot bound what they cost",
+        ));
+    }
+    if let Some(beta) = &req.anthropic_beta {
+        check_betas(beta)?;
+    }
     let audio = req.extra.get("audio").is_some_and(|v| !v.is_null())
         || req.extra.get("modalities").and_then(Value::as_array).is_some_and(|m| m.iter().any(|x| x == "audio"));
     if audio {
         return Err(unsupported("modalities", "audio output is not offered: its price is not in the catalogue"));
+    }
+    Ok(())
+}
+
+/// Anthropic beta features passed on to Anthropic routes: only those that do not change what a
+/// request can cost beyond its hold (a longer context window, one-hour cache writes at twice
+/// the input rate, server tools, uploaded files would).
+const PRICE_NEUTRAL_BETAS: [&str; 4] =
+    ["interleaved-thinking-", "fine-grained-tool-streaming-", "token-efficient-tools-", "output-128k-"];
+
+fn check_betas(header: &str) -> Result<(), ChatError> {
+    for beta in header.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        if !PRICE_NEUTRAL_BETAS.iter().any(|p| beta.starts_with(p)) {
+            return Err(unsupported(
+                "anthropic-beta",
+                format!(
+                    "the Anthropic beta `{}` is not offered: it changes what a request can cost beyond its hold",
+                    printable(beta)
+                ),
+            ));
+        }
     }
     Ok(())
 }

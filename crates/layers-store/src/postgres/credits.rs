@@ -210,8 +210,8 @@ async fn lease_view(tx: &mut Transaction<'static, Postgres>, req: &LeaseRequest)
     })
 }
 
-/// Locks and reads what a batch changes (balances, then leases, in id order) and the usage ids
-/// already recorded.
+/// Locks what a batch changes (balances, then leases, then keys, each in id order), reads
+/// balances and leases, and the usage ids already recorded.
 async fn batch_state(
     tx: &mut Transaction<'static, Postgres>,
     batch: &[Settlement],
@@ -223,10 +223,14 @@ async fn batch_state(
     let mut leases: Vec<Uuid> = charges.iter().filter(|c| c.amount > 0).filter_map(|c| c.lease).collect();
     leases.sort_unstable();
     leases.dedup();
+    let mut keys: Vec<Uuid> = charges.iter().filter(|c| c.amount > 0).filter_map(|c| c.key.map(|k| k.0)).collect();
+    keys.sort_unstable();
+    keys.dedup();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.usage.id).collect();
-    let rows = sqlx::query("SELECT kind, id, amount, active FROM layers_settle_prepare($1, $2, $3)")
+    let rows = sqlx::query("SELECT kind, id, amount, active FROM layers_settle_prepare($1, $2, $3, $4)")
         .bind(users)
         .bind(leases)
+        .bind(keys)
         .bind(ids)
         .fetch_all(&mut **tx)
         .await?;

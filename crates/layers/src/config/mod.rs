@@ -274,6 +274,9 @@ pub struct ModelConfig {
     /// Image generation prices by quality and size; `per_image` covers the rest.
     #[serde(default)]
     pub image_prices: Vec<ImagePriceConfig>,
+    /// The quality and size the provider makes when a request names none.
+    pub image_quality: Option<String>,
+    pub image_size: Option<String>,
     /// Explicitly free (no price needed).
     #[serde(default)]
     pub free: bool,

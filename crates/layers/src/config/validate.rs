@@ -317,7 +317,13 @@ fn check_billing(c: &Config, problems: &mut Vec<Problem>) -> BillingSettings {
         max_backlog: b.max_settlement_backlog.unwrap_or(d.max_backlog).max(1),
         backlog_wait: b.backlog_wait_ms.map(Duration::from_millis).unwrap_or(d.backlog_wait),
         journal: Some(c.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data")).join("settlements.journal")),
-        shutdown_deadline: b.shutdown_flush_secs.map(Duration::from_secs).unwrap_or(d.shutdown_deadline),
+        // Leases stop being renewed when a shutdown begins: retrying settlements for longer than a
+        // third of their TTL would let another node's reaper end them first.
+        shutdown_deadline: b
+            .shutdown_flush_secs
+            .map(Duration::from_secs)
+            .unwrap_or(d.shutdown_deadline)
+            .min(lease_ttl / 3),
         prompt_bytes_per_token: match b.prompt_bytes_per_token {
             None => d.prompt_bytes_per_token,
             Some(n @ 1..=4) => n,
@@ -496,6 +502,8 @@ fn check_models(
             file_tokens: m.file_tokens,
             search_fees,
             image_prices,
+            image_default_quality: m.image_quality.clone(),
+            image_default_size: m.image_size.clone(),
         });
     }
     out

@@ -300,9 +300,18 @@ async fn the_messages_endpoint_speaks_anthropics_errors_and_headers() {
     let msg =
         |text: &str| json!({"model": MOCK_CLAUDE, "max_tokens": 64, "messages": [{"role": "user", "content": text}]});
 
-    let resp = post(&key, msg("hi")).header("anthropic-beta", "context-1m-2025-08-07").send().await.unwrap();
+    let beta = "interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14";
+    let resp = post(&key, msg("hi")).header("anthropic-beta", beta).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(mock.last_request().headers["anthropic-beta"], "context-1m-2025-08-07", "betas reach Anthropic");
+    assert_eq!(mock.last_request().headers["anthropic-beta"], beta, "betas reach Anthropic");
+    // A beta that changes what a request can cost (a 1M-token window, one-hour cache writes)
+    // is refused: the hold could not cover it.
+    for priced in ["context-1m-2025-08-07", "extended-cache-ttl-2025-04-11"] {
+        let resp = post(&key, msg("hi")).header("anthropic-beta", priced).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{priced}");
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains(priced), "{v}");
+    }
     let id = resp.headers()["x-request-id"].clone();
     assert_eq!(resp.headers()["request-id"], id);
     let v: Value = resp.json().await.unwrap();

@@ -54,6 +54,21 @@ image_prices = [
 ]
 context_window = 32000
 max_output_tokens = 0
+
+[[models]]
+name = "mock/dalle"
+kind = "image"
+routes = [{ provider = "mock", model = "dall-e-3" }]
+per_image = 0.12
+image_prices = [
+    { quality = "standard", size = "1024x1024", per_image = 0.04 },
+    { quality = "standard", size = "1792x1024", per_image = 0.08 },
+    { quality = "hd", size = "1792x1024", per_image = 0.12 },
+]
+image_quality = "standard"
+image_size = "1024x1024"
+context_window = 4000
+max_output_tokens = 0
 "#;
 
 async fn app_on(postgres: bool, extra: &str) -> Option<(TestApp, MockOpenAi)> {
@@ -227,6 +242,7 @@ async fn fields_that_change_the_price_are_priced_or_refused() {
         (json!({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}), "modalities"),
         (json!({"web_search": true}), "web_search"),
         (json!({"web_search_options": {"search_context_size": "high"}}), "web_search_options"),
+        (json!({"prediction": {"type": "content", "content": "a long draft"}}), "prediction"),
     ];
     for (extra, param) in refused {
         let mut body = chat_body(PRICED, "hi");
@@ -279,8 +295,15 @@ async fn images_are_priced_by_quality_and_size() {
     // `auto`: held at the dearest, charged at what the provider says it made (medium, square).
     let resp = post(json!({"model": "mock/image-q", "prompt": "a dog", "quality": "auto"})).await.unwrap();
     assert_eq!(resp.headers()["x-layers-credits-charged"], "4.205000");
+    // DALL·E says nothing of what it made: the provider's defaults (standard, square) apply,
+    // and an aspect ratio is priced at the size it became on this route.
+    let resp = post(json!({"model": "mock/dalle", "prompt": "a fox"})).await.unwrap();
+    assert_eq!(resp.headers()["x-layers-credits-charged"], "4.000000");
+    let resp = post(json!({"model": "mock/dalle", "prompt": "a fox", "aspect_ratio": "16:9"})).await.unwrap();
+    assert_eq!(resp.headers()["x-layers-credits-charged"], "8.000000");
+    assert_eq!(mock.last_request().body["size"], "1792x1024");
     at_rest(&app, &user).await;
-    let rows = app.wait_for_usage(&user, 2).await;
+    let rows = app.wait_for_usage(&user, 4).await;
     assert!(rows.iter().any(|r| r.held.0 >= 25_000_000 && r.charged.0 == 4_205_000), "{rows:?}");
     assert_rows_reproduce_their_cost(&rows);
 }
