@@ -204,9 +204,10 @@ mod tests {
 
     #[test]
     fn lowering_the_output_cap_lowers_every_cap_field_the_client_set() {
-        let mut both: ChatRequest =
-            serde_json::from_value(serde_json::json!({"model": "m", "messages": [], "max_tokens": 90, "max_completion_tokens": 90}))
-                .unwrap();
+        let mut both: ChatRequest = serde_json::from_value(
+            serde_json::json!({"model": "m", "messages": [], "max_tokens": 90, "max_completion_tokens": 90}),
+        )
+        .unwrap();
         both.lower_output_cap(40);
         assert_eq!((both.max_tokens, both.max_completion_tokens, both.gateway_output_cap), (Some(40), Some(40), None));
         let mut none: ChatRequest = serde_json::from_value(serde_json::json!({"model": "m", "messages": []})).unwrap();

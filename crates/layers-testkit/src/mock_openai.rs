@@ -245,7 +245,11 @@ async fn images(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     // DALL·E says nothing of it.
     let asked = |k: &str, auto: &str| body[k].as_str().filter(|v| *v != "auto").unwrap_or(auto).to_owned();
     let dalle = body["model"].as_str().is_some_and(|m| m.starts_with("dall-e"));
-    let (quality, size) = if dalle { (Value::Null, Value::Null) } else { (json!(asked("quality", "medium")), json!(asked("size", "1024x1024"))) };
+    let (quality, size) = if dalle {
+        (Value::Null, Value::Null)
+    } else {
+        (json!(asked("quality", "medium")), json!(asked("size", "1024x1024")))
+    };
     let v = json!({"created": 1_730_000_000, "data": data, "quality": quality, "size": size,
                    "usage": {"input_tokens": 10, "output_tokens": 272, "total_tokens": 282,
                              "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}});
