@@ -15,18 +15,35 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     Auth(AuthError),
-    Invalid { message: String, param: Option<String>, code: &'static str },
-    PayloadTooLarge { limit: usize },
+    Invalid {
+        message: String,
+        param: Option<String>,
+        code: &'static str,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
-    NotFound { message: String, code: &'static str },
+    NotFound {
+        message: String,
+        code: &'static str,
+    },
     MethodNotAllowed,
     OriginNotAllowed,
     Upstream(UpstreamFailure),
     Billing(BillingError),
     RateLimited(Admission),
     IpBlocked(Blocked),
-    Unavailable { detail: String },
-    Internal { detail: String },
+    Unavailable {
+        detail: String,
+    },
+    /// This node has `max_in_flight` requests already.
+    Overloaded,
+    /// The request body did not arrive within the body deadline.
+    RequestTimeout,
+    Internal {
+        detail: String,
+    },
 }
 
 /// The client-visible part of an error, kept on the response for the middleware that adds
@@ -64,7 +81,8 @@ impl ApiError {
             },
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IpBlocked(_) => StatusCode::FORBIDDEN,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +183,15 @@ impl ApiError {
             ApiError::Unavailable { .. } => {
                 body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
             }
+            ApiError::Overloaded => {
+                body("The server is overloaded; retry shortly".into(), "api_error", "overloaded", None)
+            }
+            ApiError::RequestTimeout => body(
+                "The request body was not received in time".into(),
+                "invalid_request_error",
+                "request_timeout",
+                None,
+            ),
             ApiError::Internal { .. } => body("Internal server error".into(), "api_error", "internal_error", None),
         }
     }
@@ -224,6 +251,7 @@ impl IntoResponse for ApiError {
                 insert_retry_after(headers, std::time::Duration::from_millis(a.retry_after_ms.max(1)));
             }
             ApiError::IpBlocked(b) => insert_retry_after(headers, b.retry_after),
+            ApiError::Overloaded => insert_retry_after(headers, std::time::Duration::from_secs(1)),
             // The database or the settlement writer is catching up: worth a retry shortly.
             ApiError::Billing(BillingError::Unavailable(_)) => {
                 insert_retry_after(headers, std::time::Duration::from_secs(1))

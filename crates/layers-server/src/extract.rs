@@ -73,7 +73,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        let read = tokio::time::timeout(state.edge.body_read_timeout, Limited::new(req.into_body(), limit).collect());
+        let Ok(read) = read.await else { return Err(ApiError::RequestTimeout) };
+        let bytes = match read {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                 return Err(ApiError::PayloadTooLarge { limit })

@@ -8,8 +8,10 @@
 //! - [`middleware`]: request context (ids, error bodies, 5xx logging) and CORS.
 //! - [`error`]: `ApiError`, the one mapping from failures to responses.
 //! - [`state`]: the application state.
+//! - [`connections`]: the connection cap, idle deadlines and socket activity.
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod middleware;

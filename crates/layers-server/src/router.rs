@@ -9,7 +9,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{account, chat, health, media, messages, metrics, models};
 use crate::error::ApiError;
-use crate::middleware::{anthropic_dialect, client_ip, context, cors, rate_headers};
+use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
@@ -40,6 +40,8 @@ pub fn build_router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.cors, cors::cors))
         .layer(from_fn(security_headers))
         .layer(from_fn_with_state(state.proxies, client_ip::client_ip))
+        // Shedding sits just inside the context, so an `overloaded` answer still has its id.
+        .layer(from_fn_with_state(state.shedding, overload::shed))
         .layer(from_fn_with_state(state.metrics, context::request_context))
 }
 

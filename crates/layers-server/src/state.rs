@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use layers_core::Core;
 
+use crate::connections::{EdgeSettings, Registry};
 use crate::middleware::client_ip::TrustedProxies;
 use crate::middleware::cors::CorsPolicy;
 use crate::middleware::metrics::RequestMetrics;
+use crate::middleware::overload::Shedding;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -14,4 +16,23 @@ pub struct AppState {
     pub cors: CorsPolicy,
     pub metrics: RequestMetrics,
     pub proxies: TrustedProxies,
+    pub edge: EdgeSettings,
+    /// Requests in flight on this node, against `edge.max_in_flight`.
+    pub shedding: Shedding,
+    /// Connections open on this node, against `edge.max_connections`.
+    pub connections: Arc<Registry>,
+}
+
+impl AppState {
+    pub fn new(core: Arc<Core>, cors: CorsPolicy, proxies: TrustedProxies, edge: EdgeSettings) -> Self {
+        AppState {
+            core,
+            cors,
+            metrics: RequestMetrics::default(),
+            proxies,
+            shedding: Shedding::new(edge.max_in_flight),
+            connections: Registry::new(edge.max_connections),
+            edge,
+        }
+    }
 }

@@ -56,8 +56,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let started = std::time::Instant::now();
     let prepared = startup::prepare(settings).await?;
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener = startup::bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listen, startup_ms = started.elapsed().as_millis() as u64, "Layers is listening");
     startup::serve(prepared, listener, startup::shutdown_signal()).await
 }

@@ -61,12 +61,9 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     )
     .await?;
     let core = Arc::new(core);
-    let state = AppState {
-        core: core.clone(),
-        cors: CorsPolicy::new(settings.allowed_origins),
-        metrics: Default::default(),
-        proxies: settings.proxies,
-    };
+    let mut edge = settings.edge;
+    edge.max_connections = fit_connection_cap(edge.max_connections);
+    let state = AppState::new(core.clone(), CorsPolicy::new(settings.allowed_origins), settings.proxies, edge);
     Ok(Prepared { core, state, shutdown_timeout: settings.shutdown_timeout })
 }
 
@@ -85,6 +82,43 @@ where
     core.store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Descriptors kept back for the database pool, upstream calls, Redis and files.
+const RESERVED_DESCRIPTORS: u64 = 1_024;
+
+/// Raises the soft descriptor limit to the hard one (the default soft limit of 1,024 would make
+/// any connection cap meaningless) and lowers the cap to what the limit leaves room for.
+fn fit_connection_cap(configured: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if limit.current.is_some_and(|soft| soft < target) {
+        limit.current = Some(target);
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %err, "cannot raise the open-file limit");
+        }
+        limit = getrlimit(Resource::Nofile);
+    }
+    let Some(soft) = limit.current else { return configured };
+    let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(64) as usize;
+    if room < configured {
+        tracing::warn!(
+            max_connections = room,
+            configured,
+            open_file_limit = soft,
+            "lowered server.max_connections to fit the open-file limit"
+        );
+    }
+    configured.min(room)
+}
+
+/// Binds the public listener with a backlog that absorbs a burst of new connections.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4_096)
 }
 
 /// Connects as the app role, migrating first when allowed, and refuses an unsafe database.

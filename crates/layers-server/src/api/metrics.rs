@@ -14,6 +14,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     let core = &state.core;
     counter(&mut out, "layers_requests_total", "HTTP requests answered, by status code.", &state.metrics.by_status());
+    edge(&mut out, &state);
     let auth = core.auth.stats();
     single(
         &mut out,
@@ -165,6 +166,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut resp = out.into_response();
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
+}
+
+fn edge(out: &mut String, state: &AppState) {
+    gauge(out, "layers_connections_open", "Client connections open on this node.", state.connections.open() as u64);
+    gauge(out, "layers_requests_in_flight", "Requests in flight on this node.", state.shedding.in_flight() as u64);
+    single(
+        out,
+        "layers_overloaded_total",
+        "Requests refused with 503 overloaded (max_in_flight reached).",
+        state.shedding.shed.load(Ordering::Relaxed),
+    );
 }
 
 fn routing(out: &mut String, router: &layers_core::chat::routing::Router) {

@@ -5,4 +5,5 @@ pub mod client_ip;
 pub mod context;
 pub mod cors;
 pub mod metrics;
+pub mod overload;
 pub mod rate_headers;

@@ -214,6 +214,16 @@ pub struct LogConfig {
 pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests (default 30).
     pub shutdown_timeout_secs: Option<u64>,
+    /// A client must send a request's head within this (default 10000).
+    pub header_read_timeout_ms: Option<u64>,
+    /// An idle keep-alive connection is closed after this (default 75).
+    pub idle_timeout_secs: Option<u64>,
+    /// A request body must arrive whole within this, else 408 (default 30).
+    pub body_read_timeout_secs: Option<u64>,
+    /// Open client connections at most (default 10000, lowered to the descriptor limit).
+    pub max_connections: Option<usize>,
+    /// Requests in flight at most; past it, 503 `overloaded` (default 4096).
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

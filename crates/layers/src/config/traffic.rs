@@ -10,6 +10,7 @@ use layers_core::ipguard::IpGuardSettings;
 use layers_core::ratelimit::{RateSettings, TierRate};
 use layers_core::redis_conn::RedisSettings;
 use layers_domain::routing::{BreakerPolicy, RetryPolicy};
+use layers_server::connections::EdgeSettings;
 use layers_server::middleware::client_ip::{BadProxies, TrustedProxies};
 
 use super::{Config, Problem, TierConfig};
@@ -105,6 +106,31 @@ pub(super) fn check_ip_guard(c: &Config, problems: &mut Vec<Problem>) -> IpGuard
         },
         window: secs("security.failed_auth_window_secs", s.failed_auth_window_secs, d.window, problems),
         block_for: secs("security.ip_block_secs", s.ip_block_secs, d.block_for, problems),
+    }
+}
+
+pub(super) fn check_edge(c: &Config, problems: &mut Vec<Problem>) -> EdgeSettings {
+    let d = EdgeSettings::default();
+    let s = &c.server;
+    let nonzero = |path: &str, v: Option<u64>, problems: &mut Vec<Problem>| match v {
+        Some(0) => {
+            problems.push(Problem::new(path, "must be greater than zero"));
+            None
+        }
+        other => other,
+    };
+    let count = |path: &str, v: Option<usize>, default: usize, problems: &mut Vec<Problem>| {
+        nonzero(path, v.map(|v| v as u64), problems).map_or(default, |v| v as usize)
+    };
+    EdgeSettings {
+        header_read_timeout: nonzero("server.header_read_timeout_ms", s.header_read_timeout_ms, problems)
+            .map_or(d.header_read_timeout, Duration::from_millis),
+        idle_timeout: nonzero("server.idle_timeout_secs", s.idle_timeout_secs, problems)
+            .map_or(d.idle_timeout, Duration::from_secs),
+        body_read_timeout: nonzero("server.body_read_timeout_secs", s.body_read_timeout_secs, problems)
+            .map_or(d.body_read_timeout, Duration::from_secs),
+        max_connections: count("server.max_connections", s.max_connections, d.max_connections, problems),
+        max_in_flight: count("server.max_in_flight", s.max_in_flight, d.max_in_flight, problems),
     }
 }
 

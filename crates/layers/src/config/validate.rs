@@ -59,6 +59,7 @@ pub struct Settings {
     pub log_json: bool,
     pub log_level: String,
     pub shutdown_timeout: Duration,
+    pub edge: layers_server::connections::EdgeSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +115,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let proxies = traffic::check_proxies(&c, problems);
     let routing = traffic::check_routing(&c, problems);
     let test_keys = traffic::check_test_keys(&c, problems);
+    let edge = traffic::check_edge(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
@@ -166,6 +168,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         log_json,
         log_level: c.log.level.clone().unwrap_or_else(|| "info".to_owned()),
         shutdown_timeout: Duration::from_secs(c.server.shutdown_timeout_secs.unwrap_or(30)),
+        edge,
     })
 }
 

@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod disconnect;
 mod disconnect_bytes;
+mod edge;
 mod gemini;
 mod lifecycle;
 mod limits;
