@@ -27,6 +27,7 @@ pub mod ipguard;
 pub mod keys;
 pub mod last_used;
 pub mod ratelimit;
+pub mod redact;
 pub mod redis_conn;
 pub mod tasks;
 

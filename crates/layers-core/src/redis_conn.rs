@@ -10,13 +10,23 @@ use redis::aio::ConnectionManager;
 
 use crate::tasks::Tasks;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key and channel (several deployments can share one Redis).
     pub prefix: String,
     /// Longest a request waits on Redis before falling back.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Counters for metrics.

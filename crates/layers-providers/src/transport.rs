@@ -16,9 +16,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read from an upstream.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// A client tuned for one provider.
+/// A client tuned for one provider. It follows no redirect: on another host reqwest would
+/// strip `Authorization` but not `x-api-key` or `x-goog-api-key`, and a 307/308 would resend
+/// the prompt; a 3xx is an upstream error like any other non-2xx.
 pub fn client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))

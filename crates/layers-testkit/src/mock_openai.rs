@@ -26,6 +26,8 @@ pub enum Reply {
     Status { status: u16, message: String, retry_after: Option<u64> },
     /// Accept the connection and never answer.
     Hang,
+    /// A redirect (`status` 301/302/303/307/308) to `location`.
+    Redirect { status: u16, location: String },
     /// Stream `chunks` content pieces, `delay` apart; then stall forever (`stall`) or close
     /// without `[DONE]` (`cut`), or finish normally.
     SlowStream { pieces: Vec<String>, delay: Duration, end: StreamEnd, prompt_tokens: u32 },
@@ -173,6 +175,9 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
                 resp.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
             }
             resp
+        }
+        Reply::Redirect { status, location } => {
+            (StatusCode::from_u16(status).unwrap(), [("location", location)], "").into_response()
         }
         Reply::Hang => {
             std::future::pending::<()>().await;

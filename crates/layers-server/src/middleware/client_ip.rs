@@ -44,6 +44,11 @@ impl TrustedProxies {
         Ok(TrustedProxies { header: Some(name), nets: Arc::new(nets) })
     }
 
+    /// A `/0` range: every peer could forge the header.
+    pub fn trusts_everyone(&self) -> bool {
+        self.nets.iter().any(|(_, bits)| *bits == 0)
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         self.nets.iter().any(|(net, bits)| contains(*net, *bits, ip))
     }

@@ -1,5 +1,6 @@
 //! CORS for the data plane (`/v1/*`, `/api/v1/*`), SPEC §8.3. Invariant: only origins in
-//! `allowed_origins` ever see CORS headers; there is no wildcard.
+//! `allowed_origins` ever see CORS headers; there is no wildcard; every data-plane response
+//! carries `Vary: Origin`, so no cache serves one origin's answer to another.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,7 +62,7 @@ pub async fn cors(State(policy): State<CorsPolicy>, req: Request, next: Next) ->
     let allowed = origin.as_deref().filter(|o| policy.allows(o)).map(str::to_owned);
 
     if is_preflight {
-        let Some(origin) = allowed else { return ApiError::OriginNotAllowed.into_response() };
+        let Some(origin) = allowed else { return vary(ApiError::OriginNotAllowed.into_response()) };
         let mut resp = StatusCode::NO_CONTENT.into_response();
         let requested = req.headers().get(http::header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
         let h = resp.headers_mut();
@@ -71,7 +72,7 @@ pub async fn cors(State(policy): State<CorsPolicy>, req: Request, next: Next) ->
             h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, v);
         }
         h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(MAX_AGE));
-        return resp;
+        return vary(resp);
     }
 
     let mut resp = next.run(req).await;
@@ -80,6 +81,11 @@ pub async fn cors(State(policy): State<CorsPolicy>, req: Request, next: Next) ->
         set_origin(h, &origin);
         h.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
     }
+    vary(resp)
+}
+
+fn vary(mut resp: Response) -> Response {
+    resp.headers_mut().append(http::header::VARY, HeaderValue::from_static("Origin"));
     resp
 }
 
@@ -87,7 +93,6 @@ fn set_origin(h: &mut HeaderMap, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.append(http::header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// Our fixed list, plus the `x-stainless-*` headers the official SDKs send, as requested.

@@ -41,7 +41,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://./data/layers.db` (default) or `postgres://…`.
@@ -171,7 +171,7 @@ pub struct RoutingConfig {
 }
 
 /// Redis: global rate limits, instant revocation across nodes, shared IP blocks.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:6379/0` (or `rediss://`); unset means in-process state only.
@@ -181,6 +181,29 @@ pub struct RedisConfig {
     pub prefix: Option<String>,
     /// Longest a request waits on Redis before limiting locally (default 100).
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(secret::redact_url);
+        f.debug_struct("DatabaseConfig")
+            .field("url", &url(&self.url))
+            .field("migrate_url", &url(&self.migrate_url))
+            .field("app_role", &self.app_role)
+            .field("max_connections", &self.max_connections)
+            .field("auto_migrate", &self.auto_migrate)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(secret::redact_url))
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 /// Failed-authentication blocking and how the client's IP is found (SPEC §8.4).
@@ -362,7 +385,7 @@ pub fn read(file: Option<&Path>, env: &BTreeMap<String, String>) -> (Config, Vec
             Ok(text) => match toml::from_str::<toml::Table>(&text) {
                 Ok(t) => t,
                 Err(err) => {
-                    problems.push(Problem::new(&path.display().to_string(), format!("invalid TOML: {err}")));
+                    problems.push(Problem::new(&path.display().to_string(), syntax_error(&text, &err)));
                     toml::Table::new()
                 }
             },
@@ -376,6 +399,38 @@ pub fn read(file: Option<&Path>, env: &BTreeMap<String, String>) -> (Config, Vec
     env::overlay(&mut table, env, &mut problems);
     let config = from_table(table, &mut problems);
     (config, problems)
+}
+
+/// Where a TOML syntax error is and what is wrong, without the offending line: it may hold a
+/// secret (a pepper, a password in a URL).
+fn syntax_error(text: &str, err: &toml::de::Error) -> String {
+    match err.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("invalid TOML at line {line}, column {column}: {}", err.message().trim())
+        }
+        None => format!("invalid TOML: {}", err.message().trim()),
+    }
+}
+
+/// A deserialisation error with the quoted values taken out (`invalid type: string "…"`), so
+/// a secret put under the wrong setting is not printed.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for ch in message.chars() {
+        if ch == '"' {
+            if !inside {
+                out.push_str("\"[hidden]\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// Deserialises each top-level setting on its own, so one bad section does not hide the others.
@@ -416,7 +471,7 @@ fn take<T: DeserializeOwned>(t: &mut toml::Table, key: &str, slot: &mut T, probl
                 s if s.starts_with('[') => format!("{key}{s}"),
                 s => format!("{key}.{s}"),
             };
-            problems.push(Problem::new(&path, err.into_inner().to_string()));
+            problems.push(Problem::new(&path, without_values(&err.into_inner().to_string())));
         }
     }
 }

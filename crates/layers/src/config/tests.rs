@@ -254,3 +254,60 @@ long_context_above_tokens = 500
     );
     assert_eq!(paths(load(Some(f.path()), &env(&[])).unwrap_err()), vec!["models.sandbox/half"]);
 }
+
+fn production_env() -> BTreeMap<String, String> {
+    env(&[
+        ("LAYERS_ENV", "production"),
+        ("LAYERS_PUBLIC_URL", "https://layers.example"),
+        ("LAYERS_DATABASE_URL", "postgres://layers:db-password-x@db/layers"),
+        ("LAYERS_KEYS__PEPPER", "0123456789abcdef0123456789abcdef-long-enough"),
+    ])
+}
+
+#[test]
+fn production_refuses_plain_http_providers_except_on_loopback() {
+    let f = file(
+        "[[providers]]\nname = \"far\"\nkind = \"openai\"\nbase_url = \"http://10.0.0.5/v1\"\n\
+         [[providers]]\nname = \"near\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9000/v1\"\n\
+         [[providers]]\nname = \"near6\"\nkind = \"openai\"\nbase_url = \"http://[::1]:9000/v1\"\n",
+    );
+    let got = paths(load(Some(f.path()), &production_env()).unwrap_err());
+    assert_eq!(got, vec!["providers.far.base_url"]);
+    // Development lets a plain-http upstream through (a local model server, say).
+    load(Some(f.path()), &env(&[])).unwrap();
+}
+
+#[test]
+fn production_refuses_trusting_every_address_as_a_proxy() {
+    for net in ["0.0.0.0/0", "::/0"] {
+        let f = file(&format!("[security]\ntrusted_proxies = [\"10.0.0.0/8\", \"{net}\"]\n"));
+        let got = paths(load(Some(f.path()), &production_env()).unwrap_err());
+        assert_eq!(got, vec!["security.trusted_proxies"], "{net}");
+        load(Some(f.path()), &env(&[])).unwrap();
+    }
+}
+
+#[test]
+fn syntax_errors_and_wrong_types_do_not_echo_secrets() {
+    let f = file("listen = \"127.0.0.1:8080\"\n[keys]\npepper = \"hunter2-pepper-secret-value-long-enough\n");
+    let err = load(Some(f.path()), &env(&[])).unwrap_err().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    let f = file("[server]\nmax_connections = \"hunter2-in-the-wrong-place\"\n");
+    let err = load(Some(f.path()), &env(&[])).unwrap_err().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("server.max_connections"), "{err}");
+}
+
+#[test]
+fn urls_with_passwords_are_redacted_in_debug() {
+    let mut vars = production_env();
+    vars.insert("LAYERS_REDIS_URL".into(), "redis://:redis-password-y@cache:6379/0".into());
+    let settings = load(None, &vars).unwrap();
+    let shown = format!("{settings:?}");
+    assert!(!shown.contains("db-password-x") && !shown.contains("redis-password-y"), "{shown}");
+    assert!(shown.contains("postgres://layers:[redacted]@db/layers"), "{shown}");
+    let (config, _) = read(None, &vars);
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("db-password-x") && !shown.contains("redis-password-y"), "{shown}");
+}

@@ -183,7 +183,7 @@ pub(super) fn check_test_keys(c: &Config, problems: &mut Vec<Problem>) -> TestKe
     }
 }
 
-pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedProxies {
+pub(super) fn check_proxies(c: &Config, production: bool, problems: &mut Vec<Problem>) -> TrustedProxies {
     let s = &c.security;
     if s.trusted_proxies.is_empty() {
         if s.client_ip_header.is_some() {
@@ -195,7 +195,14 @@ pub(super) fn check_proxies(c: &Config, problems: &mut Vec<Problem>) -> TrustedP
         return TrustedProxies::default();
     }
     let header = s.client_ip_header.as_deref().unwrap_or("x-forwarded-for");
-    TrustedProxies::new(header, &s.trusted_proxies).unwrap_or_else(|err| {
+    let proxies = TrustedProxies::new(header, &s.trusted_proxies);
+    if production && proxies.as_ref().is_ok_and(TrustedProxies::trusts_everyone) {
+        problems.push(Problem::new(
+            "security.trusted_proxies",
+            "a /0 range lets any client forge its address (and dodge IP blocks); list your load balancers",
+        ));
+    }
+    proxies.unwrap_or_else(|err| {
         let path = match err {
             BadProxies::Cidr(_) => "security.trusted_proxies",
             BadProxies::Header(_) | BadProxies::Forwarded => "security.client_ip_header",

@@ -62,7 +62,7 @@ pub struct Settings {
     pub edge: layers_server::connections::EdgeSettings,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DatabaseSettings {
     pub url: String,
     pub migrate_url: String,
@@ -70,6 +70,19 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub auto_migrate: bool,
     pub backend: Backend,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &super::secret::redact_url(&self.url))
+            .field("migrate_url", &super::secret::redact_url(&self.migrate_url))
+            .field("app_role", &self.app_role)
+            .field("max_connections", &self.max_connections)
+            .field("auto_migrate", &self.auto_migrate)
+            .field("backend", &self.backend)
+            .finish()
+    }
 }
 
 /// Where the key pepper comes from.
@@ -112,13 +125,13 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let rate = traffic::check_rate(&c, problems);
     let redis = traffic::check_redis(&c, problems);
     let ip_guard = traffic::check_ip_guard(&c, problems);
-    let proxies = traffic::check_proxies(&c, problems);
+    let proxies = traffic::check_proxies(&c, production, problems);
     let routing = traffic::check_routing(&c, problems);
     let test_keys = traffic::check_test_keys(&c, problems);
     let edge = traffic::check_edge(&c, problems);
 
     let merged = catalogue::merge(&c, problems);
-    let (providers, disabled_providers) = check_providers(&merged.providers, env, problems);
+    let (providers, disabled_providers) = check_providers(&merged.providers, env, production, problems);
     if production {
         for p in merged.providers.iter().filter(|p| p.allow_private_image_urls == Some(true)) {
             problems.push(Problem::new(
@@ -368,6 +381,7 @@ fn check_limits(c: &Config, problems: &mut Vec<Problem>) -> RequestLimits {
 fn check_providers(
     providers: &[ProviderConfig],
     env: &BTreeMap<String, String>,
+    production: bool,
     problems: &mut Vec<Problem>,
 ) -> (Vec<ProviderSettings>, Vec<(String, String)>) {
     let mut enabled = Vec::new();
@@ -395,6 +409,13 @@ fn check_providers(
         let base_url = p.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
         if kind != ProviderKind::Sandbox && !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
             problems.push(Problem::new(&format!("{path}.base_url"), "must be an http(s) URL"));
+            continue;
+        }
+        if production && base_url.starts_with("http://") && !is_loopback_url(&base_url) {
+            problems.push(Problem::new(
+                &format!("{path}.base_url"),
+                "plain http would send the provider key and prompts in clear; use https (http only to loopback)",
+            ));
             continue;
         }
         let api_key = match (&p.api_key_file, &p.api_key_env) {
@@ -434,6 +455,18 @@ fn check_providers(
         });
     }
     (enabled, disabled)
+}
+
+/// `http://localhost…`, `http://127.x.y.z…` or `http://[::1]…`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn default_base_url(kind: ProviderKind) -> &'static str {

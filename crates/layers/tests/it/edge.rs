@@ -151,3 +151,22 @@ fn metric(text: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
+
+#[tokio::test]
+async fn every_cors_aware_response_varies_by_origin() {
+    let env = vec![("LAYERS_ALLOWED_ORIGINS".to_owned(), "https://app.example".to_owned())];
+    let app = TestApp::spawn_with(AppOptions { env, ..Default::default() }).await.unwrap();
+    let (_, key) = app.user_with_key("vary@example.com", "1").await;
+    for origin in [Some("https://app.example"), Some("https://evil.example"), None] {
+        let mut req = app.chat(&key, &chat_body("sandbox/echo", "hi"));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let vary: Vec<_> = resp.headers().get_all("vary").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert!(vary.iter().any(|v| v.eq_ignore_ascii_case("origin")), "{origin:?}: {vary:?}");
+        let allowed = resp.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(allowed.as_deref(), origin.filter(|o| *o == "https://app.example"));
+    }
+}

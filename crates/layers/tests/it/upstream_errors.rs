@@ -130,3 +130,16 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event_not_done() {
     assert_eq!(row.status, 502);
     assert!(row.cost.0 > 0 && row.charged == row.cost, "what was delivered is charged: {row:?}");
 }
+
+#[tokio::test]
+async fn a_redirecting_upstream_is_an_error_and_the_second_host_receives_nothing() {
+    let (app, mock, _, key) = app().await;
+    let elsewhere = MockOpenAi::start().await;
+    for status in [301, 302, 307, 308] {
+        let location = format!("{}/chat/completions", elsewhere.base_url);
+        mock.reply_with(Reply::Redirect { status, location });
+        let (code, err) = error_of(app.chat(&key, &chat_body(MOCK_MODEL, "the prompt")).send().await.unwrap()).await;
+        assert_eq!((code, err["code"].as_str().unwrap()), (502, "upstream_error"), "{status}");
+    }
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed with the provider key and the prompt");
+}
