@@ -7,6 +7,8 @@ use layers_domain::{MicroCredits, Tier, UserId};
 use layers_store::{CapOverrides, LedgerOutcome, NewTransaction, NewUser, RateOverrides, Store, TransactionKind, User};
 use time::OffsetDateTime;
 
+pub use layers_store::{UsageCursor, UsageRecord};
+
 use crate::audit::Audit;
 use crate::broadcast::{Broadcaster, Notice};
 use crate::error::{ServiceError, ServiceResult};
@@ -91,7 +93,7 @@ impl AccountService {
         &self,
         user: UserId,
         limit: u32,
-        before: Option<layers_store::UsageCursor>,
+        before: Option<UsageCursor>,
     ) -> ServiceResult<Vec<layers_store::UsageRecord>> {
         Ok(self.store.recent_usage(user, limit, before).await?)
     }

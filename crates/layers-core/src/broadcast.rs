@@ -3,7 +3,6 @@
 //! fast path only — every change also lands in the database feed every node polls, so a lost
 //! message delays an invalidation by one poll, never forever.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +23,8 @@ pub enum Notice {
     Key(Vec<u8>),
     /// An account changed: drop all its keys.
     Account(UserId),
-    /// An IP is blocked until this Unix time (ms).
-    Block(IpAddr, u64),
+    /// An address or network is blocked until this Unix time (ms).
+    Block(crate::ipguard::Subject, u64),
     /// A node needs credit the account's leases hold: give back what is free (reclaim epoch).
     Reclaim(UserId, i64),
 }
@@ -188,8 +187,8 @@ mod tests {
         for n in [
             Notice::Key(vec![0, 1, 254, 255]),
             Notice::Account(UserId::random()),
-            Notice::Block("203.0.113.7".parse().unwrap(), 1_800_000_000_000),
-            Notice::Block("2001:db8::1".parse().unwrap(), 5),
+            Notice::Block("203.0.113.7/32".parse().unwrap(), 1_800_000_000_000),
+            Notice::Block("2001:db8::/48".parse().unwrap(), 5),
             Notice::Reclaim(UserId::random(), 42),
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));

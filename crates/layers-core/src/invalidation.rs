@@ -32,6 +32,7 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Bill
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            let started = tokio::time::Instant::now();
             let poll = async {
                 Ok::<_, layers_store::StoreError>((store.db_now().await?, store.cache_events_since(since).await?))
             };
@@ -52,6 +53,7 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Bill
                         }
                     }
                     since = now - OVERLAP;
+                    cache.feed_read(started);
                 }
                 Err(err) => {
                     if healthy {

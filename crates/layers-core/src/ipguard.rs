@@ -1,12 +1,16 @@
 //! Failed-authentication blocking (SPEC §8.4): too many failed authentications from one address
 //! within a window block it for a while. Shared across nodes through Redis when configured.
 //! Invariant: the check on every request is a local map lookup; only failures reach Redis, and
-//! nothing a failing client does makes a node wait on the database or scan unbounded state.
+//! nothing a failing client does makes a node wait on the database or hold unbounded state.
+//! A block refuses unknown credentials only: keys known valid are still served (see
+//! `crate::admission`), so a shared NAT's paying users are not locked out by a guesser.
 //!
-//! An IPv4 address is blocked on its own; IPv6 by its /64, the smallest block one subscriber is
-//! usually given, so rotating addresses within it does not escape the count.
+//! An IPv4 address is counted on its own; IPv6 by its /64 (the smallest block one subscriber is
+//! usually given), and also by its /48 and /32 at 4 and 16 times the threshold, so sweeping
+//! /64s within a site or a provider's range does not escape the count.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -30,6 +34,60 @@ pub struct IpGuardSettings {
 impl Default for IpGuardSettings {
     fn default() -> Self {
         IpGuardSettings { threshold: 50, window: Duration::from_secs(300), block_for: Duration::from_secs(900) }
+    }
+}
+
+/// What failures are counted against and blocks apply to: an address or a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Subject {
+    net: IpAddr,
+    len: u8,
+}
+
+impl Subject {
+    /// The network of `ip` with the first `len` bits kept.
+    pub fn new(ip: IpAddr, len: u8) -> Subject {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let len = len.min(32);
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                Subject { net: IpAddr::V4((u32::from(v4) & mask).into()), len }
+            }
+            IpAddr::V6(v6) => {
+                let len = len.min(128);
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                Subject { net: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)), len }
+            }
+        }
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.len)
+    }
+}
+
+impl std::str::FromStr for Subject {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ip, len) = s.split_once('/').unwrap_or((s, "128"));
+        let ip: IpAddr = ip.parse()?;
+        Ok(Subject::new(ip, len.parse().unwrap_or(128)))
+    }
+}
+
+/// The subjects an address counts toward, each with its threshold multiplier: an IPv4 address
+/// itself; an IPv6 address's /64, /48 (4×) and /32 (16×).
+pub fn subjects(ip: IpAddr) -> Vec<(Subject, u32)> {
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => vec![(Subject::new(v4, 32), 1)],
+        v6 => vec![(Subject::new(v6, 64), 1), (Subject::new(v6, 48), 4), (Subject::new(v6, 32), 16)],
     }
 }
 
@@ -89,16 +147,30 @@ return live
 /// At most this many `auth_failed` audit events per node per minute: a client rotating
 /// addresses must not turn into a write load on the database.
 const AUDITS_PER_MINUTE: u64 = 60;
-/// Local failure logs are swept every this many failures (and the map never grows unchecked).
+/// Local failure logs are swept every this many failures.
 const SWEEP_EVERY: u64 = 1_024;
+/// Subjects with failures tracked locally at most; past it the oldest are forgotten, so a
+/// client spread over millions of addresses costs bounded memory.
+pub const TRACKED_SUBJECTS: usize = 65_536;
+/// While a network is blocked, keys not known in memory are looked up at most this often for
+/// it, so a paying user behind it is served and a guesser behind it costs almost nothing.
+const BLOCKED_LOOKUP_EVERY_MS: u64 = 1_000;
+
+/// A block in force.
+#[derive(Debug)]
+struct Block {
+    until_ms: u64,
+    /// When a key from this network was last looked up in the database (Unix ms).
+    last_lookup_ms: AtomicU64,
+}
 
 #[derive(Debug)]
 pub struct IpGuard {
     settings: IpGuardSettings,
     /// Blocked subjects and until when (Unix ms), shared by every node through notices.
-    blocked: RwLock<HashMap<IpAddr, u64>>,
+    blocked: RwLock<HashMap<Subject, Block>>,
     /// Failure times per subject (Unix ms), when counting locally.
-    failures: Mutex<HashMap<IpAddr, VecDeque<u64>>>,
+    failures: Mutex<HashMap<Subject, VecDeque<u64>>>,
     redis: Option<Redis>,
     failure_script: Script,
     load_script: Script,
@@ -137,64 +209,79 @@ impl IpGuard {
         &self.stats
     }
 
-    /// Whether requests from `ip` are refused now.
+    /// Whether unknown credentials from `ip` are refused now.
     pub fn check(&self, ip: IpAddr) -> Result<(), Blocked> {
         let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
         if blocked.is_empty() {
             return Ok(());
         }
         let now = now_ms();
-        match blocked.get(&subject(ip)) {
-            Some(until) if *until > now => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let until = subjects(ip).iter().filter_map(|(s, _)| blocked.get(s)).map(|b| b.until_ms).max();
+        match until {
+            Some(until) if until > now => {
                 Err(Blocked { retry_after: Duration::from_millis(until.saturating_sub(now)) })
             }
             _ => Ok(()),
         }
     }
 
+    /// Counts a request refused because its address is blocked.
+    pub fn refused(&self) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a key from blocked `ip` that is not known in memory may be looked up now: once
+    /// per second per blocked network.
+    pub fn may_look_up(&self, ip: IpAddr) -> bool {
+        let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        subjects(ip).iter().filter_map(|(s, _)| blocked.get(s)).all(|b| {
+            let last = b.last_lookup_ms.load(Ordering::Relaxed);
+            now >= last + BLOCKED_LOOKUP_EVERY_MS
+                && b.last_lookup_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        })
+    }
+
     /// Blocks `subject` until `until_ms` on this node (from a notice, Redis or a local count).
-    pub fn block_local(&self, subject: IpAddr, until_ms: u64) {
+    pub fn block_local(&self, subject: Subject, until_ms: u64) {
         let mut blocked = self.blocked.write().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
-        blocked.retain(|_, until| *until > now);
+        blocked.retain(|_, b| b.until_ms > now);
         if until_ms > now {
-            let entry = blocked.entry(subject).or_insert(until_ms);
-            *entry = (*entry).max(until_ms);
+            let entry = blocked.entry(subject).or_insert(Block { until_ms, last_lookup_ms: AtomicU64::new(0) });
+            entry.until_ms = entry.until_ms.max(until_ms);
         }
     }
 
-    /// Records a failed authentication from `ip` and blocks it at the threshold.
+    /// Records a failed authentication from `ip` and blocks what reached its threshold.
     pub async fn failed(&self, ip: IpAddr, reason: &'static str) {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        let who = subject(ip);
-        let (count, fresh, until) = match self.count_in_redis(who).await {
-            Some(result) => result,
-            None => self.count_locally(who),
-        };
-        if until > 0 {
-            // Also when another node created the block: its notice may have been lost.
-            self.block_local(who, until);
-        }
-        if count == 1 && self.audit_allowed() {
-            // The first failure of a window is audited; the rest are counted.
-            self.spawn_audit(
-                "auth_failed",
-                serde_json::json!({"reason": reason}),
-                layers_store::Severity::Warning,
-                who,
-            );
-        }
-        if fresh {
-            self.stats.blocks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(ip = %who, failures = count, "address blocked after repeated failed authentication");
-            self.broadcaster.publish(Notice::Block(who, until)).await;
-            let metadata = serde_json::json!({
-                "failures": count,
-                "blocked_for_secs": self.settings.block_for.as_secs(),
-                "prefix_len": if who.is_ipv4() { 32 } else { 64 },
-            });
-            self.spawn_audit("ip_blocked", metadata, layers_store::Severity::Critical, who);
+        for (i, (who, times)) in subjects(ip).into_iter().enumerate() {
+            let threshold = self.settings.threshold.saturating_mul(times);
+            let (count, fresh, until) = match self.count_in_redis(who, threshold).await {
+                Some(result) => result,
+                None => self.count_locally(who, threshold),
+            };
+            if until > 0 {
+                // Also when another node created the block: its notice may have been lost.
+                self.block_local(who, until);
+            }
+            if i == 0 && count == 1 && self.audit_allowed() {
+                // The first failure of a window is audited; the rest are counted.
+                let metadata = serde_json::json!({"reason": reason});
+                self.spawn_audit("auth_failed", metadata, layers_store::Severity::Warning, ip);
+            }
+            if fresh {
+                self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(network = %who, failures = count, "network blocked after repeated failed authentication");
+                self.broadcaster.publish(Notice::Block(who, until)).await;
+                let metadata = serde_json::json!({
+                    "failures": count,
+                    "blocked_for_secs": self.settings.block_for.as_secs(),
+                    "prefix_len": who.prefix_len(),
+                });
+                self.spawn_audit("ip_blocked", metadata, layers_store::Severity::Critical, ip);
+            }
         }
     }
 
@@ -227,13 +314,12 @@ impl IpGuard {
         }
     }
 
-    async fn count_in_redis(&self, who: IpAddr) -> Option<(u32, bool, u64)> {
+    async fn count_in_redis(&self, who: Subject, threshold: u32) -> Option<(u32, bool, u64)> {
         let redis = self.redis.as_ref()?;
         let fails = redis.key(&format!("authfail:{who}"));
         let block = redis.key(&format!("block:{who}"));
         let blocks = redis.key("blocks");
-        let (window, threshold, block_for) =
-            (millis(self.settings.window), self.settings.threshold, millis(self.settings.block_for));
+        let (window, block_for) = (millis(self.settings.window), millis(self.settings.block_for));
         let member = redis.unique();
         let script = &self.failure_script;
         let subject = who.to_string();
@@ -256,12 +342,25 @@ impl IpGuard {
         Some((u32::try_from(count).unwrap_or(u32::MAX), fresh == 1, u64::try_from(until).unwrap_or(0)))
     }
 
-    fn count_locally(&self, who: IpAddr) -> (u32, bool, u64) {
+    fn count_locally(&self, who: Subject, threshold: u32) -> (u32, bool, u64) {
         let now = now_ms();
         let window = millis(self.settings.window);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if self.stats.failures.load(Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+        let sweep = self.stats.failures.load(Ordering::Relaxed).is_multiple_of(SWEEP_EVERY);
+        if sweep || (failures.len() >= TRACKED_SUBJECTS && !failures.contains_key(&who)) {
             failures.retain(|_, times| times.back().is_some_and(|t| t + window > now));
+        }
+        if failures.len() >= TRACKED_SUBJECTS && !failures.contains_key(&who) {
+            // Still full of live counts: forget the eighth that failed longest ago.
+            let mut lasts: Vec<(u64, Subject)> =
+                failures.iter().map(|(s, t)| (t.back().copied().unwrap_or(0), *s)).collect();
+            let cut = (TRACKED_SUBJECTS / 8).min(lasts.len());
+            if cut > 0 {
+                lasts.select_nth_unstable_by_key(cut - 1, |(last, _)| *last);
+                for (_, subject) in &lasts[..cut] {
+                    failures.remove(subject);
+                }
+            }
         }
         let times = failures.entry(who).or_default();
         times.push_back(now);
@@ -269,18 +368,24 @@ impl IpGuard {
             times.pop_front();
         }
         // Nobody needs more than the threshold's worth of history.
-        while times.len() > self.settings.threshold as usize {
+        while times.len() > threshold as usize {
             times.pop_front();
         }
         let count = times.len() as u32;
-        if count < self.settings.threshold {
-            return (count, false, 0);
-        }
-        if self.check(who).is_err() {
+        if count < threshold {
             return (count, false, 0);
         }
         times.clear();
+        let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        if blocked.get(&who).is_some_and(|b| b.until_ms > now) {
+            return (count, false, 0);
+        }
         (count, true, now + millis(self.settings.block_for))
+    }
+
+    /// Subjects with failures counted locally (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().map_or(0, |f| f.len())
     }
 
     /// Loads the blocks Redis holds (a node that starts or reconnects).
@@ -292,21 +397,10 @@ impl IpGuard {
             redis.run(|mut c| async move { script.key(key).invoke_async(&mut c).await }).await;
         let Ok(live) = live else { return };
         for (who, until) in live {
-            if let Ok(who) = who.parse::<IpAddr>() {
+            if let Ok(who) = who.parse::<Subject>() {
                 self.block_local(who, until);
             }
         }
-    }
-}
-
-/// What is counted and blocked for an address: itself for IPv4, its /64 for IPv6.
-pub fn subject(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & (u128::MAX << 64);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
     }
 }
 
@@ -323,13 +417,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipv6_is_counted_by_its_64() {
+    fn ipv6_is_counted_by_its_64_48_and_32() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(subject(a), subject(b));
-        assert_ne!(subject(a), subject(c));
-        assert_eq!(subject("203.0.113.5".parse().unwrap()), "203.0.113.5".parse::<IpAddr>().unwrap());
-        assert_eq!(subject("::ffff:203.0.113.5".parse().unwrap()), "203.0.113.5".parse::<IpAddr>().unwrap());
+        let (sa, sb, sc) = (subjects(a), subjects(b), subjects(c));
+        assert_eq!(sa, sb);
+        assert_ne!(sa[0], sc[0]);
+        assert_eq!(sa[1], sc[1], "same /48");
+        assert_eq!(sa[1].0.to_string(), "2001:db8:1::/48");
+        assert_eq!(sa[2].1, 16);
+        let v4 = subjects("::ffff:203.0.113.5".parse().unwrap());
+        assert_eq!(v4, vec![(Subject::new("203.0.113.5".parse().unwrap(), 32), 1)]);
+        for s in [sa[0].0, sa[1].0, v4[0].0] {
+            assert_eq!(s.to_string().parse::<Subject>().unwrap(), s);
+        }
     }
 }

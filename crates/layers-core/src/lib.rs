@@ -15,6 +15,7 @@
 //! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
 
 pub mod accounts;
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -27,6 +28,7 @@ pub mod ipguard;
 pub mod keys;
 pub mod last_used;
 pub mod ratelimit;
+pub mod readiness;
 pub mod redact;
 pub mod redis_conn;
 pub mod tasks;
@@ -89,7 +91,9 @@ pub enum CoreError {
 /// The running services of one node.
 #[derive(Debug)]
 pub struct Core {
-    pub store: Arc<dyn Store>,
+    /// Only the services reach the store: the HTTP surface goes through them.
+    store: Arc<dyn Store>,
+    pub readiness: readiness::Readiness,
     pub auth: Authenticator,
     pub keys: KeyService,
     pub accounts: AccountService,
@@ -155,9 +159,15 @@ impl Core {
             ip_guard,
             redis,
             notices,
+            readiness: readiness::Readiness::new(store.clone()),
             store,
             tasks,
         })
+    }
+
+    /// Closes the store's connections; call last, after [`Core::shutdown`].
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     /// Stops background work after flushing what it buffered. Call after the server stopped

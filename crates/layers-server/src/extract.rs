@@ -5,6 +5,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
+use layers_core::admission::Refused;
 use layers_core::auth::Principal;
 use serde::de::DeserializeOwned;
 
@@ -29,22 +30,19 @@ impl FromRequestParts<AppState> for Authenticated {
             .or_else(|| parts.headers.get("x-api-key"))
             .map(|v| v.to_str().unwrap_or(""));
         let ip = parts.extensions.get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        state.core.ip_guard.check(ip).map_err(ApiError::IpBlocked)?;
-        let principal = match state.core.auth.authenticate(header).await {
-            Ok(p) => p,
-            Err(err) => {
-                if let Some(reason) = err.is_failed_credential() {
-                    state.core.ip_guard.failed(ip, reason).await;
+        let (principal, admission) = match state.core.admit(header, ip).await {
+            Ok(admitted) => admitted,
+            Err(Refused::Auth(err)) => return Err(err.into()),
+            Err(Refused::Blocked(blocked)) => return Err(ApiError::IpBlocked(blocked)),
+            Err(Refused::RateLimited(admission)) => {
+                if let Some(slot) = parts.extensions.get::<RateSlot>() {
+                    slot.set(admission);
                 }
-                return Err(err.into());
+                return Err(ApiError::RateLimited(admission));
             }
         };
-        let admission = state.core.limiter.admit(&principal).await;
         if let Some(slot) = parts.extensions.get::<RateSlot>() {
             slot.set(admission);
-        }
-        if !admission.allowed() {
-            return Err(ApiError::RateLimited(admission));
         }
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(principal.user_id));

@@ -21,5 +21,5 @@ pub mod state;
 mod serve;
 
 pub use router::build_router;
-pub use serve::serve;
+pub use serve::{serve, serve_metrics};
 pub use state::AppState;

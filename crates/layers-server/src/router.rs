@@ -30,7 +30,7 @@ pub fn build_router(state: AppState) -> Router {
         .merge(data_plane)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", get(metrics::public_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -43,6 +43,11 @@ pub fn build_router(state: AppState) -> Router {
         // Shedding sits just inside the context, so an `overloaded` answer still has its id.
         .layer(from_fn_with_state(state.shedding, overload::shed))
         .layer(from_fn_with_state(state.metrics, context::request_context))
+}
+
+/// The private metrics listener (`server.metrics_listen`): `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::metrics)).fallback(not_found).with_state(state)
 }
 
 async fn not_found() -> ApiError {

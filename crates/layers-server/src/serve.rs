@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::connections::{Admitted, Tracked};
-use crate::router::build_router;
+use crate::router::{build_router, metrics_router};
 use crate::state::AppState;
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests (streams
@@ -93,4 +93,12 @@ where
     }
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves the private metrics listener (`server.metrics_listen`) until `shutdown` resolves.
+pub async fn serve_metrics<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, metrics_router(state)).with_graceful_shutdown(shutdown).await
 }

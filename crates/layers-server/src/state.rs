@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use layers_core::Core;
 
+use crate::api::metrics::MetricsAccess;
 use crate::connections::{EdgeSettings, Registry};
 use crate::middleware::client_ip::TrustedProxies;
 use crate::middleware::cors::CorsPolicy;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub shedding: Shedding,
     /// Connections open on this node, against `edge.max_connections`.
     pub connections: Arc<Registry>,
+    /// Who may read `/metrics` on the public listener.
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {
@@ -33,6 +36,12 @@ impl AppState {
             shedding: Shedding::new(edge.max_in_flight),
             connections: Registry::new(edge.max_connections),
             edge,
+            metrics_access: MetricsAccess::Open,
         }
+    }
+
+    pub fn with_metrics_access(mut self, access: MetricsAccess) -> Self {
+        self.metrics_access = access;
+        self
     }
 }

@@ -126,6 +126,28 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Makes every node's read of the change feed fail while writes to it still succeed (a
+    /// feed that is broken, not a database that is down). Runs as the owner.
+    pub async fn break_change_feed(&self) {
+        use sqlx::Connection;
+        let sql = if self.is_postgres() {
+            "ALTER FUNCTION layers_cache_events_since(timestamptz) RENAME TO layers_cache_events_since_broken"
+        } else {
+            "ALTER TABLE cache_events RENAME COLUMN reclaim_epoch TO reclaim_epoch_broken"
+        };
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("break the feed: {e}"));
+            let _ = conn.close().await;
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("break the feed: {e}"));
+            let _ = conn.close().await;
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Kind::Postgres { name, admin_url } = &self.kind else { return };

@@ -200,7 +200,10 @@ max_output_tokens = 0
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// The private metrics listener, when `server.metrics_listen` is set.
+    pub metrics_url: Option<String>,
     pub core: Arc<Core>,
+    store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub db: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
@@ -245,6 +248,8 @@ level = "warn"
         let settings = config::load(Some(&path), &env).unwrap_or_else(|e| panic!("test configuration invalid: {e}"));
         let prepared = startup::prepare(settings).await.unwrap_or_else(|e| panic!("start-up failed: {e:#}"));
         let core = prepared.core.clone();
+        let store = prepared.store.clone();
+        let metrics_url = prepared.metrics_addr.map(|a| format!("http://{a}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -252,11 +257,11 @@ level = "warn"
             let _ = stopped.await;
         }));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Some(TestApp { url, core, http, db, stop: Some(stop), server: Some(server), _dir: dir })
+        Some(TestApp { url, metrics_url, core, store, http, db, stop: Some(stop), server: Some(server), _dir: dir })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.core.store
+        &self.store
     }
 
     pub async fn create_user(&self, email: &str, tier: Tier) -> User {

@@ -24,7 +24,12 @@ use crate::config::{DatabaseSettings, PepperSource, Settings};
 /// Everything `serve` needs, ready to accept connections.
 pub struct Prepared {
     pub core: Arc<Core>,
+    /// The store the services use, for operator commands and tests; the HTTP surface has none.
+    pub store: Arc<dyn Store>,
     pub state: AppState,
+    /// The private `/metrics` listener, when configured, and its address.
+    metrics: Option<tokio::net::TcpListener>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shutdown_timeout: Duration,
 }
 
@@ -40,6 +45,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     for (name, why) in &settings.disabled_providers {
         tracing::info!(provider = %name, reason = %why, "provider disabled");
     }
+    let handle = store.clone();
     let core = Core::start(
         CoreSettings {
             peppers,
@@ -63,8 +69,14 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     let core = Arc::new(core);
     let mut edge = settings.edge;
     edge.max_connections = fit_connection_cap(edge.max_connections);
-    let state = AppState::new(core.clone(), CorsPolicy::new(settings.allowed_origins), settings.proxies, edge);
-    Ok(Prepared { core, state, shutdown_timeout: settings.shutdown_timeout })
+    let state = AppState::new(core.clone(), CorsPolicy::new(settings.allowed_origins), settings.proxies, edge)
+        .with_metrics_access(settings.metrics_access);
+    let metrics = match settings.metrics_listen {
+        Some(addr) => Some(bind(addr).with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    Ok(Prepared { core, store: handle, state, metrics, metrics_addr, shutdown_timeout: settings.shutdown_timeout })
 }
 
 /// Serves until `shutdown` resolves; then lets in-flight requests finish (up to the shutdown
@@ -73,13 +85,31 @@ pub async fn serve<F>(prepared: Prepared, listener: tokio::net::TcpListener, shu
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let Prepared { core, state, shutdown_timeout } = prepared;
-    let result =
-        layers_server::serve(listener, state, shutdown, shutdown_timeout).await.context("the HTTP server failed");
+    let Prepared { core, state, shutdown_timeout, metrics, .. } = prepared;
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let metrics_server = async {
+        let Some(listener) = metrics else { return };
+        let mut stopped = stopped;
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(err) = layers_server::serve_metrics(listener, state.clone(), until).await {
+            tracing::warn!(error = %err, "the metrics listener failed");
+        }
+    };
+    let public = async {
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
+        layers_server::serve(listener, state.clone(), shutdown, shutdown_timeout).await
+    };
+    let (result, ()) = tokio::join!(public, metrics_server);
+    let result = result.context("the HTTP server failed");
     // Every connection has ended (streams cut at the deadline were metered as they dropped):
     // now flush what is buffered and close the store.
     core.shutdown().await;
-    core.store.close().await;
+    core.close().await;
     tracing::info!("stopped");
     result
 }

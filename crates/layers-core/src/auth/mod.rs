@@ -49,6 +49,9 @@ pub enum AuthError {
     Suspended,
     #[error("authentication is unavailable")]
     Unavailable(#[source] StoreError),
+    /// Not known in memory, and lookups are paused for the caller's network (it is blocked).
+    #[error("Invalid API key")]
+    Unverified,
 }
 
 impl AuthError {
@@ -61,7 +64,7 @@ impl AuthError {
             AuthError::Expired => Some("expired"),
             // No credential at all is a misconfigured client, not a guess: counting it would let
             // one such client behind a shared address block everyone there.
-            AuthError::Missing | AuthError::Suspended | AuthError::Unavailable(_) => None,
+            AuthError::Missing | AuthError::Suspended | AuthError::Unavailable(_) | AuthError::Unverified => None,
         }
     }
 }
@@ -94,6 +97,17 @@ impl Authenticator {
 
     /// Authenticates the value of an `Authorization` header (or `x-api-key`, passed as is).
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        self.authenticate_with(header, |_| true).await
+    }
+
+    /// Like [`Authenticator::authenticate`], but asks `may_look_up` before going to the
+    /// database (telling it whether the key was valid when this node last saw it); when it
+    /// says no, a key not known in memory is [`AuthError::Unverified`].
+    pub async fn authenticate_with(
+        &self,
+        header: Option<&str>,
+        may_look_up: impl FnOnce(bool) -> bool,
+    ) -> Result<Principal, AuthError> {
         let raw = header.ok_or(AuthError::Missing)?;
         let token = bearer_token(raw);
         let key = ApiKey::parse(token).map_err(|_| {
@@ -113,14 +127,29 @@ impl Authenticator {
                 return answer;
             }
         }
+        if !may_look_up(self.cache.was_valid(&current)) {
+            return Err(AuthError::Unverified);
+        }
         let epoch = self.cache.epoch();
         self.stats.db_lookups.fetch_add(1, Ordering::Relaxed);
-        let candidates = std::iter::once((self.peppers.current_version(), current)).chain(older);
-        for (version, hash) in candidates {
-            let found = self.store.key_for_auth(&hash).await.map_err(AuthError::Unavailable)?;
-            if let Some(record) = found.filter(|r| matches_hash(r, version, &hash)) {
+        let candidates: Vec<(i32, KeyHash)> =
+            std::iter::once((self.peppers.current_version(), current)).chain(older).collect();
+        for (version, hash) in &candidates {
+            let found = match self.store.key_for_auth(hash).await {
+                Ok(found) => found,
+                Err(err) => {
+                    // The database cannot be asked, so nobody can revoke through it either:
+                    // a key known a moment ago is still served, anything else is unavailable.
+                    let known = candidates.iter().find_map(|(_, h)| self.cache.get_unconfirmed(h, now));
+                    return match known {
+                        Some(record) => self.accept(&record, now),
+                        None => Err(AuthError::Unavailable(err)),
+                    };
+                }
+            };
+            if let Some(record) = found.filter(|r| matches_hash(r, *version, hash)) {
                 let record = Arc::new(record);
-                self.cache.insert(hash, Cached::Found(record.clone()), now, epoch);
+                self.cache.insert(*hash, Cached::Found(record.clone()), now, epoch);
                 return self.accept(&record, now);
             }
         }

@@ -5,9 +5,9 @@
 use axum::extract::State;
 use axum::Json;
 use http::Uri;
+use layers_core::accounts::UsageCursor;
 use layers_domain::money::MICROS_PER_CREDIT;
 use layers_domain::MicroCredits;
-use layers_store::UsageCursor;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -1,15 +1,60 @@
 //! `GET /metrics`: Prometheus text format. Invariant: labels carry no user data (status codes
-//! only); every counter is read from the component that owns it.
+//! only); every counter is read from the component that owns it; on the public listener the
+//! page is served only as [`MetricsAccess`] allows (production: not at all by default).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Who may read `/metrics` on the public listener.
+#[derive(Clone, Debug, Default)]
+pub enum MetricsAccess {
+    /// Anyone (development).
+    #[default]
+    Open,
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(Arc<SecretString>),
+    /// Nobody: the page is on `server.metrics_listen`, or off (the production default).
+    Off,
+}
+
+impl MetricsAccess {
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        match self {
+            MetricsAccess::Open => true,
+            MetricsAccess::Off => false,
+            MetricsAccess::Token(token) => {
+                let sent = headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                bool::from(sent.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+            }
+        }
+    }
+}
+
+/// `/metrics` on the public listener.
+pub async fn public_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.metrics_access.allows(&headers) {
+        // As if there were no such page: nothing tells a scanner it exists.
+        return ApiError::NotFound { message: "Not found".into(), code: "not_found" }.into_response();
+    }
+    metrics(State(state)).await
+}
+
+/// `/metrics` itself (also the whole of the private metrics listener).
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     let core = &state.core;

@@ -70,7 +70,7 @@ pub struct KeysConfig {
     pub old_peppers: BTreeMap<String, Secret>,
     pub cache_capacity: Option<usize>,
     pub cache_ttl_secs: Option<u64>,
-    /// How often each node polls the revocation feed.
+    /// How often each node polls the revocation feed (10 to 500 ms, default 250).
     pub invalidation_poll_ms: Option<u64>,
 }
 
@@ -247,6 +247,10 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Requests in flight at most; past it, 503 `overloaded` (default 4096).
     pub max_in_flight: Option<usize>,
+    /// Serve `/metrics` on this separate address (e.g. `127.0.0.1:9090`) instead of the public one.
+    pub metrics_listen: Option<String>,
+    /// Serve `/metrics` on the public listener to `Authorization: Bearer <token>` only.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -311,3 +311,19 @@ fn urls_with_passwords_are_redacted_in_debug() {
     let shown = format!("{config:?}");
     assert!(!shown.contains("db-password-x") && !shown.contains("redis-password-y"), "{shown}");
 }
+
+#[test]
+fn production_keeps_metrics_off_the_public_listener_unless_a_token_is_set() {
+    use layers_server::api::metrics::MetricsAccess;
+    assert!(matches!(load(None, &env(&[])).unwrap().metrics_access, MetricsAccess::Open));
+    assert!(matches!(load(None, &production_env()).unwrap().metrics_access, MetricsAccess::Off));
+    let mut vars = production_env();
+    vars.insert("LAYERS_SERVER__METRICS_TOKEN".into(), "a-long-enough-metrics-token-xyz".into());
+    assert!(matches!(load(None, &vars).unwrap().metrics_access, MetricsAccess::Token(_)));
+    vars.insert("LAYERS_SERVER__METRICS_TOKEN".into(), "short".into());
+    assert_eq!(paths(load(None, &vars).unwrap_err()), vec!["server.metrics_token"]);
+    let f = file("[server]\nmetrics_listen = \"127.0.0.1:9090\"\n");
+    let s = load(Some(f.path()), &env(&[])).unwrap();
+    assert!(matches!(s.metrics_access, MetricsAccess::Off));
+    assert_eq!(s.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+}

@@ -17,6 +17,7 @@ use layers_domain::{
     ImagePrice, Markup, MicroCredits, ModelKind, ModelName, ModelSpec, Price, RouteSpec, SearchContextSize, SearchFees,
 };
 use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
+use layers_server::api::metrics::MetricsAccess;
 use layers_server::middleware::client_ip::TrustedProxies;
 use layers_store::{backend_of, Backend};
 use secrecy::SecretString;
@@ -60,6 +61,10 @@ pub struct Settings {
     pub log_level: String,
     pub shutdown_timeout: Duration,
     pub edge: layers_server::connections::EdgeSettings,
+    /// A separate listener for `/metrics` only.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Who may read `/metrics` on the public listener.
+    pub metrics_access: MetricsAccess,
 }
 
 #[derive(Clone)]
@@ -129,6 +134,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let routing = traffic::check_routing(&c, problems);
     let test_keys = traffic::check_test_keys(&c, problems);
     let edge = traffic::check_edge(&c, problems);
+    let (metrics_listen, metrics_access) = check_metrics(&c, production, problems);
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, production, problems);
@@ -177,12 +183,34 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         proxies,
         key_cache_capacity: c.keys.cache_capacity.unwrap_or(100_000),
         key_cache_ttl: Duration::from_secs(c.keys.cache_ttl_secs.unwrap_or(60)),
-        invalidation_poll: Duration::from_millis(c.keys.invalidation_poll_ms.unwrap_or(250).clamp(10, 1_000)),
+        invalidation_poll: Duration::from_millis(c.keys.invalidation_poll_ms.unwrap_or(250).clamp(10, 500)),
         log_json,
         log_level: c.log.level.clone().unwrap_or_else(|| "info".to_owned()),
         shutdown_timeout: Duration::from_secs(c.server.shutdown_timeout_secs.unwrap_or(30)),
         edge,
+        metrics_listen,
+        metrics_access,
     })
+}
+
+/// Development serves `/metrics` to anyone; production only behind a token or on its own
+/// listener.
+fn check_metrics(c: &Config, production: bool, problems: &mut Vec<Problem>) -> (Option<SocketAddr>, MetricsAccess) {
+    let listen = c.server.metrics_listen.as_deref().and_then(|text| {
+        text.parse::<SocketAddr>()
+            .map_err(|_| problems.push(Problem::new("server.metrics_listen", format!("{text:?} is not host:port"))))
+            .ok()
+    });
+    let access = match &c.server.metrics_token {
+        Some(token) if token.expose().len() < 24 => {
+            problems.push(Problem::new("server.metrics_token", "must be at least 24 characters"));
+            MetricsAccess::Off
+        }
+        Some(token) => MetricsAccess::Token(std::sync::Arc::new(SecretString::from(token.expose().to_owned()))),
+        None if production || c.server.metrics_listen.is_some() => MetricsAccess::Off,
+        None => MetricsAccess::Open,
+    };
+    (listen, access)
 }
 
 fn check_public_url(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Option<String> {

@@ -145,3 +145,46 @@ async fn a_wrong_checksum_is_rejected_without_touching_the_database() {
     let (status, _, _) = message_for(&app, Some(&format!("Bearer {}", stranger.expose()))).await;
     assert_eq!(status, 503, "an unknown key needs the database");
 }
+
+/// With the change feed failing, cached keys are re-checked in the database once older than
+/// the revocation bound, instead of being served for the cache's whole TTL.
+async fn revoked_within_a_second_with_the_feed_broken(opts: AppOptions) {
+    let Some(app) = TestApp::spawn_with(opts).await else { return };
+    let (user, key) = app.user_with_key("feedcut@example.com", "1").await;
+    assert_eq!(app.chat(&key, &chat_body("sandbox/echo", "x")).send().await.unwrap().status(), 200);
+    app.db.break_change_feed().await;
+    // Let every node notice nothing (the feed now fails on each poll).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lookups = app.core.auth.stats().db_lookups.load(Ordering::Relaxed);
+    let other = layers_store::connect(&ConnectOptions {
+        url: app.db.url.clone(),
+        max_connections: 1,
+        app_role: app.db.is_postgres().then(|| "layers_app".to_owned()),
+    })
+    .await
+    .unwrap();
+    let record = other.keys_of_user(user.id).await.unwrap().remove(0);
+    let revoked_at = Instant::now();
+    other.set_key_state(user.id, record.id, KeyState::Deactivated).await.unwrap();
+    loop {
+        let resp = app.chat(&key, &chat_body("sandbox/echo", "x")).send().await.unwrap();
+        if resp.status() == 401 {
+            break;
+        }
+        assert!(revoked_at.elapsed() < Duration::from_secs(1), "a revoked key was served past 1 s with the feed cut");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("refused {:?} after the revocation, feed cut", revoked_at.elapsed());
+    assert!(app.core.auth.stats().db_lookups.load(Ordering::Relaxed) > lookups, "refused without a re-check?");
+    other.close().await;
+}
+
+#[tokio::test]
+async fn with_the_feed_broken_a_revoked_key_is_refused_within_a_second_on_sqlite() {
+    revoked_within_a_second_with_the_feed_broken(AppOptions::default()).await;
+}
+
+#[tokio::test]
+async fn with_the_feed_broken_a_revoked_key_is_refused_within_a_second_on_postgres() {
+    revoked_within_a_second_with_the_feed_broken(AppOptions::default().postgres()).await;
+}

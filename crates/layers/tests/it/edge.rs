@@ -170,3 +170,65 @@ async fn every_cors_aware_response_varies_by_origin() {
         assert_eq!(allowed.as_deref(), origin.filter(|o| *o == "https://app.example"));
     }
 }
+
+#[tokio::test]
+async fn metrics_behind_a_token_or_on_their_own_listener() {
+    let token = "metrics-token-0123456789abcdef";
+    let app = app_with(&format!("[server]\nmetrics_token = \"{token}\"")).await;
+    assert_eq!(app.get("/metrics").send().await.unwrap().status(), 404);
+    assert_eq!(app.get("/metrics").bearer_auth("wrong-token-0123456789abcdef").send().await.unwrap().status(), 404);
+    let resp = app.get("/metrics").bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("layers_connections_open"));
+
+    let app = app_with("[server]\nmetrics_listen = \"127.0.0.1:0\"").await;
+    assert_eq!(app.get("/metrics").send().await.unwrap().status(), 404, "not on the public listener");
+    let private = app.metrics_url.clone().expect("a metrics listener");
+    let resp = reqwest::get(format!("{private}/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("layers_requests_total"));
+    assert_eq!(reqwest::get(format!("{private}/v1/models")).await.unwrap().status(), 404, "metrics only");
+}
+
+#[tokio::test]
+async fn readiness_pings_the_database_at_most_once_a_second_and_never_queues() {
+    use layers_testkit::tcp_proxy::TcpProxy;
+    let Some(db) = layers_store::testing::TestDatabase::postgres().await else { return };
+    db.store().await.close().await;
+    let after = db.url.split('@').nth(1).unwrap();
+    let target = after.split('/').next().unwrap().to_owned();
+    let proxy = TcpProxy::start(target.parse().unwrap()).await;
+    let url = db.url.replace(&target, &proxy.host_port());
+    let app = TestApp::spawn_with(AppOptions::default().database_at(&url, true)).await.unwrap();
+    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 200);
+    // The database stops answering: one probe waits for its ping, the others answer at once.
+    proxy.blackhole();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let probes: Vec<_> = (0..50)
+        .map(|_| {
+            let req = app.get("/readyz");
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let _ = req.send().await.unwrap();
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut quick = 0;
+    for p in probes {
+        if p.await.unwrap() < Duration::from_millis(500) {
+            quick += 1;
+        }
+    }
+    assert!(quick >= 45, "only {quick} of 50 probes answered without waiting on the database");
+    // Within the ping timeout the node reports itself unavailable.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        if app.get("/readyz").send().await.unwrap().status() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready with the database gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.restore();
+}

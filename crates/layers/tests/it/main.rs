@@ -7,6 +7,7 @@ mod architecture;
 mod auth;
 mod billing;
 mod billing_load;
+mod blocking;
 mod chat;
 mod cli;
 mod disconnect;

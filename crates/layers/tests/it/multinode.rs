@@ -120,14 +120,15 @@ async fn two_nodes_on_postgres_and_redis_behave_as_one() {
         assert_eq!(status(&nodes[i % 2], unknown.expose(), Some(attacker)).await, 401);
     }
     let blocked_on_both = within(Duration::from_secs(1), || async {
-        status(&a.url, &free, Some(attacker)).await == 403 && status(&b.url, &free, Some(attacker)).await == 403
+        status(&a.url, unknown.expose(), Some(attacker)).await == 403
+            && status(&b.url, unknown.expose(), Some(attacker)).await == 403
     })
     .await;
     assert!(blocked_on_both.is_some(), "the block did not reach both nodes");
     check_blocked(
         reqwest::Client::new()
             .post(format!("{}/v1/chat/completions", b.url))
-            .bearer_auth(&free)
+            .bearer_auth(unknown.expose())
             .header("x-forwarded-for", attacker)
             .json(&chat_body("sandbox/echo", "x"))
             .send()
@@ -136,6 +137,10 @@ async fn two_nodes_on_postgres_and_redis_behave_as_one() {
     )
     .await;
     assert_eq!(status(&b.url, &free, Some("198.51.100.1")).await, 200, "other addresses pass");
+    // A valid key behind the blocked address is still served on both nodes.
+    for node in &nodes {
+        assert_eq!(status(node, &free, Some(attacker)).await, 200, "{node} locked a paying user out");
+    }
     // One block for the deployment, in the audit log the operator reads.
     let events = layers_cmd(bin, &config, &["admin", "security-events", "--type", "ip_blocked"]);
     assert_eq!(events.lines().count(), 1, "{events}");
