@@ -78,6 +78,8 @@ pub struct CoreSettings {
     pub redis: Option<RedisSettings>,
     pub routing: RoutingSettings,
     pub test_keys: crate::chat::test_keys::TestKeySettings,
+    /// What upstream calls may hold in memory at once on this node.
+    pub upstream: layers_providers::UpstreamLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,7 @@ impl Core {
             Some(r) => Some(Redis::connect(r, &tasks).await?),
             None => None,
         };
-        let providers = Providers::build(&settings.providers)?;
+        let providers = Providers::build(&settings.providers, settings.upstream)?;
         let catalogue =
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
         let peppers = Arc::new(settings.peppers);

@@ -89,17 +89,42 @@ impl Default for Breaker {
     }
 }
 
+/// What [`Breaker::admit`] decided for one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The route is out of rotation.
+    No,
+    /// In rotation.
+    Yes,
+    /// This call is the probe taken at `probe_ms`: its outcome closes or re-opens the route;
+    /// if it ends for its own reasons it is given back ([`Breaker::release_probe`]).
+    Probe { probe_ms: u64 },
+}
+
 impl Breaker {
-    /// Whether a call may use the route now.
-    pub fn allows(&mut self, policy: &BreakerPolicy, now_ms: u64) -> bool {
+    /// Whether a call may use the route now, and whether it is the probe.
+    pub fn admit(&mut self, policy: &BreakerPolicy, now_ms: u64) -> Pass {
         match self.state {
-            BreakerState::Closed { .. } => true,
-            BreakerState::Open { until_ms } if now_ms < until_ms => false,
-            BreakerState::HalfOpen { probe_ms } if now_ms < probe_ms.saturating_add(policy.cooldown_ms) => false,
+            BreakerState::Closed { .. } => Pass::Yes,
+            BreakerState::Open { until_ms } if now_ms < until_ms => Pass::No,
+            BreakerState::HalfOpen { probe_ms } if now_ms < probe_ms.saturating_add(policy.cooldown_ms) => Pass::No,
             BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
                 self.state = BreakerState::HalfOpen { probe_ms: now_ms };
-                true
+                Pass::Probe { probe_ms: now_ms }
             }
+        }
+    }
+
+    /// Whether a call may use the route now.
+    pub fn allows(&mut self, policy: &BreakerPolicy, now_ms: u64) -> bool {
+        self.admit(policy, now_ms) != Pass::No
+    }
+
+    /// The probe ended for reasons of its own request (the client left, the request was
+    /// refused as the client's fault): it says nothing of the route, so the next call probes.
+    pub fn release_probe(&mut self, probe_ms: u64) {
+        if self.state == (BreakerState::HalfOpen { probe_ms }) {
+            self.state = BreakerState::Open { until_ms: 0 };
         }
     }
 
@@ -134,8 +159,10 @@ impl Breaker {
         }
     }
 
-    /// Records a failure; returns true when this failure opened the breaker.
-    pub fn failure(&mut self, policy: &BreakerPolicy, now_ms: u64) -> bool {
+    /// Records a failure of a call, `probe` when it was the probe; returns true when this
+    /// failure opened the breaker. While half-open only the probe's own failure counts: a call
+    /// that began before the route went out says nothing of it now.
+    pub fn failure(&mut self, policy: &BreakerPolicy, now_ms: u64, probe: Option<u64>) -> bool {
         let open = BreakerState::Open { until_ms: now_ms.saturating_add(policy.cooldown_ms) };
         match self.state {
             BreakerState::Closed { .. } => {
@@ -153,10 +180,11 @@ impl Breaker {
                     false
                 }
             }
-            BreakerState::HalfOpen { .. } => {
+            BreakerState::HalfOpen { probe_ms } if probe == Some(probe_ms) => {
                 self.state = open;
                 true
             }
+            BreakerState::HalfOpen { .. } => false,
             // A call that started before the breaker opened: it stays open as it is.
             BreakerState::Open { .. } => false,
         }
@@ -192,20 +220,40 @@ mod tests {
     fn breaker_opens_when_failures_dominate_and_probes_after_the_cooldown() {
         let policy = BreakerPolicy { failures: 3, cooldown_ms: 1000 };
         let mut b = Breaker::default();
-        assert!(!b.failure(&policy, 0));
+        assert!(!b.failure(&policy, 0, None));
         b.success(0);
-        assert!(!b.failure(&policy, 1));
-        assert!(b.failure(&policy, 3), "three failures, one success, in one window: out");
+        assert!(!b.failure(&policy, 1, None));
+        assert!(b.failure(&policy, 3, None), "three failures, one success, in one window: out");
         assert!(!b.allows(&policy, 500));
         assert_eq!(b.wait_ms(&policy, 500), 503);
         assert!(b.allows(&policy, 1003), "cool-down over: a probe goes through");
         assert!(!b.allows(&policy, 1004), "one probe at a time");
-        assert!(b.failure(&policy, 1004), "a failed probe re-opens at once");
+        assert!(b.failure(&policy, 1004, Some(1003)), "a failed probe re-opens at once");
         assert!(!b.allows(&policy, 1500));
         assert!(b.allows(&policy, 2004));
         assert!(b.allows(&policy, 3004), "a probe that never reported is replaced after a cool-down");
         b.success(3005);
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_probe_that_ends_for_its_own_reasons_neither_closes_nor_reopens() {
+        let policy = BreakerPolicy { failures: 1, cooldown_ms: 1000 };
+        let mut b = Breaker::default();
+        assert!(b.failure(&policy, 0, None));
+        assert_eq!(b.admit(&policy, 1000), Pass::Probe { probe_ms: 1000 });
+        // A call that began before the route went out fails now: not the probe, no effect.
+        assert!(!b.failure(&policy, 1001, None));
+        assert_eq!(b.admit(&policy, 1002), Pass::No, "the probe is still out");
+        // The probe's client left: the next call probes at once instead of a cool-down later.
+        b.release_probe(1000);
+        assert!(b.is_open());
+        assert_eq!(b.admit(&policy, 1003), Pass::Probe { probe_ms: 1003 });
+        b.success(1004);
+        assert_eq!(b.admit(&policy, 1005), Pass::Yes);
+        // Giving back a probe that is not the current one changes nothing.
+        b.release_probe(1003);
+        assert_eq!(b.admit(&policy, 1006), Pass::Yes);
     }
 
     #[test]
@@ -215,7 +263,7 @@ mod tests {
         // One failure in five, in bursts of two, for a minute: never out.
         for t in 0..600u64 {
             if t % 10 < 2 {
-                assert!(!b.failure(&policy, t * 100), "opened at {t}");
+                assert!(!b.failure(&policy, t * 100, None), "opened at {t}");
             } else {
                 b.success(t * 100);
             }
@@ -226,12 +274,12 @@ mod tests {
             edge.success(t * 99);
         }
         for t in 0..6u64 {
-            assert!(!edge.failure(&policy, WINDOW_MS + t), "opened at the boundary");
+            assert!(!edge.failure(&policy, WINDOW_MS + t, None), "opened at the boundary");
         }
         // Failures far apart (a window each) never add up either.
         let mut quiet = Breaker::default();
         for t in 0..20u64 {
-            assert!(!quiet.failure(&policy, t * WINDOW_MS));
+            assert!(!quiet.failure(&policy, t * WINDOW_MS, None));
         }
     }
 
@@ -248,7 +296,7 @@ mod tests {
             let policy = BreakerPolicy { failures: fails, cooldown_ms: cooldown };
             let mut b = Breaker::default();
             for i in 0..fails {
-                b.failure(&policy, at + u64::from(i));
+                b.failure(&policy, at + u64::from(i), None);
             }
             prop_assert!(b.is_open());
             prop_assert!(b.allows(&policy, at + u64::from(fails) + cooldown));

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::anthropic::AnthropicAdapter;
+use crate::budget::{Budget, UpstreamLimits};
 use crate::chat::ChatRequest;
 use crate::error::ProviderError;
 use crate::gemini::GeminiAdapter;
@@ -74,21 +75,23 @@ pub enum BuildError {
 #[derive(Debug, Default, Clone)]
 pub struct Providers {
     by_name: HashMap<String, Arc<Adapter>>,
+    budget: Budget,
 }
 
 // === impl Adapter ===
 
 impl Adapter {
-    pub fn build(s: &ProviderSettings) -> Result<Adapter, BuildError> {
+    pub fn build(s: &ProviderSettings, budget: &Budget) -> Result<Adapter, BuildError> {
+        let budget = budget.clone();
         match s.kind {
-            ProviderKind::OpenAi => OpenAiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
+            ProviderKind::OpenAi => OpenAiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts, budget)
                 .map(Adapter::OpenAi)
                 .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
-            ProviderKind::Anthropic => AnthropicAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts)
+            ProviderKind::Anthropic => AnthropicAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts, budget)
                 .map(Adapter::Anthropic)
                 .map_err(|source| BuildError::Client { name: s.name.clone(), source }),
             ProviderKind::Gemini => {
-                GeminiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts, s.allow_private_image_urls)
+                GeminiAdapter::new(&s.base_url, s.api_key.clone(), s.timeouts, s.allow_private_image_urls, budget)
                     .map(Adapter::Gemini)
                     .map_err(|source| BuildError::Client { name: s.name.clone(), source })
             }
@@ -155,12 +158,18 @@ impl Adapter {
 // === impl Providers ===
 
 impl Providers {
-    pub fn build(settings: &[ProviderSettings]) -> Result<Providers, BuildError> {
+    pub fn build(settings: &[ProviderSettings], limits: UpstreamLimits) -> Result<Providers, BuildError> {
+        let budget = Budget::new(limits);
         let mut by_name = HashMap::new();
         for s in settings {
-            by_name.insert(s.name.clone(), Arc::new(Adapter::build(s)?));
+            by_name.insert(s.name.clone(), Arc::new(Adapter::build(s, &budget)?));
         }
-        Ok(Providers { by_name })
+        Ok(Providers { by_name, budget })
+    }
+
+    /// The node's memory for upstream data.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Adapter>> {

@@ -46,6 +46,9 @@ pub enum ProviderError {
     Unavailable { retry_after: Option<Duration> },
     #[error("parameter {param} is not supported by this provider")]
     Unsupported { param: String, message: String },
+    /// This node holds as much upstream data as its budget allows (`limits.upstream_buffer_mb`).
+    #[error("the node's budget for upstream data is spent")]
+    OverBudget,
     /// The client went away before any provider answered: no further attempt is made.
     #[error("the client went away before a provider answered")]
     ClientGone,
@@ -74,7 +77,8 @@ impl ProviderError {
             | ProviderError::MidStream { .. }
             | ProviderError::Unsupported { .. }
             | ProviderError::Unavailable { .. }
-            | ProviderError::ClientGone => false,
+            | ProviderError::ClientGone
+            | ProviderError::OverBudget => false,
         }
     }
 

@@ -19,7 +19,15 @@ const MEDIA_TYPES: [&str; 6] = ["image/png", "image/jpeg", "image/webp", "image/
 
 /// Fetches `url` and returns its media type and base64 data. `allow_private` lets tests fetch
 /// from loopback mock servers; production refuses the setting.
-pub async fn image(url: &str, param: &str, allow_private: bool) -> Result<(String, String), ProviderError> {
+pub async fn image(
+    url: &str,
+    param: &str,
+    allow_private: bool,
+    budget: &crate::budget::Budget,
+) -> Result<(String, String), ProviderError> {
+    // A place among the node's concurrent fetches, and the bytes held against its budget.
+    let _slot = budget.image_fetch().await;
+    let mut held = crate::budget::Held::default();
     let refuse = |why: &str| unsupported(param, &format!("the image URL cannot be used: {why}"));
     let parsed = reqwest::Url::parse(url).map_err(|_| refuse("not a valid URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -75,6 +83,7 @@ pub async fn image(url: &str, param: &str, allow_private: bool) -> Result<(Strin
         if body.len() + chunk.len() > MAX_IMAGE_BYTES {
             return Err(refuse("it is larger than 15 MB"));
         }
+        budget.cover(&mut held, body.len() + chunk.len())?;
         body.extend_from_slice(&chunk);
     }
     Ok((media, base64::engine::general_purpose::STANDARD.encode(body)))
@@ -161,7 +170,13 @@ mod tests {
             "http://user:pw@example.com/x.png",
             "https://example.com:22/x.png",
         ] {
-            assert!(matches!(image(url, "p", false).await, Err(ProviderError::Unsupported { .. })), "{url}");
+            assert!(
+                matches!(
+                    image(url, "p", false, &crate::budget::Budget::default()).await,
+                    Err(ProviderError::Unsupported { .. })
+                ),
+                "{url}"
+            );
         }
     }
 }

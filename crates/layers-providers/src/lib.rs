@@ -21,6 +21,7 @@
 
 pub mod adapter;
 pub mod anthropic;
+pub mod budget;
 pub mod chat;
 pub mod error;
 pub mod fetch;
@@ -38,6 +39,7 @@ pub mod transport;
 pub mod usage_json;
 
 pub use adapter::{Adapter, ChatCall, ProviderKind, ProviderSettings, Providers};
+pub use budget::{Budget, UpstreamLimits};
 pub use chat::ChatRequest;
 pub use error::{Blame, ProviderError, TimeoutPhase};
 pub use reply::{ChunkStream, Completion, StreamEvent};

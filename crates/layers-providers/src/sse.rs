@@ -13,7 +13,7 @@ pub struct SseEvent {
 
 /// Largest line or event accepted from an upstream (a stream that never ends a line must not
 /// grow memory without bound).
-pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The stream exceeded [`MAX_EVENT_BYTES`] in one line or event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +66,11 @@ impl SseDecoder {
             return Err(EventTooLarge);
         }
         Ok(())
+    }
+
+    /// Bytes held for the event (and line) not yet complete.
+    pub fn buffered(&self) -> usize {
+        self.line.len() + self.data.len()
     }
 
     /// End of input: an unterminated event is discarded, as the grammar requires.

@@ -8,9 +8,13 @@ use std::collections::VecDeque;
 
 use futures_util::StreamExt;
 
+use crate::budget::{Budget, Held};
 use crate::error::ProviderError;
 use crate::reply::{ChunkStream, StreamEvent};
 use crate::sse::{SseDecoder, SseEvent};
+
+/// A partly read event up to this size is not counted against the budget.
+const SMALL_EVENT: usize = 64 * 1024;
 
 pub type Item = Result<StreamEvent, ProviderError>;
 
@@ -33,9 +37,12 @@ struct State<M> {
     mapper: M,
     finished: bool,
     body_done: bool,
+    budget: Budget,
+    /// What the partly read event holds of the budget.
+    held: Held,
 }
 
-pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream {
+pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M, budget: Budget) -> ChunkStream {
     let state = State {
         bytes: resp.bytes_stream().boxed(),
         decoder: SseDecoder::new(),
@@ -44,6 +51,8 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
         mapper,
         finished: false,
         body_done: false,
+        budget,
+        held: Held::default(),
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
         if st.finished {
@@ -71,6 +80,14 @@ pub fn chunks<M: EventMapper>(resp: reqwest::Response, mapper: M) -> ChunkStream
                         return Some((Err(ProviderError::Protocol("stream event too large")), st));
                     }
                     st.events.extend(out);
+                    // A partly read event past a small size is held against the node's budget.
+                    let pending = st.decoder.buffered();
+                    if pending <= SMALL_EVENT {
+                        st.held.release();
+                    } else if let Err(err) = st.budget.cover(&mut st.held, pending) {
+                        st.finished = true;
+                        return Some((Err(err), st));
+                    }
                 }
                 Some(Err(e)) => {
                     st.finished = true;

@@ -8,11 +8,13 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::budget::{Budget, Held};
 use crate::error::{ProviderError, TimeoutPhase};
 use crate::timing::Timeouts;
 
-/// Largest non-streamed upstream body accepted (images in b64_json can be large).
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest non-streamed upstream body accepted (four images in b64_json fit comfortably);
+/// every body is also held against the node's [`Budget`].
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest error body read from an upstream.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -43,10 +45,34 @@ pub async fn send(rb: reqwest::RequestBuilder, timeouts: &Timeouts) -> Result<re
     }
 }
 
-/// Reads a whole body, bounded in size and by the call's deadline.
-pub async fn read_body(resp: reqwest::Response, deadline: Instant, limit: usize) -> Result<Bytes, ProviderError> {
+/// A body read whole, with the budget it holds until dropped (parse it, then let it go).
+#[derive(Debug)]
+pub struct Body {
+    bytes: Bytes,
+    _held: Held,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads a whole body, bounded in size, by the call's deadline and by the node's budget.
+pub async fn read_body(
+    resp: reqwest::Response,
+    deadline: Instant,
+    limit: usize,
+    budget: &Budget,
+) -> Result<Body, ProviderError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ProviderError::Protocol("response body too large"));
+    }
+    let mut held = Held::default();
+    if let Some(n) = resp.content_length() {
+        budget.cover(&mut held, n as usize)?;
     }
     let mut stream = resp.bytes_stream();
     let mut buf = BytesMut::new();
@@ -59,10 +85,11 @@ pub async fn read_body(resp: reqwest::Response, deadline: Instant, limit: usize)
                 if buf.len() + chunk.len() > limit {
                     return Err(ProviderError::Protocol("response body too large"));
                 }
+                budget.cover(&mut held, buf.len() + chunk.len())?;
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => return Err(ProviderError::Transport(e)),
-            None => return Ok(buf.freeze()),
+            None => return Ok(Body { bytes: buf.freeze(), _held: held }),
         }
     }
 }
@@ -72,7 +99,9 @@ pub async fn status_error(resp: reqwest::Response) -> ProviderError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
     let deadline = Instant::now() + Duration::from_secs(5);
-    let message = read_body(resp, deadline, MAX_ERROR_BYTES).await.ok().and_then(|b| error_message(&b));
+    // An error body is small and read once; it is bounded by size alone.
+    let unbudgeted = Budget::new(crate::budget::UpstreamLimits { buffer_bytes: MAX_ERROR_BYTES, image_fetches: 1 });
+    let message = read_body(resp, deadline, MAX_ERROR_BYTES, &unbudgeted).await.ok().and_then(|b| error_message(&b));
     // Some providers answer 400 for the operator's account problems (Anthropic: credit balance
     // too low; Gemini: API_KEY_INVALID). Those are not the client's fault: report them as a
     // refused credential, so another route is tried and the client sees no provider text.

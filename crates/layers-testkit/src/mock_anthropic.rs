@@ -7,7 +7,8 @@
 //! `x-api-key` and `anthropic-version` as Anthropic does. Every request is recorded.
 //!
 //! What it answers is chosen by the last user text, so mixed traffic can run at once:
-//! `mock:tool` (two tool calls), `mock:think` (thinking, then text), `mock:json` (answers the
+//! `mock:tool` (two tool calls), `mock:think` (thinking, then text), `mock:think-huge` (a 5 MiB
+//! thinking block), `mock:json` (answers the
 //! forced `json_response` tool), `mock:cache` (usage with cache reads and writes),
 //! `mock:overloaded-early` (streamed: `message_start`, then an `overloaded_error` event),
 //! `mock:400`, `mock:429`, `mock:500`, `mock:529`, `mock:hang`, `mock:cut` (the stream stops
@@ -174,6 +175,13 @@ fn message_for(cmd: &str, model: &str, req: &Value) -> Value {
         "think" => (
             json!([
                 {"type": "thinking", "thinking": "The user wants a short answer.", "signature": "EqQBCgIYAhIM"},
+                {"type": "text", "text": ANSWER}
+            ]),
+            "end_turn",
+        ),
+        "think-huge" => (
+            json!([
+                {"type": "thinking", "thinking": "x".repeat(5 * 1024 * 1024), "signature": "EqQBCgIYAhIM"},
                 {"type": "text", "text": ANSWER}
             ]),
             "end_turn",

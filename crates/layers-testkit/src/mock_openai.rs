@@ -26,6 +26,9 @@ pub enum Reply {
     Status { status: u16, message: String, retry_after: Option<u64> },
     /// Accept the connection and never answer.
     Hang,
+    /// A hostile upstream: a non-streamed answer whose content is `bytes` long, or, streamed,
+    /// one event of that size.
+    Huge { bytes: usize },
     /// A redirect (`status` 301/302/303/307/308) to `location`.
     Redirect { status: u16, location: String },
     /// Stream `chunks` content pieces, `delay` apart; then stall forever (`stall`) or close
@@ -176,6 +179,16 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             }
             resp
         }
+        Reply::Huge { bytes } if !streaming => {
+            // Built by splicing, not by serialising 30 MB of JSON: the mock must stay quick.
+            let v = completion_body(&model, "@@HUGE@@", usage(10, 10)).to_string();
+            let body = v.replacen("@@HUGE@@", &"x".repeat(bytes), 1);
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
+        Reply::Huge { bytes } => {
+            let events = vec![format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(bytes))];
+            sse_response(events, Duration::ZERO, StreamEnd::Finish, false)
+        }
         Reply::Redirect { status, location } => {
             (StatusCode::from_u16(status).unwrap(), [("location", location)], "").into_response()
         }
@@ -288,6 +301,7 @@ fn reply_for(body: &Value) -> Option<Reply> {
     }
     Some(match word {
         "500" => Reply::Status { status: 500, message: "mock failure".into(), retry_after: None },
+        "400" => Reply::Status { status: 400, message: "mock: invalid request".into(), retry_after: None },
         "hang" => Reply::Hang,
         "stall" => slow(StreamEnd::Stall),
         "cut" => slow(StreamEnd::Cut),

@@ -62,6 +62,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             redis: settings.redis,
             routing: settings.routing,
             test_keys: settings.test_keys,
+            upstream: settings.upstream,
         },
         store,
     )

@@ -90,6 +90,10 @@ pub fn describe(err: &ProviderError) -> UpstreamFailure {
             param: Some(param.clone()),
             ..view(400, "invalid_request_error", "unsupported_parameter", message)
         },
+        ProviderError::OverBudget => UpstreamFailure {
+            retry_after: Some(Duration::from_secs(1)),
+            ..view(503, "api_error", "overloaded", "The gateway is buffering too much upstream data; retry shortly")
+        },
         // Nobody reads it: the client is gone. Recorded in the usage row as 499.
         ProviderError::ClientGone => view(499, "api_error", "client_closed", "The client closed the request"),
     }

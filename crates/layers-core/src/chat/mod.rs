@@ -159,6 +159,11 @@ impl ChatService {
         &self.router
     }
 
+    /// The node's memory for upstream data.
+    pub fn upstream_budget(&self) -> &layers_providers::Budget {
+        self.providers.budget()
+    }
+
     pub fn limits(&self) -> &RequestLimits {
         &self.limits
     }

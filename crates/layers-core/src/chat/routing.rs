@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use layers_domain::routing::{Breaker, BreakerPolicy, RetryPolicy};
+use layers_domain::routing::{Breaker, BreakerPolicy, Pass, RetryPolicy};
 use layers_providers::{Adapter, Blame, ChatCall, ChatRequest, ChunkStream, Completion, ProviderError, StreamEvent};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -79,6 +79,10 @@ enum Next {
 }
 
 fn next_step(err: &ProviderError) -> Next {
+    if matches!(err, ProviderError::OverBudget) {
+        // This node's memory, not the route: every route would meet the same budget.
+        return Next::GiveUp;
+    }
     match err.blame() {
         // This route cannot express the request; another route may.
         Blame::Client if matches!(err, ProviderError::Unsupported { .. }) => Next::FallOver,
@@ -115,13 +119,21 @@ impl Router {
         f(breakers.entry(c.key()).or_default(), now)
     }
 
-    fn record(&self, c: &Candidate, outcome: Option<&ProviderError>) {
+    /// Records an attempt's outcome on its route's breaker; `probe` when the attempt was the
+    /// half-open route's probe.
+    fn record(&self, c: &Candidate, outcome: Option<&ProviderError>, probe: Option<u64>) {
         match outcome {
             None => self.with_breaker(c, |b, now| b.success(now)),
-            Some(e) if e.blame() == Blame::Client => {}
+            // The request's own fault, or this node's: nothing learnt of the route, and a probe
+            // is handed to the next call.
+            Some(e) if e.blame() == Blame::Client || matches!(e, ProviderError::OverBudget) => {
+                if let Some(p) = probe {
+                    self.with_breaker(c, |b, _| b.release_probe(p));
+                }
+            }
             Some(e) => {
                 let policy = self.settings.breaker;
-                if self.with_breaker(c, |b, now| b.failure(&policy, now)) {
+                if self.with_breaker(c, |b, now| b.failure(&policy, now, probe)) {
                     self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(route = %c.key(), error = %e, "route failing: taken out of rotation for its cool-down");
                 }
@@ -170,29 +182,38 @@ impl Router {
         let mut soonest_probe_ms = u64::MAX;
         for (index, c) in candidates.iter().enumerate() {
             let policy = self.settings.breaker;
-            let (allowed, wait) = self.with_breaker(c, |b, now| (b.allows(&policy, now), b.wait_ms(&policy, now)));
-            if !allowed {
-                self.stats.skipped_open.fetch_add(1, Ordering::Relaxed);
-                soonest_probe_ms = soonest_probe_ms.min(wait);
-                continue;
-            }
+            let (pass, wait) = self.with_breaker(c, |b, now| (b.admit(&policy, now), b.wait_ms(&policy, now)));
+            let mut probe = match pass {
+                Pass::No => {
+                    self.stats.skipped_open.fetch_add(1, Ordering::Relaxed);
+                    soonest_probe_ms = soonest_probe_ms.min(wait);
+                    continue;
+                }
+                Pass::Yes => None,
+                Pass::Probe { probe_ms } => Some(probe_ms),
+            };
             if last.is_some() {
                 self.stats.fallovers.fetch_add(1, Ordering::Relaxed);
             }
             let mut retry = 0;
             loop {
                 if gone.is_cancelled() {
+                    // The client left before this route was tried: a probe it held goes back.
+                    if let Some(p) = probe {
+                        self.with_breaker(c, |b, _| b.release_probe(p));
+                    }
                     return Served { index, result: Err(ProviderError::ClientGone) };
                 }
                 self.stats.attempts.fetch_add(1, Ordering::Relaxed);
                 let err = match attempt(index).await {
                     Ok(answer) => {
-                        self.record(c, None);
+                        self.record(c, None, probe);
                         return Served { index, result: Ok(answer) };
                     }
                     Err(e) => e,
                 };
-                self.record(c, Some(&err));
+                // Only the first attempt is the probe; a retry is an ordinary call.
+                self.record(c, Some(&err), probe.take());
                 let retry_after = match &err {
                     ProviderError::Status { retry_after, .. } => *retry_after,
                     _ => None,

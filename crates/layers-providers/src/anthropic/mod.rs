@@ -10,6 +10,7 @@ mod stream;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::adapter::ChatCall;
+use crate::budget::Budget;
 use crate::error::ProviderError;
 use crate::reply::{ChunkStream, Completion};
 use crate::timing::{self, Timeouts};
@@ -24,15 +25,23 @@ pub struct AnthropicAdapter {
     messages_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
+    /// The node's memory for upstream data, shared by every adapter.
+    budget: Budget,
 }
 
 impl AnthropicAdapter {
-    pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<SecretString>,
+        timeouts: Timeouts,
+        budget: Budget,
+    ) -> Result<Self, reqwest::Error> {
         Ok(AnthropicAdapter {
             client: transport::client(&timeouts)?,
             messages_url: format!("{}/messages", base_url.trim_end_matches('/')),
             api_key,
             timeouts,
+            budget,
         })
     }
 
@@ -42,7 +51,7 @@ impl AnthropicAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let (resp, mode) = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
         let (body, usage) = response::completion(&body, call.request_id, &mode)?;
         Ok(Completion { body, usage: Some(usage) })
     }
@@ -50,7 +59,7 @@ impl AnthropicAdapter {
     pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
         let (resp, mode) = self.send(call, true).await?;
         let events = stream::AnthropicEvents::new(call.request_id, call.upstream_model, mode);
-        Ok(timing::timed(crate::sse_stream::chunks(resp, events), self.timeouts, call.deadline))
+        Ok(timing::timed(crate::sse_stream::chunks(resp, events, self.budget.clone()), self.timeouts, call.deadline))
     }
 
     async fn send(

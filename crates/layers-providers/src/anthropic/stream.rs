@@ -18,7 +18,10 @@ use crate::sse_stream::{EventMapper, Item};
 use crate::transport::error_message;
 use crate::usage_json::usage_value;
 
-#[derive(Clone, Copy, Debug)]
+/// Largest thinking block kept while it streams.
+const MAX_THINKING_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
     Text,
     Thinking,
@@ -116,6 +119,13 @@ impl AnthropicEvents {
                 let index = ev["index"].as_u64().unwrap_or(0);
                 let delta = &ev["delta"];
                 let block = self.blocks.get(&index).copied().unwrap_or(Block::Other);
+                // The block is kept whole to hand on with its signature: bounded, whatever the
+                // upstream sends.
+                let growth = delta["thinking"].as_str().map_or(0, str::len);
+                if block == Block::Thinking && self.thinking.len() + growth > MAX_THINKING_BYTES {
+                    out.push_back(Err(ProviderError::Protocol("a thinking block exceeds 4 MiB")));
+                    return;
+                }
                 let piece = match (block, delta["type"].as_str()) {
                     (Block::Text, Some("text_delta")) => delta["text"].as_str().map(|t| json!({ "content": t })),
                     (Block::Thinking, Some("thinking_delta")) => delta["thinking"].as_str().map(|t| {

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::adapter::ChatCall;
+use crate::budget::Budget;
 use crate::error::ProviderError;
 use crate::reply::{envelope, ChunkStream, Completion};
 use crate::timing::{self, Timeouts};
@@ -24,6 +25,8 @@ pub struct GeminiAdapter {
     base_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
+    /// The node's memory for upstream data, shared by every adapter.
+    budget: Budget,
     allow_private_image_urls: bool,
 }
 
@@ -33,12 +36,14 @@ impl GeminiAdapter {
         api_key: Option<SecretString>,
         timeouts: Timeouts,
         allow_private_image_urls: bool,
+        budget: Budget,
     ) -> Result<Self, reqwest::Error> {
         Ok(GeminiAdapter {
             client: transport::client(&timeouts)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             timeouts,
+            budget,
             allow_private_image_urls,
         })
     }
@@ -62,12 +67,13 @@ impl GeminiAdapter {
             return Err(crate::translate::unsupported(param, "at most 16 images by URL per request"));
         }
         let allow = self.allow_private_image_urls;
+        let budget = &self.budget;
         let fetch_all = async {
             let mut fetched = request::Fetched::new();
             let mut total = 0;
             let mut results = futures_util::stream::iter(urls)
                 .map(|(url, param)| async move {
-                    crate::fetch::image(&url, &param, allow).await.map(|img| (url, param, img))
+                    crate::fetch::image(&url, &param, allow, budget).await.map(|img| (url, param, img))
                 })
                 .buffer_unordered(4);
             while let Some(result) = results.next().await {
@@ -91,7 +97,7 @@ impl GeminiAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let resp = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
         let p = response::parts(&v);
@@ -120,7 +126,7 @@ impl GeminiAdapter {
     pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
         let resp = self.send(call, true).await?;
         let events = stream::GeminiEvents::new(call.request_id, call.upstream_model);
-        Ok(timing::timed(crate::sse_stream::chunks(resp, events), self.timeouts, call.deadline))
+        Ok(timing::timed(crate::sse_stream::chunks(resp, events, self.budget.clone()), self.timeouts, call.deadline))
     }
 
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::adapter::ChatCall;
+use crate::budget::Budget;
 use crate::error::ProviderError;
 use crate::reply::{ChunkStream, Completion};
 use crate::timing::{self, Timeouts};
@@ -23,18 +24,26 @@ pub struct OpenAiAdapter {
     chat_url: String,
     api_key: Option<SecretString>,
     timeouts: Timeouts,
+    /// The node's memory for upstream data, shared by every adapter.
+    budget: Budget,
     /// Where this upstream's dialect differs (OpenAI itself, Perplexity, any other).
     flavor: wire::Flavor,
 }
 
 impl OpenAiAdapter {
-    pub fn new(base_url: &str, api_key: Option<SecretString>, timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<SecretString>,
+        timeouts: Timeouts,
+        budget: Budget,
+    ) -> Result<Self, reqwest::Error> {
         Ok(OpenAiAdapter {
             client: transport::client(&timeouts)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             chat_url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key,
             timeouts,
+            budget,
             flavor: wire::Flavor::of(base_url),
         })
     }
@@ -45,7 +54,7 @@ impl OpenAiAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let resp = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
         let body: Map<String, Value> =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not a JSON object"))?;
         if !body.get("choices").is_some_and(Value::is_array) {
@@ -57,7 +66,7 @@ impl OpenAiAdapter {
 
     pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
         let resp = self.send(call, true).await?;
-        Ok(timing::timed(stream::chunks(resp), self.timeouts, call.deadline))
+        Ok(timing::timed(stream::chunks(resp, self.budget.clone()), self.timeouts, call.deadline))
     }
 
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {

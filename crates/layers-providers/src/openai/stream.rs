@@ -20,8 +20,8 @@ impl EventMapper for OpenAiEvents {
     }
 }
 
-pub(super) fn chunks(resp: reqwest::Response) -> ChunkStream {
-    sse_stream::chunks(resp, OpenAiEvents)
+pub(super) fn chunks(resp: reqwest::Response, budget: crate::budget::Budget) -> ChunkStream {
+    sse_stream::chunks(resp, OpenAiEvents, budget)
 }
 
 fn to_item(event: &SseEvent) -> Result<StreamEvent, ProviderError> {

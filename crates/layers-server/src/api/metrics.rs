@@ -216,6 +216,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 fn edge(out: &mut String, state: &AppState) {
     gauge(out, "layers_connections_open", "Client connections open on this node.", state.connections.open() as u64);
     gauge(out, "layers_requests_in_flight", "Requests in flight on this node.", state.shedding.in_flight() as u64);
+    gauge(
+        out,
+        "layers_upstream_buffer_free_bytes",
+        "Bytes of the node's upstream buffer budget not in use.",
+        state.core.chat.upstream_budget().free_bytes() as u64,
+    );
     single(
         out,
         "layers_overloaded_total",

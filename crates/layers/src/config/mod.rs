@@ -78,6 +78,11 @@ pub struct KeysConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: Option<usize>,
+    /// Upstream data (bodies, partly read events, fetched images) buffered at once on a node,
+    /// in MiB (default 256); past it calls fail with 503 `overloaded`.
+    pub upstream_buffer_mb: Option<usize>,
+    /// Images fetched by URL at once on a node (default 32).
+    pub image_fetches: Option<usize>,
     pub max_messages: Option<usize>,
     pub max_message_chars: Option<usize>,
     /// Requests per minute of any test key (default 10); a tier's lower limit still applies.

@@ -61,6 +61,7 @@ pub struct Settings {
     pub log_level: String,
     pub shutdown_timeout: Duration,
     pub edge: layers_server::connections::EdgeSettings,
+    pub upstream: layers_providers::UpstreamLimits,
     /// A separate listener for `/metrics` only.
     pub metrics_listen: Option<SocketAddr>,
     /// Who may read `/metrics` on the public listener.
@@ -134,6 +135,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let routing = traffic::check_routing(&c, problems);
     let test_keys = traffic::check_test_keys(&c, problems);
     let edge = traffic::check_edge(&c, problems);
+    let upstream = check_upstream(&c, problems);
     let (metrics_listen, metrics_access) = check_metrics(&c, production, problems);
 
     let merged = catalogue::merge(&c, problems);
@@ -188,9 +190,28 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         log_level: c.log.level.clone().unwrap_or_else(|| "info".to_owned()),
         shutdown_timeout: Duration::from_secs(c.server.shutdown_timeout_secs.unwrap_or(30)),
         edge,
+        upstream,
         metrics_listen,
         metrics_access,
     })
+}
+
+fn check_upstream(c: &Config, problems: &mut Vec<Problem>) -> layers_providers::UpstreamLimits {
+    let d = layers_providers::UpstreamLimits::default();
+    let mut limits = d;
+    match c.limits.upstream_buffer_mb {
+        Some(mb) if !(16..=65_536).contains(&mb) => {
+            problems.push(Problem::new("limits.upstream_buffer_mb", "must be between 16 and 65536"))
+        }
+        Some(mb) => limits.buffer_bytes = mb * 1024 * 1024,
+        None => {}
+    }
+    match c.limits.image_fetches {
+        Some(0) => problems.push(Problem::new("limits.image_fetches", "must be greater than zero")),
+        Some(n) => limits.image_fetches = n,
+        None => {}
+    }
+    limits
 }
 
 /// Development serves `/metrics` to anyone; production only behind a token or on its own

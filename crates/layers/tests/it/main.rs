@@ -14,6 +14,7 @@ mod disconnect;
 mod disconnect_bytes;
 mod edge;
 mod gemini;
+mod hostile_upstream;
 mod lifecycle;
 mod limits;
 mod media;

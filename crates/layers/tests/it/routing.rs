@@ -186,3 +186,33 @@ async fn the_breaker_opens_skips_the_route_and_closes_after_a_good_probe() {
     }
     assert!(overloaded >= 2, "a route with recent successes is not taken out at the first failures");
 }
+
+#[tokio::test]
+async fn a_route_serves_again_after_its_cooldown_even_when_the_probe_was_the_clients_fault() {
+    let mock = MockOpenAi::start().await;
+    let routing = "[routing]\nattempts_per_route = 1\nbreaker_failures = 2\nbreaker_cooldown_ms = 500";
+    let app = TestApp::spawn_with(AppOptions::default().config(routing).with_mock(&mock)).await.unwrap();
+    let (_user, key) = app.user_with_key("recovers@example.com", "10").await;
+    mock.reply_with(Reply::Status { status: 500, message: "burst".into(), retry_after: None });
+    for _ in 0..2 {
+        assert_eq!(app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap().status(), 502);
+    }
+    let (status, err) = error_of(app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap()).await;
+    assert_eq!((status, err["code"].as_str().unwrap()), (503, "upstream_unavailable"));
+    // The failures stop. After the cool-down the first call is the probe, and it is refused as
+    // the client's own mistake: that says nothing of the route, so the next call probes again
+    // at once rather than a cool-down later.
+    mock.reply_with(Reply::Answer { content: "back".into(), prompt_tokens: 5, completion_tokens: 2 });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _) = error_of(app.chat(&key, &chat_body(MOCK_MODEL, "mock:400")).send().await.unwrap()).await;
+    assert_eq!(status, 400);
+    let started = Instant::now();
+    let resp = app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the route stayed out after a probe that was the client's fault");
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(open_routes(&app).await.is_empty());
+    // And it stays in rotation.
+    for _ in 0..5 {
+        assert_eq!(app.chat(&key, &chat_body(MOCK_MODEL, "hi")).send().await.unwrap().status(), 200);
+    }
+}
