@@ -14,12 +14,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::Script;
 
 use crate::audit::Audit;
 use crate::broadcast::{Broadcaster, Notice};
+use crate::clock::Clock;
 use crate::redis_conn::Redis;
 use crate::tasks::Tasks;
 
@@ -180,6 +181,7 @@ pub struct IpGuard {
     /// (minute, audits written in it), packed as minute << 20 | count.
     audit_budget: AtomicU64,
     stats: IpGuardStats,
+    clock: Clock,
 }
 
 impl IpGuard {
@@ -189,6 +191,7 @@ impl IpGuard {
         audit: Audit,
         broadcaster: Broadcaster,
         tasks: &Tasks,
+        clock: &Clock,
     ) -> IpGuard {
         IpGuard {
             settings,
@@ -202,6 +205,7 @@ impl IpGuard {
             tasks: tasks.clone(),
             audit_budget: AtomicU64::new(0),
             stats: IpGuardStats::default(),
+            clock: clock.clone(),
         }
     }
 
@@ -215,7 +219,7 @@ impl IpGuard {
         if blocked.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let until = subjects(ip).iter().filter_map(|(s, _)| blocked.get(s)).map(|b| b.until_ms).max();
         match until {
             Some(until) if until > now => {
@@ -234,7 +238,7 @@ impl IpGuard {
     /// per second per blocked network.
     pub fn may_look_up(&self, ip: IpAddr) -> bool {
         let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         subjects(ip).iter().filter_map(|(s, _)| blocked.get(s)).all(|b| {
             let last = b.last_lookup_ms.load(Ordering::Relaxed);
             now >= last + BLOCKED_LOOKUP_EVERY_MS
@@ -245,7 +249,7 @@ impl IpGuard {
     /// Blocks `subject` until `until_ms` on this node (from a notice, Redis or a local count).
     pub fn block_local(&self, subject: Subject, until_ms: u64) {
         let mut blocked = self.blocked.write().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         blocked.retain(|_, b| b.until_ms > now);
         if until_ms > now {
             let entry = blocked.entry(subject).or_insert(Block { until_ms, last_lookup_ms: AtomicU64::new(0) });
@@ -299,7 +303,7 @@ impl IpGuard {
     }
 
     fn audit_allowed(&self) -> bool {
-        let minute = now_ms() / 60_000;
+        let minute = self.clock.unix_ms() / 60_000;
         let mut current = self.audit_budget.load(Ordering::Relaxed);
         loop {
             let (m, n) = (current >> 20, current & 0xF_FFFF);
@@ -343,7 +347,7 @@ impl IpGuard {
     }
 
     fn count_locally(&self, who: Subject, threshold: u32) -> (u32, bool, u64) {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let window = millis(self.settings.window);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let sweep = self.stats.failures.load(Ordering::Relaxed).is_multiple_of(SWEEP_EVERY);
@@ -406,10 +410,6 @@ impl IpGuard {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod billing;
 pub mod broadcast;
 pub mod catalogue;
 pub mod chat;
+pub mod clock;
 pub mod error;
 pub mod invalidation;
 pub mod ipguard;
@@ -51,6 +52,7 @@ use crate::broadcast::{BroadcastStats, Broadcaster};
 use crate::catalogue::Catalogue;
 use crate::chat::routing::{Router, RoutingSettings};
 use crate::chat::{ChatParts, ChatService};
+use crate::clock::Clock;
 use crate::ipguard::{IpGuard, IpGuardSettings};
 use crate::keys::KeyService;
 use crate::last_used::LastUsed;
@@ -96,6 +98,8 @@ pub struct Core {
     /// Only the services reach the store: the HTTP surface goes through them.
     store: Arc<dyn Store>,
     pub readiness: readiness::Readiness,
+    /// The time every service reads; tests move it forward instead of sleeping.
+    pub clock: Clock,
     pub auth: Authenticator,
     pub keys: KeyService,
     pub accounts: AccountService,
@@ -114,6 +118,7 @@ impl Core {
     /// Builds the services and starts their background tasks.
     pub async fn start(settings: CoreSettings, store: Arc<dyn Store>) -> Result<Core, CoreError> {
         let tasks = Tasks::new();
+        let clock = Clock::system();
         let redis = match settings.redis {
             Some(r) => Some(Redis::connect(r, &tasks).await?),
             None => None,
@@ -126,9 +131,15 @@ impl Core {
         let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
         let last_used = Arc::new(LastUsed::new());
         let audit = Audit::new(store.clone());
-        let ip_guard =
-            Arc::new(IpGuard::new(settings.ip_guard, redis.clone(), audit.clone(), broadcaster.clone(), &tasks));
-        let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks);
+        let ip_guard = Arc::new(IpGuard::new(
+            settings.ip_guard,
+            redis.clone(),
+            audit.clone(),
+            broadcaster.clone(),
+            &tasks,
+            &clock,
+        ));
+        let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks, &clock);
         let notices = Arc::new(BroadcastStats::default());
         let bytes_per_token = settings.billing.prompt_bytes_per_token;
         let billing = Billing::start(store.clone(), settings.billing, broadcaster.clone(), &tasks).await;
@@ -150,11 +161,11 @@ impl Core {
                 limits: settings.limits,
                 billing: billing.clone(),
                 limiter: limiter.clone(),
-                router: Router::new(settings.routing),
+                router: Router::new(settings.routing, clock.clone()),
                 tasks: tasks.clone(),
                 bytes_per_token,
             })
-            .with_test_keys(settings.test_keys, redis.clone()),
+            .with_test_keys(settings.test_keys, redis.clone(), clock.clone()),
             catalogue,
             billing,
             limiter,
@@ -162,6 +173,7 @@ impl Core {
             redis,
             notices,
             readiness: readiness::Readiness::new(store.clone()),
+            clock,
             store,
             tasks,
         })

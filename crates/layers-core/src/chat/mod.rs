@@ -149,9 +149,14 @@ impl ChatService {
     }
 
     /// Where test keys may go, counted on `redis` when there is one.
-    pub fn with_test_keys(mut self, settings: TestKeySettings, redis: Option<crate::redis_conn::Redis>) -> Self {
+    pub fn with_test_keys(
+        mut self,
+        settings: TestKeySettings,
+        redis: Option<crate::redis_conn::Redis>,
+        clock: crate::clock::Clock,
+    ) -> Self {
         self.test_keys = settings;
-        self.test_key_days = DailyCounts::new(redis);
+        self.test_key_days = DailyCounts::new(redis, clock);
         self
     }
 

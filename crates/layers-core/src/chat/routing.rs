@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::clock::Clock;
 use futures_util::StreamExt;
 use layers_domain::routing::{Breaker, BreakerPolicy, Pass, RetryPolicy};
 use layers_providers::{Adapter, Blame, ChatCall, ChatRequest, ChunkStream, Completion, ProviderError, StreamEvent};
@@ -68,6 +69,7 @@ pub struct Router {
     breakers: Mutex<HashMap<String, Breaker>>,
     stats: RoutingStats,
     epoch: Instant,
+    clock: Clock,
 }
 
 /// What to do after a failed attempt.
@@ -93,8 +95,14 @@ fn next_step(err: &ProviderError) -> Next {
 }
 
 impl Router {
-    pub fn new(settings: RoutingSettings) -> Router {
-        Router { settings, breakers: Mutex::new(HashMap::new()), stats: RoutingStats::default(), epoch: Instant::now() }
+    pub fn new(settings: RoutingSettings, clock: Clock) -> Router {
+        Router {
+            settings,
+            breakers: Mutex::new(HashMap::new()),
+            stats: RoutingStats::default(),
+            epoch: Instant::now(),
+            clock,
+        }
     }
 
     pub fn stats(&self) -> &RoutingStats {
@@ -110,7 +118,7 @@ impl Router {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.ms_since(self.epoch)
     }
 
     fn with_breaker<T>(&self, c: &Candidate, f: impl FnOnce(&mut Breaker, u64) -> T) -> T {

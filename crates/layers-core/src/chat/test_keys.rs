@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use layers_domain::UserId;
 
@@ -30,6 +30,7 @@ impl Default for TestKeySettings {
 pub(crate) struct DailyCounts {
     counts: Mutex<(u64, HashMap<UserId, u32>)>,
     redis: Option<Redis>,
+    clock: crate::clock::Clock,
 }
 
 const INCR_SCRIPT: &str = r#"
@@ -39,13 +40,13 @@ return n
 "#;
 
 impl DailyCounts {
-    pub(crate) fn new(redis: Option<Redis>) -> DailyCounts {
-        DailyCounts { counts: Mutex::default(), redis }
+    pub(crate) fn new(redis: Option<Redis>, clock: crate::clock::Clock) -> DailyCounts {
+        DailyCounts { counts: Mutex::default(), redis, clock }
     }
 
     /// Counts one request; `Err(wait)` when the account is at its cap for today.
     pub(crate) async fn take(&self, user: UserId, cap: u32) -> Result<(), Duration> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = self.clock.unix_ms() / 1_000;
         let day = now / 86_400;
         let until_midnight = Duration::from_secs((day + 1) * 86_400 - now);
         if let Some(redis) = &self.redis {

@@ -20,6 +20,7 @@ use self::local::Local;
 use self::redis::{Global, Verdict};
 use crate::audit::Audit;
 use crate::auth::Principal;
+use crate::clock::Clock;
 use crate::redis_conn::Redis;
 use crate::tasks::Tasks;
 
@@ -120,19 +121,27 @@ struct Inner {
     global: Option<Global>,
     batches: Batches,
     epoch: Instant,
+    clock: Clock,
     stats: RateStats,
     audit: Audit,
     tasks: Tasks,
 }
 
 impl RateLimiter {
-    pub fn new(settings: RateSettings, redis: Option<Redis>, audit: Audit, tasks: &Tasks) -> RateLimiter {
+    pub fn new(
+        settings: RateSettings,
+        redis: Option<Redis>,
+        audit: Audit,
+        tasks: &Tasks,
+        clock: &Clock,
+    ) -> RateLimiter {
         let inner = Arc::new(Inner {
             global: redis.map(Global::new),
             settings,
             local: Local::default(),
             batches: Batches::default(),
             epoch: Instant::now(),
+            clock: clock.clone(),
             stats: RateStats::default(),
             audit,
             tasks: tasks.clone(),
@@ -214,7 +223,7 @@ impl RateLimiter {
 
 impl Inner {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.ms_since(self.epoch)
     }
 
     fn window_ms(&self) -> u64 {

@@ -159,7 +159,7 @@ async fn the_breaker_opens_skips_the_route_and_closes_after_a_good_probe() {
     assert_eq!(metric(&app, "layers_route_breaker_skips_total").await, 3);
     // After the cool-down a probe goes through; the route has recovered, so it closes.
     first.reply_with(Reply::Answer { content: "first again".into(), prompt_tokens: 5, completion_tokens: 2 });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.core.clock.advance(Duration::from_millis(700));
     let resp = app.chat(&key, &chat_body(ROUTED, "hi")).send().await.unwrap();
     assert_eq!(resp.headers()["x-layers-provider"], "first");
     assert!(open_routes(&app).await.is_empty());
@@ -203,7 +203,7 @@ async fn a_route_serves_again_after_its_cooldown_even_when_the_probe_was_the_cli
     // the client's own mistake: that says nothing of the route, so the next call probes again
     // at once rather than a cool-down later.
     mock.reply_with(Reply::Answer { content: "back".into(), prompt_tokens: 5, completion_tokens: 2 });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.core.clock.advance(Duration::from_millis(600));
     let (status, _) = error_of(app.chat(&key, &chat_body(MOCK_MODEL, "mock:400")).send().await.unwrap()).await;
     assert_eq!(status, 400);
     let started = Instant::now();
