@@ -41,7 +41,7 @@ impl Audit {
             severity,
         };
         if let Err(err) = self.store.record_audit(&event).await {
-            tracing::error!(error = %err, event_type, "could not write audit event");
+            tracing::error!(error = %crate::error::chain(&err), event_type, "could not write audit event");
         }
     }
 }

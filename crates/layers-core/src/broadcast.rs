@@ -139,7 +139,7 @@ pub fn spawn_subscriber(redis: Redis, followers: Followers, stats: Arc<Broadcast
                     if let Err(err) = result {
                         // Once per outage, not every half second.
                         if !std::mem::replace(&mut failing, true) {
-                            tracing::warn!(error = %err, "events subscription lost; reconnecting");
+                            tracing::warn!(error = %crate::error::chain(&err), "events subscription lost; reconnecting");
                         }
                     }
                 }

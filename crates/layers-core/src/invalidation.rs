@@ -22,7 +22,7 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Bill
         let mut since = match store.db_now().await {
             Ok(now) => now - OVERLAP,
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read the database clock; clearing caches on first poll");
+                tracing::warn!(error = %crate::error::chain(&err), "cannot read the database clock; clearing caches on first poll");
                 time::OffsetDateTime::UNIX_EPOCH
             }
         };
@@ -57,7 +57,7 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Bill
                 }
                 Err(err) => {
                     if healthy {
-                        tracing::warn!(error = %err, "cannot read the cache invalidation feed");
+                        tracing::warn!(error = %crate::error::chain(&err), "cannot read the cache invalidation feed");
                     }
                     healthy = false;
                 }

@@ -56,7 +56,7 @@ impl LastUsed {
                 };
                 let batch = this.take();
                 if let Err(err) = store.touch_keys(&batch).await {
-                    tracing::warn!(error = %err, keys = batch.len(), "could not record key last-used times");
+                    tracing::warn!(error = %crate::error::chain(&err), keys = batch.len(), "could not record key last-used times");
                 }
                 if stop {
                     return;

@@ -23,6 +23,7 @@ pub mod broadcast;
 pub mod catalogue;
 pub mod chat;
 pub mod clock;
+pub mod codes;
 pub mod error;
 pub mod invalidation;
 pub mod ipguard;

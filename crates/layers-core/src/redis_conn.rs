@@ -101,7 +101,7 @@ impl Redis {
             }
             Err(err) => {
                 redis.inner.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %err, "Redis is unreachable at start-up; limits are local to this node until it answers");
+                tracing::warn!(error = %crate::error::chain(&err), "Redis is unreachable at start-up; limits are local to this node until it answers");
             }
         }
         redis.spawn_probe(tasks);
@@ -228,7 +228,7 @@ impl Redis {
             .run(|mut c| async move { redis::cmd("PUBLISH").arg(channel).arg(msg).query_async::<i64>(&mut c).await })
             .await;
         if let Err(err) = result {
-            tracing::warn!(error = %err, "could not publish an invalidation; nodes will see it through the database feed");
+            tracing::warn!(error = %crate::error::chain(&err), "could not publish an invalidation; nodes will see it through the database feed");
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The one API error type and its response: OpenAI's error shape (SPEC §2.4).
-//! Invariant: status codes are decided in `status()` only; internal details never reach the
-//! body — they ride in a response extension to the one middleware that logs them.
+//! Invariant: every status and error type comes from the error's `ErrorCode`
+//! (`layers_core::codes`); internal details never reach the body — they ride in a response
+//! extension to the one middleware that logs them, once per 5xx.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use layers_core::auth::AuthError;
 use layers_core::billing::BillingError;
 use layers_core::chat::{ChatError, UpstreamFailure};
+use layers_core::codes::ErrorCode;
 use layers_core::ipguard::Blocked;
 use layers_core::ratelimit::{Admission, Refusal};
 use layers_domain::ratelimit::format_reset;
@@ -18,7 +20,7 @@ pub enum ApiError {
     Invalid {
         message: String,
         param: Option<String>,
-        code: &'static str,
+        code: ErrorCode,
     },
     PayloadTooLarge {
         limit: usize,
@@ -26,7 +28,7 @@ pub enum ApiError {
     UnsupportedMediaType,
     NotFound {
         message: String,
-        code: &'static str,
+        code: ErrorCode,
     },
     MethodNotAllowed,
     OriginNotAllowed,
@@ -47,12 +49,12 @@ pub enum ApiError {
 }
 
 /// The client-visible part of an error, kept on the response for the middleware that adds
-/// the request id.
+/// the request id (and for the Anthropic dialect, which re-dresses it).
 #[derive(Clone, Debug)]
 pub struct ErrorBody {
     pub message: String,
     pub error_type: &'static str,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub param: Option<String>,
 }
 
@@ -61,92 +63,65 @@ pub struct ErrorBody {
 pub struct InternalDetail(pub String);
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    /// What the error is, in the API's terms; its status and type follow from it.
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            ApiError::Auth(AuthError::Suspended) => StatusCode::FORBIDDEN,
-            ApiError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
-            ApiError::Upstream(f) => StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY),
-            ApiError::Billing(b) => match b {
-                BillingError::TooExpensive { .. } => StatusCode::BAD_REQUEST,
-                BillingError::Insufficient { .. } | BillingError::KeyLimit { .. } => StatusCode::PAYMENT_REQUIRED,
-                BillingError::HourlyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
-                BillingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Auth(err) => match err {
+                AuthError::Missing => C::MissingApiKey,
+                AuthError::Format => C::InvalidApiKeyFormat,
+                AuthError::Invalid | AuthError::Unverified => C::InvalidApiKey,
+                AuthError::Deactivated => C::ApiKeyDeactivated,
+                AuthError::Expired => C::ApiKeyExpired,
+                AuthError::Suspended => C::AccountSuspended,
+                AuthError::Unavailable(_) => C::ServiceUnavailable,
             },
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::IpBlocked(_) => StatusCode::FORBIDDEN,
-            ApiError::Unavailable { .. } | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Invalid { code, .. } | ApiError::NotFound { code, .. } => *code,
+            ApiError::PayloadTooLarge { .. } => C::RequestTooLarge,
+            ApiError::UnsupportedMediaType => C::UnsupportedMediaType,
+            ApiError::MethodNotAllowed => C::MethodNotAllowed,
+            ApiError::OriginNotAllowed => C::OriginNotAllowed,
+            ApiError::Upstream(f) => f.code,
+            ApiError::Billing(b) => match b {
+                BillingError::TooExpensive { .. } => C::RequestTooExpensive,
+                BillingError::Insufficient { .. } => C::InsufficientCredits,
+                BillingError::KeyLimit { .. } => C::KeySpendLimitReached,
+                BillingError::HourlyLimit { .. } => C::SpendLimitExceeded,
+                BillingError::Unavailable(_) => C::ServiceUnavailable,
+            },
+            ApiError::RateLimited(_) => C::RateLimitExceeded,
+            ApiError::IpBlocked(_) => C::IpBlocked,
+            ApiError::Unavailable { .. } => C::ServiceUnavailable,
+            ApiError::Overloaded => C::Overloaded,
+            ApiError::RequestTimeout => C::RequestTimeout,
+            ApiError::Internal { .. } => C::InternalError,
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     fn body(&self) -> ErrorBody {
+        let code = self.code();
         let body =
-            |message: String, error_type, code, param: Option<String>| ErrorBody { message, error_type, code, param };
+            |message: String, param: Option<String>| ErrorBody { message, error_type: code.error_type(), code, param };
         match self {
-            ApiError::Auth(err @ AuthError::Suspended) => {
-                body(err.to_string(), "permission_error", "account_suspended", None)
+            ApiError::Auth(AuthError::Unavailable(_))
+            | ApiError::Billing(BillingError::Unavailable(_))
+            | ApiError::Unavailable { .. } => body("Service temporarily unavailable".into(), None),
+            ApiError::Auth(err) => body(err.to_string(), None),
+            ApiError::Invalid { message, param, .. } => body(message.clone(), param.clone()),
+            ApiError::PayloadTooLarge { limit } => {
+                body(format!("Request body is too large (limit {limit} bytes)"), None)
             }
-            ApiError::Auth(AuthError::Unavailable(_)) => {
-                body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
-            }
-            ApiError::Auth(err) => {
-                let code = match err {
-                    AuthError::Missing => "missing_api_key",
-                    AuthError::Format => "invalid_api_key_format",
-                    AuthError::Deactivated => "api_key_deactivated",
-                    AuthError::Expired => "api_key_expired",
-                    _ => "invalid_api_key",
-                };
-                body(err.to_string(), "authentication_error", code, None)
-            }
-            ApiError::Invalid { message, param, code } => {
-                body(message.clone(), "invalid_request_error", code, param.clone())
-            }
-            ApiError::PayloadTooLarge { limit } => body(
-                format!("Request body is too large (limit {limit} bytes)"),
-                "invalid_request_error",
-                "request_too_large",
-                None,
-            ),
-            ApiError::UnsupportedMediaType => body(
-                "Content-Type must be application/json".into(),
-                "invalid_request_error",
-                "unsupported_media_type",
-                None,
-            ),
-            ApiError::NotFound { message, code } => body(message.clone(), "invalid_request_error", code, None),
-            ApiError::MethodNotAllowed => {
-                body("Method not allowed".into(), "invalid_request_error", "method_not_allowed", None)
-            }
-            ApiError::OriginNotAllowed => {
-                body("Origin not allowed".into(), "permission_error", "origin_not_allowed", None)
-            }
-            ApiError::Upstream(f) => body(f.message.clone(), f.error_type, f.code, f.param.clone()),
-            ApiError::Billing(b) => match b {
-                BillingError::TooExpensive { .. } => {
-                    body(b.to_string(), "invalid_request_error", "request_too_expensive", Some("max_tokens".into()))
-                }
-                BillingError::Insufficient { .. } => {
-                    body(b.to_string(), "insufficient_quota", "insufficient_credits", None)
-                }
-                BillingError::KeyLimit { .. } => {
-                    body(b.to_string(), "insufficient_quota", "key_spend_limit_reached", None)
-                }
-                BillingError::HourlyLimit { .. } => {
-                    body(b.to_string(), "rate_limit_error", "spend_limit_exceeded", None)
-                }
-                BillingError::Unavailable(_) => {
-                    body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
-                }
-            },
+            ApiError::UnsupportedMediaType => body("Content-Type must be application/json".into(), None),
+            ApiError::NotFound { message, .. } => body(message.clone(), None),
+            ApiError::MethodNotAllowed => body("Method not allowed".into(), None),
+            ApiError::OriginNotAllowed => body("Origin not allowed".into(), None),
+            ApiError::Upstream(f) => body(f.message.clone(), f.param.clone()),
+            ApiError::Billing(b @ BillingError::TooExpensive { .. }) => body(b.to_string(), Some("max_tokens".into())),
+            ApiError::Billing(b) => body(b.to_string(), None),
             ApiError::RateLimited(a) => {
                 let retry = format_reset(a.retry_after_ms);
                 let (kind, message) = match a.refused {
@@ -169,47 +144,27 @@ impl ApiError {
                         )
                     }
                 };
-                body(message, kind, "rate_limit_exceeded", None)
+                ErrorBody { error_type: kind, ..body(message, None) }
             }
             ApiError::IpBlocked(b) => body(
                 format!(
                     "Too many failed authentication attempts from this address; try again in {}.",
                     format_reset(b.retry_after.as_millis() as u64)
                 ),
-                "permission_error",
-                "ip_blocked",
                 None,
             ),
-            ApiError::Unavailable { .. } => {
-                body("Service temporarily unavailable".into(), "api_error", "service_unavailable", None)
-            }
-            ApiError::Overloaded => {
-                body("The server is overloaded; retry shortly".into(), "api_error", "overloaded", None)
-            }
-            ApiError::RequestTimeout => body(
-                "The request body was not received in time".into(),
-                "invalid_request_error",
-                "request_timeout",
-                None,
-            ),
-            ApiError::Internal { .. } => body("Internal server error".into(), "api_error", "internal_error", None),
+            ApiError::Overloaded => body("The server is overloaded; retry shortly".into(), None),
+            ApiError::RequestTimeout => body("The request body was not received in time".into(), None),
+            ApiError::Internal { .. } => body("Internal server error".into(), None),
         }
     }
 
-    /// Errors a retry cannot fix tell the official SDKs not to retry (SPEC §2.4).
-    fn should_retry(&self) -> Option<bool> {
-        match self.status().as_u16() {
-            400 | 401 | 402 | 403 | 404 | 405 | 413 | 415 => Some(false),
-            // A spend limit does not lift within the SDK's retry window.
-            429 if matches!(self, ApiError::Billing(BillingError::HourlyLimit { .. })) => Some(false),
-            _ => None,
-        }
-    }
-
+    /// What the server's log gets for a 5xx: the cause, with its sources.
     fn internal_detail(&self) -> Option<String> {
         match self {
             ApiError::Auth(AuthError::Unavailable(source)) => Some(error_chain(source)),
             ApiError::Billing(err @ BillingError::Unavailable(_)) => Some(error_chain(err)),
+            ApiError::Upstream(f) => f.cause.clone(),
             ApiError::Unavailable { detail } | ApiError::Internal { detail } => Some(detail.clone()),
             _ => None,
         }
@@ -226,7 +181,7 @@ impl From<ChatError> for ApiError {
     fn from(err: ChatError) -> Self {
         match err {
             ChatError::Invalid { message, param, code } => ApiError::Invalid { message, param, code },
-            ChatError::ModelNotFound { message } => ApiError::NotFound { message, code: "model_not_found" },
+            ChatError::ModelNotFound { message } => ApiError::NotFound { message, code: ErrorCode::ModelNotFound },
             ChatError::Upstream(f) => ApiError::Upstream(f),
             ChatError::Billing(b) => ApiError::Billing(b),
             ChatError::Internal(detail) => ApiError::Internal { detail: detail.to_owned() },
@@ -241,7 +196,7 @@ impl IntoResponse for ApiError {
         let mut resp = (status, render(&body, None)).into_response();
         let headers = resp.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(retry) = self.should_retry() {
+        if let Some(retry) = self.code().should_retry() {
             headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
         }
         match &self {
@@ -281,7 +236,7 @@ pub fn insert_retry_after(headers: &mut http::HeaderMap, after: std::time::Durat
 /// `{"error":{"message","type","code","param"},"request_id"}`.
 pub fn render(body: &ErrorBody, request_id: Option<&str>) -> String {
     let mut v = json!({
-        "error": {"message": body.message, "type": body.error_type, "code": body.code, "param": body.param},
+        "error": {"message": body.message, "type": body.error_type, "code": body.code.as_str(), "param": body.param},
     });
     if let Some(id) = request_id {
         v["request_id"] = json!(id);
@@ -289,9 +244,4 @@ pub fn render(body: &ErrorBody, request_id: Option<&str>) -> String {
     v.to_string()
 }
 
-use layers_core::error::chain as error_chain;
-
-/// Renders any error's chain for server logs.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    error_chain(err)
-}
+pub use layers_core::error::chain as error_chain;

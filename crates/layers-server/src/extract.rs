@@ -7,6 +7,7 @@ use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use layers_core::admission::Refused;
 use layers_core::auth::Principal;
+use layers_core::codes::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use std::net::IpAddr;
@@ -82,7 +83,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 return Err(ApiError::Invalid {
                     message: "The request body could not be read".into(),
                     param: None,
-                    code: "invalid_body",
+                    code: ErrorCode::InvalidBody,
                 })
             }
         };
@@ -119,9 +120,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn invalid_json(inner: &serde_json::Error, param: String) -> ApiError {
     let (code, message) = if inner.is_syntax() || inner.is_eof() {
-        ("invalid_json", format!("The request body is not valid JSON: {inner}"))
+        (ErrorCode::InvalidJson, format!("The request body is not valid JSON: {inner}"))
     } else {
-        ("invalid_value", format!("Invalid request body: {inner}"))
+        (ErrorCode::InvalidValue, format!("Invalid request body: {inner}"))
     };
     ApiError::Invalid { message, param: Some(param), code }
 }
@@ -139,7 +140,7 @@ mod tests {
 
     fn param_of(body: &str) -> (String, &'static str) {
         match decode::<ChatRequest>(body.as_bytes()) {
-            Err(ApiError::Invalid { param, code, .. }) => (param.unwrap(), code),
+            Err(ApiError::Invalid { param, code, .. }) => (param.unwrap(), code.as_str()),
             other => panic!("expected an error, got {other:?}"),
         }
     }

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::HeaderValue;
+use layers_core::codes::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{account, chat, health, media, messages, metrics, models};
@@ -51,7 +52,7 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound { message: "Not found".into(), code: "not_found" }
+    ApiError::NotFound { message: "Not found".into(), code: ErrorCode::NotFound }
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -44,7 +44,7 @@ where
                     Ok(conn) => conn,
                     Err(err) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
+                        tracing::warn!(error = %layers_core::error::chain(&err), "accept failed");
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }

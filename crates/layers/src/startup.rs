@@ -95,7 +95,7 @@ where
             let _ = stopped.wait_for(|s| *s).await;
         };
         if let Err(err) = layers_server::serve_metrics(listener, state.clone(), until).await {
-            tracing::warn!(error = %err, "the metrics listener failed");
+            tracing::warn!(error = %layers_core::error::chain(&err), "the metrics listener failed");
         }
     };
     let public = async {
@@ -127,7 +127,7 @@ fn fit_connection_cap(configured: usize) -> usize {
     if limit.current.is_some_and(|soft| soft < target) {
         limit.current = Some(target);
         if let Err(err) = setrlimit(Resource::Nofile, limit) {
-            tracing::warn!(error = %err, "cannot raise the open-file limit");
+            tracing::warn!(error = %layers_core::error::chain(&err), "cannot raise the open-file limit");
         }
         limit = getrlimit(Resource::Nofile);
     }
@@ -179,7 +179,9 @@ pub async fn open_store(db: &DatabaseSettings, production: bool) -> anyhow::Resu
         match confined {
             Ok(()) => {}
             Err(err) if production => bail!("refusing to serve: {err}"),
-            Err(err) => tracing::warn!(error = %err, "the database role is not confined by row-level security"),
+            Err(err) => {
+                tracing::warn!(error = %layers_core::error::chain(&err), "the database role is not confined by row-level security")
+            }
         }
     }
     Ok(store)

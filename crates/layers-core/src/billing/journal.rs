@@ -40,7 +40,7 @@ pub(super) async fn replay(path: &Path, store: &Arc<dyn Store>, stats: &BillingS
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => {
-            tracing::error!(error = %err, "cannot move the settlement journal aside; it is kept for the next start");
+            tracing::error!(error = %crate::error::chain(&err), "cannot move the settlement journal aside; it is kept for the next start");
             return;
         }
     }
@@ -48,7 +48,7 @@ pub(super) async fn replay(path: &Path, store: &Arc<dyn Store>, stats: &BillingS
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
         Err(err) => {
-            tracing::error!(error = %err, "cannot read the settlement journal; it is kept for the next start");
+            tracing::error!(error = %crate::error::chain(&err), "cannot read the settlement journal; it is kept for the next start");
             return;
         }
     };
@@ -86,6 +86,8 @@ pub(super) async fn replay(path: &Path, store: &Arc<dyn Store>, stats: &BillingS
     };
     match done {
         Ok(()) => tracing::info!(settlements = settlements.len(), "settlement journal replayed"),
-        Err(err) => tracing::error!(error = %err, "the replayed settlement journal could not be removed"),
+        Err(err) => {
+            tracing::error!(error = %crate::error::chain(&err), "the replayed settlement journal could not be removed")
+        }
     }
 }

@@ -114,6 +114,9 @@ async fn refill_now(
             b.leased_once = true;
             b.block = want;
             b.last_refill = Some(Instant::now());
+            // Just granted for a waiting request: not idle, whatever the database call took
+            // (the idle release would otherwise end it before the request could hold on it).
+            b.last_active = Instant::now();
             b.extended(sent, inner.settings.lease_ttl);
         }
         return Ok(grant);

@@ -273,7 +273,7 @@ async fn journal_rest(items: &[Item], path: Option<&std::path::Path>, stats: &Bi
                 );
             }
             Err(err) => {
-                tracing::error!(error = %err, settlements = items.len(), "settlements lost: the journal cannot be written")
+                tracing::error!(error = %crate::error::chain(&err), settlements = items.len(), "settlements lost: the journal cannot be written")
             }
         },
         None => tracing::error!(

@@ -64,7 +64,11 @@ pub struct MediaReply {
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> ChatError {
-    ChatError::Invalid { message: message.into(), param: Some(param.to_owned()), code: "invalid_value" }
+    ChatError::Invalid {
+        message: message.into(),
+        param: Some(param.to_owned()),
+        code: crate::codes::ErrorCode::InvalidValue,
+    }
 }
 
 /// The inputs as strings; token arrays are accepted (and counted one token each) but only

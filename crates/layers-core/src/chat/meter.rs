@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::auth::Principal;
 use crate::billing::{Reservation, SettleSink};
+use crate::codes::ErrorCode;
 use crate::ratelimit::RateLimiter;
 
 /// How a request ended.
@@ -22,7 +23,7 @@ pub(crate) enum Ending {
     /// The provider failed. Output that reached the client (or usage the provider reported for
     /// output) is charged, since the provider bills it; a failure before any output costs nothing.
     /// `final_usage`: the provider's final usage had arrived (the failure came after it).
-    Failed { status: u16, code: &'static str, usage: Option<Usage>, generated_bytes: usize, final_usage: bool },
+    Failed { code: ErrorCode, usage: Option<Usage>, generated_bytes: usize, final_usage: bool },
     /// The client went away before any provider answered: nothing was consumed.
     Abandoned,
 }
@@ -98,13 +99,13 @@ impl Meter {
         let (status, code, usage, generated, charge, complete) = match ending {
             Ending::Completed { usage, generated_bytes } => (200, None, usage, generated_bytes, true, true),
             Ending::ClientGone { usage, generated_bytes, complete } => {
-                (CLIENT_CLOSED, Some("client_closed"), usage, generated_bytes, true, complete)
+                (CLIENT_CLOSED, Some(ErrorCode::ClientClosed), usage, generated_bytes, true, complete)
             }
-            Ending::Failed { status, code, usage, generated_bytes, final_usage } => {
+            Ending::Failed { code, usage, generated_bytes, final_usage } => {
                 let produced = generated_bytes > 0 || usage.is_some_and(|u| u.completion_tokens > 0);
-                (status, Some(code), usage, generated_bytes, produced, final_usage)
+                (code.status(), Some(code), usage, generated_bytes, produced, final_usage)
             }
-            Ending::Abandoned => (CLIENT_CLOSED, Some("client_closed"), None, 0, false, false),
+            Ending::Abandoned => (CLIENT_CLOSED, Some(ErrorCode::ClientClosed), None, 0, false, false),
         };
         let (usage, estimated) = self.usage_of(usage, generated, charge, complete);
         row.usage = usage;
@@ -118,7 +119,7 @@ impl Meter {
         row.cost = if billed { rates.cost(&usage).saturating_add(row.fees) } else { MicroCredits::ZERO };
         row.charged = MicroCredits::ZERO;
         row.status = status;
-        row.error_code = code.map(str::to_owned);
+        row.error_code = code.map(|c| c.as_str().to_owned());
         row.usage_estimated = estimated;
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let charge = match self.reservation.take() {

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use layers_domain::limits::RequestLimits;
 use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind, RequestId};
 use layers_providers::{ChatRequest, ProviderError, Providers};
+
+use crate::codes::ErrorCode;
 use layers_store::UsageRecord;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -78,7 +80,7 @@ pub enum ReplyBody {
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
     #[error("{message}")]
-    Invalid { message: String, param: Option<String>, code: &'static str },
+    Invalid { message: String, param: Option<String>, code: ErrorCode },
     #[error("{message}")]
     ModelNotFound { message: String },
     #[error("{}", .0.message)]
@@ -252,7 +254,7 @@ impl ChatService {
                     kind_article(wanted)
                 ),
                 param: Some("model".to_owned()),
-                code: "model_not_supported",
+                code: ErrorCode::ModelNotSupported,
             },
         })
     }
@@ -269,15 +271,15 @@ impl ChatService {
                 self.test_key_days.take(ctx.principal.user_id, self.test_keys.daily_requests).await.map_err(
                     |wait| {
                         ChatError::Upstream(UpstreamFailure {
-                            status: 429,
-                            error_type: "rate_limit_error",
-                            code: "test_key_daily_limit",
-                            message: format!(
-                                "Test keys may make {} requests a day to real models; use a live key or the sandbox",
-                                self.test_keys.daily_requests
-                            ),
-                            param: None,
                             retry_after: Some(wait),
+                            ..UpstreamFailure::new(
+                                ErrorCode::TestKeyDailyLimit,
+                                format!(
+                                    "Test keys may make {} requests a day to real models; use a live key or the \
+                                     sandbox",
+                                    self.test_keys.daily_requests
+                                ),
+                            )
                         })
                     },
                 )?;
@@ -388,15 +390,11 @@ impl RouteCall {
 
 /// Records a request no route could serve and says why, in the client's terms.
 fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderError) -> ChatError {
+    // Logged once, where the response is written (a 5xx with this cause; a 4xx is the
+    // client's to read).
     let failure = errors::describe(err);
-    tracing::warn!(provider = %candidate.provider, error = %err, status = failure.status, "upstream call failed");
-    meter.finish(Ending::Failed {
-        status: failure.status,
-        code: failure.code,
-        usage: None,
-        generated_bytes: 0,
-        final_usage: false,
-    });
+    tracing::debug!(provider = %candidate.provider, code = %failure.code, "no route served the request");
+    meter.finish(Ending::Failed { code: failure.code, usage: None, generated_bytes: 0, final_usage: false });
     ChatError::Upstream(failure)
 }
 

@@ -143,7 +143,7 @@ impl Router {
                 let policy = self.settings.breaker;
                 if self.with_breaker(c, |b, now| b.failure(&policy, now, probe)) {
                     self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(route = %c.key(), error = %e, "route failing: taken out of rotation for its cool-down");
+                    tracing::warn!(route = %c.key(), error = %crate::error::chain(e), "route failing: taken out of rotation for its cool-down");
                 }
             }
         }
@@ -226,7 +226,7 @@ impl Router {
                     ProviderError::Status { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                tracing::info!(route = %c.key(), error = %err, retry, "upstream attempt failed");
+                tracing::info!(route = %c.key(), error = %crate::error::chain(&err), retry, "upstream attempt failed");
                 match next_step(&err) {
                     Next::GiveUp => return Served { index, result: Err(err) },
                     Next::Retry if retry + 1 < self.settings.retry.attempts_per_route => {

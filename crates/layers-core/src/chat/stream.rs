@@ -141,17 +141,18 @@ impl ClientStream {
     }
 
     fn fail(&mut self, failure: &UpstreamFailure) -> Bytes {
-        let (status, code) = (failure.status, failure.code);
-        self.finish(|usage, generated_bytes, final_usage| Ending::Failed {
-            status,
-            code,
-            usage,
-            generated_bytes,
-            final_usage,
-        });
+        // After the 200 no middleware sees this failure: it is logged here, once.
+        tracing::warn!(
+            request_id = %&*self.request_id,
+            code = %failure.code,
+            cause = failure.cause.as_deref().unwrap_or(""),
+            "the stream ended with an upstream error"
+        );
+        let code = failure.code;
+        self.finish(|usage, generated_bytes, final_usage| Ending::Failed { code, usage, generated_bytes, final_usage });
         let mut out = self.held.take().map(|c| render(&c).to_vec()).unwrap_or_default();
         let payload = json!({
-            "error": {"message": failure.message, "type": failure.error_type, "code": failure.code, "param": null},
+            "error": {"message": failure.message, "type": failure.code.error_type(), "code": failure.code.as_str(), "param": null},
             "request_id": &*self.request_id,
         });
         sse::write_data(&mut out, payload.to_string().as_bytes());

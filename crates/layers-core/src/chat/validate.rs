@@ -11,13 +11,14 @@ use serde_json::Value;
 
 use super::ChatError;
 use crate::catalogue::ModelEntry;
+use crate::codes::ErrorCode;
 
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> ChatError {
-    ChatError::Invalid { message: message.into(), param: Some(param.into()), code: "invalid_value" }
+    ChatError::Invalid { message: message.into(), param: Some(param.into()), code: ErrorCode::InvalidValue }
 }
 
 fn unsupported(param: impl Into<String>, message: impl Into<String>) -> ChatError {
-    ChatError::Invalid { message: message.into(), param: Some(param.into()), code: "unsupported_parameter" }
+    ChatError::Invalid { message: message.into(), param: Some(param.into()), code: ErrorCode::UnsupportedParameter }
 }
 
 pub(super) fn check_limits(req: &ChatRequest, limits: &RequestLimits) -> Result<(), ChatError> {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use http::Uri;
 use layers_core::accounts::UsageCursor;
+use layers_core::codes::ErrorCode;
 use layers_domain::money::MICROS_PER_CREDIT;
 use layers_domain::MicroCredits;
 use serde_json::{json, Value};
@@ -108,12 +109,12 @@ pub async fn generation(
         .ok_or_else(|| ApiError::Invalid {
             message: "`id` (a request id) is required".into(),
             param: Some("id".into()),
-            code: "invalid_value",
+            code: ErrorCode::InvalidValue,
         })?;
     let Some(r) = state.core.accounts.generation(p.user_id, id).await.map_err(service)? else {
         return Err(ApiError::NotFound {
             message: "No request with this id for this account (a request is listed once it has ended)".into(),
-            code: "generation_not_found",
+            code: ErrorCode::GenerationNotFound,
         });
     };
     Ok(Json(json!({"data": {
@@ -173,7 +174,7 @@ fn page(query: &str) -> Result<(u32, Option<UsageCursor>), ApiError> {
         let bad = |message: &str| ApiError::Invalid {
             message: message.to_owned(),
             param: Some(key.to_owned()),
-            code: "invalid_value",
+            code: ErrorCode::InvalidValue,
         };
         match key {
             "limit" => {
@@ -195,7 +196,7 @@ fn page(query: &str) -> Result<(u32, Option<UsageCursor>), ApiError> {
 }
 
 fn service(err: layers_core::ServiceError) -> ApiError {
-    ApiError::Internal { detail: err.to_string() }
+    ApiError::Internal { detail: crate::error::error_chain(&err) }
 }
 
 #[cfg(test)]

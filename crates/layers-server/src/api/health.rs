@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
+use layers_core::codes::ErrorCode;
 use layers_core::readiness::DbHealth;
 use serde_json::json;
 
@@ -18,7 +19,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// every node at once would turn a Redis outage into a full one.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let unavailable = |why: &str| {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": why}))).into_response()
+        let status = StatusCode::from_u16(ErrorCode::ServiceUnavailable.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        (status, Json(json!({"status": "unavailable", "database": why}))).into_response()
     };
     match state.core.readiness.database().await {
         DbHealth::Ok => match &state.core.redis {

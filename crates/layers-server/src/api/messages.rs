@@ -2,6 +2,7 @@
 //! the chat shape and runs through the same pipeline as `/v1/chat/completions` (limits, holds,
 //! metering, routing); the answer is translated back, streamed event by event.
 
+use layers_core::codes::ErrorCode;
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -33,7 +34,7 @@ pub async fn messages(
     let mut chat = request::to_chat(&body).map_err(|e| ApiError::Invalid {
         message: e.message,
         param: Some(e.param),
-        code: "invalid_request",
+        code: ErrorCode::InvalidRequest,
     })?;
     // Beta features (longer context, cache lifetimes…) are Anthropic's: passed on to its routes.
     chat.anthropic_beta = headers
@@ -46,8 +47,8 @@ pub async fn messages(
     let reply = state.core.chat.chat(&ctx, chat).await?;
     let mut resp = match reply.body {
         ReplyBody::Json(ref bytes) => {
-            let completion: Value =
-                serde_json::from_slice(bytes).map_err(|e| ApiError::Internal { detail: e.to_string() })?;
+            let completion: Value = serde_json::from_slice(bytes)
+                .map_err(|e| ApiError::Internal { detail: crate::error::error_chain(&e) })?;
             let message = response::to_message(&completion, request_id.as_str());
             let mut r = (StatusCode::OK, message.to_string()).into_response();
             r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -2,6 +2,7 @@
 //! only); every counter is read from the component that owns it; on the public listener the
 //! page is served only as [`MetricsAccess`] allows (production: not at all by default).
 
+use layers_core::codes::ErrorCode;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -49,7 +50,7 @@ impl MetricsAccess {
 pub async fn public_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.metrics_access.allows(&headers) {
         // As if there were no such page: nothing tells a scanner it exists.
-        return ApiError::NotFound { message: "Not found".into(), code: "not_found" }.into_response();
+        return ApiError::NotFound { message: "Not found".into(), code: ErrorCode::NotFound }.into_response();
     }
     metrics(State(state)).await
 }

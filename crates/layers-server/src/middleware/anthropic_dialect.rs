@@ -29,8 +29,8 @@ pub async fn anthropic_dialect(mut req: Request, next: Next) -> Response {
     let id = req.extensions().get::<RequestId>().cloned();
     let mut resp = next.run(req).await;
     if let Some(body) = resp.extensions_mut().remove::<ErrorBody>() {
-        let (status, kind) = error_type(resp.status(), body.code);
-        *resp.status_mut() = status;
+        let (status, kind) = body.code.anthropic();
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut v = json!({"type": "error", "error": {"type": kind, "message": body.message}});
         if let Some(id) = &id {
             v["request_id"] = json!(id.as_str());
@@ -44,24 +44,4 @@ pub async fn anthropic_dialect(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("request-id", v);
     }
     resp
-}
-
-/// Anthropic's status and error type for one of ours.
-fn error_type(status: StatusCode, code: &str) -> (StatusCode, &'static str) {
-    if matches!(code, "upstream_overloaded" | "upstream_unavailable") {
-        return (StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "overloaded_error");
-    }
-    let kind = match status.as_u16() {
-        400 | 405 | 415 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        504 => "timeout_error",
-        _ => "api_error",
-    };
-    (status, kind)
 }
