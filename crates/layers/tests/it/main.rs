@@ -24,6 +24,7 @@ mod money_exact;
 mod money_partition;
 mod multinode;
 mod ratelimit;
+mod readme;
 mod routing;
 mod sdk_anthropic;
 mod sdk_openai;
