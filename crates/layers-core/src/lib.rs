@@ -29,6 +29,7 @@ pub mod invalidation;
 pub mod ipguard;
 pub mod keys;
 pub mod last_used;
+pub mod messages_dialect;
 pub mod ratelimit;
 pub mod readiness;
 pub mod redact;

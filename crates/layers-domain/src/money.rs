@@ -165,6 +165,40 @@ impl MicroCredits {
     }
 }
 
+// === Money as text ===
+//
+// Every amount leaves the server as an exact decimal string, made here and nowhere else:
+// `Display` (credits, six decimals: `credits_used`), `credits_text` (credits, trimmed: the
+// account API), `usd_text` (US$, trimmed), `Rate::usd_per_token_text` (US$ per token).
+
+/// `value / 10^scale` as an exact decimal string without trailing zeros (`-1.5`, `0.0198`, `0`).
+pub fn decimal(value: i128, scale: u32) -> String {
+    let div = 10i128.pow(scale);
+    let sign = if value < 0 { "-" } else { "" };
+    let abs = value.unsigned_abs();
+    let (whole, frac) = (abs / div.unsigned_abs(), abs % div.unsigned_abs());
+    if frac == 0 {
+        return format!("{sign}{whole}");
+    }
+    let frac = format!("{:0width$}", frac, width = scale as usize);
+    format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// Micro-credits in one US$ (1 credit = US$0.01).
+const MICROS_PER_USD_DIGITS: u32 = 8;
+
+impl MicroCredits {
+    /// Credits, exact, without trailing zeros: `0.0198`, `-1.5`, `0`.
+    pub fn credits_text(self) -> String {
+        decimal(i128::from(self.0), MICROS_PER_CREDIT.ilog10())
+    }
+
+    /// US dollars, exact, without trailing zeros.
+    pub fn usd_text(self) -> String {
+        decimal(i128::from(self.0), MICROS_PER_USD_DIGITS)
+    }
+}
+
 impl fmt::Display for MicroCredits {
     /// Credits with six decimals, exact: `1.500000`, `-0.000001`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,6 +235,16 @@ impl Rate {
     }
 
     /// Credits per million tokens, for price lists.
+    /// US$ per token, exact (OpenRouter's convention for prices): µcr per Mtok over 1e8 × 1e6.
+    pub fn usd_per_token_text(self) -> String {
+        decimal(i128::from(self.micros_per_mtok()), MICROS_PER_USD_DIGITS + 6)
+    }
+
+    /// Credits per million tokens, exact, without trailing zeros.
+    pub fn credits_per_mtok_text(self) -> String {
+        decimal(i128::from(self.micros_per_mtok()), MICROS_PER_CREDIT.ilog10())
+    }
+
     pub fn credits_per_mtok(self) -> MicroCredits {
         MicroCredits(self.0)
     }

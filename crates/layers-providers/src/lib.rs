@@ -9,7 +9,6 @@
 //! - [`fetch`]: images given by URL, fetched safely for providers that take them only inline.
 //! - [`gemini`]: Google's native Gemini API.
 //! - [`media`]: embeddings and image generation calls in OpenAI's shapes.
-//! - [`messages_api`]: the Anthropic Messages API as a client-facing surface, on any route.
 //! - [`sandbox`]: the built-in deterministic provider.
 //! - [`sse`]: byte-exact Server-Sent Events parsing and writing.
 //! - [`sse_stream`]: an upstream SSE response as a stream of OpenAI-shaped chunks.
@@ -27,7 +26,6 @@ pub mod error;
 pub mod fetch;
 pub mod gemini;
 pub mod media;
-pub mod messages_api;
 pub mod openai;
 pub mod reply;
 pub mod sandbox;

@@ -18,6 +18,7 @@ pub mod files;
 pub mod mock_anthropic;
 pub mod mock_gemini;
 pub mod mock_openai;
+pub mod mock_server;
 pub mod process;
 pub mod python;
 pub mod redis;

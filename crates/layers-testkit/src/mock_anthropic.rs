@@ -15,7 +15,6 @@
 //! mid-message), `mock:error-event` (an `error` event mid-stream); anything else gets a text
 //! answer.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -27,45 +26,41 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::mock_openai::{sse_response, Recorded, StreamEnd};
+use crate::mock_server::{MockServer, Recorder};
 
 /// The text every plain answer carries (with a multi-byte character, for split-read tests).
 pub const ANSWER: &str = "Bonjour from the mock Claude — 東京 included.";
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Shared {
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    split_writes: Arc<Mutex<bool>>,
+    rec: Recorder<Recorded>,
 }
 
 pub struct MockAnthropic {
     /// The base URL to configure (`…/v1`).
     pub base_url: String,
-    shared: Shared,
+    server: MockServer<Recorded>,
 }
 
 impl MockAnthropic {
     pub async fn start() -> MockAnthropic {
-        let shared = Shared::default();
-        let app = Router::new().route("/v1/messages", post(messages)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        MockAnthropic { base_url: format!("http://{addr}/v1"), shared }
+        let server =
+            MockServer::start(|rec| Router::new().route("/v1/messages", post(messages)).with_state(Shared { rec }))
+                .await;
+        MockAnthropic { base_url: server.url("/v1"), server }
     }
 
     /// Writes each SSE event in 3-byte pieces (inside `\n\n` and multi-byte characters).
     pub fn split_writes(&self, on: bool) {
-        *self.shared.split_writes.lock().unwrap() = on;
+        self.server.split_writes(on);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().unwrap().clone()
+        self.server.requests()
     }
 
     pub fn last_request(&self) -> Recorded {
-        self.requests().pop().expect("the mock received no request")
+        self.server.last_request()
     }
 }
 
@@ -91,7 +86,7 @@ fn command(body: &Value) -> String {
 
 async fn messages(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Recorded { headers: headers.clone(), body: body.clone() });
+    s.rec.record(Recorded { headers: headers.clone(), body: body.clone() });
     if headers.get("x-api-key").is_none() {
         return error(401, "authentication_error", "x-api-key header is required");
     }
@@ -153,7 +148,7 @@ async fn messages(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         ));
     }
-    let split = *s.split_writes.lock().unwrap();
+    let split = s.rec.split_writes();
     // A failing stream paces its events, so the client has its first chunks before the failure.
     let delay = if end == StreamEnd::Cut || error_event { Duration::from_millis(5) } else { Duration::ZERO };
     sse_response(events, delay, end, split)

@@ -11,7 +11,6 @@
 //! `mock:500`, `mock:503`, `mock:cut` (closes before the finish reason), `mock:error-event`;
 //! anything else gets a text answer (a JSON object when `responseMimeType` asks for JSON).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -23,45 +22,42 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::mock_openai::{sse_response, Recorded, StreamEnd};
+use crate::mock_server::{MockServer, Recorder};
 
 /// The text every plain answer carries (with multi-byte characters, for split-read tests).
 pub const ANSWER: &str = "Hola from the mock Gemini — ünïcödé ✓.";
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Shared {
-    requests: Arc<Mutex<Vec<(String, Recorded)>>>,
-    split_writes: Arc<Mutex<bool>>,
+    rec: Recorder<(String, Recorded)>,
 }
 
 pub struct MockGemini {
     /// The base URL to configure (`…/v1beta`).
     pub base_url: String,
-    shared: Shared,
+    server: MockServer<(String, Recorded)>,
 }
 
 impl MockGemini {
     pub async fn start() -> MockGemini {
-        let shared = Shared::default();
-        let app = Router::new().route("/v1beta/models/{call}", post(generate)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        MockGemini { base_url: format!("http://{addr}/v1beta"), shared }
+        let server = MockServer::start(|rec| {
+            Router::new().route("/v1beta/models/{call}", post(generate)).with_state(Shared { rec })
+        })
+        .await;
+        MockGemini { base_url: server.url("/v1beta"), server }
     }
 
     pub fn split_writes(&self, on: bool) {
-        *self.shared.split_writes.lock().unwrap() = on;
+        self.server.split_writes(on);
     }
 
     /// Each request with the path (and query) it was sent to.
     pub fn requests(&self) -> Vec<(String, Recorded)> {
-        self.shared.requests.lock().unwrap().clone()
+        self.server.requests()
     }
 
     pub fn last_request(&self) -> (String, Recorded) {
-        self.requests().pop().expect("the mock received no request")
+        self.server.last_request()
     }
 }
 
@@ -91,7 +87,7 @@ async fn generate(
     if let Some(alt) = query.get("alt") {
         path.push_str(&format!("?alt={alt}"));
     }
-    s.requests.lock().unwrap().push((path, Recorded { headers: headers.clone(), body: body.clone() }));
+    s.rec.record((path, Recorded { headers: headers.clone(), body: body.clone() }));
     if headers.get("x-goog-api-key").is_none() {
         return error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.");
     }
@@ -152,7 +148,7 @@ async fn generate(
         ));
         delay = Duration::from_millis(5);
     }
-    let split = *s.split_writes.lock().unwrap();
+    let split = s.rec.split_writes();
     sse_response(events, delay, end, split)
 }
 

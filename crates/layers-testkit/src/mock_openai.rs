@@ -15,6 +15,8 @@ use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::mock_server::{MockServer, Recorder};
+
 /// What the mock does with the next requests.
 #[derive(Clone, Debug)]
 pub enum Reply {
@@ -58,41 +60,38 @@ pub struct Recorded {
 #[derive(Clone)]
 struct Shared {
     reply: Arc<Mutex<Reply>>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    /// Write each SSE event in several small pieces (byte-exactness tests).
-    split_writes: Arc<Mutex<bool>>,
+    rec: Recorder<Recorded>,
     /// Random delay before answering, in milliseconds (min, max).
     latency_ms: Arc<Mutex<(u64, u64)>>,
 }
 
 pub struct MockOpenAi {
     pub base_url: String,
+    server: MockServer<Recorded>,
     shared: Shared,
 }
 
 impl MockOpenAi {
     pub async fn start() -> MockOpenAi {
-        let shared = Shared {
-            reply: Arc::new(Mutex::new(Reply::Answer {
-                content: "Hello from the mock upstream!".into(),
-                prompt_tokens: 12,
-                completion_tokens: 6,
-            })),
-            requests: Arc::new(Mutex::new(Vec::new())),
-            split_writes: Arc::new(Mutex::new(false)),
-            latency_ms: Arc::new(Mutex::new((0, 0))),
-        };
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/v1/embeddings", post(embeddings))
-            .route("/v1/images/generations", post(images))
-            .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        MockOpenAi { base_url: format!("http://{addr}/v1"), shared }
+        let reply = Arc::new(Mutex::new(Reply::Answer {
+            content: "Hello from the mock upstream!".into(),
+            prompt_tokens: 12,
+            completion_tokens: 6,
+        }));
+        let latency_ms = Arc::new(Mutex::new((0, 0)));
+        let mut shared = None;
+        let server = MockServer::start(|rec| {
+            let state = Shared { reply, rec, latency_ms };
+            shared = Some(state.clone());
+            Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .route("/v1/embeddings", post(embeddings))
+                .route("/v1/images/generations", post(images))
+                .with_state(state)
+        })
+        .await;
+        let shared = shared.expect("the router was built");
+        MockOpenAi { base_url: server.url("/v1"), server, shared }
     }
 
     pub fn reply_with(&self, reply: Reply) {
@@ -105,23 +104,23 @@ impl MockOpenAi {
     }
 
     pub fn split_writes(&self, on: bool) {
-        *self.shared.split_writes.lock().unwrap() = on;
+        self.server.split_writes(on);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().unwrap().clone()
+        self.server.requests()
     }
 
     pub fn last_request(&self) -> Recorded {
-        self.requests().pop().expect("the mock received no request")
+        self.server.last_request()
     }
 }
 
 async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    s.rec.record(Recorded { headers, body: body.clone() });
     let reply = reply_for(&body).unwrap_or_else(|| s.reply.lock().unwrap().clone());
-    let split = *s.split_writes.lock().unwrap();
+    let split = s.rec.split_writes();
     let (min, max) = *s.latency_ms.lock().unwrap();
     if max > 0 {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
@@ -130,19 +129,24 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let streaming = body["stream"].as_bool().unwrap_or(false);
     let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    answer(reply, &model, streaming, include_usage, split).await
+}
+
+/// The mock's answer to a chat request, in OpenAI's wire format.
+async fn answer(reply: Reply, model: &str, streaming: bool, include_usage: bool, split: bool) -> Response {
     match reply {
         Reply::Reasoned { content, prompt_tokens, completion_tokens, reasoning_tokens } if !streaming => {
             let mut u = usage(prompt_tokens, completion_tokens);
             u["completion_tokens_details"]["reasoning_tokens"] = json!(reasoning_tokens);
-            let v = completion_body(&model, &content, u);
+            let v = completion_body(model, &content, u);
             (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
         }
         Reply::Reasoned { content, prompt_tokens, completion_tokens, .. } => {
-            let events = stream_events(&model, &words(&content), include_usage, prompt_tokens, Some(completion_tokens));
+            let events = stream_events(model, &words(&content), include_usage, prompt_tokens, Some(completion_tokens));
             sse_response(events, Duration::ZERO, StreamEnd::Finish, split)
         }
         Reply::Thinking { pieces, delay, prompt_tokens, completion_tokens, reasoning_tokens } => {
-            let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
+            let mut events = stream_events(model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
             if include_usage {
                 let at = events.len() - 2;
                 events[at] =
@@ -151,16 +155,16 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             sse_response(events, delay, StreamEnd::Finish, split)
         }
         Reply::Answer { content, prompt_tokens, completion_tokens } if !streaming => {
-            let v = completion_body(&model, &content, usage(prompt_tokens, completion_tokens));
+            let v = completion_body(model, &content, usage(prompt_tokens, completion_tokens));
             (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
         }
         Reply::Answer { content, prompt_tokens, completion_tokens } => {
             let pieces = words(&content);
-            let events = stream_events(&model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
+            let events = stream_events(model, &pieces, include_usage, prompt_tokens, Some(completion_tokens));
             sse_response(events, Duration::ZERO, StreamEnd::Finish, split)
         }
         Reply::SlowStream { pieces, delay, end, prompt_tokens } => {
-            let mut events = stream_events(&model, &pieces, include_usage, prompt_tokens, None);
+            let mut events = stream_events(model, &pieces, include_usage, prompt_tokens, None);
             if end == StreamEnd::NoDone {
                 events.pop();
             } else if end != StreamEnd::Finish {
@@ -181,7 +185,7 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
         }
         Reply::Huge { bytes } if !streaming => {
             // Built by splicing, not by serialising 30 MB of JSON: the mock must stay quick.
-            let v = completion_body(&model, "@@HUGE@@", usage(10, 10)).to_string();
+            let v = completion_body(model, "@@HUGE@@", usage(10, 10)).to_string();
             let body = v.replacen("@@HUGE@@", &"x".repeat(bytes), 1);
             (StatusCode::OK, [("content-type", "application/json")], body).into_response()
         }
@@ -221,7 +225,7 @@ fn completion_body(model: &str, content: &str, usage: Value) -> Value {
 /// of little-endian f32 when asked), usage of 5 tokens per input.
 async fn embeddings(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    s.rec.record(Recorded { headers, body: body.clone() });
     let inputs = match &body["input"] {
         Value::Array(a) if a.iter().all(Value::is_u64) => 1,
         Value::Array(a) => a.len(),
@@ -250,7 +254,7 @@ async fn embeddings(State(s): State<Shared>, headers: HeaderMap, body: Bytes) ->
 /// A 1×1 PNG per image asked for, as `b64_json`, the way gpt-image-1 answers.
 async fn images(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Recorded { headers, body: body.clone() });
+    s.rec.record(Recorded { headers, body: body.clone() });
     if body["prompt"].as_str().is_some_and(|p| p.starts_with("mock:500")) {
         let v = json!({"error": {"message": "mock failure", "type": "server_error", "param": null, "code": null}});
         return (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], v.to_string())

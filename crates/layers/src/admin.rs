@@ -45,34 +45,7 @@ async fn dispatch(
     let audit = Audit::new(store.clone());
     let accounts = AccountService::new(store.clone(), audit.clone(), broadcaster.clone());
     match command {
-        AdminCommand::User { command: UserCommand::Create { email, tier } } => {
-            let tier: Tier = tier.parse()?;
-            let user = accounts.create_user(&email, tier).await?;
-            emit(&user.id.to_string());
-        }
-        AdminCommand::User { command: UserCommand::SetTier { email, tier } } => {
-            let user = accounts.user_by_email(&email).await?;
-            accounts.set_tier(user.id, tier.parse()?).await?;
-            emit(&user.id.to_string());
-        }
-        AdminCommand::User { command: UserCommand::SetCaps { email, per_request, per_hour } } => {
-            let user = accounts.user_by_email(&email).await?;
-            let caps = CapOverrides {
-                per_request: limit_arg(per_request.as_deref(), user.caps.per_request)?,
-                per_hour: limit_arg(per_hour.as_deref(), user.caps.per_hour)?,
-            };
-            accounts.set_caps(user.id, caps).await?;
-            emit(&user.id.to_string());
-        }
-        AdminCommand::User { command: UserCommand::SetRateLimit { email, rpm, tpm } } => {
-            let user = accounts.user_by_email(&email).await?;
-            let rate = RateOverrides {
-                requests_per_minute: count_arg("--rpm", rpm.as_deref(), user.rate.requests_per_minute)?,
-                tokens_per_minute: count_arg("--tpm", tpm.as_deref(), user.rate.tokens_per_minute)?,
-            };
-            accounts.set_rate(user.id, rate).await?;
-            emit(&user.id.to_string());
-        }
+        AdminCommand::User { command } => user(&accounts, command).await?,
         AdminCommand::SecurityEvents { event_type, limit } => {
             for e in store.system_audit_events(event_type.as_deref(), limit).await? {
                 let ip = e.ip_address.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
@@ -87,74 +60,116 @@ async fn dispatch(
             let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
             let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
             let keys = KeyService::new(store.clone(), peppers, cache, audit, broadcaster);
-            match command {
-                KeyCommand::Create { email, env, name, spend_limit } => {
-                    let user = accounts.user_by_email(&email).await?;
-                    let env: KeyEnv = env.parse()?;
-                    let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
-                    let created =
-                        keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None }).await?;
-                    emit(created.key.expose());
-                }
-                KeyCommand::Deactivate { prefix } => {
-                    let key = key_by_prefix(&keys, &prefix).await?;
-                    let done = keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?;
-                    emit(&done.id.to_string());
-                }
-                KeyCommand::SetLimits { prefix, per_request, per_hour, spend_limit } => {
-                    let key = key_by_prefix(&keys, &prefix).await?;
-                    let caps = CapOverrides {
-                        per_request: limit_arg(per_request.as_deref(), key.caps.per_request)?,
-                        per_hour: limit_arg(per_hour.as_deref(), key.caps.per_hour)?,
-                    };
-                    let spend_limit = limit_arg(spend_limit.as_deref(), key.spend_limit)?;
-                    let done = keys.set_limits(key.user_id, key.id, caps, spend_limit).await?;
-                    emit(&done.id.to_string());
-                }
-                KeyCommand::List { email } => {
-                    let user = accounts.user_by_email(&email).await?;
-                    for k in keys.list(user.id).await? {
-                        let last_used = k.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
-                        emit(&format!(
-                            "{}\t{}…{}\t{}\t{}\t{}\t{}\t{}",
-                            k.id,
-                            k.display_prefix,
-                            k.last4,
-                            k.env,
-                            k.state.as_str(),
-                            k.name,
-                            k.created_at,
-                            last_used
-                        ));
-                    }
-                }
+            key(&accounts, &keys, command).await?;
+        }
+        AdminCommand::Credits { command } => credits(&accounts, command).await?,
+    }
+    Ok(())
+}
+
+async fn user(accounts: &AccountService, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create { email, tier } => {
+            let tier: Tier = tier.parse()?;
+            let user = accounts.create_user(&email, tier).await?;
+            emit(&user.id.to_string());
+        }
+        UserCommand::SetTier { email, tier } => {
+            let user = accounts.user_by_email(&email).await?;
+            accounts.set_tier(user.id, tier.parse()?).await?;
+            emit(&user.id.to_string());
+        }
+        UserCommand::SetCaps { email, per_request, per_hour } => {
+            let user = accounts.user_by_email(&email).await?;
+            let caps = CapOverrides {
+                per_request: limit_arg(per_request.as_deref(), user.caps.per_request)?,
+                per_hour: limit_arg(per_hour.as_deref(), user.caps.per_hour)?,
+            };
+            accounts.set_caps(user.id, caps).await?;
+            emit(&user.id.to_string());
+        }
+        UserCommand::SetRateLimit { email, rpm, tpm } => {
+            let user = accounts.user_by_email(&email).await?;
+            let rate = RateOverrides {
+                requests_per_minute: count_arg("--rpm", rpm.as_deref(), user.rate.requests_per_minute)?,
+                tokens_per_minute: count_arg("--tpm", tpm.as_deref(), user.rate.tokens_per_minute)?,
+            };
+            accounts.set_rate(user.id, rate).await?;
+            emit(&user.id.to_string());
+        }
+    }
+    Ok(())
+}
+
+async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create { email, env, name, spend_limit } => {
+            let user = accounts.user_by_email(&email).await?;
+            let env: KeyEnv = env.parse()?;
+            let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
+            let created =
+                keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None }).await?;
+            emit(created.key.expose());
+        }
+        KeyCommand::Deactivate { prefix } => {
+            let key = key_by_prefix(keys, &prefix).await?;
+            let done = keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?;
+            emit(&done.id.to_string());
+        }
+        KeyCommand::SetLimits { prefix, per_request, per_hour, spend_limit } => {
+            let key = key_by_prefix(keys, &prefix).await?;
+            let caps = CapOverrides {
+                per_request: limit_arg(per_request.as_deref(), key.caps.per_request)?,
+                per_hour: limit_arg(per_hour.as_deref(), key.caps.per_hour)?,
+            };
+            let spend_limit = limit_arg(spend_limit.as_deref(), key.spend_limit)?;
+            let done = keys.set_limits(key.user_id, key.id, caps, spend_limit).await?;
+            emit(&done.id.to_string());
+        }
+        KeyCommand::List { email } => {
+            let user = accounts.user_by_email(&email).await?;
+            for k in keys.list(user.id).await? {
+                let last_used = k.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
+                emit(&format!(
+                    "{}\t{}…{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.display_prefix,
+                    k.last4,
+                    k.env,
+                    k.state.as_str(),
+                    k.name,
+                    k.created_at,
+                    last_used
+                ));
             }
         }
-        AdminCommand::Credits { command } => match command {
-            CreditsCommand::Grant { email, credits, reason } => {
-                let amount = parse_credits(&credits)?;
-                if !amount.is_positive() {
-                    bail!("--credits must be positive for a grant; use `credits adjust` to remove credits");
-                }
-                let user = accounts.user_by_email(&email).await?;
-                let balance = accounts
-                    .change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None })
-                    .await?;
-                emit(&balance.to_string());
+    }
+    Ok(())
+}
+
+async fn credits(accounts: &AccountService, command: CreditsCommand) -> anyhow::Result<()> {
+    match command {
+        CreditsCommand::Grant { email, credits, reason } => {
+            let amount = parse_credits(&credits)?;
+            if !amount.is_positive() {
+                bail!("--credits must be positive for a grant; use `credits adjust` to remove credits");
             }
-            CreditsCommand::Adjust { email, credits, reason } => {
-                let amount = parse_credits(&credits)?;
-                let user = accounts.user_by_email(&email).await?;
-                let balance = accounts
-                    .change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None })
-                    .await?;
-                emit(&balance.to_string());
-            }
-            CreditsCommand::Show { email } => {
-                let user = accounts.user_by_email(&email).await?;
-                emit(&accounts.balance(user.id).await?.to_string());
-            }
-        },
+            let user = accounts.user_by_email(&email).await?;
+            let balance =
+                accounts.change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None }).await?;
+            emit(&balance.to_string());
+        }
+        CreditsCommand::Adjust { email, credits, reason } => {
+            let amount = parse_credits(&credits)?;
+            let user = accounts.user_by_email(&email).await?;
+            let balance =
+                accounts.change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None }).await?;
+            emit(&balance.to_string());
+        }
+        CreditsCommand::Show { email } => {
+            let user = accounts.user_by_email(&email).await?;
+            emit(&accounts.balance(user.id).await?.to_string());
+        }
     }
     Ok(())
 }

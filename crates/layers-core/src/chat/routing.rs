@@ -149,6 +149,35 @@ impl Router {
         }
     }
 
+    /// Whether a route may be tried now: `Ok` with the probe's time when this call is the
+    /// half-open route's probe, or `Err` with the milliseconds until it may.
+    fn admit(&self, c: &Candidate) -> Result<Option<u64>, u64> {
+        let policy = self.settings.breaker;
+        let (pass, wait) = self.with_breaker(c, |b, now| (b.admit(&policy, now), b.wait_ms(&policy, now)));
+        match pass {
+            Pass::No => Err(wait),
+            Pass::Yes => Ok(None),
+            Pass::Probe { probe_ms } => Ok(Some(probe_ms)),
+        }
+    }
+
+    /// Waits out the backoff before the next attempt on a route (honouring the provider's
+    /// `retry-after`); false when that would pass the deadline.
+    async fn back_off(&self, retry: u32, err: &ProviderError, deadline: Instant, gone: &CancellationToken) -> bool {
+        let retry_after = match err {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let wait = self.settings.retry.backoff(retry, retry_after, rand::random::<f64>());
+        let Some(w) = wait.filter(|w| Instant::now() + *w < deadline) else { return false };
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep(w) => {}
+            () = gone.cancelled() => {}
+        }
+        true
+    }
+
     /// Serves a chat request from the first route that can, within `deadline`.
     pub(crate) async fn call(
         &self,
@@ -189,16 +218,13 @@ impl Router {
         let mut last: Option<Served<T>> = None;
         let mut soonest_probe_ms = u64::MAX;
         for (index, c) in candidates.iter().enumerate() {
-            let policy = self.settings.breaker;
-            let (pass, wait) = self.with_breaker(c, |b, now| (b.admit(&policy, now), b.wait_ms(&policy, now)));
-            let mut probe = match pass {
-                Pass::No => {
+            let mut probe = match self.admit(c) {
+                Ok(probe) => probe,
+                Err(wait) => {
                     self.stats.skipped_open.fetch_add(1, Ordering::Relaxed);
                     soonest_probe_ms = soonest_probe_ms.min(wait);
                     continue;
                 }
-                Pass::Yes => None,
-                Pass::Probe { probe_ms } => Some(probe_ms),
             };
             if last.is_some() {
                 self.stats.fallovers.fetch_add(1, Ordering::Relaxed);
@@ -222,29 +248,15 @@ impl Router {
                 };
                 // Only the first attempt is the probe; a retry is an ordinary call.
                 self.record(c, Some(&err), probe.take());
-                let retry_after = match &err {
-                    ProviderError::Status { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
                 tracing::info!(route = %c.key(), error = %crate::error::chain(&err), retry, "upstream attempt failed");
                 match next_step(&err) {
                     Next::GiveUp => return Served { index, result: Err(err) },
                     Next::Retry if retry + 1 < self.settings.retry.attempts_per_route => {
-                        let wait = self.settings.retry.backoff(retry, retry_after, rand::random::<f64>());
-                        match wait.filter(|w| Instant::now() + *w < deadline) {
-                            Some(w) => {
-                                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                                tokio::select! {
-                                    () = tokio::time::sleep(w) => {}
-                                    () = gone.cancelled() => {}
-                                }
-                                retry += 1;
-                            }
-                            None => {
-                                last = Some(Served { index, result: Err(err) });
-                                break;
-                            }
+                        if !self.back_off(retry, &err, deadline, gone).await {
+                            last = Some(Served { index, result: Err(err) });
+                            break;
                         }
+                        retry += 1;
                     }
                     Next::Retry | Next::FallOver => {
                         // A route that cannot express the request does not hide why an earlier

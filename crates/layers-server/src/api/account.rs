@@ -7,13 +7,11 @@ use axum::Json;
 use http::Uri;
 use layers_core::accounts::UsageCursor;
 use layers_core::codes::ErrorCode;
-use layers_domain::money::MICROS_PER_CREDIT;
 use layers_domain::MicroCredits;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::api::models::decimal;
 use crate::error::ApiError;
 use crate::extract::Authenticated;
 use crate::state::AppState;
@@ -22,7 +20,7 @@ use crate::state::AppState;
 const MAX_PAGE: u32 = 200;
 
 pub async fn pricing(State(state): State<AppState>) -> Json<Value> {
-    let per_mtok = |r: layers_domain::Rate| decimal(i128::from(r.micros_per_mtok()), 6);
+    let per_mtok = |r: layers_domain::Rate| r.credits_per_mtok_text();
     let data: Vec<Value> = state
         .core
         .catalogue
@@ -49,7 +47,7 @@ pub async fn balance(State(state): State<AppState>, Authenticated(p): Authentica
     Ok(Json(json!({
         "object": "balance",
         "credits": credits(balance),
-        "usd": decimal(i128::from(balance.0), 8),
+        "usd": balance.usd_text(),
         "tier": p.tier.as_str(),
         "key_environment": if p.env == layers_domain::KeyEnv::Live { "live" } else { "test" },
     })))
@@ -141,13 +139,12 @@ pub async fn generation(
         "credits_held": credits(r.held),
         "cost_credits": credits(r.cost),
         "shortfall_credits": credits(r.shortfall),
-        "total_cost": decimal(i128::from(r.charged.0), 8),
+        "total_cost": r.charged.usd_text(),
     }})))
 }
 
 fn credits(m: MicroCredits) -> String {
-    let sign = if m.0 < 0 { "-" } else { "" };
-    format!("{sign}{}", decimal(i128::from(m.0.unsigned_abs()), MICROS_PER_CREDIT.ilog10()))
+    m.credits_text()
 }
 
 /// A page cursor as text: the row's creation time in Unix nanoseconds and its id. Opaque to

@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use layers_core::Core;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -61,157 +63,177 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let core = &state.core;
     counter(&mut out, "layers_requests_total", "HTTP requests answered, by status code.", &state.metrics.by_status());
     edge(&mut out, &state);
+    auth(&mut out, core);
+    billing(&mut out, core);
+    rate_limits(&mut out, core);
+    redis(&mut out, core);
+    ip_guard(&mut out, core);
+    routing(&mut out, core.chat.router());
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+/// Authentication: the cache, the database, refused formats.
+fn auth(out: &mut String, core: &Core) {
     let auth = core.auth.stats();
     single(
-        &mut out,
+        out,
         "layers_auth_cache_hits_total",
         "Authentications answered from the key cache.",
         auth.cache_hits.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_auth_db_lookups_total",
         "Authentications that needed the database.",
         auth.db_lookups.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_auth_format_rejections_total",
         "Keys refused for their format or checksum, without a lookup.",
         auth.format_rejections.load(Ordering::Relaxed),
     );
+}
+
+/// Billing: leases, shortfalls, settlements, the database.
+fn billing(out: &mut String, core: &Core) {
     let billing = core.billing.stats();
     single(
-        &mut out,
+        out,
         "layers_billing_lease_refills_total",
         "Credit lease refills from the database.",
         billing.refills.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_shortfalls_total",
         "Requests whose cost exceeded what the balance covered.",
         billing.shortfalls.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_shortfall_micro_credits_total",
         "Cost not charged because the balance could not cover it.",
         billing.shortfall_micros.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_refused_settlements_total",
         "Settlements refused because their lease had been reaped.",
         billing.refused_settlements.load(Ordering::Relaxed),
     );
-    gauge(&mut out, "layers_settlement_backlog", "Settlements waiting to be written.", core.billing.sink().backlog());
+    gauge(out, "layers_settlement_backlog", "Settlements waiting to be written.", core.billing.sink().backlog());
     single(
-        &mut out,
+        out,
         "layers_billing_reclaims_total",
         "Requests that asked other leases of their account for idle credit.",
         billing.reclaims.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_backpressure_waits_total",
         "Requests that waited because settlements were not written fast enough.",
         billing.backpressure_waits.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_journaled_total",
         "Settlements journaled at shutdown because the database was unreachable.",
         billing.journaled.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_replayed_total",
         "Journaled settlements written at start-up.",
         billing.replayed.load(Ordering::Relaxed),
     );
     gauge(
-        &mut out,
+        out,
         "layers_billing_database_up",
         "Whether billing's last database call succeeded.",
         u64::from(core.billing.database_up()),
     );
     single(
-        &mut out,
+        out,
         "layers_billing_database_failures_total",
         "Billing database calls that failed or timed out.",
         core.billing.database_failures(),
     );
+}
+
+/// Rate limits.
+fn rate_limits(out: &mut String, core: &Core) {
     let rate = core.limiter.stats();
     single(
-        &mut out,
+        out,
         "layers_rate_limit_rejections_total",
         "Requests refused by a key's requests-per-minute limit.",
         rate.rejections.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_rate_limit_token_rejections_total",
         "Requests refused by a key's tokens-per-minute limit.",
         rate.token_rejections.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_rate_limit_local_decisions_total",
         "Rate-limit decisions made by this node alone (no Redis, or Redis down).",
         rate.local_decisions.load(Ordering::Relaxed),
     );
     single(
-        &mut out,
+        out,
         "layers_rate_limit_batched_admissions_total",
         "Admissions from slots of a hot key's window this node reserved in Redis ahead.",
         rate.batched.load(Ordering::Relaxed),
     );
+}
+
+/// Redis, when configured.
+fn redis(out: &mut String, core: &Core) {
     if let Some(redis) = &core.redis {
-        gauge(
-            &mut out,
-            "layers_redis_up",
-            "Whether Redis answers (1) or limits are local (0).",
-            u64::from(redis.is_up()),
-        );
+        gauge(out, "layers_redis_up", "Whether Redis answers (1) or limits are local (0).", u64::from(redis.is_up()));
         let stats = redis.stats();
         single(
-            &mut out,
+            out,
             "layers_redis_fallbacks_total",
             "Times this node fell back to local limits because Redis was unreachable.",
             stats.fallbacks.load(Ordering::Relaxed),
         );
         single(
-            &mut out,
+            out,
             "layers_redis_recoveries_total",
             "Times Redis came back and limits became global again.",
             stats.recoveries.load(Ordering::Relaxed),
         );
         single(
-            &mut out,
+            out,
             "layers_redis_notices_received_total",
             "Invalidations and blocks received from other nodes over Redis.",
             core.notices.received.load(Ordering::Relaxed),
         );
     }
+}
+
+/// Failed authentications and IP blocks.
+fn ip_guard(out: &mut String, core: &Core) {
     let guard = core.ip_guard.stats();
     single(
-        &mut out,
+        out,
         "layers_auth_failures_total",
         "Failed authentications counted towards IP blocking.",
         guard.failures.load(Ordering::Relaxed),
     );
-    single(&mut out, "layers_ip_blocks_total", "IPs this node blocked.", guard.blocks.load(Ordering::Relaxed));
+    single(out, "layers_ip_blocks_total", "IPs this node blocked.", guard.blocks.load(Ordering::Relaxed));
     single(
-        &mut out,
+        out,
         "layers_ip_blocked_requests_total",
         "Requests refused because their IP is blocked.",
         guard.refused.load(Ordering::Relaxed),
     );
-    routing(&mut out, core.chat.router());
-    let mut resp = out.into_response();
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    resp
 }
 
 fn edge(out: &mut String, state: &AppState) {

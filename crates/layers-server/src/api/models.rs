@@ -39,23 +39,11 @@ pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
 
 /// US$ per token as an exact decimal string (OpenRouter's convention).
 fn usd_per_token(rate: Rate) -> String {
-    // µcr per Mtok → US$ per token: divide by 1e8 (µcr per US$) and 1e6 (tokens per Mtok).
-    decimal(i128::from(rate.micros_per_mtok()), 14)
+    rate.usd_per_token_text()
 }
 
 fn usd_per_image(micros: i64) -> String {
-    decimal(i128::from(micros), 8)
-}
-
-/// `value / 10^scale` as an exact decimal string without trailing zeros.
-pub(crate) fn decimal(value: i128, scale: u32) -> String {
-    let div = 10i128.pow(scale);
-    let (whole, frac) = (value / div, value % div);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let frac = format!("{:0width$}", frac, width = scale as usize);
-    format!("{whole}.{}", frac.trim_end_matches('0'))
+    layers_domain::MicroCredits(micros).usd_text()
 }
 
 #[cfg(test)]

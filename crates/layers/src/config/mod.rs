@@ -5,6 +5,7 @@
 mod catalogue;
 mod env;
 mod secret;
+mod settings;
 mod traffic;
 mod validate;
 
@@ -16,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use self::secret::Secret;
-pub use self::validate::{DatabaseSettings, PepperSource, Settings};
+pub use self::settings::{DatabaseSettings, PepperSource, Settings};
 
 /// The raw configuration, as written.
 #[derive(Clone, Debug, Default, Serialize)]

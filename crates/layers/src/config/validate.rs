@@ -8,9 +8,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use layers_core::billing::{BillingSettings, LowerMaxTokens};
-use layers_core::ipguard::IpGuardSettings;
-use layers_core::ratelimit::RateSettings;
-use layers_core::redis_conn::RedisSettings;
 use layers_domain::credit::{Caps, TierCaps};
 use layers_domain::limits::RequestLimits;
 use layers_domain::{
@@ -18,10 +15,10 @@ use layers_domain::{
 };
 use layers_providers::{ProviderKind, ProviderSettings, Timeouts};
 use layers_server::api::metrics::MetricsAccess;
-use layers_server::middleware::client_ip::TrustedProxies;
 use layers_store::{backend_of, Backend};
 use secrecy::SecretString;
 
+use super::settings::{DatabaseSettings, PepperSource, Settings};
 use super::{catalogue, traffic};
 use super::{Config, ModelConfig, Problem, ProviderConfig};
 
@@ -29,82 +26,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/layers.db";
 const DEFAULT_APP_ROLE: &str = "layers_app";
 const MIN_PEPPER_BYTES: usize = 32;
-
-/// A complete, valid configuration.
-#[derive(Debug)]
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub production: bool,
-    pub public_url: Option<String>,
-    pub data_dir: PathBuf,
-    pub allowed_origins: Vec<String>,
-    pub database: DatabaseSettings,
-    pub pepper: PepperSource,
-    /// Enabled providers.
-    pub providers: Vec<ProviderSettings>,
-    /// Providers left out, with the reason (logged at start-up).
-    pub disabled_providers: Vec<(String, String)>,
-    pub models: Vec<ModelSpec>,
-    pub markup: Markup,
-    pub billing: BillingSettings,
-    pub limits: RequestLimits,
-    pub rate: RateSettings,
-    pub redis: Option<RedisSettings>,
-    pub ip_guard: IpGuardSettings,
-    pub routing: layers_core::chat::routing::RoutingSettings,
-    pub test_keys: layers_core::chat::test_keys::TestKeySettings,
-    pub proxies: TrustedProxies,
-    pub key_cache_capacity: usize,
-    pub key_cache_ttl: Duration,
-    pub invalidation_poll: Duration,
-    pub log_json: bool,
-    pub log_level: String,
-    pub shutdown_timeout: Duration,
-    pub edge: layers_server::connections::EdgeSettings,
-    pub upstream: layers_providers::UpstreamLimits,
-    /// A separate listener for `/metrics` only.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Who may read `/metrics` on the public listener.
-    pub metrics_access: MetricsAccess,
-}
-
-#[derive(Clone)]
-pub struct DatabaseSettings {
-    pub url: String,
-    pub migrate_url: String,
-    pub app_role: Option<String>,
-    pub max_connections: u32,
-    pub auto_migrate: bool,
-    pub backend: Backend,
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &super::secret::redact_url(&self.url))
-            .field("migrate_url", &super::secret::redact_url(&self.migrate_url))
-            .field("app_role", &self.app_role)
-            .field("max_connections", &self.max_connections)
-            .field("auto_migrate", &self.auto_migrate)
-            .field("backend", &self.backend)
-            .finish()
-    }
-}
-
-/// Where the key pepper comes from.
-#[derive(Debug)]
-pub enum PepperSource {
-    Configured {
-        current: i32,
-        peppers: BTreeMap<i32, SecretString>,
-    },
-    /// Development only: generated once and kept in this file.
-    DevFile {
-        path: PathBuf,
-        current: i32,
-        older: BTreeMap<i32, SecretString>,
-    },
-}
 
 pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) -> Option<Settings> {
     let production = match c.env.as_deref().unwrap_or("development") {
@@ -140,29 +61,13 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
 
     let merged = catalogue::merge(&c, problems);
     let (providers, disabled_providers) = check_providers(&merged.providers, env, production, problems);
-    if production {
-        for p in merged.providers.iter().filter(|p| p.allow_private_image_urls == Some(true)) {
-            problems.push(Problem::new(
-                &format!("providers.{}.allow_private_image_urls", p.name),
-                "lets clients make the gateway fetch from its own network; refused in production",
-            ));
-        }
-    }
     let known_providers: HashSet<&str> = merged.providers.iter().map(|p| p.name.as_str()).collect();
     if !providers.iter().any(|p| p.kind == ProviderKind::Sandbox) {
         problems.push(Problem::new("providers", "the sandbox provider serves test keys and cannot be disabled"));
     }
     let models = check_models(&merged.models, &known_providers, merged.updated, problems);
 
-    let log_json = match c.log.format.as_deref() {
-        None => production,
-        Some("json") => true,
-        Some("text") => false,
-        Some(other) => {
-            problems.push(Problem::new("log.format", format!("must be text or json, not {other:?}")));
-            false
-        }
-    };
+    let log_json = check_log_format(&c, production, problems);
     Some(Settings {
         listen: listen.ok()?,
         production,
@@ -194,6 +99,18 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         metrics_listen,
         metrics_access,
     })
+}
+
+fn check_log_format(c: &Config, production: bool, problems: &mut Vec<Problem>) -> bool {
+    match c.log.format.as_deref() {
+        None => production,
+        Some("json") => true,
+        Some("text") => false,
+        Some(other) => {
+            problems.push(Problem::new("log.format", format!("must be text or json, not {other:?}")));
+            false
+        }
+    }
 }
 
 fn check_upstream(c: &Config, problems: &mut Vec<Problem>) -> layers_providers::UpstreamLimits {
@@ -459,6 +376,12 @@ fn check_providers(
         if kind != ProviderKind::Sandbox && !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
             problems.push(Problem::new(&format!("{path}.base_url"), "must be an http(s) URL"));
             continue;
+        }
+        if production && p.allow_private_image_urls == Some(true) {
+            problems.push(Problem::new(
+                &format!("{path}.allow_private_image_urls"),
+                "lets clients make the gateway fetch from its own network; refused in production",
+            ));
         }
         if production && base_url.starts_with("http://") && !is_loopback_url(&base_url) {
             problems.push(Problem::new(

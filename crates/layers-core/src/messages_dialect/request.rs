@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::chat::ChatRequest;
+use layers_providers::ChatRequest;
 
 /// A request that cannot be translated: the parameter and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::{stop_reason, usage};
-use crate::sse::{self, SseDecoder};
+use layers_providers::sse::{self, SseDecoder};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Open {
