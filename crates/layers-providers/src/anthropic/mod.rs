@@ -6,6 +6,7 @@
 mod request;
 mod response;
 mod stream;
+mod wire;
 
 use secrecy::{ExposeSecret, SecretString};
 

@@ -6,17 +6,18 @@ use layers_domain::Usage;
 use serde_json::{json, Map, Value};
 
 use super::request::{Mode, JSON_TOOL};
+use super::wire::{ContentBlock, Message, WireUsage};
 use crate::error::ProviderError;
 use crate::reply::envelope;
 use crate::usage_json::usage_value;
 
 /// Anthropic's usage object in OpenAI's terms.
-pub(super) fn usage(v: &Value) -> Usage {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let (input, read, write) = (n("input_tokens"), n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
+pub(super) fn usage(u: &WireUsage) -> Usage {
+    let n = |v: Option<u64>| v.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let (input, read, write) = (n(u.input_tokens), n(u.cache_read_input_tokens), n(u.cache_creation_input_tokens));
     Usage {
         prompt_tokens: input.saturating_add(read).saturating_add(write),
-        completion_tokens: n("output_tokens"),
+        completion_tokens: n(u.output_tokens),
         cached_tokens: read,
         cache_write_tokens: write,
         reasoning_tokens: 0,
@@ -39,34 +40,33 @@ pub(super) fn completion(
     request_id: &str,
     mode: &Mode,
 ) -> Result<(Map<String, Value>, Usage), ProviderError> {
-    let msg: Value = serde_json::from_slice(body).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
-    let blocks = msg["content"].as_array().ok_or(ProviderError::Protocol("response has no content"))?;
+    let msg: Message =
+        serde_json::from_slice(body).map_err(|_| ProviderError::Protocol("response is not a message"))?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
     // Signed thinking goes back to Anthropic in later turns (with tool use it must), so the
     // blocks ride along as `thinking_blocks`, as other gateways carry them.
     let mut thinking_blocks = Vec::new();
-    for block in blocks {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("thinking") => {
-                reasoning.push_str(block["thinking"].as_str().unwrap_or_default());
-                thinking_blocks.push(block.clone());
+    for block in &msg.content {
+        if let Some(b) = block.thinking_block() {
+            thinking_blocks.push(b);
+        }
+        match block {
+            ContentBlock::Text { text: t } => text.push_str(t),
+            ContentBlock::Thinking { thinking, .. } => reasoning.push_str(thinking),
+            ContentBlock::ToolUse { name, input, .. } if mode.json_tool && name == JSON_TOOL => {
+                text.push_str(&input.to_string());
             }
-            Some("redacted_thinking") => thinking_blocks.push(block.clone()),
-            Some("tool_use") if mode.json_tool && block["name"] == JSON_TOOL => {
-                text.push_str(&block["input"].to_string());
-            }
-            Some("tool_use") => calls.push(json!({
-                "id": block["id"],
+            ContentBlock::ToolUse { id, name, input } => calls.push(json!({
+                "id": id,
                 "type": "function",
-                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+                "function": {"name": name, "arguments": input.to_string()},
             })),
-            _ => {}
+            ContentBlock::RedactedThinking { .. } | ContentBlock::Other => {}
         }
     }
-    let usage = usage(&msg["usage"]);
+    let usage = usage(&msg.usage);
     let mut message = json!({
         "role": "assistant",
         "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
@@ -81,15 +81,14 @@ pub(super) fn completion(
     if !thinking_blocks.is_empty() {
         message["thinking_blocks"] = Value::Array(thinking_blocks);
     }
-    let mut out =
-        envelope(&format!("chatcmpl-{request_id}"), "chat.completion", msg["model"].as_str().unwrap_or_default());
+    let mut out = envelope(&format!("chatcmpl-{request_id}"), "chat.completion", &msg.model);
     out.insert(
         "choices".into(),
         json!([{
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": finish_reason(msg["stop_reason"].as_str(), mode),
+            "finish_reason": finish_reason(msg.stop_reason.as_deref(), mode),
         }]),
     );
     out.insert("usage".into(), usage_value(&usage, None));

@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 
 use super::request::{Mode, JSON_TOOL};
 use super::response::{finish_reason, usage};
+use super::wire::{ContentBlock, Delta, StreamEvent as Event, WireUsage};
 use crate::error::ProviderError;
 use crate::reply::{envelope, StreamEvent};
 use crate::sse::SseEvent;
 use crate::sse_stream::{EventMapper, Item};
-use crate::transport::error_message;
 use crate::usage_json::usage_value;
 
 /// Largest thinking block kept while it streams.
@@ -39,7 +39,7 @@ pub(super) struct AnthropicEvents {
     tools: usize,
     /// The message's usage so far: `message_start` gives the input side, `message_delta` the
     /// cumulative output (and, on newer API versions, updated input counts).
-    usage: Map<String, Value>,
+    usage: WireUsage,
     /// The thinking block being streamed: its text so far and signature, handed on whole (the
     /// signature covers the text) when the block ends.
     thinking: String,
@@ -53,7 +53,7 @@ impl AnthropicEvents {
             mode,
             blocks: HashMap::new(),
             tools: 0,
-            usage: Map::new(),
+            usage: WireUsage::default(),
             thinking: String::new(),
             signature: None,
         }
@@ -65,109 +65,43 @@ impl AnthropicEvents {
         Ok(StreamEvent::Chunk(c))
     }
 
-    fn merge_usage(&mut self, u: &Value) {
-        if let Some(u) = u.as_object() {
-            for (k, v) in u {
-                if v.is_u64() {
-                    self.usage.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-
-    fn handle(&mut self, kind: &str, ev: &Value, out: &mut VecDeque<Item>) {
-        match kind {
-            "message_start" => {
-                if let Some(model) = ev["message"]["model"].as_str() {
+    fn handle(&mut self, ev: Event, out: &mut VecDeque<Item>) {
+        match ev {
+            Event::MessageStart { message } => {
+                if let Some(model) = message.model {
                     self.base.insert("model".into(), json!(model));
                 }
-                self.merge_usage(&ev["message"]["usage"]);
-                out.push_back(Ok(StreamEvent::Usage(usage(&Value::Object(self.usage.clone())))));
+                self.usage.merge(&message.usage);
+                out.push_back(Ok(StreamEvent::Usage(usage(&self.usage))));
                 out.push_back(self.chunk(json!({"role": "assistant", "content": ""}), None));
             }
-            "content_block_start" => {
-                let index = ev["index"].as_u64().unwrap_or(0);
-                let block = &ev["content_block"];
-                let kind = match block["type"].as_str() {
-                    Some("text") => Block::Text,
-                    Some("thinking") => Block::Thinking,
-                    Some("redacted_thinking") => {
-                        out.push_back(self.chunk(json!({ "thinking_blocks": [block] }), None));
-                        Block::Other
-                    }
-                    Some("tool_use") if self.mode.json_tool && block["name"] == JSON_TOOL => Block::Json,
-                    Some("tool_use") => {
-                        let i = self.tools;
-                        self.tools += 1;
-                        out.push_back(self.chunk(
-                            json!({"tool_calls": [{
-                                "index": i, "id": block["id"], "type": "function",
-                                "function": {"name": block["name"], "arguments": ""},
-                            }]}),
-                            None,
-                        ));
-                        Block::Tool(i)
-                    }
-                    _ => Block::Other,
-                };
-                if let (Block::Text, Some(text)) = (kind, block["text"].as_str().filter(|t| !t.is_empty())) {
-                    out.push_back(self.chunk(json!({ "content": text }), None));
-                }
+            Event::ContentBlockStart { index, content_block } => {
+                let kind = self.block_started(&content_block, out);
                 self.blocks.insert(index, kind);
             }
-            "content_block_delta" => {
-                let index = ev["index"].as_u64().unwrap_or(0);
-                let delta = &ev["delta"];
+            Event::ContentBlockDelta { index, delta } => {
                 let block = self.blocks.get(&index).copied().unwrap_or(Block::Other);
-                // The block is kept whole to hand on with its signature: bounded, whatever the
-                // upstream sends.
-                let growth = delta["thinking"].as_str().map_or(0, str::len);
-                if block == Block::Thinking && self.thinking.len() + growth > MAX_THINKING_BYTES {
-                    out.push_back(Err(ProviderError::Protocol("a thinking block exceeds 4 MiB")));
-                    return;
-                }
-                let piece = match (block, delta["type"].as_str()) {
-                    (Block::Text, Some("text_delta")) => delta["text"].as_str().map(|t| json!({ "content": t })),
-                    (Block::Thinking, Some("thinking_delta")) => delta["thinking"].as_str().map(|t| {
-                        self.thinking.push_str(t);
-                        json!({ "reasoning_content": t })
-                    }),
-                    (Block::Thinking, Some("signature_delta")) => {
-                        self.signature = delta["signature"].as_str().map(str::to_owned);
-                        None
-                    }
-                    (Block::Json, Some("input_json_delta")) => {
-                        delta["partial_json"].as_str().map(|t| json!({ "content": t }))
-                    }
-                    (Block::Tool(i), Some("input_json_delta")) => delta["partial_json"]
-                        .as_str()
-                        .map(|t| json!({"tool_calls": [{"index": i, "function": {"arguments": t}}]})),
-                    _ => None,
-                };
-                if let Some(d) = piece.filter(|d| !is_empty_text(d)) {
-                    out.push_back(self.chunk(d, None));
-                }
+                self.block_delta(block, delta, out);
             }
-            "message_delta" => {
-                self.merge_usage(&ev["usage"]);
-                out.push_back(Ok(StreamEvent::Usage(usage(&Value::Object(self.usage.clone())))));
-                let finish = finish_reason(ev["delta"]["stop_reason"].as_str(), &self.mode);
+            Event::MessageDelta { delta, usage: reported } => {
+                self.usage.merge(&reported);
+                out.push_back(Ok(StreamEvent::Usage(usage(&self.usage))));
+                let finish = finish_reason(delta.stop_reason.as_deref(), &self.mode);
                 out.push_back(self.chunk(json!({}), Some(finish)));
             }
-            "message_stop" => {
-                let usage = usage(&Value::Object(self.usage.clone()));
+            Event::MessageStop => {
+                let usage = usage(&self.usage);
                 let mut c = self.base.clone();
                 c.insert("choices".into(), json!([]));
                 c.insert("usage".into(), usage_value(&usage, None));
                 out.push_back(Ok(StreamEvent::Chunk(c)));
                 out.push_back(Ok(StreamEvent::Done));
             }
-            "error" => {
-                let message = error_message(ev.to_string().as_bytes());
+            Event::Error { error } => {
+                let message = Some(error.message.chars().take(1000).collect()).filter(|m: &String| !m.is_empty());
                 out.push_back(Err(ProviderError::MidStream { message }));
             }
-            "content_block_stop" => {
-                let index = ev["index"].as_u64().unwrap_or(0);
+            Event::ContentBlockStop { index } => {
                 if matches!(self.blocks.get(&index), Some(Block::Thinking)) {
                     let text = std::mem::take(&mut self.thinking);
                     if let Some(sig) = self.signature.take() {
@@ -177,7 +111,66 @@ impl AnthropicEvents {
                 }
             }
             // ping and event types added later carry nothing to forward.
-            _ => {}
+            Event::Other => {}
+        }
+    }
+
+    /// What a new content block is, announcing the ones the client sees at their start.
+    fn block_started(&mut self, block: &ContentBlock, out: &mut VecDeque<Item>) -> Block {
+        match block {
+            ContentBlock::Text { text } => {
+                if !text.is_empty() {
+                    out.push_back(self.chunk(json!({ "content": text }), None));
+                }
+                Block::Text
+            }
+            ContentBlock::Thinking { .. } => Block::Thinking,
+            ContentBlock::RedactedThinking { .. } => {
+                out.push_back(self.chunk(json!({ "thinking_blocks": [block.thinking_block()] }), None));
+                Block::Other
+            }
+            ContentBlock::ToolUse { name, .. } if self.mode.json_tool && name == JSON_TOOL => Block::Json,
+            ContentBlock::ToolUse { id, name, .. } => {
+                let i = self.tools;
+                self.tools += 1;
+                out.push_back(self.chunk(
+                    json!({"tool_calls": [{
+                        "index": i, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }]}),
+                    None,
+                ));
+                Block::Tool(i)
+            }
+            ContentBlock::Other => Block::Other,
+        }
+    }
+
+    fn block_delta(&mut self, block: Block, delta: Delta, out: &mut VecDeque<Item>) {
+        let piece = match (block, delta) {
+            (Block::Text, Delta::Text { text }) => Some(json!({ "content": text })),
+            (Block::Thinking, Delta::Thinking { thinking }) => {
+                // The block is kept whole to hand on with its signature: bounded, whatever the
+                // upstream sends.
+                if self.thinking.len() + thinking.len() > MAX_THINKING_BYTES {
+                    out.push_back(Err(ProviderError::Protocol("a thinking block exceeds 4 MiB")));
+                    return;
+                }
+                self.thinking.push_str(&thinking);
+                Some(json!({ "reasoning_content": thinking }))
+            }
+            (Block::Thinking, Delta::Signature { signature }) => {
+                self.signature = Some(signature);
+                None
+            }
+            (Block::Json, Delta::InputJson { partial_json }) => Some(json!({ "content": partial_json })),
+            (Block::Tool(i), Delta::InputJson { partial_json }) => {
+                Some(json!({"tool_calls": [{"index": i, "function": {"arguments": partial_json}}]}))
+            }
+            _ => None,
+        };
+        if let Some(d) = piece.filter(|d| !is_empty_text(d)) {
+            out.push_back(self.chunk(d, None));
         }
     }
 }
@@ -188,13 +181,10 @@ fn is_empty_text(delta: &Value) -> bool {
 
 impl EventMapper for AnthropicEvents {
     fn map(&mut self, event: SseEvent, out: &mut VecDeque<Item>) {
-        let Ok(ev) = serde_json::from_str::<Value>(&event.data) else {
-            out.push_back(Err(ProviderError::Protocol("stream event is not JSON")));
-            return;
-        };
-        // The event name is in both the `event:` field and the payload's `type`.
-        let kind = ev["type"].as_str().map(str::to_owned).or(event.event).unwrap_or_default();
-        self.handle(&kind, &ev, out);
+        match serde_json::from_str::<Event>(&event.data) {
+            Ok(ev) => self.handle(ev, out),
+            Err(_) => out.push_back(Err(ProviderError::Protocol("stream event is not an Anthropic event"))),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod embed;
 mod request;
 mod response;
 mod stream;
+mod wire;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -98,10 +99,10 @@ impl GeminiAdapter {
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let resp = self.send(call, false).await?;
         let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
+        let v: wire::GenerateContentResponse = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Protocol("response is not a GenerateContentResponse"))?;
         let p = response::parts(&v);
-        if !p.blocked && v["candidates"].get(0).is_none() {
+        if !p.blocked && v.candidates.is_empty() {
             return Err(ProviderError::Protocol("response has no candidates"));
         }
         if p.finish.as_deref() == Some(response::MALFORMED_CALL) {
@@ -112,8 +113,8 @@ impl GeminiAdapter {
         } else {
             response::finish_reason(p.finish.as_deref().unwrap_or("STOP"), !p.calls.is_empty())
         };
-        let usage = response::usage(&v["usageMetadata"]);
-        let model = v["modelVersion"].as_str().unwrap_or(call.upstream_model);
+        let usage = response::usage(&v.usage_metadata.unwrap_or_default());
+        let model = v.model_version.as_deref().unwrap_or(call.upstream_model);
         let mut out = envelope(&format!("chatcmpl-{}", call.request_id), "chat.completion", model);
         out.insert(
             "choices".into(),

@@ -5,14 +5,16 @@
 use layers_domain::Usage;
 use serde_json::{json, Value};
 
+use super::wire::{GenerateContentResponse, UsageMetadata};
+
 /// Gemini's usage metadata in OpenAI's terms.
-pub(super) fn usage(meta: &Value) -> Usage {
-    let n = |k: &str| meta.get(k).and_then(Value::as_u64).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let thoughts = n("thoughtsTokenCount");
+pub(super) fn usage(meta: &UsageMetadata) -> Usage {
+    let n = |v: Option<u64>| v.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let thoughts = n(meta.thoughts_token_count);
     Usage {
-        prompt_tokens: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
-        completion_tokens: n("candidatesTokenCount").saturating_add(thoughts),
-        cached_tokens: n("cachedContentTokenCount"),
+        prompt_tokens: n(meta.prompt_token_count).saturating_add(n(meta.tool_use_prompt_token_count)),
+        completion_tokens: n(meta.candidates_token_count).saturating_add(thoughts),
+        cached_tokens: n(meta.cached_content_token_count),
         cache_write_tokens: 0,
         reasoning_tokens: thoughts,
         images: 0,
@@ -44,30 +46,28 @@ pub(super) struct Parts {
     pub blocked: bool,
 }
 
-pub(super) fn parts(resp: &Value) -> Parts {
+pub(super) fn parts(resp: &GenerateContentResponse) -> Parts {
     let mut out = Parts::default();
-    let Some(candidate) = resp["candidates"].get(0) else {
-        out.blocked = resp["promptFeedback"]["blockReason"].is_string();
+    let Some(candidate) = resp.candidates.first() else {
+        out.blocked = resp.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.is_some());
         return out;
     };
-    for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
-        if let Some(t) = part["text"].as_str() {
-            if part["thought"].as_bool() == Some(true) {
+    for part in candidate.content.iter().flat_map(|c| &c.parts) {
+        if let Some(t) = &part.text {
+            if part.thought == Some(true) {
                 out.reasoning.push_str(t);
             } else {
                 out.text.push_str(t);
             }
-        } else if part["functionCall"].is_object() {
-            let call = &part["functionCall"];
-            let args = if call["args"].is_object() { call["args"].to_string() } else { "{}".to_owned() };
-            out.calls.push((
-                call["name"].as_str().unwrap_or_default().to_owned(),
-                args,
-                call["id"].as_str().map(str::to_owned),
-            ));
+        } else if let Some(call) = &part.function_call {
+            let args = match &call.args {
+                Some(args @ Value::Object(_)) => args.to_string(),
+                _ => "{}".to_owned(),
+            };
+            out.calls.push((call.name.clone(), args, call.id.clone()));
         }
     }
-    out.finish = candidate["finishReason"].as_str().map(str::to_owned);
+    out.finish = candidate.finish_reason.clone();
     out
 }
 
@@ -116,15 +116,16 @@ mod tests {
                               "cachedContentTokenCount": 4, "totalTokenCount": 24},
             "modelVersion": "gemini-2.5-flash"
         });
+        let resp: GenerateContentResponse = serde_json::from_value(resp).unwrap();
         let p = parts(&resp);
         assert_eq!((p.text.as_str(), p.reasoning.as_str()), ("Answer.", "Thinking about it"));
         assert_eq!(finish_reason(p.finish.as_deref().unwrap(), !p.calls.is_empty()), "tool_calls");
         let m = message(&p, "r1");
         assert_eq!(m["tool_calls"][0]["id"], "call_r1_0");
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], r#"{"q":"x"}"#);
-        let u = usage(&resp["usageMetadata"]);
+        let u = usage(&resp.usage_metadata.unwrap());
         assert_eq!((u.prompt_tokens, u.completion_tokens, u.reasoning_tokens, u.cached_tokens), (12, 12, 7, 4));
-        let blocked = parts(&json!({"promptFeedback": {"blockReason": "SAFETY"}}));
+        let blocked = parts(&serde_json::from_value(json!({"promptFeedback": {"blockReason": "SAFETY"}})).unwrap());
         assert!(blocked.blocked);
         assert_eq!(finish_reason("SAFETY", false), "content_filter");
         assert_eq!(finish_reason("MAX_TOKENS", false), "length");

@@ -8,11 +8,11 @@ use std::collections::VecDeque;
 use serde_json::{json, Value};
 
 use super::response::{call_id, finish_reason, parts, usage};
+use super::wire::{GenerateContentResponse, UsageMetadata};
 use crate::error::ProviderError;
 use crate::reply::{envelope, StreamEvent};
 use crate::sse::SseEvent;
 use crate::sse_stream::{EventMapper, Item};
-use crate::transport::error_message;
 use crate::usage_json::usage_value;
 
 pub(super) struct GeminiEvents {
@@ -20,7 +20,7 @@ pub(super) struct GeminiEvents {
     request_id: String,
     started: bool,
     tools: usize,
-    usage: Value,
+    usage: UsageMetadata,
     finished: bool,
 }
 
@@ -31,7 +31,7 @@ impl GeminiEvents {
             request_id: request_id.to_owned(),
             started: false,
             tools: 0,
-            usage: Value::Null,
+            usage: UsageMetadata::default(),
             finished: false,
         }
     }
@@ -45,19 +45,20 @@ impl GeminiEvents {
 
 impl EventMapper for GeminiEvents {
     fn map(&mut self, event: SseEvent, out: &mut VecDeque<Item>) {
-        let Ok(resp) = serde_json::from_str::<Value>(&event.data) else {
-            out.push_back(Err(ProviderError::Protocol("stream event is not JSON")));
+        let Ok(resp) = serde_json::from_str::<GenerateContentResponse>(&event.data) else {
+            out.push_back(Err(ProviderError::Protocol("stream event is not a GenerateContentResponse")));
             return;
         };
-        if resp.get("error").is_some() {
-            out.push_back(Err(ProviderError::MidStream { message: error_message(event.data.as_bytes()) }));
+        if let Some(error) = &resp.error {
+            let message = Some(error.message.chars().take(1000).collect()).filter(|m: &String| !m.is_empty());
+            out.push_back(Err(ProviderError::MidStream { message }));
             return;
         }
-        if resp["usageMetadata"].is_object() {
-            self.usage = resp["usageMetadata"].clone();
+        if let Some(meta) = resp.usage_metadata {
+            self.usage = meta;
             out.push_back(Ok(StreamEvent::Usage(usage(&self.usage))));
         }
-        if let Some(v) = resp["modelVersion"].as_str() {
+        if let Some(v) = &resp.model_version {
             self.base.insert("model".into(), json!(v));
         }
         if !self.started {
