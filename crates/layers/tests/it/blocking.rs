@@ -81,9 +81,9 @@ async fn a_flood_of_unknown_keys_from_rotating_ipv6_networks_stays_bounded() {
          {blocked} refused as blocked, {tracked} subjects tracked, RSS {rss_before} -> {rss_after} KiB",
         started.elapsed()
     );
-    // The /32 blocks at 16 × 50 failures; after that, one lookup a second.
+    // The /32 blocks at 16 × 50 failures; after that, about one lookup a second.
     let seconds = started.elapsed().as_secs() + 1;
-    assert!(lookups <= 800 + seconds, "{lookups} lookups");
+    assert!(lookups <= 800 + 2 * seconds, "{lookups} lookups");
     assert!(tracked <= TRACKED_SUBJECTS, "{tracked} subjects tracked");
 }
 
