@@ -3,10 +3,8 @@
 //! row, whichever way it ends.
 
 mod complete;
-mod dispatch;
-pub mod errors;
-pub mod media;
-mod meter;
+pub(crate) mod dispatch;
+pub(crate) mod meter;
 pub mod routing;
 mod stream;
 pub mod test_keys;
@@ -25,7 +23,6 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use self::errors::UpstreamFailure;
 use self::meter::{Ending, Meter, Pricing};
 use self::routing::{Answer, Candidate, Router};
 pub use self::stream::ClientStream;
@@ -34,6 +31,7 @@ use self::test_keys::{DailyCounts, TestKeySettings};
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
+pub use crate::failure::UpstreamFailure;
 use crate::ratelimit::RateLimiter;
 use crate::tasks::Tasks;
 
@@ -96,11 +94,11 @@ pub enum ChatError {
 pub struct ChatService {
     catalogue: Arc<Catalogue>,
     providers: Providers,
-    limits: RequestLimits,
-    billing: Billing,
+    pub(crate) limits: RequestLimits,
+    pub(crate) billing: Billing,
     limiter: RateLimiter,
-    router: Arc<Router>,
-    tasks: Tasks,
+    pub(crate) router: Arc<Router>,
+    pub(crate) tasks: Tasks,
     bytes_per_token: u32,
     test_keys: TestKeySettings,
     test_key_days: DailyCounts,
@@ -237,7 +235,12 @@ impl ChatService {
         self.resolve_kind(model, ModelKind::Chat, served_only)
     }
 
-    fn resolve_kind(&self, model: &str, kind: ModelKind, served_only: bool) -> Result<Arc<ModelEntry>, ChatError> {
+    pub(crate) fn resolve_kind(
+        &self,
+        model: &str,
+        kind: ModelKind,
+        served_only: bool,
+    ) -> Result<Arc<ModelEntry>, ChatError> {
         let wanted = kind;
         self.catalogue.resolve(model, kind, served_only).cloned().map_err(|why| match why {
             Unresolved::Unknown => {
@@ -259,7 +262,7 @@ impl ChatService {
         })
     }
 
-    async fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
+    pub(crate) async fn route(&self, ctx: &CallContext, entry: Arc<ModelEntry>) -> Result<Route, ChatError> {
         let not_served = || ChatError::ModelNotFound {
             message: format!("The model `{}` is not available on this deployment", entry.name()),
         };
@@ -300,7 +303,7 @@ impl ChatService {
         Ok(Route { entry, candidates, started: ctx.started })
     }
 
-    fn meter_for(
+    pub(crate) fn meter_for(
         &self,
         ctx: &CallContext,
         route: &Route,
@@ -381,7 +384,7 @@ impl RouteCall {
             }
             Err(ProviderError::ClientGone) => {
                 meter.finish(Ending::Abandoned);
-                Err(ChatError::Upstream(errors::describe(&ProviderError::ClientGone)))
+                Err(ChatError::Upstream(crate::failure::describe(&ProviderError::ClientGone)))
             }
             Err(err) => Err(failed(candidate, meter, &err)),
         }
@@ -389,10 +392,10 @@ impl RouteCall {
 }
 
 /// Records a request no route could serve and says why, in the client's terms.
-fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderError) -> ChatError {
+pub(crate) fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderError) -> ChatError {
     // Logged once, where the response is written (a 5xx with this cause; a 4xx is the
     // client's to read).
-    let failure = errors::describe(err);
+    let failure = crate::failure::describe(err);
     tracing::debug!(provider = %candidate.provider, code = %failure.code, "no route served the request");
     meter.finish(Ending::Failed { code: failure.code, usage: None, generated_bytes: 0, final_usage: false });
     ChatError::Upstream(failure)

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::complete::layers_object;
-use super::errors::{describe, UpstreamFailure};
 use super::meter::{Ending, Meter, Metered};
+use crate::failure::{describe, UpstreamFailure};
 use crate::tasks::Tasks;
 
 /// What the client stream needs besides the upstream stream.

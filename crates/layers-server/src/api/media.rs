@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use http::{HeaderValue, StatusCode};
-use layers_core::chat::media::{EmbeddingRequest, ImageRequest, MediaReply};
 use layers_core::chat::CallContext;
+use layers_core::media::{EmbeddingRequest, ImageRequest, MediaReply};
 use layers_domain::RequestId;
 
 use crate::api::chat::reply_headers;

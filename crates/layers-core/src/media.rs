@@ -17,11 +17,11 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch;
-use super::meter::{Ending, Meter, Pricing};
-use super::routing::{Candidate, Router};
-use super::{CallContext, ChatError, ChatService, Credits, Route};
 use crate::billing::ReserveRequest;
+use crate::chat::dispatch;
+use crate::chat::meter::{Ending, Meter, Pricing};
+use crate::chat::routing::{Candidate, Router};
+use crate::chat::{CallContext, ChatError, ChatService, Credits, Route};
 
 /// Most inputs in one embeddings request (OpenAI's limit).
 const MAX_EMBED_INPUTS: usize = 2048;
@@ -337,9 +337,9 @@ impl MediaCall {
             Ok(reply) => reply,
             Err(ProviderError::ClientGone) => {
                 meter.finish(Ending::Abandoned);
-                return Err(ChatError::Upstream(super::errors::describe(&ProviderError::ClientGone)));
+                return Err(ChatError::Upstream(crate::failure::describe(&ProviderError::ClientGone)));
             }
-            Err(err) => return Err(super::failed(candidate, meter, &err)),
+            Err(err) => return Err(crate::chat::failed(candidate, meter, &err)),
         };
         if let Some(asked) = asked {
             // Priced at the quality and size the provider says it made, else as asked (the size

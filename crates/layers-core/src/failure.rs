@@ -1,5 +1,5 @@
-//! How a failed upstream call is shown to the client: status, error code and a message that
-//! never leaks gateway internals. Invariant: one mapping, used for HTTP errors and for error
+//! How a failed upstream call is shown to the client (chat, embeddings and images alike): its
+//! error code and a message that never leaks gateway internals. Invariant: one mapping, used for HTTP errors and for error
 //! events inside a stream alike.
 
 use std::time::Duration;
