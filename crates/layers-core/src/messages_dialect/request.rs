@@ -29,21 +29,8 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
         .ok_or_else(|| invalid("max_tokens", "`max_tokens` is required and must be a positive integer"))?;
     let mut cache = false;
     let mut messages = Vec::new();
-    match obj.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
-        Some(Value::Array(blocks)) => {
-            let mut parts = Vec::new();
-            for (i, b) in blocks.iter().enumerate() {
-                if b["type"] != "text" {
-                    return Err(invalid(&format!("system[{i}]"), "system blocks must be text"));
-                }
-                cache |= b.get("cache_control").is_some();
-                parts.push(json!({"type": "text", "text": b["text"].as_str().unwrap_or_default()}));
-            }
-            messages.push(json!({"role": "system", "content": parts}));
-        }
-        Some(_) => return Err(invalid("system", "`system` must be a string or an array of text blocks")),
+    if let Some(system) = system_message(obj.get("system"), &mut cache)? {
+        messages.push(system);
     }
     let input =
         obj.get("messages").and_then(Value::as_array).ok_or_else(|| invalid("messages", "`messages` is required"))?;
@@ -84,44 +71,13 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
                 }
             }
             "tools" => {
-                let tools = value.as_array().ok_or_else(|| invalid("tools", "`tools` must be an array"))?;
-                let mut list = Vec::new();
-                for (i, t) in tools.iter().enumerate() {
-                    if t.get("type").is_some_and(|k| k != "custom") {
-                        return Err(invalid(
-                            &format!("tools[{i}]"),
-                            "server tools are not supported through this gateway",
-                        ));
-                    }
-                    cache |= t.get("cache_control").is_some();
-                    let name = t["name"]
-                        .as_str()
-                        .ok_or_else(|| invalid(&format!("tools[{i}].name"), "a tool needs a name"))?;
-                    let mut f = json!({"name": name, "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}))});
-                    if let Some(d) = t["description"].as_str() {
-                        f["description"] = json!(d);
-                    }
-                    list.push(json!({"type": "function", "function": f}));
-                }
-                out.insert("tools".into(), Value::Array(list));
+                out.insert("tools".into(), tools(value, &mut cache)?);
             }
             "tool_choice" => {
-                let choice = match value["type"].as_str() {
-                    Some("auto") => json!("auto"),
-                    Some("any") => json!("required"),
-                    Some("none") => json!("none"),
-                    Some("tool") => {
-                        let name = value["name"]
-                            .as_str()
-                            .ok_or_else(|| invalid("tool_choice.name", "`tool_choice.name` is required"))?;
-                        json!({"type": "function", "function": {"name": name}})
-                    }
-                    _ => return Err(invalid("tool_choice.type", "must be auto, any, tool or none")),
-                };
+                out.insert("tool_choice".into(), tool_choice(value)?);
                 if value["disable_parallel_tool_use"].as_bool() == Some(true) {
                     parallel = Some(false);
                 }
-                out.insert("tool_choice".into(), choice);
             }
             other => return Err(invalid(other, &format!("`{other}` is not supported by this gateway"))),
         }
@@ -136,6 +92,61 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
         out.insert("anthropic".into(), Value::Object(anthropic));
     }
     serde_json::from_value(Value::Object(out)).map_err(|e| invalid("messages", &format!("invalid request: {e}")))
+}
+
+/// `system` as the chat shape's first message (text blocks only).
+fn system_message(system: Option<&Value>, cache: &mut bool) -> Result<Option<Value>, Invalid> {
+    match system {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(json!({"role": "system", "content": s}))),
+        Some(Value::Array(blocks)) => {
+            let mut parts = Vec::new();
+            for (i, b) in blocks.iter().enumerate() {
+                if b["type"] != "text" {
+                    return Err(invalid(&format!("system[{i}]"), "system blocks must be text"));
+                }
+                *cache |= b.get("cache_control").is_some();
+                parts.push(json!({"type": "text", "text": b["text"].as_str().unwrap_or_default()}));
+            }
+            Ok(Some(json!({"role": "system", "content": parts})))
+        }
+        Some(_) => Err(invalid("system", "`system` must be a string or an array of text blocks")),
+    }
+}
+
+/// Custom tools as chat functions; server tools are refused.
+fn tools(value: &Value, cache: &mut bool) -> Result<Value, Invalid> {
+    let tools = value.as_array().ok_or_else(|| invalid("tools", "`tools` must be an array"))?;
+    let mut list = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        if t.get("type").is_some_and(|k| k != "custom") {
+            return Err(invalid(&format!("tools[{i}]"), "server tools are not supported through this gateway"));
+        }
+        *cache |= t.get("cache_control").is_some();
+        let name = t["name"].as_str().ok_or_else(|| invalid(&format!("tools[{i}].name"), "a tool needs a name"))?;
+        let parameters = t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}));
+        let mut f = json!({"name": name, "parameters": parameters});
+        if let Some(d) = t["description"].as_str() {
+            f["description"] = json!(d);
+        }
+        list.push(json!({"type": "function", "function": f}));
+    }
+    Ok(Value::Array(list))
+}
+
+/// `tool_choice` in the chat shape.
+fn tool_choice(value: &Value) -> Result<Value, Invalid> {
+    Ok(match value["type"].as_str() {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => {
+            let name =
+                value["name"].as_str().ok_or_else(|| invalid("tool_choice.name", "`tool_choice.name` is required"))?;
+            json!({"type": "function", "function": {"name": name}})
+        }
+        _ => return Err(invalid("tool_choice.type", "must be auto, any, tool or none")),
+    })
 }
 
 fn translate_message(m: &Value, i: usize, out: &mut Vec<Value>, cache: &mut bool) -> Result<(), Invalid> {

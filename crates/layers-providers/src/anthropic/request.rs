@@ -38,17 +38,8 @@ pub(super) fn build(
     body.insert("max_tokens".into(), json!(req.output_cap().unwrap_or(default_max).max(1)));
     let (system, mut messages) = messages(&req.messages)?;
     let cache = truthy(req.extra.get("cache"));
-    if !system.is_empty() {
-        let mut blocks = system;
-        if cache {
-            mark_cached(blocks.last_mut());
-        }
-        body.insert("system".into(), Value::Array(blocks));
-    }
-    if cache {
-        if let Some(last) = messages.last_mut().and_then(|m| m["content"].as_array_mut()).and_then(|c| c.last_mut()) {
-            mark_cached(Some(last));
-        }
+    if let Some(system) = with_cache_marks(system, &mut messages, cache) {
+        body.insert("system".into(), system);
     }
     body.insert("messages".into(), Value::Array(messages));
     if stream {
@@ -110,6 +101,28 @@ pub(super) fn build(
             "`response_format` cannot be combined with `tools` on Anthropic models",
         ));
     }
+    set_tool_choice(&mut body, tool_choice, parallel_tools)?;
+    Ok((Value::Object(body), mode))
+}
+
+/// The system blocks (if any), with prompt caching marked on the last system block and the
+/// last message's last block when the request asks for `cache`.
+fn with_cache_marks(mut system: Vec<Value>, messages: &mut [Value], cache: bool) -> Option<Value> {
+    if cache {
+        if let Some(last) = messages.last_mut().and_then(|m| m["content"].as_array_mut()).and_then(|c| c.last_mut()) {
+            mark_cached(Some(last));
+        }
+        mark_cached(system.last_mut());
+    }
+    (!system.is_empty()).then_some(Value::Array(system))
+}
+
+/// `tool_choice`, with `parallel_tool_calls: false` as Anthropic's `disable_parallel_tool_use`.
+fn set_tool_choice(
+    body: &mut Map<String, Value>,
+    tool_choice: Option<&Value>,
+    parallel_tools: Option<bool>,
+) -> Result<(), ProviderError> {
     if let Some(choice) = tool_choice {
         let mut c = map_tool_choice(choice)?;
         if parallel_tools == Some(false) && c["type"] != "none" {
@@ -119,7 +132,7 @@ pub(super) fn build(
     } else if parallel_tools == Some(false) && body.contains_key("tools") {
         body.insert("tool_choice".into(), json!({"type": "auto", "disable_parallel_tool_use": true}));
     }
-    Ok((Value::Object(body), mode))
+    Ok(())
 }
 
 fn truthy(v: Option<&Value>) -> bool {

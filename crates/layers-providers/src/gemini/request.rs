@@ -75,45 +75,21 @@ pub(super) fn build(req: &ChatRequest, images: &Fetched) -> Result<Value, Provid
             }
             "response_format" => response_format(value, &mut config)?,
             "thinking" => {
-                let budget =
-                    value["budget_tokens"].as_u64().filter(|_| value["type"] == "enabled").ok_or_else(|| {
-                        unsupported("thinking", "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}")
-                    })?;
-                config.insert("thinkingConfig".into(), json!({"thinkingBudget": budget, "includeThoughts": true}));
+                config.insert("thinkingConfig".into(), thinking_config(value)?);
             }
             "reasoning_effort" => {
                 let budget = translate::effort_budget(value)?;
                 config.insert("thinkingConfig".into(), json!({"thinkingBudget": budget, "includeThoughts": true}));
             }
             "tools" => {
-                let declarations: Vec<Value> = translate::function_tools(value)?
-                    .into_iter()
-                    .map(|t| {
-                        let mut d = json!({"name": t.name, "parameters": t.parameters});
-                        if let Some(desc) = t.description {
-                            d["description"] = json!(desc);
-                        }
-                        d
-                    })
-                    .collect();
-                body.insert("tools".into(), json!([{ "functionDeclarations": declarations }]));
+                body.insert("tools".into(), function_declarations(value)?);
             }
             "tool_choice" => tool_choice = Some(value),
             // Gemini calls functions in parallel as it sees fit; asking for no parallel calls
             // cannot be honoured, so only the default is accepted.
             "parallel_tool_calls" if value.as_bool() == Some(true) => {}
             "cache" | "stream_options" | "user" => {}
-            "google" => {
-                for (k, v) in translate::option_object("google", value)? {
-                    if k == "generationConfig" {
-                        if let Some(extra) = v.as_object() {
-                            config.extend(extra.clone());
-                        }
-                    } else {
-                        body.insert(k.clone(), v.clone());
-                    }
-                }
-            }
+            "google" => google_options(value, &mut body, &mut config)?,
             other if OTHER_PROVIDERS.contains(&other) => {}
             other => return Err(unsupported(other, &format!("`{other}` is not supported by Gemini models"))),
         }
@@ -125,6 +101,48 @@ pub(super) fn build(req: &ChatRequest, images: &Fetched) -> Result<Value, Provid
         body.insert("generationConfig".into(), Value::Object(config));
     }
     Ok(Value::Object(body))
+}
+
+/// `thinking: {"type": "enabled", "budget_tokens": N}` as Gemini's `thinkingConfig`.
+fn thinking_config(value: &Value) -> Result<Value, ProviderError> {
+    let budget = value["budget_tokens"]
+        .as_u64()
+        .filter(|_| value["type"] == "enabled")
+        .ok_or_else(|| unsupported("thinking", "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}"))?;
+    Ok(json!({"thinkingBudget": budget, "includeThoughts": true}))
+}
+
+/// OpenAI function tools as Gemini `functionDeclarations`.
+fn function_declarations(value: &Value) -> Result<Value, ProviderError> {
+    let declarations: Vec<Value> = translate::function_tools(value)?
+        .into_iter()
+        .map(|t| {
+            let mut d = json!({"name": t.name, "parameters": t.parameters});
+            if let Some(desc) = t.description {
+                d["description"] = json!(desc);
+            }
+            d
+        })
+        .collect();
+    Ok(json!([{ "functionDeclarations": declarations }]))
+}
+
+/// The `google` option object: `generationConfig` merges into the config, the rest into the body.
+fn google_options(
+    value: &Value,
+    body: &mut Map<String, Value>,
+    config: &mut Map<String, Value>,
+) -> Result<(), ProviderError> {
+    for (k, v) in translate::option_object("google", value)? {
+        if k == "generationConfig" {
+            if let Some(extra) = v.as_object() {
+                config.extend(extra.clone());
+            }
+        } else {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(())
 }
 
 /// System instruction parts and the conversation (`user` / `model` turns, merged when
