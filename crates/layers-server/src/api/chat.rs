@@ -28,25 +28,31 @@ pub async fn chat_completions(
 
 fn render(reply: ChatReply) -> Response {
     let mut resp = match reply.body {
-        ReplyBody::Json(bytes) => {
-            let mut r = (StatusCode::OK, bytes).into_response();
-            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        ReplyBody::Stream(stream) => {
-            let mut r = Response::new(Body::from_stream(stream));
-            let h = r.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
-        }
+        ReplyBody::Json(bytes) => json_response(bytes),
+        ReplyBody::Stream(stream) => sse_response(Body::from_stream(stream)),
     };
     reply_headers(&mut resp, &reply.provider, reply.credits);
     resp
 }
 
 /// `x-layers-provider` and the credit headers of a reply.
+/// A 200 with a JSON body.
+pub(crate) fn json_response(bytes: bytes::Bytes) -> Response {
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A 200 event stream, unbuffered by proxies on the way.
+pub(crate) fn sse_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
 pub(crate) fn reply_headers(resp: &mut Response, provider: &str, c: Credits) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(provider) {

@@ -3,15 +3,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
-use http::{HeaderValue, StatusCode};
 use layers_core::chat::CallContext;
 use layers_core::messages_dialect::MessagesBody;
 use layers_domain::RequestId;
 use serde_json::Value;
 
-use crate::api::chat::reply_headers;
+use crate::api::chat::{json_response, reply_headers, sse_response};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Authenticated};
 use crate::middleware::context::Started;
@@ -29,19 +28,8 @@ pub async fn messages(
     let ctx = CallContext { principal, request_id, started, endpoint: "messages" };
     let reply = state.core.chat.messages(&ctx, &body, beta).await?;
     let mut resp = match reply.body {
-        MessagesBody::Json(bytes) => {
-            let mut r = (StatusCode::OK, bytes).into_response();
-            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        MessagesBody::Stream(events) => {
-            let mut r = Response::new(Body::from_stream(events));
-            let h = r.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
-        }
+        MessagesBody::Json(bytes) => json_response(bytes),
+        MessagesBody::Stream(events) => sse_response(Body::from_stream(events)),
     };
     reply_headers(&mut resp, &reply.provider, reply.credits);
     Ok(resp)

@@ -60,7 +60,7 @@ async fn fifty_malformed_keys_then_a_valid_key_from_the_same_address_is_served()
 async fn a_flood_of_unknown_keys_from_rotating_ipv6_networks_stays_bounded() {
     let app = TestApp::spawn().await;
     let n: u64 = std::env::var("LAYERS_PROBE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let rss_before = rss_kib();
+    let rss_before = proc_status_kib("VmRSS");
     let started = Instant::now();
     let (mut blocked, mut refused) = (0u64, 0u64);
     for i in 0..n {
@@ -75,7 +75,7 @@ async fn a_flood_of_unknown_keys_from_rotating_ipv6_networks_stays_bounded() {
     }
     let lookups = app.core.auth.stats().db_lookups.load(Ordering::Relaxed);
     let tracked = app.core.ip_guard.tracked();
-    let rss_after = rss_kib();
+    let rss_after = proc_status_kib("VmRSS");
     println!(
         "{n} random keys from rotating /64s in {:?}: {lookups} database lookups, {refused} refused as invalid, \
          {blocked} refused as blocked, {tracked} subjects tracked, RSS {rss_before} -> {rss_after} KiB",
@@ -85,15 +85,6 @@ async fn a_flood_of_unknown_keys_from_rotating_ipv6_networks_stays_bounded() {
     let seconds = started.elapsed().as_secs() + 1;
     assert!(lookups <= 800 + 2 * seconds, "{lookups} lookups");
     assert!(tracked <= TRACKED_SUBJECTS, "{tracked} subjects tracked");
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]

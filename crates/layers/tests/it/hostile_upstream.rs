@@ -56,7 +56,7 @@ async fn concurrent_large_bodies_share_one_budget_and_the_rest_are_refused_at_on
         "10 × 30 MiB bodies on a 64 MiB budget: {served} served, {refused} refused in {:?}; peak RSS of this process \
          {} MiB (the mock's bodies included)",
         started.elapsed(),
-        peak_rss_kib() / 1024
+        proc_status_kib("VmHWM") / 1024
     );
     assert_eq!(served + refused, 10, "{outcomes:?}");
     assert!(refused >= 1, "ten 30 MiB bodies fit a 64 MiB budget?");
@@ -94,13 +94,4 @@ async fn accumulated_thinking_past_the_bound_ends_the_stream_cleanly() {
         let (status, err) = error_of(resp).await;
         assert_eq!((status, err["code"].as_str().unwrap()), (502, "upstream_invalid_response"));
     }
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

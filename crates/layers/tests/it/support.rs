@@ -55,3 +55,13 @@ pub async fn error_of(resp: reqwest::Response) -> (u16, Value) {
     assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "request_id matches x-request-id");
     (status, err)
 }
+
+/// A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`…), 0 where there is none.
+pub fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
