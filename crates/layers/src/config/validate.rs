@@ -390,25 +390,13 @@ fn check_providers(
             ));
             continue;
         }
-        let api_key = match (&p.api_key_file, &p.api_key_env) {
-            (Some(file), _) => match std::fs::read_to_string(file) {
-                Ok(k) => Some(SecretString::from(k.trim().to_owned())),
-                Err(err) => {
-                    problems.push(Problem::new(
-                        &format!("{path}.api_key_file"),
-                        format!("cannot read {}: {err}", file.display()),
-                    ));
-                    continue;
-                }
-            },
-            (None, Some(var)) => match env.get(var).filter(|v| !v.is_empty()) {
-                Some(k) => Some(SecretString::from(k.clone())),
-                None => {
-                    disabled.push((p.name.clone(), format!("{var} is not set")));
-                    continue;
-                }
-            },
-            (None, None) => None,
+        let api_key = match provider_key(p, env, &path, problems) {
+            Ok(key) => key,
+            Err(Some(reason)) => {
+                disabled.push((p.name.clone(), reason));
+                continue;
+            }
+            Err(None) => continue,
         };
         let d = Timeouts::default();
         let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
@@ -427,6 +415,33 @@ fn check_providers(
         });
     }
     (enabled, disabled)
+}
+
+/// The provider's API key: from its file, or from its environment variable. `Err(Some(why))`
+/// disables the provider (its variable is not set); `Err(None)` is a problem already reported.
+fn provider_key(
+    p: &ProviderConfig,
+    env: &BTreeMap<String, String>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<SecretString>, Option<String>> {
+    match (&p.api_key_file, &p.api_key_env) {
+        (Some(file), _) => match std::fs::read_to_string(file) {
+            Ok(k) => Ok(Some(SecretString::from(k.trim().to_owned()))),
+            Err(err) => {
+                problems.push(Problem::new(
+                    &format!("{path}.api_key_file"),
+                    format!("cannot read {}: {err}", file.display()),
+                ));
+                Err(None)
+            }
+        },
+        (None, Some(var)) => match env.get(var).filter(|v| !v.is_empty()) {
+            Some(k) => Ok(Some(SecretString::from(k.clone()))),
+            None => Err(Some(format!("{var} is not set"))),
+        },
+        (None, None) => Ok(None),
+    }
 }
 
 /// `http://localhost…`, `http://127.x.y.z…` or `http://[::1]…`.
