@@ -3,22 +3,49 @@
 //! `completion_tokens_details.reasoning_tokens` (0 when none), as SPEC §2.1 requires.
 
 use layers_domain::Usage;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Reads an OpenAI `usage` object; `None` when absent or not an object.
+/// OpenAI's `usage` object as upstreams send it: a field read here is a typed field, so a
+/// renamed one is a compile error; a count that is not a number leaves it out.
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    prompt_tokens: u64,
+    #[serde(default, deserialize_with = "lenient")]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptDetails {
+    #[serde(default, deserialize_with = "lenient")]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionDetails {
+    #[serde(default, deserialize_with = "lenient")]
+    reasoning_tokens: Option<u64>,
+}
+
+/// A count, or nothing when the upstream sent `null` or something that is not a count.
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Value::deserialize(d)?.as_u64())
+}
+
+/// Reads an OpenAI `usage` object; `None` when absent, not an object or without a prompt count.
 pub fn parse_usage(v: &Value) -> Option<Usage> {
-    let obj = v.as_object()?;
-    let num = |v: Option<&Value>| v.and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-    let prompt = num(obj.get("prompt_tokens"))?;
-    let completion = num(obj.get("completion_tokens")).unwrap_or(0);
-    let cached = num(obj.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"))).unwrap_or(0);
-    let reasoning = num(obj.get("completion_tokens_details").and_then(|d| d.get("reasoning_tokens"))).unwrap_or(0);
+    let u = WireUsage::deserialize(v).ok()?;
+    let clamp = |n: Option<u64>| n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
     Some(Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        cached_tokens: cached,
+        prompt_tokens: clamp(Some(u.prompt_tokens)),
+        completion_tokens: clamp(u.completion_tokens),
+        cached_tokens: clamp(u.prompt_tokens_details.and_then(|d| d.cached_tokens)),
         cache_write_tokens: 0,
-        reasoning_tokens: reasoning,
+        reasoning_tokens: clamp(u.completion_tokens_details.and_then(|d| d.reasoning_tokens)),
         images: 0,
     })
 }
@@ -60,6 +87,11 @@ mod tests {
         assert_eq!(out["prompt_tokens_details"]["audio_tokens"], 0);
         assert_eq!(out["total_tokens"], 15);
         assert!(parse_usage(&Value::Null).is_none());
+        assert!(parse_usage(&json!({"completion_tokens": 3})).is_none(), "no prompt count");
+        let odd = parse_usage(&json!({"prompt_tokens": 7, "completion_tokens": null,
+            "prompt_tokens_details": {"cached_tokens": "x"}}))
+        .unwrap();
+        assert_eq!((odd.prompt_tokens, odd.completion_tokens, odd.cached_tokens), (7, 0, 0));
         let bare = usage_value(&u, None);
         assert_eq!(bare["prompt_tokens_details"]["cached_tokens"], 4);
     }
