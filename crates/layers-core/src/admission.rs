@@ -3,8 +3,8 @@
 //! edge, so the order of these checks lives here and not in an HTTP extractor.
 //! Invariant: a blocked network is refused for unknown credentials only; a key known valid is
 //! served (and looked up again when its cache entry is stale), and any other key is looked up
-//! at most once a second per blocked network, so a paying user behind a guesser's address keeps working and the guesser costs
-//! almost nothing.
+//! at most once a second per blocked network, so a paying user behind a guesser's address
+//! keeps working and the guesser costs almost nothing.
 
 use std::net::IpAddr;
 

@@ -60,18 +60,19 @@ impl std::ops::Deref for Body {
     }
 }
 
-/// Reads a whole body, bounded in size, by the call's deadline and by the node's budget.
+/// Reads a whole body, bounded in size, by the call's deadline and, when given, by the node's
+/// budget (an answer is; a small error body read once is bounded by its size alone).
 pub async fn read_body(
     resp: reqwest::Response,
     deadline: Instant,
     limit: usize,
-    budget: &Budget,
+    budget: Option<&Budget>,
 ) -> Result<Body, ProviderError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ProviderError::Protocol("response body too large"));
     }
     let mut held = Held::default();
-    if let Some(n) = resp.content_length() {
+    if let (Some(budget), Some(n)) = (budget, resp.content_length()) {
         budget.cover(&mut held, n as usize)?;
     }
     let mut stream = resp.bytes_stream();
@@ -85,7 +86,9 @@ pub async fn read_body(
                 if buf.len() + chunk.len() > limit {
                     return Err(ProviderError::Protocol("response body too large"));
                 }
-                budget.cover(&mut held, buf.len() + chunk.len())?;
+                if let Some(budget) = budget {
+                    budget.cover(&mut held, buf.len() + chunk.len())?;
+                }
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => return Err(ProviderError::Transport(e)),
@@ -99,9 +102,7 @@ pub async fn status_error(resp: reqwest::Response) -> ProviderError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
     let deadline = Instant::now() + Duration::from_secs(5);
-    // An error body is small and read once; it is bounded by size alone.
-    let unbudgeted = Budget::new(crate::budget::UpstreamLimits { buffer_bytes: MAX_ERROR_BYTES, image_fetches: 1 });
-    let message = read_body(resp, deadline, MAX_ERROR_BYTES, &unbudgeted).await.ok().and_then(|b| error_message(&b));
+    let message = read_body(resp, deadline, MAX_ERROR_BYTES, None).await.ok().and_then(|b| error_message(&b));
     // Some providers answer 400 for the operator's account problems (Anthropic: credit balance
     // too low; Gemini: API_KEY_INVALID). Those are not the client's fault: report them as a
     // refused credential, so another route is tried and the client sees no provider text.

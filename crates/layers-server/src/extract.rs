@@ -31,20 +31,19 @@ impl FromRequestParts<AppState> for Authenticated {
             .or_else(|| parts.headers.get("x-api-key"))
             .map(|v| v.to_str().unwrap_or(""));
         let ip = parts.extensions.get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let (principal, admission) = match state.core.admit(header, ip).await {
-            Ok(admitted) => admitted,
+        let admitted = state.core.admit(header, ip).await;
+        // The rate headers are written for a refusal by the limit as for an admission.
+        if let (Ok((_, admission)) | Err(Refused::RateLimited(admission)), Some(slot)) =
+            (&admitted, parts.extensions.get::<RateSlot>())
+        {
+            slot.set(*admission);
+        }
+        let principal = match admitted {
+            Ok((principal, _)) => principal,
             Err(Refused::Auth(err)) => return Err(err.into()),
             Err(Refused::Blocked(blocked)) => return Err(ApiError::IpBlocked(blocked)),
-            Err(Refused::RateLimited(admission)) => {
-                if let Some(slot) = parts.extensions.get::<RateSlot>() {
-                    slot.set(admission);
-                }
-                return Err(ApiError::RateLimited(admission));
-            }
+            Err(Refused::RateLimited(admission)) => return Err(ApiError::RateLimited(admission)),
         };
-        if let Some(slot) = parts.extensions.get::<RateSlot>() {
-            slot.set(admission);
-        }
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(principal.user_id));
         span.record("key_id", tracing::field::display(principal.key_id));

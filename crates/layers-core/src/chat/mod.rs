@@ -16,8 +16,6 @@ use bytes::Bytes;
 use layers_domain::limits::RequestLimits;
 use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind, RequestId};
 use layers_providers::{ChatRequest, ProviderError, Providers};
-
-use crate::codes::ErrorCode;
 use layers_store::UsageRecord;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -31,6 +29,7 @@ use self::test_keys::{DailyCounts, TestKeySettings};
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, Reservation, ReserveRequest};
 use crate::catalogue::{Catalogue, ModelEntry, Unresolved};
+use crate::codes::ErrorCode;
 pub use crate::failure::UpstreamFailure;
 use crate::ratelimit::RateLimiter;
 use crate::tasks::Tasks;

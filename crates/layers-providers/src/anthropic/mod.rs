@@ -52,7 +52,7 @@ impl AnthropicAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let (resp, mode) = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, Some(&self.budget)).await?;
         let (body, usage) = response::completion(&body, call.request_id, &mode)?;
         Ok(Completion { body, usage: Some(usage) })
     }

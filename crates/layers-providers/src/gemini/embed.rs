@@ -54,7 +54,7 @@ impl GeminiAdapter {
             .map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
         let rb = self.post(format!("{}/{model}:batchEmbedContents", self.base_url), body);
         let resp = transport::send(rb, &timing::within(self.timeouts, call.deadline)).await?;
-        let raw = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
+        let raw = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, Some(&self.budget)).await?;
         let v: Value = serde_json::from_slice(&raw).map_err(|_| ProviderError::Protocol("response is not JSON"))?;
         let vectors: Vec<Vec<f32>> = v["embeddings"]
             .as_array()

@@ -98,7 +98,7 @@ impl GeminiAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let resp = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, Some(&self.budget)).await?;
         let v: wire::GenerateContentResponse = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Protocol("response is not a GenerateContentResponse"))?;
         let p = response::parts(&v);

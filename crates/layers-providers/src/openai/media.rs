@@ -78,7 +78,7 @@ impl OpenAiAdapter {
             rb = rb.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
         }
         let resp = transport::send(rb, &timing::within(self.timeouts, deadline)).await?;
-        let raw = transport::read_body(resp, deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
+        let raw = transport::read_body(resp, deadline, transport::MAX_BODY_BYTES, Some(&self.budget)).await?;
         serde_json::from_slice(&raw).map_err(|_| ProviderError::Protocol("response is not a JSON object"))
     }
 }

@@ -54,7 +54,7 @@ impl OpenAiAdapter {
 
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
         let resp = self.send(call, false).await?;
-        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, &self.budget).await?;
+        let body = transport::read_body(resp, call.deadline, transport::MAX_BODY_BYTES, Some(&self.budget)).await?;
         let body: Map<String, Value> =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol("response is not a JSON object"))?;
         if !body.get("choices").is_some_and(Value::is_array) {

@@ -35,7 +35,6 @@ fn render(reply: ChatReply) -> Response {
     resp
 }
 
-/// `x-layers-provider` and the credit headers of a reply.
 /// A 200 with a JSON body.
 pub(crate) fn json_response(bytes: bytes::Bytes) -> Response {
     let mut r = (StatusCode::OK, bytes).into_response();
@@ -53,6 +52,7 @@ pub(crate) fn sse_response(body: Body) -> Response {
     r
 }
 
+/// `x-layers-provider` and the credit headers of a reply.
 pub(crate) fn reply_headers(resp: &mut Response, provider: &str, c: Credits) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(provider) {

@@ -14,12 +14,14 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers (pinged at most once a second, see `Readiness`). Redis is reported but does not make the node unready: a
-/// node without Redis limits locally and keeps serving (SPEC §5), whereas failing readiness on
-/// every node at once would turn a Redis outage into a full one.
+/// Ready when the database answers (pinged at most once a second, see `Readiness`). Redis is
+/// reported but does not make the node unready: a node without Redis limits locally and keeps
+/// serving (SPEC §5), whereas failing readiness on every node at once would turn a Redis outage
+/// into a full one.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let unavailable = |why: &str| {
-        let status = StatusCode::from_u16(ErrorCode::ServiceUnavailable.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(ErrorCode::ServiceUnavailable.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         (status, Json(json!({"status": "unavailable", "database": why}))).into_response()
     };
     match state.core.readiness.database().await {

@@ -2,19 +2,17 @@
 //! only); every counter is read from the component that owns it; on the public listener the
 //! page is served only as [`MetricsAccess`] allows (production: not at all by default).
 
-use layers_core::codes::ErrorCode;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue};
+use layers_core::codes::ErrorCode;
+use layers_core::Core;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-
-use layers_core::Core;
 
 use crate::error::ApiError;
 use crate::state::AppState;

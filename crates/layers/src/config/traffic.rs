@@ -71,6 +71,25 @@ fn positive(path: &str, v: u32, problems: &mut Vec<Problem>) -> u32 {
     v
 }
 
+/// A setting that must not be zero: its value, or `None` when unset or zero (zero is reported).
+fn nonzero(path: &str, v: Option<u64>, problems: &mut Vec<Problem>) -> Option<u64> {
+    if v == Some(0) {
+        problems.push(Problem::new(path, "must be greater than zero"));
+        return None;
+    }
+    v
+}
+
+/// A non-zero duration in seconds, else `default`.
+fn secs(path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>) -> Duration {
+    nonzero(path, v, problems).map_or(default, Duration::from_secs)
+}
+
+/// A non-zero duration in milliseconds, else `default`.
+fn ms(path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>) -> Duration {
+    nonzero(path, v, problems).map_or(default, Duration::from_millis)
+}
+
 pub(super) fn check_redis(c: &Config, problems: &mut Vec<Problem>) -> Option<RedisSettings> {
     let url = c.redis.url.as_deref().filter(|u| !u.is_empty())?;
     if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
@@ -91,14 +110,6 @@ pub(super) fn check_redis(c: &Config, problems: &mut Vec<Problem>) -> Option<Red
 pub(super) fn check_ip_guard(c: &Config, problems: &mut Vec<Problem>) -> IpGuardSettings {
     let d = IpGuardSettings::default();
     let s = &c.security;
-    let secs = |path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>| match v {
-        Some(0) => {
-            problems.push(Problem::new(path, "must be greater than zero"));
-            default
-        }
-        Some(v) => Duration::from_secs(v),
-        None => default,
-    };
     IpGuardSettings {
         threshold: match s.failed_auth_threshold {
             Some(t) => positive("security.failed_auth_threshold", t, problems),
@@ -112,23 +123,23 @@ pub(super) fn check_ip_guard(c: &Config, problems: &mut Vec<Problem>) -> IpGuard
 pub(super) fn check_edge(c: &Config, problems: &mut Vec<Problem>) -> EdgeSettings {
     let d = EdgeSettings::default();
     let s = &c.server;
-    let nonzero = |path: &str, v: Option<u64>, problems: &mut Vec<Problem>| match v {
-        Some(0) => {
-            problems.push(Problem::new(path, "must be greater than zero"));
-            None
-        }
-        other => other,
-    };
     let count = |path: &str, v: Option<usize>, default: usize, problems: &mut Vec<Problem>| {
         nonzero(path, v.map(|v| v as u64), problems).map_or(default, |v| v as usize)
     };
     EdgeSettings {
-        header_read_timeout: nonzero("server.header_read_timeout_ms", s.header_read_timeout_ms, problems)
-            .map_or(d.header_read_timeout, Duration::from_millis),
-        idle_timeout: nonzero("server.idle_timeout_secs", s.idle_timeout_secs, problems)
-            .map_or(d.idle_timeout, Duration::from_secs),
-        body_read_timeout: nonzero("server.body_read_timeout_secs", s.body_read_timeout_secs, problems)
-            .map_or(d.body_read_timeout, Duration::from_secs),
+        header_read_timeout: ms(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            d.header_read_timeout,
+            problems,
+        ),
+        idle_timeout: secs("server.idle_timeout_secs", s.idle_timeout_secs, d.idle_timeout, problems),
+        body_read_timeout: secs(
+            "server.body_read_timeout_secs",
+            s.body_read_timeout_secs,
+            d.body_read_timeout,
+            problems,
+        ),
         max_connections: count("server.max_connections", s.max_connections, d.max_connections, problems),
         max_in_flight: count("server.max_in_flight", s.max_in_flight, d.max_in_flight, problems),
     }
@@ -137,14 +148,6 @@ pub(super) fn check_edge(c: &Config, problems: &mut Vec<Problem>) -> EdgeSetting
 pub(super) fn check_routing(c: &Config, problems: &mut Vec<Problem>) -> RoutingSettings {
     let r = &c.routing;
     let (retry, breaker) = (RetryPolicy::default(), BreakerPolicy::default());
-    let ms = |path: &str, v: Option<u64>, default: Duration, problems: &mut Vec<Problem>| match v {
-        Some(0) => {
-            problems.push(Problem::new(path, "must be greater than zero"));
-            default
-        }
-        Some(v) => Duration::from_millis(v),
-        None => default,
-    };
     let settings = RoutingSettings {
         retry: RetryPolicy {
             attempts_per_route: r
