@@ -7,6 +7,7 @@
 //! message), [`stream`] (OpenAI SSE → Anthropic SSE, incrementally), and
 //! `ChatService::messages`, the whole exchange for the HTTP handler.
 
+mod inbound;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -1,10 +1,13 @@
-//! An Anthropic Messages request translated into the OpenAI chat shape.
-//! Invariant: every field either maps to its chat equivalent or is refused with a 400 naming
-//! it (as `messages[2].content[0]` or `tools[1]`), so no instruction is silently lost.
+//! An Anthropic Messages request ([`inbound`](super::inbound)) translated into the OpenAI chat
+//! shape. Invariant: every field either maps to its chat equivalent or is refused with a 400
+//! naming it (as `messages[2].content[0]` or `tools[1]`), so no instruction is silently lost.
 
 use serde_json::{json, Map, Value};
 
-use layers_providers::ChatRequest;
+use layers_providers::chat::{ChatMessage, ContentPart, MessageContent, Role};
+use layers_providers::{ChatRequest, ProviderError};
+
+use super::inbound::{self, BlockKind, ChoiceKind, ImageSource, MessagesRequest, SystemBlock, TextOr};
 
 /// A request that cannot be translated: the parameter and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,114 +22,122 @@ fn invalid(param: &str, message: &str) -> Invalid {
 
 /// Translates the body (the `anthropic-beta` header is the caller's to carry over).
 pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
-    let obj = body.as_object().ok_or_else(|| invalid("body", "the body must be a JSON object"))?;
-    let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| invalid("model", "`model` is required"))?;
-    let max_tokens = obj
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| invalid("max_tokens", "`max_tokens` is required and must be a positive integer"))?;
+    if !body.is_object() {
+        return Err(invalid("body", "the body must be a JSON object"));
+    }
+    let req: MessagesRequest = layers_providers::translate::field(body, "").map_err(|e| match e {
+        ProviderError::Unsupported { param, message } => Invalid { param, message },
+        _ => invalid("body", "the body is not a Messages request"),
+    })?;
+    if let Some((name, _)) = req.other.iter().find(|(_, v)| !v.is_null()) {
+        return Err(invalid(name, &format!("`{name}` is not supported by this gateway")));
+    }
+    if req.max_tokens == 0 {
+        return Err(invalid("max_tokens", "`max_tokens` must be a positive integer"));
+    }
     let mut cache = false;
     let mut messages = Vec::new();
-    if let Some(system) = system_message(obj.get("system"), &mut cache)? {
-        messages.push(system);
+    if let Some(system) = &req.system {
+        messages.push(system_message(system, &mut cache));
     }
-    let input =
-        obj.get("messages").and_then(Value::as_array).ok_or_else(|| invalid("messages", "`messages` is required"))?;
-    for (i, m) in input.iter().enumerate() {
+    for (i, m) in req.messages.iter().enumerate() {
         translate_message(m, i, &mut messages, &mut cache)?;
     }
-    let mut out = Map::new();
-    out.insert("model".into(), json!(model));
-    out.insert("messages".into(), Value::Array(messages));
-    out.insert("max_tokens".into(), json!(max_tokens));
-    let mut anthropic = Map::new();
-    let mut parallel = None;
-    for (key, value) in obj {
-        if value.is_null() {
-            continue;
-        }
-        match key.as_str() {
-            "model" | "max_tokens" | "messages" | "system" => {}
-            "stream" => {
-                out.insert("stream".into(), value.clone());
-                if value.as_bool() == Some(true) {
-                    // The Messages stream always ends with usage.
-                    out.insert("stream_options".into(), json!({"include_usage": true}));
-                }
-            }
-            "temperature" | "top_p" | "thinking" => {
-                out.insert(key.clone(), value.clone());
-            }
-            "stop_sequences" => {
-                out.insert("stop".into(), value.clone());
-            }
-            "top_k" | "service_tier" => {
-                anthropic.insert(key.clone(), value.clone());
-            }
-            "metadata" => {
-                if let Some(user) = value.get("user_id").filter(|u| !u.is_null()) {
-                    out.insert("user".into(), user.clone());
-                }
-            }
-            "tools" => {
-                out.insert("tools".into(), tools(value, &mut cache)?);
-            }
-            "tool_choice" => {
-                out.insert("tool_choice".into(), tool_choice(value)?);
-                if value["disable_parallel_tool_use"].as_bool() == Some(true) {
-                    parallel = Some(false);
-                }
-            }
-            other => return Err(invalid(other, &format!("`{other}` is not supported by this gateway"))),
-        }
+    let mut extra = Map::new();
+    let stream = req.stream.unwrap_or(false);
+    let mut put = |key: &str, value: Value| {
+        extra.insert(key.to_owned(), value);
+    };
+    if let Some(t) = req.temperature {
+        put("temperature", json!(t));
     }
-    if let Some(p) = parallel {
-        out.insert("parallel_tool_calls".into(), json!(p));
+    if let Some(p) = req.top_p {
+        put("top_p", json!(p));
+    }
+    if let Some(thinking) = req.thinking.filter(|t| !t.is_null()) {
+        put("thinking", thinking);
+    }
+    if let Some(stop) = req.stop_sequences {
+        put("stop", json!(stop));
+    }
+    if let Some(user) = req.metadata.and_then(|m| m.user_id) {
+        put("user", json!(user));
+    }
+    if let Some(tools) = &req.tools {
+        put("tools", self::tools(tools, &mut cache)?);
+    }
+    if let Some(choice) = &req.tool_choice {
+        put("tool_choice", tool_choice(&choice.kind));
+        if choice.disable_parallel_tool_use == Some(true) {
+            put("parallel_tool_calls", json!(false));
+        }
     }
     if cache {
-        out.insert("cache".into(), json!(true));
+        put("cache", json!(true));
+    }
+    let mut anthropic = Map::new();
+    if let Some(k) = req.top_k {
+        anthropic.insert("top_k".to_owned(), json!(k));
+    }
+    if let Some(tier) = req.service_tier {
+        anthropic.insert("service_tier".to_owned(), json!(tier));
     }
     if !anthropic.is_empty() {
-        out.insert("anthropic".into(), Value::Object(anthropic));
+        put("anthropic", Value::Object(anthropic));
     }
-    serde_json::from_value(Value::Object(out)).map_err(|e| invalid("messages", &format!("invalid request: {e}")))
+    Ok(ChatRequest {
+        model: req.model,
+        messages,
+        stream: req.stream,
+        // The Messages stream always ends with usage.
+        stream_options: stream
+            .then(|| layers_providers::chat::StreamOptions { include_usage: Some(true), extra: Map::new() }),
+        max_tokens: Some(req.max_tokens),
+        max_completion_tokens: None,
+        n: None,
+        extra,
+        gateway_output_cap: None,
+        anthropic_beta: None,
+    })
+}
+
+fn message(role: Role, content: Option<MessageContent>, extra: Map<String, Value>) -> ChatMessage {
+    ChatMessage { role, content, extra }
+}
+
+fn text_part(text: String) -> ContentPart {
+    ContentPart { kind: "text".to_owned(), text: Some(text), extra: Map::new() }
 }
 
 /// `system` as the chat shape's first message (text blocks only).
-fn system_message(system: Option<&Value>, cache: &mut bool) -> Result<Option<Value>, Invalid> {
-    match system {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!({"role": "system", "content": s}))),
-        Some(Value::Array(blocks)) => {
-            let mut parts = Vec::new();
-            for (i, b) in blocks.iter().enumerate() {
-                if b["type"] != "text" {
-                    return Err(invalid(&format!("system[{i}]"), "system blocks must be text"));
-                }
-                *cache |= b.get("cache_control").is_some();
-                parts.push(json!({"type": "text", "text": b["text"].as_str().unwrap_or_default()}));
-            }
-            Ok(Some(json!({"role": "system", "content": parts})))
-        }
-        Some(_) => Err(invalid("system", "`system` must be a string or an array of text blocks")),
-    }
+fn system_message(system: &TextOr<SystemBlock>, cache: &mut bool) -> ChatMessage {
+    let content = match system {
+        TextOr::Text(s) => MessageContent::Text(s.clone()),
+        TextOr::Blocks(blocks) => MessageContent::Parts(
+            blocks
+                .iter()
+                .map(|SystemBlock::Text { text, cache_control }| {
+                    *cache |= cache_control.is_some();
+                    text_part(text.clone())
+                })
+                .collect(),
+        ),
+    };
+    message(Role::System, Some(content), Map::new())
 }
 
 /// Custom tools as chat functions; server tools are refused.
-fn tools(value: &Value, cache: &mut bool) -> Result<Value, Invalid> {
-    let tools = value.as_array().ok_or_else(|| invalid("tools", "`tools` must be an array"))?;
+fn tools(tools: &[inbound::Tool], cache: &mut bool) -> Result<Value, Invalid> {
     let mut list = Vec::new();
     for (i, t) in tools.iter().enumerate() {
-        if t.get("type").is_some_and(|k| k != "custom") {
+        if t.kind.as_deref().is_some_and(|k| k != "custom") {
             return Err(invalid(&format!("tools[{i}]"), "server tools are not supported through this gateway"));
         }
-        *cache |= t.get("cache_control").is_some();
-        let name = t["name"].as_str().ok_or_else(|| invalid(&format!("tools[{i}].name"), "a tool needs a name"))?;
-        let parameters = t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}));
+        *cache |= t.cache_control.is_some();
+        let name = t.name.as_deref().ok_or_else(|| invalid(&format!("tools[{i}].name"), "a tool needs a name"))?;
+        let parameters = t.input_schema.clone().unwrap_or(json!({"type": "object"}));
         let mut f = json!({"name": name, "parameters": parameters});
-        if let Some(d) = t["description"].as_str() {
+        if let Some(d) = &t.description {
             f["description"] = json!(d);
         }
         list.push(json!({"type": "function", "function": f}));
@@ -135,108 +146,110 @@ fn tools(value: &Value, cache: &mut bool) -> Result<Value, Invalid> {
 }
 
 /// `tool_choice` in the chat shape.
-fn tool_choice(value: &Value) -> Result<Value, Invalid> {
-    Ok(match value["type"].as_str() {
-        Some("auto") => json!("auto"),
-        Some("any") => json!("required"),
-        Some("none") => json!("none"),
-        Some("tool") => {
-            let name =
-                value["name"].as_str().ok_or_else(|| invalid("tool_choice.name", "`tool_choice.name` is required"))?;
-            json!({"type": "function", "function": {"name": name}})
-        }
-        _ => return Err(invalid("tool_choice.type", "must be auto, any, tool or none")),
-    })
+fn tool_choice(kind: &ChoiceKind) -> Value {
+    match kind {
+        ChoiceKind::Auto => json!("auto"),
+        ChoiceKind::Any => json!("required"),
+        ChoiceKind::None => json!("none"),
+        ChoiceKind::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+    }
 }
 
-fn translate_message(m: &Value, i: usize, out: &mut Vec<Value>, cache: &mut bool) -> Result<(), Invalid> {
-    let here = format!("messages[{i}]");
-    let role = m["role"].as_str().ok_or_else(|| invalid(&format!("{here}.role"), "`role` is required"))?;
-    if role != "user" && role != "assistant" {
-        return Err(invalid(&format!("{here}.role"), "`role` must be user or assistant"));
-    }
-    let blocks = match &m["content"] {
-        Value::String(s) => {
-            out.push(json!({"role": role, "content": s}));
+/// What one Messages turn becomes: tool results (as `tool` messages), then the turn itself.
+#[derive(Default)]
+struct Turn {
+    parts: Vec<ContentPart>,
+    calls: Vec<Value>,
+    results: Vec<ChatMessage>,
+    thinking: Vec<Value>,
+}
+
+fn translate_message(
+    m: &inbound::Message,
+    i: usize,
+    out: &mut Vec<ChatMessage>,
+    cache: &mut bool,
+) -> Result<(), Invalid> {
+    let role = match m.role {
+        inbound::Role::User => Role::User,
+        inbound::Role::Assistant => Role::Assistant,
+    };
+    let blocks = match &m.content {
+        TextOr::Text(s) => {
+            out.push(message(role, Some(MessageContent::Text(s.clone())), Map::new()));
             return Ok(());
         }
-        Value::Array(b) => b,
-        _ => return Err(invalid(&format!("{here}.content"), "`content` must be a string or an array of blocks")),
+        TextOr::Blocks(b) => b,
     };
-    let mut parts = Vec::new();
-    let mut calls = Vec::new();
-    let mut results = Vec::new();
-    let mut thinking = Vec::new();
+    let mut turn = Turn::default();
     for (j, b) in blocks.iter().enumerate() {
-        let at = format!("{here}.content[{j}]");
-        *cache |= b.get("cache_control").is_some();
-        match (role, b["type"].as_str()) {
-            (_, Some("text")) => parts.push(json!({"type": "text", "text": b["text"].as_str().unwrap_or_default()})),
-            ("user", Some("image")) => parts.push(image_part(&b["source"], &at)?),
-            ("assistant", Some("tool_use")) => {
-                let id =
-                    b["id"].as_str().ok_or_else(|| invalid(&format!("{at}.id"), "a tool_use block needs an id"))?;
-                let name = b["name"]
-                    .as_str()
-                    .ok_or_else(|| invalid(&format!("{at}.name"), "a tool_use block needs a name"))?;
-                let input = if b["input"].is_object() { b["input"].to_string() } else { "{}".to_owned() };
-                calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": input}}));
-            }
-            // Kept, signatures included, for Anthropic routes (others ignore them).
-            ("assistant", Some("thinking" | "redacted_thinking")) => thinking.push(b.clone()),
-            ("user", Some("tool_result")) => {
-                let id = b["tool_use_id"]
-                    .as_str()
-                    .ok_or_else(|| invalid(&format!("{at}.tool_use_id"), "a tool_result needs tool_use_id"))?;
-                let text = match &b["content"] {
-                    Value::String(s) => s.clone(),
-                    Value::Array(inner) => {
-                        inner.iter().filter_map(|x| x["text"].as_str()).collect::<Vec<_>>().join("\n")
-                    }
-                    _ => String::new(),
-                };
-                let text = if b["is_error"].as_bool() == Some(true) { format!("Error: {text}") } else { text };
-                results.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
-            }
-            (_, other) => {
-                return Err(invalid(
-                    &at,
-                    &format!("content blocks of type `{}` are not supported here", other.unwrap_or("?")),
-                ))
-            }
-        }
+        *cache |= b.cache_control.is_some();
+        add_block(&mut turn, role, &b.kind, &format!("messages[{i}].content[{j}]"))?;
     }
     // Tool results answer the previous assistant turn, so they come first.
-    out.extend(results);
-    if role == "assistant" {
-        let mut msg =
-            json!({"role": "assistant", "content": if parts.is_empty() { Value::Null } else { Value::Array(parts) }});
-        if !calls.is_empty() {
-            msg["tool_calls"] = Value::Array(calls);
+    out.extend(turn.results);
+    if role == Role::Assistant {
+        let content = (!turn.parts.is_empty()).then_some(MessageContent::Parts(turn.parts));
+        let mut extra = Map::new();
+        if !turn.calls.is_empty() {
+            extra.insert("tool_calls".to_owned(), Value::Array(turn.calls));
         }
-        if !thinking.is_empty() {
-            msg["thinking_blocks"] = Value::Array(thinking);
+        if !turn.thinking.is_empty() {
+            extra.insert("thinking_blocks".to_owned(), Value::Array(turn.thinking));
         }
-        out.push(msg);
-    } else if !parts.is_empty() {
-        out.push(json!({"role": "user", "content": parts}));
+        out.push(message(Role::Assistant, content, extra));
+    } else if !turn.parts.is_empty() {
+        out.push(message(Role::User, Some(MessageContent::Parts(turn.parts)), Map::new()));
     }
     Ok(())
 }
 
-fn image_part(source: &Value, at: &str) -> Result<Value, Invalid> {
-    let url = match source["type"].as_str() {
-        Some("base64") => format!(
-            "data:{};base64,{}",
-            source["media_type"].as_str().unwrap_or("image/png"),
-            source["data"].as_str().ok_or_else(|| invalid(&format!("{at}.source.data"), "base64 data is required"))?
-        ),
-        Some("url") => {
-            source["url"].as_str().ok_or_else(|| invalid(&format!("{at}.source.url"), "`url` is required"))?.to_owned()
+fn add_block(turn: &mut Turn, role: Role, block: &BlockKind, at: &str) -> Result<(), Invalid> {
+    match (role, block) {
+        (_, BlockKind::Text { text }) => turn.parts.push(text_part(text.clone())),
+        (Role::User, BlockKind::Image { source }) => turn.parts.push(image_part(source)),
+        (Role::Assistant, BlockKind::ToolUse { id, name, input }) => {
+            let arguments = if input.is_object() { input.to_string() } else { "{}".to_owned() };
+            turn.calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}));
         }
-        _ => return Err(invalid(&format!("{at}.source.type"), "an image source must be base64 or url")),
+        // Kept, signatures included, for Anthropic routes (others ignore them).
+        (Role::Assistant, BlockKind::Thinking { thinking, signature }) => {
+            turn.thinking.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
+        }
+        (Role::Assistant, BlockKind::RedactedThinking { data }) => {
+            turn.thinking.push(json!({"type": "redacted_thinking", "data": data}));
+        }
+        (Role::User, BlockKind::ToolResult { tool_use_id, content, is_error }) => {
+            let text = match content {
+                Some(TextOr::Text(s)) => s.clone(),
+                Some(TextOr::Blocks(inner)) => {
+                    inner.iter().filter_map(|x| x.text.as_deref()).collect::<Vec<_>>().join("\n")
+                }
+                None => String::new(),
+            };
+            let text = if *is_error == Some(true) { format!("Error: {text}") } else { text };
+            let mut extra = Map::new();
+            extra.insert("tool_call_id".to_owned(), json!(tool_use_id));
+            turn.results.push(message(Role::Tool, Some(MessageContent::Text(text)), extra));
+        }
+        (_, other) => {
+            let turn = if role == Role::User { "user" } else { "assistant" };
+            return Err(invalid(at, &format!("{} blocks are not accepted in {turn} turns", other.name())));
+        }
+    }
+    Ok(())
+}
+
+fn image_part(source: &ImageSource) -> ContentPart {
+    let url = match source {
+        ImageSource::Base64 { media_type, data } => {
+            format!("data:{};base64,{data}", media_type.as_deref().unwrap_or("image/png"))
+        }
+        ImageSource::Url { url } => url.clone(),
     };
-    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+    let mut extra = Map::new();
+    extra.insert("image_url".to_owned(), json!({ "url": url }));
+    ContentPart { kind: "image_url".to_owned(), text: None, extra }
 }
 
 #[cfg(test)]
@@ -302,6 +315,29 @@ mod tests {
         assert_eq!(
             param(json!({"model": "m", "max_tokens": 5, "messages": [], "frequency_penalty": 1})),
             "frequency_penalty"
+        );
+        assert_eq!(param(json!({"model": "m", "max_tokens": 0, "messages": []})), "max_tokens");
+        assert_eq!(param(json!({"model": "m", "max_tokens": "many", "messages": []})), "max_tokens");
+        let secret = "the prompt itself";
+        let bad = to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": 42}]}], "note": null}))
+        .unwrap_err();
+        assert!(bad.param.starts_with("messages[1].content[0]"), "{bad:?}");
+        let bad = to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [
+            {"type": "image", "source": {"type": "url", "url": secret}}]}]}))
+        .unwrap_err();
+        assert_eq!(bad.param, "messages[0].content[0]");
+        assert!(!bad.message.contains(secret), "{bad:?}");
+        assert_eq!(
+            param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "tool_result", "content": "x"}]}]})),
+            "messages[0].content[0].tool_use_id"
+        );
+        assert!(param(json!({"model": "m", "max_tokens": 5, "messages": [], "tool_choice": {"type": "sometimes"}}))
+            .starts_with("tool_choice"));
+        assert_eq!(
+            param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 7}]})),
+            "messages[0].content"
         );
     }
 }

@@ -3,6 +3,7 @@
 //! Invariant: what the client receives is indistinguishable in shape from an OpenAI answer, and
 //! usage counts cache reads and writes as prompt tokens, so billing stays exact.
 
+mod body;
 mod request;
 mod response;
 mod stream;
@@ -69,7 +70,7 @@ impl AnthropicAdapter {
         stream: bool,
     ) -> Result<(reqwest::Response, request::Mode), ProviderError> {
         let (body, mode) = request::build(call.request, call.upstream_model, stream, call.model_output_cap)?;
-        let body = serde_json::to_vec(&body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let body = body.encode()?;
         let mut rb = self
             .client
             .post(&self.messages_url)

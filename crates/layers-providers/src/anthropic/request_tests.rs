@@ -6,8 +6,14 @@ fn req(v: Value) -> ChatRequest {
     serde_json::from_value(v).unwrap()
 }
 
+/// The body as Anthropic receives it.
+fn wire(body: &MessagesRequest) -> Value {
+    serde_json::from_slice(&body.encode().unwrap()).unwrap()
+}
+
 fn build_ok(v: Value) -> (Value, Mode) {
-    build(&req(v), "claude-up", false, 8192).unwrap()
+    let (body, mode) = build(&req(v), "claude-up", false, 8192).unwrap();
+    (wire(&body), mode)
 }
 
 fn refused(v: Value) -> String {
@@ -115,7 +121,7 @@ fn json_modes_thinking_cache_and_pass_through() {
     assert_eq!(body["thinking"]["budget_tokens"], 4096);
     let (streamed, _) =
         build(&req(json!({"model": "a/b", "messages": [{"role": "user", "content": "x"}]})), "m", true, 5).unwrap();
-    assert_eq!(streamed["stream"], true);
+    assert_eq!(wire(&streamed)["stream"], true);
 }
 
 #[test]
@@ -152,6 +158,50 @@ fn what_anthropic_cannot_do_is_refused_by_name() {
             "tools": [{"type": "function", "function": {"name": "f"}}]})),
         "response_format"
     );
+    assert_eq!(
+        refused(
+            json!({"model": "a/b", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]})
+        ),
+        "messages[0].tool_calls[0].id",
+        "a tool call without its id"
+    );
+    assert_eq!(
+        refused(
+            json!({"model": "a/b", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": 7}}]}]})
+        ),
+        "messages[0].tool_calls[0].function.name"
+    );
+    assert_eq!(refused(json!({"model": "a/b", "messages": user, "user": {"id": 1}})), "user");
+    assert_eq!(refused(json!({"model": "a/b", "messages": user, "top_p": "high"})), "top_p");
+    assert_eq!(refused(json!({"model": "a/b", "messages": user, "stop": [1, 2]})), "stop");
+    assert_eq!(refused(json!({"model": "a/b", "messages": user, "tools": [{"type": "web_search"}]})), "tools[0].type");
+    assert_eq!(refused(json!({"model": "a/b", "messages": user, "tool_choice": {"type": "function"}})), "tool_choice");
     // null means absent, as in OpenAI's API.
     assert!(build(&req(json!({"model": "a/b", "messages": user, "logprobs": null})), "m", false, 5).is_ok());
+}
+
+#[test]
+fn the_option_object_wins_over_the_mapped_field_and_the_json_tool_stays_forced() {
+    let (body, _) = build_ok(json!({"model": "a/b", "temperature": 0.2, "anthropic": {"temperature": 0.9, "top_k": 3},
+        "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!((body["temperature"].as_f64(), body["top_k"].as_u64()), (Some(0.9), Some(3)));
+    let text = String::from_utf8(
+        build(
+            &req(json!({"model": "a/b", "temperature": 0.2, "anthropic": {"temperature": 0.9},
+        "messages": [{"role": "user", "content": "x"}]})),
+            "m",
+            false,
+            5,
+        )
+        .unwrap()
+        .0
+        .encode()
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(text.matches("\"temperature\"").count(), 1, "one key, never two: {text}");
+    let (body, _) =
+        build_ok(json!({"model": "a/b", "parallel_tool_calls": false, "response_format": {"type": "json_object"},
+        "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": JSON_TOOL, "disable_parallel_tool_use": true}));
 }

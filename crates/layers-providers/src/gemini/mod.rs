@@ -3,6 +3,7 @@
 //! chat shape. Invariant: what the client receives is indistinguishable in shape from an OpenAI
 //! answer, and usage counts thoughts as output, so billing stays exact.
 
+mod body;
 mod embed;
 mod request;
 mod response;
@@ -133,7 +134,7 @@ impl GeminiAdapter {
     async fn send(&self, call: &ChatCall<'_>, stream: bool) -> Result<reqwest::Response, ProviderError> {
         let images = self.fetch_images(call.request, call.deadline).await?;
         let body = request::build(call.request, &images)?;
-        let body = serde_json::to_vec(&body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;
+        let body = body.encode()?;
         let url = if stream {
             format!("{}/models/{}:streamGenerateContent?alt=sse", self.base_url, call.upstream_model)
         } else {

@@ -1,14 +1,18 @@
-//! The OpenAI chat request translated into a Gemini `generateContent` request.
-//! Invariant: every field either has a Gemini meaning it is mapped to, or is refused with a 400
-//! naming it — nothing the client asked for is dropped silently.
+//! The OpenAI chat request translated into a Gemini `generateContent` request
+//! ([`body`](super::body)). Invariant: every field either has a Gemini meaning it is mapped to,
+//! or is refused with a 400 naming it — nothing the client asked for is dropped silently.
 
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::chat::{ChatMessage, ChatRequest, MessageContent, Role};
+use super::body::{
+    Blob, Content, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse, GenerateContentRequest,
+    GenerationConfig, Part, SystemInstruction, ThinkingConfig, Tool, ToolConfig,
+};
+use crate::chat::{ChatMessage, ChatRequest, ContentPart, MessageContent, Role};
 use crate::error::ProviderError;
-use crate::translate::{self, unsupported};
+use crate::translate::{self, unsupported, MessageFields, ResponseFormat, ToolChoice};
 
 /// Fields of other providers' option objects: meant for another route, not refused here.
 const OTHER_PROVIDERS: [&str; 2] = ["openai", "anthropic"];
@@ -23,9 +27,9 @@ pub(super) fn image_urls(req: &ChatRequest) -> Vec<(String, String)> {
         if let Some(MessageContent::Parts(list)) = &m.content {
             for (j, p) in list.iter().enumerate().filter(|(_, p)| p.kind == "image_url") {
                 let here = format!("messages[{i}].content[{j}]");
-                if let Ok(url) = translate::image_url(&p.extra, &here) {
+                if let Ok(url) = translate::image_url(p, &here) {
                     if url.starts_with("http://") || url.starts_with("https://") {
-                        out.push((url.to_owned(), here));
+                        out.push((url, here));
                     }
                 }
             }
@@ -35,111 +39,82 @@ pub(super) fn image_urls(req: &ChatRequest) -> Vec<(String, String)> {
 }
 
 /// Builds the `generateContent` body (the model goes in the URL).
-pub(super) fn build(req: &ChatRequest, images: &Fetched) -> Result<Value, ProviderError> {
+pub(super) fn build(req: &ChatRequest, images: &Fetched) -> Result<GenerateContentRequest, ProviderError> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(unsupported("n", "Gemini models are served with one choice here; `n` must be 1"));
     }
-    let mut body = Map::new();
     let (system, contents) = contents(&req.messages, images)?;
-    if !system.is_empty() {
-        body.insert("systemInstruction".into(), json!({ "parts": system }));
-    }
-    body.insert("contents".into(), Value::Array(contents));
-    let mut config = Map::new();
-    if let Some(max) = req.output_cap() {
-        config.insert("maxOutputTokens".into(), json!(max));
-    }
-    let mut tool_choice = None;
+    let mut body = GenerateContentRequest {
+        system_instruction: (!system.is_empty()).then_some(SystemInstruction { parts: system }),
+        contents,
+        generation_config: GenerationConfig { max_output_tokens: req.output_cap(), ..GenerationConfig::default() },
+        ..GenerateContentRequest::default()
+    };
+    let config = &mut body.generation_config;
     for (name, value) in &req.extra {
         if value.is_null() {
             continue;
         }
+        let number = |param| translate::number(value, param).map(Some);
         match name.as_str() {
-            "temperature" => {
-                config.insert("temperature".into(), value.clone());
-            }
-            "top_p" => {
-                config.insert("topP".into(), value.clone());
-            }
-            "presence_penalty" => {
-                config.insert("presencePenalty".into(), value.clone());
-            }
-            "frequency_penalty" => {
-                config.insert("frequencyPenalty".into(), value.clone());
-            }
-            "seed" => {
-                config.insert("seed".into(), value.clone());
-            }
-            "stop" => {
-                config.insert("stopSequences".into(), Value::Array(translate::stop_sequences(value)?));
-            }
-            "response_format" => response_format(value, &mut config)?,
-            "thinking" => {
-                config.insert("thinkingConfig".into(), thinking_config(value)?);
-            }
+            "temperature" => config.temperature = number("temperature")?,
+            "top_p" => config.top_p = number("top_p")?,
+            "presence_penalty" => config.presence_penalty = number("presence_penalty")?,
+            "frequency_penalty" => config.frequency_penalty = number("frequency_penalty")?,
+            "seed" => config.seed = Some(translate::field(value, "seed")?),
+            "stop" => config.stop_sequences = translate::stop_sequences(value)?,
+            "response_format" => response_format(translate::response_format(value)?, config),
+            "thinking" => config.thinking_config = Some(thinking_config(value)?),
             "reasoning_effort" => {
                 let budget = translate::effort_budget(value)?;
-                config.insert("thinkingConfig".into(), json!({"thinkingBudget": budget, "includeThoughts": true}));
+                config.thinking_config = Some(ThinkingConfig { thinking_budget: budget, include_thoughts: true });
             }
-            "tools" => {
-                body.insert("tools".into(), function_declarations(value)?);
-            }
-            "tool_choice" => tool_choice = Some(value),
+            "tools" => body.tools = function_declarations(value)?,
+            "tool_choice" => body.tool_config = Some(tool_config(translate::tool_choice(value)?)),
             // Gemini calls functions in parallel as it sees fit; asking for no parallel calls
             // cannot be honoured, so only the default is accepted.
             "parallel_tool_calls" if value.as_bool() == Some(true) => {}
             "cache" | "stream_options" | "user" => {}
-            "google" => google_options(value, &mut body, &mut config)?,
+            "google" => google_options(value, &mut body.options, &mut config.options)?,
             other if OTHER_PROVIDERS.contains(&other) => {}
             other => return Err(unsupported(other, &format!("`{other}` is not supported by Gemini models"))),
         }
     }
-    if let Some(choice) = tool_choice {
-        body.insert("toolConfig".into(), json!({ "functionCallingConfig": function_calling(choice)? }));
-    }
-    if !config.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(config));
-    }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 /// `thinking: {"type": "enabled", "budget_tokens": N}` as Gemini's `thinkingConfig`.
-fn thinking_config(value: &Value) -> Result<Value, ProviderError> {
-    let budget = value["budget_tokens"]
-        .as_u64()
-        .filter(|_| value["type"] == "enabled")
-        .ok_or_else(|| unsupported("thinking", "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}"))?;
-    Ok(json!({"thinkingBudget": budget, "includeThoughts": true}))
+fn thinking_config(value: &Value) -> Result<ThinkingConfig, ProviderError> {
+    match translate::thinking(value) {
+        Ok(translate::Thinking { kind, budget_tokens: Some(budget) }) if kind == "enabled" => {
+            Ok(ThinkingConfig { thinking_budget: budget, include_thoughts: true })
+        }
+        _ => Err(unsupported("thinking", "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}")),
+    }
 }
 
 /// OpenAI function tools as Gemini `functionDeclarations`.
-fn function_declarations(value: &Value) -> Result<Value, ProviderError> {
-    let declarations: Vec<Value> = translate::function_tools(value)?
+fn function_declarations(value: &Value) -> Result<Vec<Tool>, ProviderError> {
+    let function_declarations = translate::function_tools(value)?
         .into_iter()
-        .map(|t| {
-            let mut d = json!({"name": t.name, "parameters": t.parameters});
-            if let Some(desc) = t.description {
-                d["description"] = json!(desc);
-            }
-            d
-        })
+        .map(|t| FunctionDeclaration { name: t.name, description: t.description, parameters: t.parameters })
         .collect();
-    Ok(json!([{ "functionDeclarations": declarations }]))
+    Ok(vec![Tool { function_declarations }])
 }
 
-/// The `google` option object: `generationConfig` merges into the config, the rest into the body.
+/// The `google` option object: `generationConfig` goes over the config, the rest over the body.
 fn google_options(
     value: &Value,
     body: &mut Map<String, Value>,
     config: &mut Map<String, Value>,
 ) -> Result<(), ProviderError> {
     for (k, v) in translate::option_object("google", value)? {
-        if k == "generationConfig" {
-            if let Some(extra) = v.as_object() {
-                config.extend(extra.clone());
+        match (k.as_str(), v) {
+            ("generationConfig", Value::Object(extra)) => config.extend(extra.clone()),
+            ("generationConfig", _) => {}
+            _ => {
+                body.insert(k.clone(), v.clone());
             }
-        } else {
-            body.insert(k.clone(), v.clone());
         }
     }
     Ok(())
@@ -147,47 +122,34 @@ fn google_options(
 
 /// System instruction parts and the conversation (`user` / `model` turns, merged when
 /// consecutive), with tool results named after the calls they answer.
-fn contents(input: &[ChatMessage], images: &Fetched) -> Result<(Vec<Value>, Vec<Value>), ProviderError> {
+fn contents(input: &[ChatMessage], images: &Fetched) -> Result<(Vec<Part>, Vec<Content>), ProviderError> {
     let mut system = Vec::new();
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<Content> = Vec::new();
     // Gemini names function responses by function; OpenAI ties them to a call id.
-    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    let mut call_names: HashMap<String, String> = HashMap::new();
     for (i, m) in input.iter().enumerate() {
         let here = format!("messages[{i}]");
+        let content = format!("{here}.content");
         let (role, parts) = match m.role {
             Role::System | Role::Developer => {
-                for part in parts(m.content.as_ref(), &format!("{here}.content"), images)? {
-                    if part.get("text").is_none() {
-                        return Err(unsupported(&format!("{here}.content"), "system messages may contain only text"));
+                for part in parts(m.content.as_ref(), &content, images)? {
+                    if !matches!(part, Part::Text(_)) {
+                        return Err(unsupported(&content, "system messages may contain only text"));
                     }
                     system.push(part);
                 }
                 continue;
             }
-            Role::User => ("user", parts(m.content.as_ref(), &format!("{here}.content"), images)?),
+            Role::User => ("user", parts(m.content.as_ref(), &content, images)?),
             Role::Assistant => {
-                let mut p = parts(m.content.as_ref(), &format!("{here}.content"), images)?;
-                for call in translate::tool_calls(m, &here)? {
-                    call_names.insert(call.id, call.name);
-                    p.push(json!({"functionCall": {"name": call.name, "args": call.arguments}}));
+                let mut p = parts(m.content.as_ref(), &content, images)?;
+                for call in MessageFields::of(m, &here)?.tool_calls(&here)? {
+                    call_names.insert(call.id, call.name.clone());
+                    p.push(Part::FunctionCall(FunctionCall { name: call.name, args: call.arguments }));
                 }
                 ("model", p)
             }
-            Role::Tool => {
-                let id = m.extra.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
-                    unsupported(&format!("{here}.tool_call_id"), "a tool message needs `tool_call_id`")
-                })?;
-                let name = call_names.get(id).ok_or_else(|| {
-                    unsupported(&format!("{here}.tool_call_id"), "no earlier assistant tool call has this id")
-                })?;
-                let text = m.joined_text();
-                // A JSON object result is passed as is; anything else is wrapped.
-                let response = match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(o)) => Value::Object(o),
-                    _ => json!({ "content": text }),
-                };
-                ("user", vec![json!({"functionResponse": {"name": name, "response": response}})])
-            }
+            Role::Tool => ("user", vec![function_response(m, &here, &call_names)?]),
             Role::Function => {
                 return Err(unsupported(
                     &format!("{here}.role"),
@@ -195,95 +157,91 @@ fn contents(input: &[ChatMessage], images: &Fetched) -> Result<(Vec<Value>, Vec<
                 ))
             }
         };
-        translate::push_turn(&mut out, role, "parts", parts);
+        translate::push_turn(&mut out, role, parts);
     }
     Ok((system, out))
 }
 
-fn parts(content: Option<&MessageContent>, param: &str, images: &Fetched) -> Result<Vec<Value>, ProviderError> {
+/// A tool message as the `functionResponse` of the call it answers: a JSON object result is
+/// passed as is; anything else is wrapped as `{"content": …}`.
+fn function_response(m: &ChatMessage, here: &str, call_names: &HashMap<String, String>) -> Result<Part, ProviderError> {
+    let fields = MessageFields::of(m, here)?;
+    let id = fields.answered_call(here)?;
+    let name = call_names
+        .get(id)
+        .ok_or_else(|| unsupported(&format!("{here}.tool_call_id"), "no earlier assistant tool call has this id"))?;
+    let text = m.joined_text();
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(o)) => o,
+        _ => Map::from_iter([("content".to_owned(), Value::String(text))]),
+    };
+    Ok(Part::FunctionResponse(FunctionResponse { name: name.clone(), response }))
+}
+
+fn parts(content: Option<&MessageContent>, param: &str, images: &Fetched) -> Result<Vec<Part>, ProviderError> {
     match content {
         None => Ok(Vec::new()),
         Some(MessageContent::Text(t)) if t.is_empty() => Ok(Vec::new()),
-        Some(MessageContent::Text(t)) => Ok(vec![json!({ "text": t })]),
+        Some(MessageContent::Text(t)) => Ok(vec![Part::Text(t.clone())]),
         Some(MessageContent::Parts(list)) => list
             .iter()
             .enumerate()
             .filter(|(_, p)| !(p.kind == "text" && p.text.as_deref().is_some_and(str::is_empty)))
-            .map(|(j, p)| {
-                let here = format!("{param}[{j}]");
-                match p.kind.as_str() {
-                    "text" => Ok(json!({ "text": p.text.as_deref().unwrap_or_default() })),
-                    "image_url" => {
-                        let url = translate::image_url(&p.extra, &here)?;
-                        let (mime, data) = match (translate::data_url(url, &here), images.get(url)) {
-                            (Some(inline), _) => inline?,
-                            (None, Some((mime, data))) => (mime.as_str(), data.as_str()),
-                            (None, None) => {
-                                return Err(unsupported(
-                                    &here,
-                                    "an image must be an http(s) URL or a base64 `data:` URL",
-                                ))
-                            }
-                        };
-                        Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
-                    }
-                    other => Err(unsupported(
-                        &here,
-                        &format!("content parts of type `{other}` are not supported by Gemini models"),
-                    )),
-                }
-            })
+            .map(|(j, p)| part(p, &format!("{param}[{j}]"), images))
             .collect(),
     }
 }
 
-fn response_format(format: &Value, config: &mut Map<String, Value>) -> Result<(), ProviderError> {
-    match format["type"].as_str() {
-        Some("text") => {}
-        Some("json_object") => {
-            config.insert("responseMimeType".into(), json!("application/json"));
+fn part(p: &ContentPart, here: &str, images: &Fetched) -> Result<Part, ProviderError> {
+    match p.kind.as_str() {
+        "text" => Ok(Part::Text(p.text.clone().unwrap_or_default())),
+        "image_url" => {
+            let url = translate::image_url(p, here)?;
+            let (mime, data) = match (translate::data_url(&url, here), images.get(&url)) {
+                (Some(inline), _) => inline?,
+                (None, Some((mime, data))) => (mime.as_str(), data.as_str()),
+                (None, None) => {
+                    return Err(unsupported(here, "an image must be an http(s) URL or a base64 `data:` URL"))
+                }
+            };
+            Ok(Part::InlineData(Blob { mime_type: mime.to_owned(), data: data.to_owned() }))
         }
-        Some("json_schema") => {
-            let schema = &format["json_schema"]["schema"];
-            if !schema.is_object() {
-                return Err(unsupported("response_format.json_schema.schema", "a JSON schema object is required"));
-            }
-            config.insert("responseMimeType".into(), json!("application/json"));
-            config.insert("responseJsonSchema".into(), schema.clone());
-        }
-        _ => {
-            return Err(unsupported(
-                "response_format",
-                "`response_format.type` must be text, json_object or json_schema",
-            ))
-        }
+        other => Err(unsupported(here, &format!("content parts of type `{other}` are not supported by Gemini models"))),
     }
-    Ok(())
 }
 
-fn function_calling(choice: &Value) -> Result<Value, ProviderError> {
-    let bad = || unsupported("tool_choice", "`tool_choice` must be auto, none, required or a function");
-    match choice {
-        Value::String(s) => match s.as_str() {
-            "auto" => Ok(json!({"mode": "AUTO"})),
-            "none" => Ok(json!({"mode": "NONE"})),
-            "required" => Ok(json!({"mode": "ANY"})),
-            _ => Err(bad()),
-        },
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(bad)?;
-            Ok(json!({"mode": "ANY", "allowedFunctionNames": [name]}))
+/// `response_format`: JSON answers by media type, a schema as `responseJsonSchema`.
+fn response_format(format: ResponseFormat, config: &mut GenerationConfig) {
+    match format {
+        ResponseFormat::Text => {}
+        ResponseFormat::JsonObject => config.response_mime_type = Some("application/json"),
+        ResponseFormat::JsonSchema { schema, .. } => {
+            config.response_mime_type = Some("application/json");
+            config.response_json_schema = Some(schema);
         }
-        _ => Err(bad()),
     }
+}
+
+fn tool_config(choice: ToolChoice) -> ToolConfig {
+    let (mode, allowed_function_names) = match choice {
+        ToolChoice::Auto => ("AUTO", Vec::new()),
+        ToolChoice::None => ("NONE", Vec::new()),
+        ToolChoice::Required => ("ANY", Vec::new()),
+        ToolChoice::Function(name) => ("ANY", vec![name]),
+    };
+    ToolConfig { function_calling_config: FunctionCallingConfig { mode, allowed_function_names } }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
+    /// The body as Gemini receives it.
     fn build_json(v: Value) -> Result<Value, ProviderError> {
-        build(&serde_json::from_value(v).unwrap(), &Fetched::new())
+        let body = build(&serde_json::from_value(v).unwrap(), &Fetched::new())?;
+        Ok(serde_json::from_slice(&body.encode()?).unwrap())
     }
 
     #[test]
@@ -349,6 +307,27 @@ mod tests {
         );
         assert_eq!(
             param(json!({"model": "g", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})),
+            "messages[0].tool_call_id"
+        );
+    }
+
+    #[test]
+    fn the_google_object_goes_over_the_body_and_the_config() {
+        let body = build_json(json!({"model": "g", "temperature": 0.1, "messages": [{"role": "user", "content": "x"}],
+            "google": {"safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+                       "generationConfig": {"temperature": 0.7, "topK": 4}}}))
+        .unwrap();
+        assert_eq!(body["safetySettings"][0]["threshold"], "BLOCK_NONE");
+        assert_eq!(body["generationConfig"], json!({"temperature": 0.7, "topK": 4}));
+        let param = |v: Value| match build_json(v) {
+            Err(ProviderError::Unsupported { param, .. }) => param,
+            other => panic!("{other:?}"),
+        };
+        let user = json!([{"role": "user", "content": "x"}]);
+        assert_eq!(param(json!({"model": "g", "messages": user, "seed": "seven"})), "seed");
+        assert_eq!(param(json!({"model": "g", "messages": user, "thinking": {"type": "enabled"}})), "thinking");
+        assert_eq!(
+            param(json!({"model": "g", "messages": [{"role": "tool", "tool_call_id": 5, "content": "x"}]})),
             "messages[0].tool_call_id"
         );
     }

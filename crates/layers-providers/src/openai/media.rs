@@ -1,62 +1,103 @@
 //! Embeddings (`POST {base}/embeddings`) and images (`POST {base}/images/generations`) on an
 //! OpenAI-compatible upstream: the client's body with the upstream model id, the answer as is.
 
-use serde_json::{json, Map, Value};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::OpenAiAdapter;
 use crate::error::ProviderError;
 use crate::media::{EmbedCall, ImageCall, MediaReply};
 use crate::timing;
+use crate::translate::map_de;
 use crate::transport;
-use crate::usage_json::parse_usage;
+
+/// `POST /embeddings` (https://platform.openai.com/docs/api-reference/embeddings/create).
+#[derive(Serialize)]
+struct EmbeddingsRequest<'a> {
+    model: &'a str,
+    input: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding_format: Option<&'static str>,
+    /// `dimensions`, `user`, … as the client sent them.
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+/// `POST /images/generations` (https://platform.openai.com/docs/api-reference/images/create).
+#[derive(Serialize)]
+struct ImagesRequest<'a> {
+    model: &'a str,
+    prompt: &'a str,
+    n: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'static str>,
+    /// `quality`, `style`, `response_format`, `background`… as the client sent them.
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+/// What the gateway reads of an embeddings or images answer (the client gets it whole).
+#[derive(Deserialize)]
+struct Answer {
+    data: Vec<IgnoredAny>,
+    #[serde(default)]
+    usage: Option<AnswerUsage>,
+}
+
+/// Embeddings report `prompt_tokens`; gpt-image models report `input_tokens`.
+#[derive(Deserialize)]
+struct AnswerUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+}
+
+fn answer(reply: &Map<String, Value>, missing: &'static str) -> Result<Answer, ProviderError> {
+    Answer::deserialize(map_de(reply)).map_err(|_| ProviderError::Protocol(missing))
+}
+
+fn tokens(n: Option<u64>) -> u32 {
+    n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
 
 impl OpenAiAdapter {
     pub async fn embed(&self, call: &EmbedCall<'_>) -> Result<MediaReply, ProviderError> {
-        let mut body = call.extra.clone();
-        body.insert("model".into(), json!(call.upstream_model));
-        body.insert("input".into(), call.raw.clone());
-        if call.base64 {
-            body.insert("encoding_format".into(), json!("base64"));
-        }
+        let body = EmbeddingsRequest {
+            model: call.upstream_model,
+            input: call.raw,
+            encoding_format: call.base64.then_some("base64"),
+            extra: call.extra,
+        };
         let reply = self.post_json("embeddings", &body, call.deadline).await?;
-        if !reply.get("data").is_some_and(Value::is_array) {
-            return Err(ProviderError::Protocol("embeddings response has no data"));
-        }
-        let usage = reply.get("usage").and_then(|u| {
-            let prompt = u.get("prompt_tokens")?.as_u64()?;
-            parse_usage(&json!({"prompt_tokens": prompt, "completion_tokens": 0}))
-        });
+        let usage = answer(&reply, "embeddings response has no data")?
+            .usage
+            .and_then(|u| u.prompt_tokens)
+            .map(|n| layers_domain::Usage { prompt_tokens: tokens(Some(n)), ..Default::default() });
         Ok(MediaReply { body: reply, usage })
     }
 
     pub async fn image(&self, call: &ImageCall<'_>) -> Result<MediaReply, ProviderError> {
-        let mut body = call.extra.clone();
-        body.insert("model".into(), json!(call.upstream_model));
-        body.insert("prompt".into(), json!(call.prompt));
-        body.insert("n".into(), json!(call.n));
-        if let Some(size) = call.size {
-            body.insert("size".into(), json!(size));
-        }
         // DALL·E answers with URLs unless asked; the gateway's contract is `b64_json`
         // (gpt-image models always answer so, and refuse the parameter).
-        if call.upstream_model.starts_with("dall-e") && !body.contains_key("response_format") {
-            body.insert("response_format".into(), json!("b64_json"));
-        }
+        let ask_b64 = call.upstream_model.starts_with("dall-e") && !call.extra.contains_key("response_format");
+        let body = ImagesRequest {
+            model: call.upstream_model,
+            prompt: call.prompt,
+            n: call.n,
+            size: call.size,
+            response_format: ask_b64.then_some("b64_json"),
+            extra: call.extra,
+        };
         let reply = self.post_json("images/generations", &body, call.deadline).await?;
-        let images = reply
-            .get("data")
-            .and_then(Value::as_array)
-            .map(Vec::len)
-            .ok_or(ProviderError::Protocol("image response has no data"))?;
+        let answer = answer(&reply, "image response has no data")?;
         // gpt-image models report the prompt's tokens (billed at the model's input rate).
-        let prompt_tokens = reply
-            .get("usage")
-            .and_then(|u| u.get("input_tokens"))
-            .and_then(Value::as_u64)
-            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         let usage = layers_domain::Usage {
-            images: u32::try_from(images).unwrap_or(u32::MAX),
-            prompt_tokens,
+            images: u32::try_from(answer.data.len()).unwrap_or(u32::MAX),
+            prompt_tokens: tokens(answer.usage.and_then(|u| u.input_tokens)),
             ..Default::default()
         };
         Ok(MediaReply { body: reply, usage: Some(usage) })
@@ -65,7 +106,7 @@ impl OpenAiAdapter {
     async fn post_json(
         &self,
         path: &str,
-        body: &Map<String, Value>,
+        body: &impl Serialize,
         deadline: tokio::time::Instant,
     ) -> Result<Map<String, Value>, ProviderError> {
         let bytes = serde_json::to_vec(body).map_err(|_| ProviderError::Protocol("request could not be encoded"))?;

@@ -41,12 +41,18 @@ pub(super) fn upstream_extras(extra: &Map<String, Value>, flavor: Flavor) -> Res
             "openai" => {
                 out.extend(crate::translate::option_object("openai", value)?.clone());
             }
-            "thinking" if value.is_null() || value["type"] == "disabled" => {}
+            "thinking" if value.is_null() => {}
             "thinking" => {
-                let budget =
-                    value["budget_tokens"].as_u64().filter(|_| value["type"] == "enabled").ok_or_else(|| {
-                        unsupported("thinking", "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}")
-                    })?;
+                let budget = match crate::translate::thinking(value) {
+                    Ok(t) if t.kind == "disabled" => continue,
+                    Ok(crate::translate::Thinking { kind, budget_tokens: Some(budget) }) if kind == "enabled" => budget,
+                    _ => {
+                        return Err(unsupported(
+                            "thinking",
+                            "`thinking` must be {\"type\":\"enabled\",\"budget_tokens\":N}",
+                        ))
+                    }
+                };
                 if !extra.contains_key("reasoning_effort") {
                     let effort = match budget {
                         0..=2048 => "low",

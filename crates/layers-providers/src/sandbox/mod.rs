@@ -3,6 +3,7 @@
 //! the same content and the same usage.
 
 use layers_domain::{tokens, Usage};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::adapter::ChatCall;
@@ -66,6 +67,20 @@ impl SandboxAdapter {
     }
 }
 
+/// The embeddings options the sandbox honours.
+#[derive(serde::Deserialize)]
+struct EmbedOptions {
+    #[serde(default)]
+    dimensions: Option<u64>,
+}
+
+/// The image options the sandbox honours.
+#[derive(serde::Deserialize)]
+struct ImageOptions {
+    #[serde(default)]
+    response_format: Option<String>,
+}
+
 /// A 1×1 PNG: what the sandbox "generates".
 const PIXEL_PNG: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -73,7 +88,11 @@ const PIXEL_PNG: &str =
 impl SandboxAdapter {
     /// Deterministic unit vectors (8 dimensions, or `dimensions`) derived from each input.
     pub async fn embed(&self, call: &crate::media::EmbedCall<'_>) -> Result<crate::media::MediaReply, ProviderError> {
-        let dims = call.extra.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
+        let dims = EmbedOptions::deserialize(crate::translate::map_de(call.extra))
+            .ok()
+            .and_then(|o| o.dimensions)
+            .unwrap_or(8)
+            .clamp(1, 4096) as usize;
         let vectors: Vec<Vec<f32>> = call.inputs.iter().map(|text| vector(text, dims)).collect();
         let bytes: usize = call.inputs.iter().map(String::len).sum();
         let prompt = tokens::estimate_generated(bytes).max(call.inputs.len() as u32);
@@ -84,7 +103,8 @@ impl SandboxAdapter {
 
     /// `n` tiny PNGs, as `b64_json` (or as `data:` URLs when `response_format` is `url`).
     pub async fn image(&self, call: &crate::media::ImageCall<'_>) -> Result<crate::media::MediaReply, ProviderError> {
-        let as_url = call.extra.get("response_format").and_then(Value::as_str) == Some("url");
+        let as_url = ImageOptions::deserialize(crate::translate::map_de(call.extra))
+            .is_ok_and(|o| o.response_format.as_deref() == Some("url"));
         let data: Vec<Value> = (0..call.n)
             .map(|_| {
                 if as_url {
