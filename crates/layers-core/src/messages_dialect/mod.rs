@@ -7,6 +7,7 @@
 //! message), [`stream`] (OpenAI SSE → Anthropic SSE, incrementally), and
 //! `ChatService::messages`, the whole exchange for the HTTP handler.
 
+mod answer;
 mod inbound;
 pub mod request;
 pub mod response;
@@ -107,13 +108,13 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 }
 
 /// Anthropic's usage object for OpenAI usage (`prompt_tokens` includes cached tokens there).
-pub fn usage(openai: &serde_json::Value) -> serde_json::Value {
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let cached = n(&openai["prompt_tokens_details"]["cached_tokens"]);
-    let written = n(&openai["prompt_tokens_details"]["cache_creation_tokens"]);
+fn usage(openai: Option<answer::ChatUsage>) -> serde_json::Value {
+    let u = openai.unwrap_or_default();
+    let details = u.prompt_tokens_details.unwrap_or_default();
+    let (cached, written) = (details.cached_tokens, details.cache_creation_tokens);
     serde_json::json!({
-        "input_tokens": n(&openai["prompt_tokens"]).saturating_sub(cached).saturating_sub(written),
-        "output_tokens": n(&openai["completion_tokens"]),
+        "input_tokens": u.prompt_tokens.saturating_sub(cached).saturating_sub(written),
+        "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     })

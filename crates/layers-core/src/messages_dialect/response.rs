@@ -1,43 +1,49 @@
 //! A chat completion (as the gateway shaped it) translated into an Anthropic message.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::answer::{AnswerMessage, Choice, Completion};
 use super::{stop_reason, usage};
 
 /// The message object for a completion body; `id` is derived from the request id.
 pub fn to_message(completion: &Value, request_id: &str) -> Value {
-    let choice = &completion["choices"][0];
-    let msg = &choice["message"];
+    let completion = Completion::deserialize(completion).unwrap_or_default();
+    let (msg, finish) = match completion.choices.into_iter().next() {
+        Some(Choice { message, finish_reason }) => (message, finish_reason),
+        None => (AnswerMessage::default(), None),
+    };
     let mut content = Vec::new();
-    match msg["thinking_blocks"].as_array() {
+    match msg.thinking_blocks {
         // Anthropic's own blocks, signatures included, so the client can send them back.
-        Some(blocks) => content.extend(blocks.iter().cloned()),
+        Some(blocks) => content.extend(blocks.into_iter().map(|b| json!(b))),
         None => {
-            if let Some(r) = msg["reasoning_content"].as_str().filter(|r| !r.is_empty()) {
+            if let Some(r) = msg.reasoning_content.filter(|r| !r.is_empty()) {
                 content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
             }
         }
     }
-    if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
+    if let Some(t) = msg.content.filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": t}));
     }
-    for call in msg["tool_calls"].as_array().into_iter().flatten() {
-        let input = call["function"]["arguments"]
-            .as_str()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+    for call in msg.tool_calls.into_iter().flatten() {
+        let input = call
+            .function
+            .arguments
+            .and_then(|a| serde_json::from_str::<Value>(&a).ok())
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
-        content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+        content.push(json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}));
     }
     json!({
         "id": format!("msg_{request_id}"),
         "type": "message",
         "role": "assistant",
-        "model": completion["model"],
+        "model": completion.model,
         "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str()),
+        "stop_reason": stop_reason(finish.as_deref()),
         "stop_sequence": null,
-        "usage": usage(&completion["usage"]),
+        "usage": usage(completion.usage),
     })
 }
 

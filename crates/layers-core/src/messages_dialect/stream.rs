@@ -7,8 +7,10 @@
 
 use serde_json::{json, Value};
 
+use super::answer::{ChatUsage, Chunk};
 use super::{stop_reason, usage};
 use layers_providers::sse::{self, SseDecoder};
+use layers_providers::translate::ThinkingBlock;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -27,7 +29,7 @@ pub struct MessagesSse {
     open: Open,
     index: usize,
     finish: Option<String>,
-    usage: Value,
+    usage: Option<ChatUsage>,
     done: bool,
 }
 
@@ -41,7 +43,7 @@ impl MessagesSse {
             open: Open::None,
             index: 0,
             finish: None,
-            usage: Value::Null,
+            usage: None,
             done: false,
         }
     }
@@ -67,7 +69,7 @@ impl MessagesSse {
         if data == "[DONE]" {
             self.start(out);
             self.close(out);
-            let u = usage(&self.usage);
+            let u = usage(self.usage);
             write(
                 out,
                 "message_delta",
@@ -78,66 +80,64 @@ impl MessagesSse {
             self.done = true;
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else { return };
-        if let Some(err) = chunk.get("error") {
-            let message = err["message"].as_str().unwrap_or("The upstream provider failed");
-            let kind = match err["code"].as_str() {
+        let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
+            self.error(out, "api_error", "The stream could not be read");
+            return;
+        };
+        if let Some(err) = chunk.error {
+            let kind = match err.code.as_deref() {
                 Some("upstream_overloaded" | "upstream_unavailable") => "overloaded_error",
                 Some("upstream_rate_limited") => "rate_limit_error",
                 Some("upstream_timeout") => "timeout_error",
                 _ => "api_error",
             };
-            self.error(out, kind, message);
+            self.error(out, kind, err.message.as_deref().unwrap_or("The upstream provider failed"));
             return;
         }
-        if chunk["usage"].is_object() {
-            self.usage = chunk["usage"].clone();
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
         }
-        let Some(choice) = chunk["choices"].get(0) else { return };
+        let Some(choice) = chunk.choices.into_iter().next() else { return };
         self.start(out);
-        let delta = &choice["delta"];
-        if let Some(r) = delta["reasoning_content"].as_str().filter(|r| !r.is_empty()) {
+        let delta = choice.message;
+        if let Some(r) = delta.reasoning_content.filter(|r| !r.is_empty()) {
             self.switch(Open::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
             self.delta(json!({"type": "thinking_delta", "thinking": r}), out);
         }
-        for block in delta["thinking_blocks"].as_array().into_iter().flatten() {
-            match block["type"].as_str() {
-                Some("thinking") => {
-                    if let Some(sig) = block["signature"].as_str().filter(|s| !s.is_empty()) {
-                        self.switch(Open::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
-                        self.delta(json!({"type": "signature_delta", "signature": sig}), out);
-                    }
+        for block in delta.thinking_blocks.into_iter().flatten() {
+            match block {
+                ThinkingBlock::Thinking { signature: Some(sig), .. } if !sig.is_empty() => {
+                    self.switch(Open::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
+                    self.delta(json!({"type": "signature_delta", "signature": sig}), out);
                 }
-                Some("redacted_thinking") => {
+                ThinkingBlock::Thinking { .. } => {}
+                redacted @ ThinkingBlock::RedactedThinking { .. } => {
                     self.close(out);
                     write(
                         out,
                         "content_block_start",
-                        &json!({"type": "content_block_start", "index": self.index, "content_block": block}),
+                        &json!({"type": "content_block_start", "index": self.index, "content_block": redacted}),
                     );
                     write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.index}));
                     self.index += 1;
                 }
-                _ => {}
             }
         }
-        if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+        if let Some(t) = delta.content.filter(|t| !t.is_empty()) {
             self.switch(Open::Text, json!({"type": "text", "text": ""}), out);
             self.delta(json!({"type": "text_delta", "text": t}), out);
         }
-        for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            let i = call["index"].as_u64().unwrap_or(0);
-            if self.open != Open::Tool(i) {
-                let block =
-                    json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
-                self.switch(Open::Tool(i), block, out);
+        for call in delta.tool_calls.into_iter().flatten() {
+            if self.open != Open::Tool(call.index) {
+                let block = json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": {}});
+                self.switch(Open::Tool(call.index), block, out);
             }
-            if let Some(args) = call["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
+            if let Some(args) = call.function.arguments.filter(|a| !a.is_empty()) {
                 self.delta(json!({"type": "input_json_delta", "partial_json": args}), out);
             }
         }
-        if let Some(f) = choice["finish_reason"].as_str() {
-            self.finish = Some(f.to_owned());
+        if let Some(f) = choice.finish_reason {
+            self.finish = Some(f);
         }
     }
 

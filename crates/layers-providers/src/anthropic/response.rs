@@ -79,7 +79,7 @@ pub(super) fn completion(
         message["reasoning_content"] = json!(reasoning);
     }
     if !thinking_blocks.is_empty() {
-        message["thinking_blocks"] = Value::Array(thinking_blocks);
+        message["thinking_blocks"] = json!(thinking_blocks);
     }
     let mut out = envelope(&format!("chatcmpl-{request_id}"), "chat.completion", &msg.model);
     out.insert(

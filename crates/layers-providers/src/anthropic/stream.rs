@@ -16,6 +16,7 @@ use crate::error::ProviderError;
 use crate::reply::{envelope, StreamEvent};
 use crate::sse::SseEvent;
 use crate::sse_stream::{EventMapper, Item};
+use crate::translate::ThinkingBlock;
 use crate::usage_json::usage_value;
 
 /// Largest thinking block kept while it streams.
@@ -105,7 +106,7 @@ impl AnthropicEvents {
                 if matches!(self.blocks.get(&index), Some(Block::Thinking)) {
                     let text = std::mem::take(&mut self.thinking);
                     if let Some(sig) = self.signature.take() {
-                        let block = json!({"type": "thinking", "thinking": text, "signature": sig});
+                        let block = ThinkingBlock::Thinking { thinking: text, signature: Some(sig) };
                         out.push_back(self.chunk(json!({ "thinking_blocks": [block] }), None));
                     }
                 }

@@ -4,7 +4,9 @@
 //! adds later parse as `Other` and are skipped, never an error.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::translate::ThinkingBlock;
 
 /// A non-streamed answer.
 #[derive(Debug, Deserialize)]
@@ -48,12 +50,12 @@ pub(super) enum ContentBlock {
 
 impl ContentBlock {
     /// A thinking block as it goes back to Anthropic in a later turn (`thinking_blocks`).
-    pub fn thinking_block(&self) -> Option<Value> {
+    pub fn thinking_block(&self) -> Option<ThinkingBlock> {
         match self {
             ContentBlock::Thinking { thinking, signature } => {
-                Some(json!({"type": "thinking", "thinking": thinking, "signature": signature}))
+                Some(ThinkingBlock::Thinking { thinking: thinking.clone(), signature: signature.clone() })
             }
-            ContentBlock::RedactedThinking { data } => Some(json!({"type": "redacted_thinking", "data": data})),
+            ContentBlock::RedactedThinking { data } => Some(ThinkingBlock::RedactedThinking { data: data.clone() }),
             _ => None,
         }
     }
