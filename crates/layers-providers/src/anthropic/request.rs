@@ -49,6 +49,7 @@ pub(super) fn build(
     let mut parallel_tools = None;
     let mut choice = None;
     let mut cache = false;
+    let mut client_tools = false;
     for (name, value) in &req.extra {
         if value.is_null() {
             continue;
@@ -63,7 +64,10 @@ pub(super) fn build(
             }
             "top_p" => body.top_p = Some(translate::number(value, "top_p")?),
             "stop" => body.stop_sequences = translate::stop_sequences(value)?,
-            "tools" => body.tools = tools(value)?,
+            "tools" => {
+                body.tools = tools(value)?;
+                client_tools = true;
+            }
             "tool_choice" => choice = Some(translate::tool_choice(value)?),
             "parallel_tool_calls" => parallel_tools = value.as_bool(),
             "response_format" => mode.json_tool = json_tool(&translate::response_format(value)?, &mut body),
@@ -82,7 +86,7 @@ pub(super) fn build(
             }
         }
     }
-    if mode.json_tool && (req.extra.get("tools").is_some_and(|t| !t.is_null()) || choice.is_some()) {
+    if mode.json_tool && (client_tools || choice.is_some()) {
         return Err(unsupported(
             "response_format",
             "`response_format` cannot be combined with `tools` on Anthropic models",
