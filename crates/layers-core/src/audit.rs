@@ -30,13 +30,27 @@ impl Audit {
         severity: Severity,
         ip: Option<IpAddr>,
     ) {
+        self.from_client(user, event_type, metadata, severity, ip, None).await;
+    }
+
+    /// An event caused by a person at a browser: with their address and user agent.
+    pub async fn from_client(
+        &self,
+        user: Option<UserId>,
+        event_type: &str,
+        metadata: serde_json::Value,
+        severity: Severity,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) {
         let event = AuditEvent {
             id: uuid::Uuid::new_v4(),
             created_at: OffsetDateTime::now_utc(),
             user_id: user,
             event_type: event_type.to_owned(),
             ip_address: ip,
-            user_agent: None,
+            // Bounded: the header is the client's to fill.
+            user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             metadata,
             severity,
         };

@@ -12,6 +12,7 @@
 //! - [`broadcast`], [`redis_conn`]: instant invalidation across nodes, and the Redis connection
 //!   with its fallback.
 //! - [`last_used`], [`invalidation`]: background work off the hot path.
+//! - [`identity`]: sign-up, login, sessions, password reset and CSRF tokens for the pages.
 //! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
 
 pub mod accounts;
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod codes;
 pub mod error;
 pub mod failure;
+pub mod identity;
 pub mod invalidation;
 pub mod ipguard;
 pub mod keys;
@@ -86,6 +88,10 @@ pub struct CoreSettings {
     pub test_keys: crate::chat::test_keys::TestKeySettings,
     /// What upstream calls may hold in memory at once on this node.
     pub upstream: layers_providers::UpstreamLimits,
+    /// Accounts: links, session lifetimes, login throttling.
+    pub identity: identity::IdentitySettings,
+    /// Where the accounts' e-mails go (SMTP, or the console in development).
+    pub mail: Arc<dyn identity::mailer::Transport>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +113,7 @@ pub struct Core {
     pub auth: Authenticator,
     pub keys: KeyService,
     pub accounts: AccountService,
+    pub identity: identity::IdentityService,
     pub chat: ChatService,
     pub catalogue: Arc<Catalogue>,
     pub billing: Billing,
@@ -130,6 +137,7 @@ impl Core {
         let providers = Providers::build(&settings.providers, settings.upstream)?;
         let catalogue =
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
+        let csrf_key = settings.peppers.subkey("csrf");
         let peppers = Arc::new(settings.peppers);
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
         let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
@@ -158,6 +166,14 @@ impl Core {
         Ok(Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
             keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone()),
+            identity: identity::IdentityService::new(
+                store.clone(),
+                identity::mailer::Mailer::start(settings.mail, &tasks),
+                audit.clone(),
+                clock.clone(),
+                settings.identity,
+                csrf_key,
+            ),
             accounts: AccountService::new(store.clone(), audit, broadcaster),
             chat: ChatService::new(ChatParts {
                 catalogue: catalogue.clone(),

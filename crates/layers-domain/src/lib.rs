@@ -7,6 +7,7 @@
 //! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
 //! - [`base62`]: fixed-width base62 encoding used by keys and ids.
 //! - [`ids`]: typed identifiers (users, keys, requests).
+//! - [`identity`]: password rules, same-site redirect targets and session lifetimes.
 //! - [`tier`]: account tiers.
 //! - [`model`]: model names, routes and specs of the catalogue.
 //! - [`limits`]: input limits of a chat request (SPEC §2.3).
@@ -17,6 +18,7 @@
 
 pub mod base62;
 pub mod credit;
+pub mod identity;
 pub mod ids;
 pub mod key_format;
 pub mod limits;

@@ -6,6 +6,8 @@
 //! - [`api`]: handlers of the public API.
 //! - [`extract`]: authentication and JSON-body extractors.
 //! - [`middleware`]: request context (ids, error bodies, 5xx logging) and CORS.
+//! - [`pages`]: the HTML pages people use (sign-up, login, recovery, the dashboard), with
+//!   their sessions, cookies and CSRF tokens.
 //! - [`error`]: `ApiError`, the one mapping from failures to responses.
 //! - [`state`]: the application state.
 //! - [`connections`]: the connection cap, idle deadlines and socket activity.
@@ -15,6 +17,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod pages;
 pub mod router;
 pub mod state;
 

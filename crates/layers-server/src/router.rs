@@ -11,6 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::api::{account, chat, health, media, messages, metrics, models};
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
+use crate::pages;
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
@@ -29,6 +30,7 @@ pub fn build_router(state: AppState) -> Router {
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()
         .merge(data_plane)
+        .merge(pages::routes(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::public_metrics))

@@ -10,6 +10,7 @@ use crate::middleware::client_ip::TrustedProxies;
 use crate::middleware::cors::CorsPolicy;
 use crate::middleware::metrics::RequestMetrics;
 use crate::middleware::overload::Shedding;
+use crate::pages::session::Cookies;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -24,11 +25,19 @@ pub struct AppState {
     pub connections: Arc<Registry>,
     /// Who may read `/metrics` on the public listener.
     pub metrics_access: MetricsAccess,
+    /// The pages' cookie names and attributes.
+    pub cookies: Cookies,
 }
 
 impl AppState {
     pub fn new(core: Arc<Core>, cors: CorsPolicy, proxies: TrustedProxies, edge: EdgeSettings) -> Self {
+        let identity = core.identity.settings();
+        let cookies = Cookies {
+            secure: identity.public_url.starts_with("https://"),
+            max_age_secs: identity.sessions.absolute.as_secs(),
+        };
         AppState {
+            cookies,
             core,
             cors,
             metrics: RequestMetrics::default(),

@@ -45,6 +45,7 @@ pub trait Store:
     + UsageStore
     + AuditStore
     + SessionStore
+    + IdentityStore
     + CacheEventStore
     + std::fmt::Debug
     + 'static

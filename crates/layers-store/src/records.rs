@@ -393,3 +393,56 @@ text_enum!(Severity { Info => "info", Warning => "warning", Critical => "critica
 text_enum!(CacheScope { Key => "key", Account => "account", Credit => "credit" });
 text_enum!(LeaseState { Active => "active", Released => "released", Expired => "expired" });
 text_enum!(SettleOutcome { Applied => "applied", Duplicate => "duplicate", Refused => "refused" });
+
+/// What a login checks of an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user_id: UserId,
+    pub status: UserStatus,
+    /// Argon2id PHC string; `None` for accounts without a password (Google sign-in, or made
+    /// by `layers admin`).
+    pub password_hash: Option<String>,
+    pub email_verified_at: Option<OffsetDateTime>,
+}
+
+/// What a link sent by e-mail is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailPurpose {
+    /// Confirms the address given at sign-up.
+    Confirm,
+    /// Sets a new password.
+    Reset,
+    /// Confirms a new address for the account.
+    ChangeEmail,
+}
+
+impl EmailPurpose {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            EmailPurpose::Confirm => "confirm",
+            EmailPurpose::Reset => "reset",
+            EmailPurpose::ChangeEmail => "change_email",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "confirm" => Some(EmailPurpose::Confirm),
+            "reset" => Some(EmailPurpose::Reset),
+            "change_email" => Some(EmailPurpose::ChangeEmail),
+            _ => None,
+        }
+    }
+}
+
+/// A single-use link sent by e-mail (only the hash of its token is stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailToken {
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+    pub purpose: EmailPurpose,
+    /// The address being confirmed, for [`EmailPurpose::ChangeEmail`].
+    pub new_email: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}

@@ -98,6 +98,27 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_all_sessions(&self, user: UserId, at: OffsetDateTime) -> StoreResult<u64>;
 }
 
+/// How people get into their accounts: passwords, confirmed addresses and e-mailed links.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// System lookup: the login facts of the account with this (normalized) e-mail.
+    async fn credentials_by_email(&self, email: &str) -> StoreResult<Option<Credentials>>;
+    async fn credentials(&self, user: UserId) -> StoreResult<Option<Credentials>>;
+    async fn set_password_hash(&self, user: UserId, hash: &str, at: OffsetDateTime) -> StoreResult<()>;
+    async fn mark_email_verified(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()>;
+    async fn create_email_token(&self, token: &EmailToken) -> StoreResult<()>;
+    /// System lookup: uses the live token with this hash and purpose, once; `None` when it is
+    /// unknown, used or expired.
+    async fn use_email_token(
+        &self,
+        token_hash: &[u8],
+        purpose: EmailPurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<EmailToken>>;
+    /// The user's sessions not revoked, newest first.
+    async fn sessions_of_user(&self, user: UserId) -> StoreResult<Vec<Session>>;
+}
+
 /// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2). The rules
 /// (how much is granted, which charges apply) are layers-domain's `credit` module.
 #[async_trait]

@@ -226,8 +226,12 @@ impl TestApp {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("layers.toml");
+        // Bound first, so links in e-mails point at this server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let toml = format!(
             r#"
+public_url = "{public}"
 data_dir = "{data}"
 [database]
 url = "{url}"
@@ -241,6 +245,7 @@ level = "warn"
 "#,
             data = opts.data_dir.as_deref().unwrap_or(dir.path()).display(),
             url = db.url,
+            public = url,
             extra = opts.config,
         );
         std::fs::write(&path, toml).unwrap();
@@ -250,8 +255,6 @@ level = "warn"
         let core = prepared.core.clone();
         let store = prepared.store.clone();
         let metrics_url = prepared.metrics_addr.map(|a| format!("http://{a}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(startup::serve(prepared, listener, async move {
             let _ = stopped.await;

@@ -10,6 +10,7 @@
 //! - [`python`]: the venv with the official SDKs, for SDK-level tests.
 //! - [`redis`]: the shared test Redis with a prefix per test, or a private `redis-server`.
 //! - [`process`]: `layers serve` as a real process, for multi-node and crash tests.
+//! - [`smtp`]: a mail catcher speaking SMTP, so tests read the e-mails the product sends.
 //! - [`tcp_proxy`]: a proxy a test can cut, to partition one node from its database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
@@ -22,9 +23,11 @@ pub mod mock_server;
 pub mod process;
 pub mod python;
 pub mod redis;
+pub mod smtp;
 pub mod tcp_proxy;
 
 pub use app::{AppOptions, Backend, TestApp};
 pub use mock_anthropic::MockAnthropic;
 pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};
+pub use smtp::MailCatcher;

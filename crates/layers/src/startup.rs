@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use layers_core::auth::pepper::Peppers;
+use layers_core::identity::mailer::{ConsoleTransport, Transport};
+use layers_core::identity::smtp::SmtpTransport;
+use layers_core::identity::IdentitySettings;
 use layers_core::{Core, CoreSettings};
 use layers_domain::base62;
 use layers_server::middleware::cors::CorsPolicy;
@@ -19,7 +22,7 @@ use layers_store::{Backend, ConnectOptions, Store};
 use rand::TryRngCore;
 use secrecy::SecretString;
 
-use crate::config::{DatabaseSettings, PepperSource, Settings};
+use crate::config::{DatabaseSettings, EmailSettings, PepperSource, Settings};
 
 /// Everything `serve` needs, ready to accept connections.
 pub struct Prepared {
@@ -46,6 +49,10 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
         tracing::info!(provider = %name, reason = %why, "provider disabled");
     }
     let handle = store.clone();
+    let mail = mail_transport(&settings.email)?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| development_url(settings.listen));
+    let mut identity = IdentitySettings::new(&public_url);
+    identity.sessions = settings.sessions;
     let core = Core::start(
         CoreSettings {
             peppers,
@@ -63,6 +70,8 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             routing: settings.routing,
             test_keys: settings.test_keys,
             upstream: settings.upstream,
+            identity,
+            mail,
         },
         store,
     )
@@ -78,6 +87,29 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     };
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
     Ok(Prepared { core, store: handle, state, metrics, metrics_addr, shutdown_timeout: settings.shutdown_timeout })
+}
+
+/// The SMTP transport, or the console mailer (development only: validation refuses it in
+/// production).
+fn mail_transport(email: &EmailSettings) -> anyhow::Result<Arc<dyn Transport>> {
+    match &email.smtp_url {
+        Some(url) => Ok(Arc::new(SmtpTransport::new(url.expose(), &email.from)?)),
+        None => {
+            tracing::warn!(
+                "no SMTP server configured (email.smtp_url): e-mails are written to the log, for development"
+            );
+            Ok(Arc::new(ConsoleTransport))
+        }
+    }
+}
+
+/// Where links point when `public_url` is unset (development): this listener, by name.
+fn development_url(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() || listen.ip().is_loopback() {
+        format!("http://localhost:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
 }
 
 /// Serves until `shutdown` resolves; then lets in-flight requests finish (up to the shutdown

@@ -66,6 +66,17 @@ impl Peppers {
         self.hash(self.current, key).unwrap_or_default()
     }
 
+    /// A key for another purpose (`label`) derived from the current pepper, so one configured
+    /// secret, shared by every node, also keys CSRF tokens; it cannot be turned back into the
+    /// pepper or into another label's key.
+    pub fn subkey(&self, label: &str) -> [u8; 32] {
+        let Some(mac) = self.macs.get(&self.current) else { return [0; 32] };
+        let mut mac = mac.clone();
+        mac.update(b"layers/subkey/");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Versions other than the current one, newest first.
     pub fn older_versions(&self) -> impl Iterator<Item = i32> + '_ {
         self.macs.keys().rev().copied().filter(move |v| *v != self.current)

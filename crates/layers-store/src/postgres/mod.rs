@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod credits;
 mod events;
+mod identity;
 mod keys;
 mod ledger;
 mod rows;

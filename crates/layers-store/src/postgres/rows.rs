@@ -175,3 +175,23 @@ pub(crate) fn lease(row: &PgRow) -> StoreResult<LeaseRecord> {
         expires_at: row.try_get("expires_at")?,
     })
 }
+
+pub(crate) fn credentials(row: &PgRow) -> StoreResult<Credentials> {
+    Ok(Credentials {
+        user_id: UserId(row.try_get("id")?),
+        status: parsed(row, "status", UserStatus::from_db)?,
+        password_hash: row.try_get("password_hash")?,
+        email_verified_at: row.try_get("email_verified_at")?,
+    })
+}
+
+pub(crate) fn email_token(row: &PgRow) -> StoreResult<EmailToken> {
+    Ok(EmailToken {
+        token_hash: row.try_get("token_hash")?,
+        user_id: UserId(row.try_get("user_id")?),
+        purpose: parsed(row, "purpose", EmailPurpose::from_db)?,
+        new_email: row.try_get("new_email")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}

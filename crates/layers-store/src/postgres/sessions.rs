@@ -11,7 +11,8 @@ use crate::error::StoreResult;
 use crate::records::Session;
 use crate::traits::SessionStore;
 
-const SESSION_COLS: &str = "id, user_id, token_hash, created_at, authenticated_at, last_seen_at, expires_at, \
+pub(super) const SESSION_COLS: &str =
+    "id, user_id, token_hash, created_at, authenticated_at, last_seen_at, expires_at, \
      revoked_at, ip_address::text AS ip_address, user_agent";
 
 #[async_trait]

@@ -204,3 +204,23 @@ pub(crate) fn lease(row: &SqliteRow) -> StoreResult<LeaseRecord> {
         expires_at: time(row, "expires_at")?,
     })
 }
+
+pub(crate) fn credentials(row: &SqliteRow) -> StoreResult<Credentials> {
+    Ok(Credentials {
+        user_id: UserId(uuid(row, "id")?),
+        status: parsed(row, "status", UserStatus::from_db)?,
+        password_hash: row.try_get("password_hash")?,
+        email_verified_at: opt_time(row, "email_verified_at")?,
+    })
+}
+
+pub(crate) fn email_token(row: &SqliteRow) -> StoreResult<EmailToken> {
+    Ok(EmailToken {
+        token_hash: row.try_get("token_hash")?,
+        user_id: UserId(uuid(row, "user_id")?),
+        purpose: parsed(row, "purpose", EmailPurpose::from_db)?,
+        new_email: row.try_get("new_email")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+    })
+}

@@ -6,6 +6,7 @@ mod support;
 
 mod accounts;
 mod credits;
+mod identity;
 mod keys;
 mod lease_props;
 mod ledger;

@@ -21,8 +21,16 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
     conn.execute(format!("SET ROLE {APP_ROLE}").as_str()).await.unwrap();
 
     // No user named: nothing is visible, in any table.
-    for table in ["users", "api_keys", "credit_balances", "credit_transactions", "usage_logs", "audit_logs", "sessions"]
-    {
+    for table in [
+        "users",
+        "api_keys",
+        "credit_balances",
+        "credit_transactions",
+        "usage_logs",
+        "audit_logs",
+        "sessions",
+        "email_tokens",
+    ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
         assert_eq!(n, 0, "{table} visible without app.user_id");
     }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use self::secret::Secret;
-pub use self::settings::{DatabaseSettings, PepperSource, Settings};
+pub use self::settings::{DatabaseSettings, EmailSettings, PepperSource, Settings};
 
 /// The raw configuration, as written.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -38,6 +38,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
+    pub email: EmailConfig,
+    pub sessions: SessionsConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -259,6 +261,27 @@ pub struct ServerConfig {
     pub metrics_token: Option<Secret>,
 }
 
+/// `[email]`: how the accounts' messages are delivered.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtps://user:password@smtp.example.com:465` (or `smtp://…?tls=required`); unset: the
+    /// console mailer, which writes each message to the log (development only).
+    pub smtp_url: Option<Secret>,
+    /// The sender, e.g. `Layers <no-reply@example.com>` (default `Layers <no-reply@localhost>`).
+    pub from: Option<String>,
+}
+
+/// `[sessions]`: how long a dashboard login lasts.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Hours without a request before a session ends (default 24).
+    pub idle_hours: Option<u64>,
+    /// Days after login when a session ends however active (default 7).
+    pub absolute_days: Option<u64>,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -462,6 +485,8 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "security", &mut c.security, problems);
     take(&mut t, "log", &mut c.log, problems);
     take(&mut t, "server", &mut c.server, problems);
+    take(&mut t, "email", &mut c.email, problems);
+    take(&mut t, "sessions", &mut c.sessions, problems);
     take(&mut t, "providers", &mut c.providers, problems);
     take(&mut t, "models", &mut c.models, problems);
     for unknown in t.keys() {

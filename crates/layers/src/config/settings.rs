@@ -55,6 +55,9 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Who may read `/metrics` on the public listener.
     pub metrics_access: MetricsAccess,
+    /// Where the accounts' e-mails go.
+    pub email: EmailSettings,
+    pub sessions: layers_domain::identity::session::SessionPolicy,
 }
 
 #[derive(Clone)]
@@ -93,4 +96,12 @@ pub enum PepperSource {
         current: i32,
         older: BTreeMap<i32, SecretString>,
     },
+}
+
+/// `[email]`, checked.
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    /// `None`: the console mailer (refused in production).
+    pub smtp_url: Option<super::Secret>,
+    pub from: String,
 }

@@ -124,7 +124,7 @@ context_window = 10
 fn production_refuses_weak_settings() {
     let f = file("env = \"production\"\npublic_url = \"http://layers.example\"\nallowed_origins = [\"*\"]\n");
     let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
-    for want in ["database.url", "keys.pepper", "public_url", "allowed_origins[0]"] {
+    for want in ["database.url", "keys.pepper", "public_url", "allowed_origins[0]", "email.smtp_url", "email.from"] {
         assert!(got.iter().any(|p| p == want), "missing {want} in {got:?}");
     }
     let ok = load(
@@ -134,10 +134,13 @@ fn production_refuses_weak_settings() {
             ("LAYERS_PUBLIC_URL", "https://layers.example"),
             ("LAYERS_DATABASE_URL", "postgres://layers@db/layers"),
             ("LAYERS_KEYS__PEPPER", "0123456789abcdef0123456789abcdef-long-enough"),
+            ("LAYERS_EMAIL__SMTP_URL", "smtps://resend:re_secret@smtp.resend.com:465"),
+            ("LAYERS_EMAIL__FROM", "Layers <no-reply@layers.example>"),
         ]),
     )
     .unwrap();
     assert!(ok.production && ok.log_json);
+    assert!(!format!("{:?}", ok.email).contains("re_secret"), "the SMTP password never prints");
 }
 
 #[test]
@@ -261,7 +264,20 @@ fn production_env() -> BTreeMap<String, String> {
         ("LAYERS_PUBLIC_URL", "https://layers.example"),
         ("LAYERS_DATABASE_URL", "postgres://layers:db-password-x@db/layers"),
         ("LAYERS_KEYS__PEPPER", "0123456789abcdef0123456789abcdef-long-enough"),
+        ("LAYERS_EMAIL__SMTP_URL", "smtps://resend:re_secret@smtp.resend.com:465"),
+        ("LAYERS_EMAIL__FROM", "Layers <no-reply@layers.example>"),
     ])
+}
+
+#[test]
+fn sessions_and_email_settings() {
+    let s = load(None, &env(&[("LAYERS_SESSIONS__IDLE_HOURS", "2"), ("LAYERS_SESSIONS__ABSOLUTE_DAYS", "1")])).unwrap();
+    assert_eq!(s.sessions.idle, std::time::Duration::from_secs(7200));
+    assert_eq!(s.sessions.absolute, std::time::Duration::from_secs(86400));
+    assert!(s.email.smtp_url.is_none(), "the console mailer by default");
+    let bad =
+        load(None, &env(&[("LAYERS_SESSIONS__IDLE_HOURS", "0"), ("LAYERS_EMAIL__SMTP_URL", "http://x")])).unwrap_err();
+    assert_eq!(paths(bad), vec!["email.smtp_url", "sessions.idle_hours"]);
 }
 
 #[test]

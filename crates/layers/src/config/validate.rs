@@ -18,7 +18,7 @@ use layers_server::api::metrics::MetricsAccess;
 use layers_store::{backend_of, Backend};
 use secrecy::SecretString;
 
-use super::settings::{DatabaseSettings, PepperSource, Settings};
+use super::settings::{DatabaseSettings, EmailSettings, PepperSource, Settings};
 use super::{catalogue, traffic};
 use super::{Config, ModelConfig, Problem, ProviderConfig};
 
@@ -68,6 +68,8 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let models = check_models(&merged.models, &known_providers, merged.updated, problems);
 
     let log_json = check_log_format(&c, production, problems);
+    let email = check_email(&c, production, problems);
+    let sessions = check_sessions(&c, problems);
     Some(Settings {
         listen: listen.ok()?,
         production,
@@ -98,6 +100,8 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         upstream,
         metrics_listen,
         metrics_access,
+        email,
+        sessions,
     })
 }
 
@@ -167,6 +171,41 @@ fn check_public_url(c: &Config, production: bool, problems: &mut Vec<Problem>) -
         }
         other => other.clone(),
     }
+}
+
+fn check_email(c: &Config, production: bool, problems: &mut Vec<Problem>) -> EmailSettings {
+    let from = c.email.from.clone().unwrap_or_else(|| "Layers <no-reply@localhost>".to_owned());
+    if let Some(url) = &c.email.smtp_url {
+        if !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://")) {
+            problems.push(Problem::new("email.smtp_url", "must be an smtp:// or smtps:// URL"));
+        }
+    } else if production {
+        problems.push(Problem::new(
+            "email.smtp_url",
+            "production requires an SMTP server (the console mailer only writes messages to the log); \
+             set LAYERS_EMAIL__SMTP_URL=smtps://user:password@smtp.example.com:465",
+        ));
+    }
+    if production && c.email.from.is_none() {
+        problems
+            .push(Problem::new("email.from", "production requires a sender, e.g. \"Layers <no-reply@example.com>\""));
+    }
+    EmailSettings { smtp_url: c.email.smtp_url.clone(), from }
+}
+
+fn check_sessions(c: &Config, problems: &mut Vec<Problem>) -> layers_domain::identity::session::SessionPolicy {
+    let mut policy = layers_domain::identity::session::SessionPolicy::default();
+    match c.sessions.idle_hours {
+        Some(0) => problems.push(Problem::new("sessions.idle_hours", "must be at least 1")),
+        Some(h) => policy.idle = Duration::from_secs(h.min(24 * 365) * 3600),
+        None => {}
+    }
+    match c.sessions.absolute_days {
+        Some(0) => problems.push(Problem::new("sessions.absolute_days", "must be at least 1")),
+        Some(d) => policy.absolute = Duration::from_secs(d.min(365) * 24 * 3600),
+        None => {}
+    }
+    policy
 }
 
 fn check_origins(origins: &[String], problems: &mut Vec<Problem>) -> Vec<String> {

@@ -1,0 +1,104 @@
+//! The messages the accounts send, in plain text and HTML. Invariant: a link is the only
+//! secret a message carries; HTML escapes everything it interpolates.
+
+use super::mailer::Mail;
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn letter(to: &str, subject: &str, lines: &[&str], link: Option<(&str, &str)>, footer: &str) -> Mail {
+    let mut text = String::new();
+    let mut html = String::from(
+        "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;color:#1b1f24;max-width:560px;\
+         margin:0 auto;padding:24px\"><p style=\"font-weight:700;font-size:18px\">Layers</p>",
+    );
+    for line in lines {
+        text.push_str(line);
+        text.push_str("\n\n");
+        html.push_str(&format!("<p>{}</p>", esc(line)));
+    }
+    if let Some((label, url)) = link {
+        text.push_str(&format!("{label}: {url}\n\n"));
+        html.push_str(&format!(
+            "<p><a href=\"{u}\" style=\"display:inline-block;background:#3346d3;color:#fff;padding:10px 18px;\
+             border-radius:6px;text-decoration:none\">{l}</a></p><p style=\"font-size:13px;color:#57606a\">\
+             Or paste this address into your browser: {u}</p>",
+            u = esc(url),
+            l = esc(label)
+        ));
+    }
+    text.push_str(footer);
+    text.push('\n');
+    html.push_str(&format!("<p style=\"font-size:13px;color:#57606a\">{}</p></body></html>", esc(footer)));
+    Mail { to: to.to_owned(), subject: subject.to_owned(), text, html }
+}
+
+const IGNORE: &str = "If you did not ask for this, you can ignore this message.";
+
+pub fn confirm(to: &str, link: &str, valid_hours: u64) -> Mail {
+    letter(
+        to,
+        "Confirm your e-mail address for Layers",
+        &[
+            "Welcome to Layers. Confirm your e-mail address to finish creating your account.",
+            &format!("The link works once, for {valid_hours} hours."),
+        ],
+        Some(("Confirm my address", link)),
+        IGNORE,
+    )
+}
+
+/// Sent when someone signs up with an address that already has an account: the answer on the
+/// page is the same, and the owner learns of it here.
+pub fn already_registered(to: &str, login: &str, reset: &str) -> Mail {
+    letter(
+        to,
+        "You already have a Layers account",
+        &[
+            "Someone (probably you) tried to create a Layers account with this address, which already has one.",
+            &format!("To get in, log in at {login}, or set a new password at {reset}."),
+        ],
+        None,
+        IGNORE,
+    )
+}
+
+pub fn reset(to: &str, link: &str, valid_minutes: u64) -> Mail {
+    letter(
+        to,
+        "Set a new password for Layers",
+        &[
+            "Someone (probably you) asked to set a new password for your Layers account.",
+            &format!(
+                "The link works once, for {valid_minutes} minutes. Setting a new password logs out every session."
+            ),
+        ],
+        Some(("Set a new password", link)),
+        IGNORE,
+    )
+}
+
+pub fn password_changed(to: &str) -> Mail {
+    letter(
+        to,
+        "Your Layers password was changed",
+        &["The password of your Layers account was just changed, and every other session was logged out."],
+        None,
+        "If this was not you, reset your password at once and write to support.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_have_both_parts_and_escape_html() {
+        let m = confirm("a@example.com", "https://layers.example/auth/confirm?token=abc&x=<b>", 24);
+        assert!(m.text.contains("https://layers.example/auth/confirm?token=abc&x=<b>"));
+        assert!(m.html.contains("token=abc&amp;x=&lt;b&gt;") && !m.html.contains("<b>"));
+        assert!(m.text.contains("24 hours"));
+    }
+}

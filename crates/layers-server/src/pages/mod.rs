@@ -1,0 +1,157 @@
+//! The pages people use (SPEC §6): server-rendered HTML with plain forms, which work with
+//! JavaScript turned off. Invariants: every page answers with `Cache-Control: no-store` and a
+//! strict CSP (no inline script or style; forms post only here; no framing); every form that
+//! changes state carries a CSRF token bound to the session (or, before login, to the visitor
+//! cookie) and a cross-site submission is refused; a 5xx is logged once, with its cause, by the
+//! request middleware.
+
+mod assets;
+mod auth;
+mod layout;
+mod recovery;
+pub mod session;
+mod settings;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, HeaderValue, StatusCode};
+use layers_core::identity::IdentityError;
+use maud::html;
+
+use crate::error::InternalDetail;
+use crate::state::AppState;
+
+/// Largest form body a page accepts.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The content security policy of every page: nothing inline, nothing from elsewhere.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/auth/confirm", get(auth::confirm_page).post(auth::confirm))
+        .route("/auth/resend", post(auth::resend))
+        .route("/forgot-password", get(recovery::forgot_page).post(recovery::forgot))
+        .route("/reset-password", get(recovery::reset_page).post(recovery::reset))
+        .route("/dashboard", get(dashboard))
+        .route("/dashboard/settings", get(settings::show))
+        .route("/dashboard/settings/password", post(settings::change_password))
+        .route("/dashboard/settings/sessions/revoke", post(settings::revoke_session))
+        .route("/dashboard/settings/sessions/everywhere", post(settings::log_out_everywhere))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(from_fn_with_state(state, page_headers))
+        .route(assets::CSS_PATH, get(assets::css))
+}
+
+/// `/`: the dashboard for a signed-in browser, else the login page.
+async fn home(visitor: session::Visitor) -> Redirect {
+    match visitor.session_token {
+        Some(_) => Redirect::to("/dashboard"),
+        None => Redirect::to("/login"),
+    }
+}
+
+/// `/dashboard`: its overview arrives with the dashboard; until then, the settings.
+async fn dashboard(_who: session::SignedIn) -> Redirect {
+    Redirect::to("/dashboard/settings")
+}
+
+async fn page_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A state-changing form posted from another site is refused before any handler runs (the
+    // CSRF token would refuse it too; this also covers a form of ours framed or replayed).
+    let cross_site = req.headers().get("sec-fetch-site").is_some_and(|v| v == "cross-site");
+    let mut resp = if req.method() == http::Method::POST && cross_site {
+        PageError::Csrf.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    if state.cookies.secure {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    }
+    resp
+}
+
+/// What a page could not do, as an HTML answer.
+#[derive(Debug)]
+pub enum PageError {
+    /// The CSRF token is missing, from another session, or the form came from another site.
+    Csrf,
+    /// The form could not be read.
+    BadForm,
+    /// Something of ours failed: 500, the cause logged once.
+    Internal(String),
+}
+
+impl From<IdentityError> for PageError {
+    fn from(err: IdentityError) -> Self {
+        PageError::Internal(layers_core::error::chain(&err))
+    }
+}
+
+impl From<FormRejection> for PageError {
+    fn from(_: FormRejection) -> Self {
+        PageError::BadForm
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match &self {
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "For your safety the form was not sent. Go back, reload the page and try again.",
+            ),
+            PageError::BadForm => {
+                (StatusCode::BAD_REQUEST, "This form could not be read", "Go back, reload the page and try again.")
+            }
+            PageError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side",
+                "Nothing was changed. Try again in a moment.",
+            ),
+        };
+        let card = html! {
+            h1 { (title) }
+            p class="lead" { (text) }
+            a class="btn secondary" href="/" { "Back to Layers" }
+        };
+        let mut resp = (status, Html(layout::public(title, card, None).into_string())).into_response();
+        if let PageError::Internal(detail) = self {
+            resp.extensions_mut().insert(InternalDetail(detail));
+        }
+        resp
+    }
+}
+
+/// Percent-encodes a value for a query string.
+pub(crate) fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// An HTML page with a status.
+pub(crate) fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}

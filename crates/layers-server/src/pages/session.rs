@@ -1,0 +1,208 @@
+//! Cookies and who is at the browser: the session cookie of SPEC §6.2 (`__Host-layers_session`,
+//! or `layers_session` on a plain-HTTP development URL), the pre-session cookie that binds the
+//! CSRF tokens of public forms, and the extractors handlers take. Invariant: a page under
+//! `/dashboard` is only ever rendered for a live session; without one the browser goes to
+//! `/login?redirectTo=<this path>`.
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Redirect, Response};
+use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use http::request::Parts;
+use http::HeaderValue;
+use layers_core::identity::{tokens, Client, SessionUser};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::PageError;
+use crate::middleware::client_ip::ClientIp;
+use crate::state::AppState;
+
+/// Cookie names and attributes of this deployment.
+#[derive(Clone, Copy, Debug)]
+pub struct Cookies {
+    /// The public URL is https: `__Host-` names with `Secure`.
+    pub secure: bool,
+    /// How long the browser keeps the session cookie (the absolute lifetime).
+    pub max_age_secs: u64,
+}
+
+impl Cookies {
+    pub fn session_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-layers_session"
+        } else {
+            "layers_session"
+        }
+    }
+
+    pub fn visitor_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-layers_visitor"
+        } else {
+            "layers_visitor"
+        }
+    }
+
+    fn attributes(&self) -> &'static str {
+        if self.secure {
+            "; Path=/; HttpOnly; SameSite=Lax; Secure"
+        } else {
+            "; Path=/; HttpOnly; SameSite=Lax"
+        }
+    }
+
+    pub fn set_session(&self, token: &SecretString) -> HeaderValue {
+        let v = format!(
+            "{}={}; Max-Age={}{}",
+            self.session_name(),
+            token.expose_secret(),
+            self.max_age_secs,
+            self.attributes()
+        );
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    pub fn clear_session(&self) -> HeaderValue {
+        let v = format!("{}=; Max-Age=0{}", self.session_name(), self.attributes());
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn set_visitor(&self, value: &str) -> HeaderValue {
+        // A browser session cookie: it only binds the CSRF tokens of forms.
+        let v = format!("{}={value}{}", self.visitor_name(), self.attributes());
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The value of cookie `name` in the request, if well formed.
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| tokens::well_formed(v))
+}
+
+fn client(parts: &Parts) -> Client {
+    Client {
+        ip: parts.extensions.get::<ClientIp>().map(|c| c.0),
+        user_agent: parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
+/// Someone at a public page: the CSRF binding of their forms (a new one is set when absent).
+#[derive(Debug)]
+pub struct Visitor {
+    pub client: Client,
+    /// The pre-session cookie's value.
+    binding: String,
+    /// `Set-Cookie` for a new pre-session cookie.
+    set_cookie: Option<HeaderValue>,
+    /// The session token, if the browser has a (possibly dead) session cookie.
+    pub session_token: Option<String>,
+}
+
+impl Visitor {
+    pub fn csrf(&self, state: &AppState) -> String {
+        state.core.identity.csrf_token(&format!("v:{}", self.binding))
+    }
+
+    pub fn check_csrf(&self, state: &AppState, token: &str) -> Result<(), PageError> {
+        match self.set_cookie.is_none() && state.core.identity.csrf_valid(&format!("v:{}", self.binding), token) {
+            true => Ok(()),
+            false => Err(PageError::Csrf),
+        }
+    }
+
+    /// Adds the pre-session cookie to a response, when it was new.
+    pub fn with_cookie(&self, mut resp: Response) -> Response {
+        if let Some(c) = &self.set_cookie {
+            resp.headers_mut().append(SET_COOKIE, c.clone());
+        }
+        resp
+    }
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let cookies = state.cookies;
+        let session_token = cookie(parts, cookies.session_name()).map(str::to_owned);
+        let (binding, set_cookie) = match cookie(parts, cookies.visitor_name()) {
+            Some(v) => (v.to_owned(), None),
+            None => {
+                let fresh = tokens::fresh().map_err(|_| PageError::Internal("no entropy".into()))?;
+                let header = cookies.set_visitor(&fresh);
+                (fresh, Some(header))
+            }
+        };
+        Ok(Visitor { client: client(parts), binding, set_cookie, session_token })
+    }
+}
+
+/// A signed-in person at a `/dashboard` page.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: SessionUser,
+    pub client: Client,
+}
+
+impl SignedIn {
+    pub fn csrf(&self, state: &AppState) -> String {
+        state.core.identity.csrf_token(&format!("s:{}", self.user.session_id))
+    }
+
+    pub fn check_csrf(&self, state: &AppState, token: &str) -> Result<(), PageError> {
+        match state.core.identity.csrf_valid(&format!("s:{}", self.user.session_id), token) {
+            true => Ok(()),
+            false => Err(PageError::Csrf),
+        }
+    }
+}
+
+/// No live session: to the login page, and back here after it.
+#[derive(Debug)]
+pub enum NotSignedIn {
+    Login { back: String, clear: Option<HeaderValue> },
+    Failed(PageError),
+}
+
+impl IntoResponse for NotSignedIn {
+    fn into_response(self) -> Response {
+        match self {
+            NotSignedIn::Login { back, clear } => {
+                let target = format!("/login?redirectTo={}", super::query_escape(&back));
+                let mut resp = Redirect::to(&target).into_response();
+                if let Some(c) = clear {
+                    resp.headers_mut().append(SET_COOKIE, c);
+                }
+                resp
+            }
+            NotSignedIn::Failed(e) => e.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = NotSignedIn;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let cookies = state.cookies;
+        let back = parts.uri.path_and_query().map_or("/dashboard", |p| p.as_str()).to_owned();
+        let back = if parts.method == http::Method::GET { back } else { parts.uri.path().to_owned() };
+        let token = cookie(parts, cookies.session_name());
+        let user = match token {
+            Some(t) => state.core.identity.session(t).await.map_err(|e| NotSignedIn::Failed(e.into()))?,
+            None => None,
+        };
+        match user {
+            Some(user) => Ok(SignedIn { user, client: client(parts) }),
+            None => Err(NotSignedIn::Login { back, clear: token.map(|_| cookies.clear_session()) }),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `/dashboard/settings`: the account, its password, its sessions (device, address, last seen)
+//! with "revoke" and "log out everywhere", and its recent security activity.
+
+use axum::extract::{Form, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::header::SET_COOKIE;
+use http::StatusCode;
+use layers_core::identity::{Activity, IdentityError, SessionInfo};
+use maud::{html, Markup};
+use secrecy::SecretString;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::layout::{self, notice, Section, Tone};
+use super::session::SignedIn;
+use super::{page, PageError};
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SettingsQuery {
+    #[serde(default)]
+    notice: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    session: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A date and time as people read it (UTC).
+fn when(t: OffsetDateTime) -> String {
+    format!("{} {:02}, {} {:02}:{:02} UTC", t.month(), t.day(), t.year(), t.hour(), t.minute())
+}
+
+/// "Firefox on Linux" from a user agent, or what is known.
+fn device(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else { return "Unknown device".to_owned() };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map_or("A browser", |(_, name)| name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser.to_owned(),
+    }
+}
+
+/// What an audit event means, for people.
+fn event_label(kind: &str) -> &str {
+    match kind {
+        "account_created" => "Account created",
+        "email_confirmed" => "E-mail address confirmed",
+        "login_succeeded" => "Logged in",
+        "login_failed" => "Failed login",
+        "login_throttled" => "Logins paused after failed attempts",
+        "logout" => "Logged out",
+        "password_reset_requested" => "Password reset requested",
+        "password_reset" => "Password reset",
+        "password_changed" => "Password changed",
+        "session_revoked" => "Session revoked",
+        "sessions_revoked" => "Logged out everywhere",
+        "key_created" => "API key created",
+        "key_deactivated" => "API key deactivated",
+        "key_deleted" => "API key deleted",
+        other => other,
+    }
+}
+
+struct View<'a> {
+    csrf: String,
+    notice: Option<Markup>,
+    password_problem: Option<&'a str>,
+    sessions: Vec<SessionInfo>,
+    activity: Vec<Activity>,
+}
+
+fn render(who: &SignedIn, v: View<'_>) -> Markup {
+    let user = &who.user;
+    let content = html! {
+        div class="page-head" {
+            h1 { "Settings" }
+            p class="muted" { "Your account, how you log in, and where you are logged in." }
+        }
+        @if let Some(n) = &v.notice { (n) }
+        div class="grid-2" {
+            section class="panel" {
+                h2 { "Account" }
+                table {
+                    tr { th { "E-mail" } td { (user.email) } }
+                    tr { th { "Plan" } td { span class="badge brand" { (user.tier.to_string()) } } }
+                    tr { th { "Logged in since" } td { (when(user.times.authenticated_at)) } }
+                }
+            }
+            section class="panel" id="password" {
+                h2 { "Password" }
+                p class="muted small" { "Changing it logs out every other session." }
+                @if let Some(p) = v.password_problem { (notice(Tone::Bad, p)) }
+                form method="post" action="/dashboard/settings/password" {
+                    (layout::csrf_field(&v.csrf))
+                    (layout::password_field("current", "Current password", "current-password", None))
+                    (layout::password_field("new", "New password", "new-password", Some("At least 12 characters.")))
+                    button class="btn" type="submit" { "Change password" }
+                }
+            }
+        }
+        section class="panel" id="sessions" {
+            div class="panel-head" {
+                div {
+                    h2 { "Sessions" }
+                    p class="muted small" { "Where your account is logged in now." }
+                }
+                form method="post" action="/dashboard/settings/sessions/everywhere" {
+                    (layout::csrf_field(&v.csrf))
+                    button class="btn danger small" type="submit" { "Log out everywhere" }
+                }
+            }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th { "Device" } th { "Address" } th class="optional" { "Logged in" } th { "Last seen" } th {} } }
+                    tbody {
+                        @for s in &v.sessions {
+                            tr {
+                                td {
+                                    (device(s.user_agent.as_deref()))
+                                    @if s.id == user.session_id { " " span class="badge ok" { "This browser" } }
+                                }
+                                td class="mono" { (s.ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())) }
+                                td class="optional" { (when(s.created_at)) }
+                                td { (when(s.last_seen_at)) }
+                                td class="actions" {
+                                    @if s.id != user.session_id {
+                                        form method="post" action="/dashboard/settings/sessions/revoke" {
+                                            (layout::csrf_field(&v.csrf))
+                                            input type="hidden" name="session" value=(s.id);
+                                            button class="btn secondary small" type="submit" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section class="panel" id="activity" {
+            h2 { "Security activity" }
+            @if v.activity.is_empty() {
+                p class="muted" { "Nothing yet." }
+            } @else {
+                div class="table-wrap" {
+                    table {
+                        thead { tr { th { "Event" } th { "Address" } th class="optional" { "Device" } th { "When" } } }
+                        tbody {
+                            @for e in &v.activity {
+                                tr {
+                                    td { (event_label(&e.kind)) }
+                                    td class="mono" { (e.ip.map_or_else(|| "—".to_owned(), |ip| ip.to_string())) }
+                                    td class="optional" { (device(e.user_agent.as_deref())) }
+                                    td { (when(e.at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout::app("Settings", Section::Settings, &user.email, &v.csrf, content)
+}
+
+async fn view<'a>(
+    state: &AppState,
+    who: &SignedIn,
+    notice: Option<Markup>,
+    problem: Option<&'a str>,
+) -> Result<View<'a>, PageError> {
+    Ok(View {
+        csrf: who.csrf(state),
+        notice,
+        password_problem: problem,
+        sessions: state.core.identity.sessions(who.user.user_id).await?,
+        activity: state.core.identity.activity(who.user.user_id, 20).await?,
+    })
+}
+
+fn settings_notice(code: &str) -> Option<Markup> {
+    match code {
+        "password" => Some(notice(Tone::Ok, "Your password was changed. Every other session was logged out.")),
+        "revoked" => Some(notice(Tone::Ok, "The session was logged out.")),
+        _ => None,
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Query(q): Query<SettingsQuery>,
+) -> Result<Response, PageError> {
+    let v = view(&state, &who, settings_notice(&q.notice), None).await?;
+    Ok(page(StatusCode::OK, render(&who, v)))
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    who: SignedIn,
+    form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form?;
+    who.check_csrf(&state, &form.csrf)?;
+    let (current, new) = (SecretString::from(form.current), SecretString::from(form.new));
+    let problem = match state.core.identity.change_password(&who.user, &current, &new, &who.client).await {
+        Ok(session) => {
+            let mut resp = Redirect::to("/dashboard/settings?notice=password").into_response();
+            resp.headers_mut().append(SET_COOKIE, state.cookies.set_session(&session.token));
+            return Ok(resp);
+        }
+        Err(IdentityError::WrongPassword) => "The current password is not correct.",
+        Err(IdentityError::WeakPassword(weak)) => weak.message(),
+        Err(other) => return Err(other.into()),
+    };
+    let v = view(&state, &who, None, Some(problem)).await?;
+    Ok(page(StatusCode::UNPROCESSABLE_ENTITY, render(&who, v)))
+}
+
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    who: SignedIn,
+    form: Result<Form<RevokeForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form?;
+    who.check_csrf(&state, &form.csrf)?;
+    let id = Uuid::parse_str(&form.session).map_err(|_| PageError::BadForm)?;
+    state.core.identity.revoke_session(&who.user, id, &who.client).await?;
+    Ok(Redirect::to("/dashboard/settings?notice=revoked").into_response())
+}
+
+pub async fn log_out_everywhere(
+    State(state): State<AppState>,
+    who: SignedIn,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form?;
+    who.check_csrf(&state, &form.csrf)?;
+    state.core.identity.log_out_everywhere(&who.user, &who.client).await?;
+    let mut resp = Redirect::to("/login?notice=everywhere").into_response();
+    resp.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
+    Ok(resp)
+}

@@ -1,0 +1,75 @@
+//! Passwords, confirmed addresses and e-mailed links, on both backends.
+
+use std::sync::Arc;
+
+use layers_store::{EmailPurpose, EmailToken, Session, Store, UserStatus};
+use time::Duration;
+
+use crate::conformance;
+use crate::support::{now, user};
+
+conformance!(credentials_follow_password_and_confirmation, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let c = store.credentials_by_email("alice@example.com").await.unwrap().unwrap();
+    assert_eq!((c.user_id, c.status, c.password_hash, c.email_verified_at), (alice.id, UserStatus::Active, None, None));
+    assert!(store.credentials_by_email("nobody@example.com").await.unwrap().is_none());
+    let t = now();
+    store.set_password_hash(alice.id, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", t).await.unwrap();
+    store.mark_email_verified(alice.id, t).await.unwrap();
+    store.mark_email_verified(alice.id, t + Duration::hours(1)).await.unwrap();
+    let c = store.credentials(alice.id).await.unwrap().unwrap();
+    assert_eq!(c.password_hash.as_deref(), Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+    assert_eq!(c.email_verified_at, Some(t), "the first confirmation is kept");
+});
+
+conformance!(email_links_work_once_for_their_purpose_until_they_expire, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let t = now();
+    let token = |hash: u8, purpose, ttl: Duration| EmailToken {
+        token_hash: vec![hash; 32],
+        user_id: alice.id,
+        purpose,
+        new_email: None,
+        created_at: t,
+        expires_at: t + ttl,
+    };
+    let confirm = token(1, EmailPurpose::Confirm, Duration::hours(24));
+    store.create_email_token(&confirm).await.unwrap();
+    store.create_email_token(&token(2, EmailPurpose::Reset, Duration::minutes(30))).await.unwrap();
+    // Not for another purpose.
+    assert!(store.use_email_token(&[1; 32], EmailPurpose::Reset, t).await.unwrap().is_none());
+    assert_eq!(store.use_email_token(&[1; 32], EmailPurpose::Confirm, t).await.unwrap(), Some(confirm));
+    assert!(store.use_email_token(&[1; 32], EmailPurpose::Confirm, t).await.unwrap().is_none(), "used once");
+    // Expired.
+    assert!(store.use_email_token(&[2; 32], EmailPurpose::Reset, t + Duration::minutes(31)).await.unwrap().is_none());
+    assert!(store.use_email_token(&[9; 32], EmailPurpose::Reset, t).await.unwrap().is_none(), "unknown");
+});
+
+conformance!(a_users_live_sessions_are_listed_newest_first, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let t = now();
+    let mk = |owner: layers_domain::UserId, hash: u8, seen: Duration| Session {
+        id: uuid::Uuid::new_v4(),
+        user_id: owner,
+        token_hash: vec![hash; 32],
+        created_at: t,
+        authenticated_at: t,
+        last_seen_at: t + seen,
+        expires_at: t + Duration::days(7),
+        revoked_at: None,
+        ip_address: Some("2001:db8::7".parse().unwrap()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
+    };
+    let (old, new, revoked, theirs) = (
+        mk(alice.id, 1, Duration::ZERO),
+        mk(alice.id, 2, Duration::minutes(5)),
+        mk(alice.id, 3, Duration::ZERO),
+        mk(bob.id, 4, Duration::ZERO),
+    );
+    for s in [&old, &new, &revoked, &theirs] {
+        store.create_session(s).await.unwrap();
+    }
+    store.revoke_session(alice.id, revoked.id, t).await.unwrap();
+    assert_eq!(store.sessions_of_user(alice.id).await.unwrap(), vec![new, old]);
+});
