@@ -3,6 +3,7 @@
 //!
 //! Components:
 //! - [`app`]: `TestApp::spawn()` and its verbs (`create_user`, `create_key`, `post_chat`…).
+//! - [`browser`]: a cookie-keeping form client, for page tests at the HTTP level.
 //! - [`files`]: fixed files over HTTP, for fetch-by-URL tests.
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
@@ -15,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
 pub mod app;
+pub mod browser;
 pub mod files;
 pub mod mock_anthropic;
 pub mod mock_gemini;
@@ -27,6 +29,7 @@ pub mod smtp;
 pub mod tcp_proxy;
 
 pub use app::{AppOptions, Backend, TestApp};
+pub use browser::{Browser, Page};
 pub use mock_anthropic::MockAnthropic;
 pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};

@@ -69,7 +69,8 @@ fn is_common(password: &str) -> bool {
 /// Whether `s` is one unit of at most half its length, repeated (`abcabcabcabc`).
 fn repeats_a_short_unit(s: &str) -> bool {
     let chars: Vec<char> = s.chars().collect();
-    (1..=chars.len() / 2).any(|unit| chars.len().is_multiple_of(unit) && chars.chunks(unit).all(|c| c == &chars[..unit]))
+    (1..=chars.len() / 2)
+        .any(|unit| chars.len().is_multiple_of(unit) && chars.chunks(unit).all(|c| c == &chars[..unit]))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! upstreams that speak each provider's wire format.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
+mod accounts;
 mod anthropic;
 mod architecture;
 mod auth;
