@@ -137,7 +137,10 @@ impl Core {
         let providers = Providers::build(&settings.providers, settings.upstream)?;
         let catalogue =
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
-        let csrf_key = settings.peppers.subkey("csrf");
+        let identity_keys = identity::IdentityKeys {
+            csrf: settings.peppers.subkey("csrf"),
+            totp: settings.peppers.subkey("totp-secrets"),
+        };
         let peppers = Arc::new(settings.peppers);
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
         let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
@@ -172,7 +175,7 @@ impl Core {
                 audit.clone(),
                 clock.clone(),
                 settings.identity,
-                csrf_key,
+                identity_keys,
             ),
             accounts: AccountService::new(store.clone(), audit, broadcaster),
             chat: ChatService::new(ChatParts {

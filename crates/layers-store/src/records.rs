@@ -446,3 +446,14 @@ pub struct EmailToken {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
+
+/// A user's second factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwoFactor {
+    /// The TOTP secret, encrypted by the server (nonce and ciphertext).
+    pub secret_enc: Vec<u8>,
+    /// `None` while pending: set up, not yet confirmed by a first code.
+    pub enabled_at: Option<OffsetDateTime>,
+    /// The last TOTP step a code was accepted for.
+    pub last_step: Option<i64>,
+}

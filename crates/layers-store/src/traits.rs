@@ -117,6 +117,24 @@ pub trait IdentityStore: Send + Sync {
     ) -> StoreResult<Option<EmailToken>>;
     /// The user's sessions not revoked, newest first.
     async fn sessions_of_user(&self, user: UserId) -> StoreResult<Vec<Session>>;
+    async fn two_factor(&self, user: UserId) -> StoreResult<Option<TwoFactor>>;
+    /// Stores a new pending secret, unless two-factor is already enabled (then `false`).
+    async fn set_pending_two_factor(&self, user: UserId, secret_enc: &[u8], at: OffsetDateTime) -> StoreResult<bool>;
+    /// Enables the pending secret at `step` with fresh recovery codes (replacing any old ones).
+    async fn enable_two_factor(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Records `step` as used if it is later than the last one; `false` when it is not (a replay).
+    async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Uses a recovery code once; `false` when unknown or used.
+    async fn use_recovery_code(&self, user: UserId, code_hash: &[u8], at: OffsetDateTime) -> StoreResult<bool>;
+    async fn unused_recovery_codes(&self, user: UserId) -> StoreResult<u32>;
+    /// Removes the second factor and its recovery codes.
+    async fn disable_two_factor(&self, user: UserId) -> StoreResult<()>;
 }
 
 /// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2). The rules

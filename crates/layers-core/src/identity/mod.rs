@@ -12,6 +12,7 @@ pub mod passwords;
 pub mod smtp;
 pub mod throttle;
 pub mod tokens;
+pub mod two_factor;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub enum IdentityError {
     InvalidLink,
     #[error("the password is not correct")]
     WrongPassword,
+    /// A two-factor or recovery code that is wrong or already used.
+    #[error("the code is not correct")]
+    WrongCode,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -153,8 +157,32 @@ pub struct IdentityService {
     audit: Audit,
     clock: Clock,
     settings: IdentitySettings,
-    /// Keyed once with the CSRF key (derived from the pepper every node shares).
+    /// Keyed once with the CSRF key (derived from the pepper every node shares); also signs
+    /// the tickets of logins waiting for their second factor.
     csrf: Option<Hmac<Sha256>>,
+    /// Encrypts TOTP secrets at rest.
+    secrets: two_factor::SecretBox,
+}
+
+/// The keys of the accounts, derived from the pepper every node shares.
+#[derive(Clone, Copy)]
+pub struct IdentityKeys {
+    pub csrf: [u8; 32],
+    pub totp: [u8; 32],
+}
+
+impl std::fmt::Debug for IdentityKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityKeys([redacted])")
+    }
+}
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Session(NewSession),
+    /// Two-factor is on: the code is asked next, with this ticket.
+    SecondFactor(two_factor::Ticket),
 }
 
 impl IdentityService {
@@ -164,7 +192,7 @@ impl IdentityService {
         audit: Audit,
         clock: Clock,
         settings: IdentitySettings,
-        csrf_key: [u8; 32],
+        keys: IdentityKeys,
     ) -> IdentityService {
         IdentityService {
             throttle: LoginThrottle::new(settings.throttle, clock.clone()),
@@ -174,7 +202,8 @@ impl IdentityService {
             audit,
             clock,
             settings,
-            csrf: <Hmac<Sha256> as Mac>::new_from_slice(&csrf_key).ok(),
+            csrf: <Hmac<Sha256> as Mac>::new_from_slice(&keys.csrf).ok(),
+            secrets: two_factor::SecretBox::new(keys.totp),
         }
     }
 
@@ -288,7 +317,7 @@ impl IdentityService {
     // === login and sessions ===
 
     /// Checks the password and opens a session.
-    pub async fn log_in(&self, email: &str, password: &SecretString, client: &Client) -> IdentityResult<NewSession> {
+    pub async fn log_in(&self, email: &str, password: &SecretString, client: &Client) -> IdentityResult<LoginOutcome> {
         let email = normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
         if let Err(throttled) = self.throttle.check(&email, client.ip) {
             self.audit(None, "login_throttled", Severity::Warning, client).await;
@@ -311,9 +340,12 @@ impl IdentityService {
             return Err(IdentityError::Unconfirmed);
         }
         self.throttle.succeeded(&email);
+        if self.store.two_factor(c.user_id).await?.is_some_and(|f| f.enabled_at.is_some()) {
+            return Ok(LoginOutcome::SecondFactor(self.ticket_for(c.user_id)));
+        }
         let session = self.open_session(c.user_id, client).await?;
         self.audit(Some(c.user_id), "login_succeeded", Severity::Info, client).await;
-        Ok(session)
+        Ok(LoginOutcome::Session(session))
     }
 
     async fn open_session(&self, user: UserId, client: &Client) -> IdentityResult<NewSession> {

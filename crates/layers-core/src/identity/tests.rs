@@ -43,7 +43,7 @@ impl Fixture {
             Audit::new(store),
             clock.clone(),
             IdentitySettings::new("https://layers.example/"),
-            [7; 32],
+            IdentityKeys { csrf: [7; 32], totp: [8; 32] },
         );
         Fixture { identity, outbox, clock, _db: db, _tasks: tasks }
     }
@@ -77,6 +77,13 @@ fn token_of(mail: &Mail, path: &str) -> String {
 
 const PASSWORD: &str = "tulip lantern harbour";
 
+fn opened(outcome: LoginOutcome) -> NewSession {
+    match outcome {
+        LoginOutcome::Session(s) => s,
+        LoginOutcome::SecondFactor(_) => panic!("a session, not a second step"),
+    }
+}
+
 async fn confirmed(f: &Fixture, email: &str) -> UserId {
     let before = f.sent();
     f.identity.sign_up(email, &pw(PASSWORD), &Client::default()).await.unwrap();
@@ -105,7 +112,7 @@ async fn sign_up_confirm_and_log_in() {
     let token = token_of(&mail, "/auth/confirm");
     f.identity.confirm(&token, &client).await.unwrap();
     assert!(matches!(f.identity.confirm(&token, &client).await, Err(IdentityError::InvalidLink)), "single use");
-    let session = f.identity.log_in("alice@example.com", &pw(PASSWORD), &client).await.unwrap();
+    let session = opened(f.identity.log_in("alice@example.com", &pw(PASSWORD), &client).await.unwrap());
     let who = f.identity.session(secrecy::ExposeSecret::expose_secret(&session.token)).await.unwrap().unwrap();
     assert_eq!((who.email.as_str(), who.session_id), ("alice@example.com", session.session_id));
     let sessions = f.identity.sessions(who.user_id).await.unwrap();
@@ -125,7 +132,7 @@ async fn signing_up_twice_answers_the_same_and_tells_the_owner() {
     let note = f.mail(2).await;
     assert!(note.subject.contains("already have"), "{}", note.subject);
     // The first password still works: nothing was changed.
-    f.identity.log_in("bob@example.com", &pw(PASSWORD), &Client::default()).await.unwrap();
+    opened(f.identity.log_in("bob@example.com", &pw(PASSWORD), &Client::default()).await.unwrap());
 }
 
 #[tokio::test]
@@ -149,7 +156,7 @@ async fn throttling_engages_at_its_threshold_and_not_below() {
         assert!(matches!(r, Err(IdentityError::BadCredentials)));
     }
     // Four failures: the right password still gets in (and clears the count).
-    f.identity.log_in("dan@example.com", &pw(PASSWORD), &client).await.unwrap();
+    opened(f.identity.log_in("dan@example.com", &pw(PASSWORD), &client).await.unwrap());
     for _ in 0..5 {
         let _ = f.identity.log_in("dan@example.com", &pw("not the password"), &client).await;
     }
@@ -159,14 +166,14 @@ async fn throttling_engages_at_its_threshold_and_not_below() {
         Err(IdentityError::Throttled(_))
     ));
     f.clock.advance(Duration::from_secs(15 * 60 + 1));
-    f.identity.log_in("dan@example.com", &pw(PASSWORD), &client).await.unwrap();
+    opened(f.identity.log_in("dan@example.com", &pw(PASSWORD), &client).await.unwrap());
 }
 
 #[tokio::test]
 async fn a_reset_link_works_once_and_ends_every_session() {
     let f = Fixture::new().await;
     confirmed(&f, "erin@example.com").await;
-    let s1 = f.identity.log_in("erin@example.com", &pw(PASSWORD), &Client::default()).await.unwrap();
+    let s1 = opened(f.identity.log_in("erin@example.com", &pw(PASSWORD), &Client::default()).await.unwrap());
     f.identity.forgot_password("erin@example.com", &Client::default()).await.unwrap();
     f.identity.forgot_password("nobody@example.com", &Client::default()).await.unwrap();
     let mail = f.mail(2).await;
@@ -184,7 +191,7 @@ async fn a_reset_link_works_once_and_ends_every_session() {
     ));
     assert!(f.identity.session(secrecy::ExposeSecret::expose_secret(&s1.token)).await.unwrap().is_none());
     assert!(f.identity.log_in("erin@example.com", &pw(PASSWORD), &Client::default()).await.is_err());
-    f.identity.log_in("erin@example.com", &pw("a brand new passphrase"), &Client::default()).await.unwrap();
+    opened(f.identity.log_in("erin@example.com", &pw("a brand new passphrase"), &Client::default()).await.unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(f.sent(), 2, "no mail for an unknown address");
 }
@@ -193,8 +200,8 @@ async fn a_reset_link_works_once_and_ends_every_session() {
 async fn changing_the_password_ends_other_sessions_and_keeps_this_browser_in() {
     let f = Fixture::new().await;
     confirmed(&f, "fay@example.com").await;
-    let phone = f.identity.log_in("fay@example.com", &pw(PASSWORD), &Client::default()).await.unwrap();
-    let laptop = f.identity.log_in("fay@example.com", &pw(PASSWORD), &Client::default()).await.unwrap();
+    let phone = opened(f.identity.log_in("fay@example.com", &pw(PASSWORD), &Client::default()).await.unwrap());
+    let laptop = opened(f.identity.log_in("fay@example.com", &pw(PASSWORD), &Client::default()).await.unwrap());
     let who = f.identity.session(secrecy::ExposeSecret::expose_secret(&laptop.token)).await.unwrap().unwrap();
     assert!(matches!(
         f.identity
@@ -214,7 +221,7 @@ async fn changing_the_password_ends_other_sessions_and_keeps_this_browser_in() {
 async fn sessions_end_when_idle_and_tokens_are_checked_before_any_lookup() {
     let f = Fixture::new().await;
     confirmed(&f, "gus@example.com").await;
-    let s = f.identity.log_in("gus@example.com", &pw(PASSWORD), &Client::default()).await.unwrap();
+    let s = opened(f.identity.log_in("gus@example.com", &pw(PASSWORD), &Client::default()).await.unwrap());
     let token = secrecy::ExposeSecret::expose_secret(&s.token).to_owned();
     assert!(f.identity.session(&token).await.unwrap().is_some());
     let mut tampered = token.clone();
@@ -235,4 +242,82 @@ fn csrf_tokens_are_bound_to_what_they_were_made_for() {
     assert!(!f.identity.csrf_valid("s:one", ""));
     assert!(!f.identity.csrf_valid("", &f.identity.csrf_token("")));
     assert!(!f.identity.csrf_valid("s:one", &t[..t.len() - 1]));
+}
+
+#[tokio::test]
+async fn two_factor_is_asked_at_login_once_on_and_codes_work_once() {
+    use layers_domain::identity::totp;
+    let f = Fixture::new().await;
+    confirmed(&f, "hal@example.com").await;
+    let client = Client::default();
+    let s = opened(f.identity.log_in("hal@example.com", &pw(PASSWORD), &client).await.unwrap());
+    let who = f.identity.session(secrecy::ExposeSecret::expose_secret(&s.token)).await.unwrap().unwrap();
+    let setup = f.identity.begin_two_factor(&who).await.unwrap();
+    assert!(setup.uri.starts_with("otpauth://totp/Layers:hal@example.com?secret="));
+    assert_eq!(f.identity.two_factor_status(who.user_id).await.unwrap(), two_factor::Status::Pending);
+    let secret = base32_decode(&setup.secret_base32);
+    let now = || f.clock.unix_ms() / 1000;
+    let code_at = |t: u64| format!("{:06}", totp::code_at(&secret, totp::step_of(t)));
+    assert!(matches!(f.identity.enable_two_factor(&who, "000000", &client).await, Err(IdentityError::WrongCode)));
+    let recovery = f.identity.enable_two_factor(&who, &code_at(now()), &client).await.unwrap();
+    assert_eq!(recovery.len(), 10);
+    assert!(matches!(f.identity.begin_two_factor(&who).await, Err(IdentityError::Service(_))), "on stays on");
+
+    // The password alone no longer opens a session.
+    let LoginOutcome::SecondFactor(ticket) =
+        f.identity.log_in("hal@example.com", &pw(PASSWORD), &client).await.unwrap()
+    else {
+        panic!("a second step")
+    };
+    // The code that enabled it was used; the next step's code works once.
+    assert!(matches!(
+        f.identity.complete_login(&ticket.0, &code_at(now()), &client).await,
+        Err(IdentityError::WrongCode)
+    ));
+    f.clock.advance(Duration::from_secs(30));
+    let code = code_at(now());
+    f.identity.complete_login(&ticket.0, &code, &client).await.unwrap();
+    assert!(
+        matches!(f.identity.complete_login(&ticket.0, &code, &client).await, Err(IdentityError::WrongCode)),
+        "replay"
+    );
+    // A recovery code, once, in any case and with or without its dash.
+    let r = recovery[0].to_uppercase().replace('-', "");
+    f.identity.complete_login(&ticket.0, &r, &client).await.unwrap();
+    assert!(matches!(f.identity.complete_login(&ticket.0, &recovery[0], &client).await, Err(IdentityError::WrongCode)));
+    assert_eq!(
+        f.identity.two_factor_status(who.user_id).await.unwrap(),
+        two_factor::Status::On { recovery_codes_left: 9 }
+    );
+    // A forged or expired ticket.
+    let mut forged = ticket.0.clone();
+    forged.replace_range(0..2, "AA");
+    assert!(matches!(f.identity.complete_login(&forged, &recovery[1], &client).await, Err(IdentityError::InvalidLink)));
+    f.clock.advance(Duration::from_secs(301));
+    assert!(matches!(
+        f.identity.complete_login(&ticket.0, &recovery[1], &client).await,
+        Err(IdentityError::InvalidLink)
+    ));
+
+    // Off: the password and a code.
+    assert!(matches!(
+        f.identity.disable_two_factor(&who, &pw(PASSWORD), "123456", &client).await,
+        Err(IdentityError::WrongCode)
+    ));
+    f.identity.disable_two_factor(&who, &pw(PASSWORD), &recovery[2], &client).await.unwrap();
+    assert!(matches!(f.identity.log_in("hal@example.com", &pw(PASSWORD), &client).await, Ok(LoginOutcome::Session(_))));
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in s.bytes() {
+        let v = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".iter().position(|&a| a == c).unwrap() as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
 }

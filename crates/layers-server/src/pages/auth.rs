@@ -5,7 +5,7 @@ use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
-use layers_core::identity::IdentityError;
+use layers_core::identity::{IdentityError, LoginOutcome};
 use layers_domain::identity::redirect::same_site_path;
 use maud::{html, Markup};
 use secrecy::SecretString;
@@ -174,6 +174,7 @@ fn login_notice(code: &str) -> Option<Markup> {
         "reset" => (Tone::Ok, "Your password was changed and every session was logged out. Log in with the new one."),
         "logged_out" => (Tone::Ok, "You are logged out."),
         "everywhere" => (Tone::Ok, "Every session of your account was logged out."),
+        "expired" => (Tone::Bad, "That login took too long. Enter your password again."),
         _ => return None,
     };
     Some(notice(tone, text))
@@ -200,11 +201,15 @@ pub async fn login(
     let password = SecretString::from(form.password);
     let redirect_to = same_site_path(&form.redirect_to).unwrap_or("");
     let (status, text, resend) = match state.core.identity.log_in(&form.email, &password, &visitor.client).await {
-        Ok(session) => {
+        Ok(LoginOutcome::Session(session)) => {
             let target = if redirect_to.is_empty() { "/dashboard" } else { redirect_to };
             let mut resp = Redirect::to(target).into_response();
             resp.headers_mut().append(SET_COOKIE, state.cookies.set_session(&session.token));
             return Ok(resp);
+        }
+        Ok(LoginOutcome::SecondFactor(ticket)) => {
+            let markup = super::two_factor::second_step(&visitor.csrf(&state), &ticket.0, redirect_to, None);
+            return Ok(page(StatusCode::OK, markup));
         }
         Err(IdentityError::BadCredentials) => {
             (StatusCode::UNAUTHORIZED, "Incorrect e-mail or password.".to_owned(), false)

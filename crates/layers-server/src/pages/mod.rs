@@ -11,6 +11,7 @@ mod layout;
 mod recovery;
 pub mod session;
 mod settings;
+mod two_factor;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -37,6 +38,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/", get(home))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/login", get(auth::login_page).post(auth::login))
+        .route("/login/two-factor", post(two_factor::complete_login))
         .route("/logout", post(auth::logout))
         .route("/auth/confirm", get(auth::confirm_page).post(auth::confirm))
         .route("/auth/resend", post(auth::resend))
@@ -47,6 +49,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/dashboard/settings/password", post(settings::change_password))
         .route("/dashboard/settings/sessions/revoke", post(settings::revoke_session))
         .route("/dashboard/settings/sessions/everywhere", post(settings::log_out_everywhere))
+        .route("/dashboard/settings/two-factor", get(two_factor::show_setup))
+        .route("/dashboard/settings/two-factor/setup", post(two_factor::begin))
+        .route("/dashboard/settings/two-factor/enable", post(two_factor::enable))
+        .route("/dashboard/settings/two-factor/disable", post(two_factor::disable))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(from_fn_with_state(state, page_headers))
         .route(assets::CSS_PATH, get(assets::css))

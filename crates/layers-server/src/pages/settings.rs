@@ -5,6 +5,7 @@ use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
+use layers_core::identity::two_factor::Status;
 use layers_core::identity::{Activity, IdentityError, SessionInfo};
 use maud::{html, Markup};
 use secrecy::SecretString;
@@ -47,9 +48,18 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// A date and time as people read it (UTC).
+/// A date and time as people read it, short: `Dec 1, 12:56` this year, else `Dec 1, 2025` (UTC).
 fn when(t: OffsetDateTime) -> String {
-    format!("{} {:02}, {} {:02}:{:02} UTC", t.month(), t.day(), t.year(), t.hour(), t.minute())
+    let month = &t.month().to_string()[..3];
+    if t.year() == OffsetDateTime::now_utc().year() {
+        format!("{month} {}, {:02}:{:02}", t.day(), t.hour(), t.minute())
+    } else {
+        format!("{month} {}, {}", t.day(), t.year())
+    }
+}
+
+fn address(ip: Option<std::net::IpAddr>) -> String {
+    ip.map_or_else(|| "unknown address".to_owned(), |ip| ip.to_string())
 }
 
 /// "Firefox on Linux" from a user agent, or what is known.
@@ -98,6 +108,10 @@ fn event_label(kind: &str) -> &str {
         "password_changed" => "Password changed",
         "session_revoked" => "Session revoked",
         "sessions_revoked" => "Logged out everywhere",
+        "two_factor_enabled" => "Two-factor login turned on",
+        "two_factor_disabled" => "Two-factor login turned off",
+        "two_factor_failed" => "Wrong two-factor code",
+        "recovery_code_used" => "Recovery code used",
         "key_created" => "API key created",
         "key_deactivated" => "API key deactivated",
         "key_deleted" => "API key deleted",
@@ -107,6 +121,7 @@ fn event_label(kind: &str) -> &str {
 
 struct View<'a> {
     csrf: String,
+    two_factor: Status,
     notice: Option<Markup>,
     password_problem: Option<&'a str>,
     sessions: Vec<SessionInfo>,
@@ -127,10 +142,10 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
                 table {
                     tr { th { "E-mail" } td { (user.email) } }
                     tr { th { "Plan" } td { span class="badge brand" { (user.tier.to_string()) } } }
-                    tr { th { "Logged in since" } td { (when(user.times.authenticated_at)) } }
+                    tr { th { "Logged in" } td { (when(user.times.authenticated_at)) " UTC" } }
                 }
             }
-            section class="panel" id="password" {
+            section class="panel" id="change-password" {
                 h2 { "Password" }
                 p class="muted small" { "Changing it logs out every other session." }
                 @if let Some(p) = v.password_problem { (notice(Tone::Bad, p)) }
@@ -142,6 +157,7 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
                 }
             }
         }
+        (two_factor_panel(&v.csrf, v.two_factor))
         section class="panel" id="sessions" {
             div class="panel-head" {
                 div {
@@ -155,17 +171,18 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
             }
             div class="table-wrap" {
                 table {
-                    thead { tr { th { "Device" } th { "Address" } th class="optional" { "Logged in" } th { "Last seen" } th {} } }
+                    thead { tr { th { "Device" } th class="optional" { "Address" } th class="optional" { "Logged in" } th { "Last seen (UTC)" } th {} } }
                     tbody {
                         @for s in &v.sessions {
                             tr {
                                 td {
                                     (device(s.user_agent.as_deref()))
                                     @if s.id == user.session_id { " " span class="badge ok" { "This browser" } }
+                                    span class="phone-only muted small mono" { (address(s.ip)) }
                                 }
-                                td class="mono" { (s.ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())) }
-                                td class="optional" { (when(s.created_at)) }
-                                td { (when(s.last_seen_at)) }
+                                td class="mono optional" { (address(s.ip)) }
+                                td class="optional when" { (when(s.created_at)) }
+                                td class="when" { (when(s.last_seen_at)) }
                                 td class="actions" {
                                     @if s.id != user.session_id {
                                         form method="post" action="/dashboard/settings/sessions/revoke" {
@@ -188,14 +205,14 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
             } @else {
                 div class="table-wrap" {
                     table {
-                        thead { tr { th { "Event" } th { "Address" } th class="optional" { "Device" } th { "When" } } }
+                        thead { tr { th { "Event" } th { "Address" } th class="optional" { "Device" } th { "When (UTC)" } } }
                         tbody {
                             @for e in &v.activity {
                                 tr {
                                     td { (event_label(&e.kind)) }
                                     td class="mono" { (e.ip.map_or_else(|| "—".to_owned(), |ip| ip.to_string())) }
                                     td class="optional" { (device(e.user_agent.as_deref())) }
-                                    td { (when(e.at)) }
+                                    td class="when" { (when(e.at)) }
                                 }
                             }
                         }
@@ -215,6 +232,7 @@ async fn view<'a>(
 ) -> Result<View<'a>, PageError> {
     Ok(View {
         csrf: who.csrf(state),
+        two_factor: state.core.identity.two_factor_status(who.user.user_id).await?,
         notice,
         password_problem: problem,
         sessions: state.core.identity.sessions(who.user.user_id).await?,
@@ -223,10 +241,59 @@ async fn view<'a>(
 }
 
 fn settings_notice(code: &str) -> Option<Markup> {
-    match code {
-        "password" => Some(notice(Tone::Ok, "Your password was changed. Every other session was logged out.")),
-        "revoked" => Some(notice(Tone::Ok, "The session was logged out.")),
-        _ => None,
+    let (tone, text) = match code {
+        "password" => (Tone::Ok, "Your password was changed. Every other session was logged out."),
+        "revoked" => (Tone::Ok, "The session was logged out."),
+        "two_factor_off" => (Tone::Ok, "Two-factor login is off."),
+        "two_factor_wrong_password" => (Tone::Bad, "Two-factor login is still on: the password was not correct."),
+        "two_factor_wrong_code" => {
+            (Tone::Bad, "Two-factor login is still on: that code was not correct, or was already used.")
+        }
+        _ => return None,
+    };
+    Some(notice(tone, text))
+}
+
+fn two_factor_panel(csrf: &str, status: Status) -> Markup {
+    html! {
+        section class="panel" id="two-factor" {
+            div class="panel-head" {
+                div {
+                    h2 { "Two-factor login" }
+                    p class="muted small" { "A code from an authenticator app on your phone, asked at every login." }
+                }
+                @match status {
+                    Status::On { .. } => span class="badge ok" { "On" },
+                    _ => span class="badge" { "Off" },
+                }
+            }
+            @match status {
+                Status::Off => {
+                    form method="post" action="/dashboard/settings/two-factor/setup" {
+                        (layout::csrf_field(csrf))
+                        button class="btn" type="submit" { "Set up two-factor login" }
+                    }
+                }
+                Status::Pending => {
+                    p { "You started setting it up. " a href="/dashboard/settings/two-factor" { "Finish setting it up" } "." }
+                }
+                Status::On { recovery_codes_left } => {
+                    p class="small" { (recovery_codes_left) " of 10 recovery codes left." }
+                    form method="post" action="/dashboard/settings/two-factor/disable" class="narrow" {
+                        (layout::csrf_field(csrf))
+                        div class="field" {
+                            label for="tf-password" { "Password" }
+                            input id="tf-password" name="password" type="password" autocomplete="current-password" required maxlength="256";
+                        }
+                        div class="field" {
+                            label for="tf-code" { "Code" }
+                            input id="tf-code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="32";
+                        }
+                        button class="btn secondary" type="submit" { "Turn off two-factor login" }
+                    }
+                }
+            }
+        }
     }
 }
 

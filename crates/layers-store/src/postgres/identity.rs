@@ -8,8 +8,9 @@ use uuid::Uuid;
 use super::rows;
 use super::PgStore;
 use crate::error::StoreResult;
-use crate::records::{Credentials, EmailPurpose, EmailToken, Session};
+use crate::records::{Credentials, EmailPurpose, EmailToken, Session, TwoFactor};
 use crate::traits::IdentityStore;
+use sqlx::Row;
 
 const CREDENTIAL_COLS: &str = "id, status, password_hash, email_verified_at";
 const TOKEN_COLS: &str = "token_hash, user_id, purpose, new_email, created_at, expires_at";
@@ -101,5 +102,108 @@ impl IdentityStore for PgStore {
         .await?;
         tx.commit().await?;
         rows.iter().map(rows::session).collect()
+    }
+
+    async fn two_factor(&self, user: UserId) -> StoreResult<Option<TwoFactor>> {
+        let mut tx = self.begin_as(user).await?;
+        let row = sqlx::query("SELECT secret_enc, enabled_at, last_step FROM two_factor WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(TwoFactor {
+                secret_enc: r.try_get("secret_enc")?,
+                enabled_at: r.try_get("enabled_at")?,
+                last_step: r.try_get("last_step")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_pending_two_factor(&self, user: UserId, secret_enc: &[u8], at: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.begin_as(user).await?;
+        let done = sqlx::query(
+            "INSERT INTO two_factor (user_id, secret_enc, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at, \
+             last_step = NULL WHERE two_factor.enabled_at IS NULL",
+        )
+        .bind(user.0)
+        .bind(secret_enc)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn enable_two_factor(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query("UPDATE two_factor SET enabled_at = $1, last_step = $2 WHERE user_id = $3 AND enabled_at IS NULL")
+            .bind(at)
+            .bind(step)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user.0).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::bytea[])")
+            .bind(user.0)
+            .bind(recovery_hashes)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_as(user).await?;
+        let done = sqlx::query(
+            "UPDATE two_factor SET last_step = $1 WHERE user_id = $2 AND enabled_at IS NOT NULL \
+             AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code_hash: &[u8], at: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.begin_as(user).await?;
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(at)
+        .bind(user.0)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unused_recovery_codes(&self, user: UserId) -> StoreResult<u32> {
+        let mut tx = self.begin_as(user).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn disable_two_factor(&self, user: UserId) -> StoreResult<()> {
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user.0).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM two_factor WHERE user_id = $1").bind(user.0).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -7,8 +7,9 @@ use time::OffsetDateTime;
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::StoreResult;
-use crate::records::{Credentials, EmailPurpose, EmailToken, Session};
+use crate::records::{Credentials, EmailPurpose, EmailToken, Session, TwoFactor};
 use crate::traits::IdentityStore;
+use sqlx::Row;
 
 const CREDENTIAL_COLS: &str = "id, status, password_hash, email_verified_at";
 const TOKEN_COLS: &str = "token_hash, user_id, purpose, new_email, created_at, expires_at";
@@ -92,5 +93,101 @@ impl IdentityStore for SqliteStore {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(rows::session).collect()
+    }
+
+    async fn two_factor(&self, user: UserId) -> StoreResult<Option<TwoFactor>> {
+        let row = sqlx::query("SELECT secret_enc, enabled_at, last_step FROM two_factor WHERE user_id = ?")
+            .bind(user.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            Ok(TwoFactor {
+                secret_enc: r.try_get("secret_enc")?,
+                enabled_at: r.try_get::<Option<i64>, _>("enabled_at")?.map(rows::from_ms),
+                last_step: r.try_get("last_step")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_pending_two_factor(&self, user: UserId, secret_enc: &[u8], at: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO two_factor (user_id, secret_enc, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at, \
+             last_step = NULL WHERE two_factor.enabled_at IS NULL",
+        )
+        .bind(user.to_string())
+        .bind(secret_enc)
+        .bind(ms(at))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn enable_two_factor(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE two_factor SET enabled_at = ?, last_step = ? WHERE user_id = ? AND enabled_at IS NULL")
+            .bind(ms(at))
+            .bind(step)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?").bind(user.to_string()).execute(&mut *tx).await?;
+        for hash in recovery_hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)")
+                .bind(user.to_string())
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE two_factor SET last_step = ? WHERE user_id = ? AND enabled_at IS NOT NULL \
+             AND (last_step IS NULL OR last_step < ?)",
+        )
+        .bind(step)
+        .bind(user.to_string())
+        .bind(step)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code_hash: &[u8], at: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+        )
+        .bind(ms(at))
+        .bind(user.to_string())
+        .bind(code_hash)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unused_recovery_codes(&self, user: UserId) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL")
+            .bind(user.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn disable_two_factor(&self, user: UserId) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?").bind(user.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM two_factor WHERE user_id = ?").bind(user.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

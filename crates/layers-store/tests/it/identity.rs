@@ -73,3 +73,27 @@ conformance!(a_users_live_sessions_are_listed_newest_first, |store: Arc<dyn Stor
     store.revoke_session(alice.id, revoked.id, t).await.unwrap();
     assert_eq!(store.sessions_of_user(alice.id).await.unwrap(), vec![new, old]);
 });
+
+conformance!(two_factor_is_pending_until_enabled_and_codes_work_once, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let t = now();
+    assert!(store.two_factor(alice.id).await.unwrap().is_none());
+    assert!(store.set_pending_two_factor(alice.id, b"first", t).await.unwrap());
+    assert!(store.set_pending_two_factor(alice.id, b"second", t).await.unwrap(), "a pending secret is replaced");
+    assert!(!store.use_totp_step(alice.id, 5).await.unwrap(), "not enabled yet");
+    store.enable_two_factor(alice.id, 10, &[vec![1; 32], vec![2; 32]], t).await.unwrap();
+    let f = store.two_factor(alice.id).await.unwrap().unwrap();
+    assert_eq!((f.secret_enc.as_slice(), f.enabled_at, f.last_step), (&b"second"[..], Some(t), Some(10)));
+    assert!(!store.set_pending_two_factor(alice.id, b"third", t).await.unwrap(), "an enabled secret stays");
+    assert!(!store.use_totp_step(alice.id, 10).await.unwrap(), "the step that enabled it is used");
+    assert!(store.use_totp_step(alice.id, 11).await.unwrap());
+    assert!(!store.use_totp_step(alice.id, 11).await.unwrap(), "no replay");
+    assert_eq!(store.unused_recovery_codes(alice.id).await.unwrap(), 2);
+    assert!(store.use_recovery_code(alice.id, &[1; 32], t).await.unwrap());
+    assert!(!store.use_recovery_code(alice.id, &[1; 32], t).await.unwrap());
+    assert!(!store.use_recovery_code(alice.id, &[9; 32], t).await.unwrap());
+    assert_eq!(store.unused_recovery_codes(alice.id).await.unwrap(), 1);
+    store.disable_two_factor(alice.id).await.unwrap();
+    assert!(store.two_factor(alice.id).await.unwrap().is_none());
+    assert_eq!(store.unused_recovery_codes(alice.id).await.unwrap(), 0);
+});

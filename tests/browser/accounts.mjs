@@ -1,0 +1,254 @@
+// Layers' account pages in a real headless Chromium with JavaScript turned off: the story of
+// one person from sign-up to a changed password, the link read from the console mailer, and a
+// screenshot of every page at desktop and phone width (docs/screenshots/).
+//
+// Run by scripts/test (it builds the binary and installs playwright-core under target/):
+//   LAYERS_BIN=target/debug/layers node tests/browser/accounts.mjs
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { createHmac } from 'node:crypto';
+
+const require = createRequire(process.env.PLAYWRIGHT_FROM ?? import.meta.url);
+const { chromium } = require('playwright-core');
+
+const bin = process.env.LAYERS_BIN ?? 'target/debug/layers';
+const shots = process.env.SCREENSHOTS_DIR ?? 'docs/screenshots';
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+mkdirSync(shots, { recursive: true });
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'layers-browser-'));
+let log = '';
+const server = spawn(bin, ['serve'], {
+  env: {
+    // The server reads every LAYERS_* variable as a setting: pass none of the caller's.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LAYERS_'))),
+    LAYERS_LISTEN: `127.0.0.1:${port}`,
+    LAYERS_PUBLIC_URL: base,
+    LAYERS_DATABASE_URL: `sqlite://${dir}/layers.db`,
+    LAYERS_DATA_DIR: dir,
+    LAYERS_LOG__LEVEL: 'info',
+    NO_COLOR: '1',
+  },
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+server.stdout.on('data', (d) => { log += d; });
+server.stderr.on('data', (d) => { log += d; });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, find, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const got = await find();
+    if (got) return got;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- server log ---\n${log.slice(-4000)}`);
+    await sleep(50);
+  }
+}
+
+/** The nth link (1-based) to `pathPrefix` the console mailer wrote. */
+function mailedLink(pathPrefix, n = 1) {
+  const re = new RegExp(`${base.replace(/[.]/g, '\\.')}${pathPrefix}\\?token=[A-Za-z0-9_-]+`, 'g');
+  const all = log.match(re) ?? [];
+  return all.length >= n ? all[n - 1] : null;
+}
+
+/** RFC 6238 TOTP (HMAC-SHA-1, 30 s, 6 digits) of a base32 secret, `ahead` steps from now. */
+function totp(base32, ahead = 0) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0, value = 0; const bytes = [];
+  for (const c of base32) { value = (value << 5) | alphabet.indexOf(c); bits += 5; if (bits >= 8) { bytes.push((value >>> (bits - 8)) & 255); bits -= 8; } }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + ahead));
+  const h = createHmac('sha1', Buffer.from(bytes)).update(counter).digest();
+  const o = h[19] & 15;
+  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(bin % 1000000).padStart(6, '0');
+}
+
+let failed = false;
+const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+try {
+  await until('the server', async () => (await fetch(`${base}/healthz`).catch(() => null))?.ok);
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 860 }, javaScriptEnabled: false });
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, javaScriptEnabled: false,
+  });
+  const page = await desktop.newPage();
+  const mobile = await phone.newPage();
+  const shot = async (name, p = page) => {
+    const width = p === page ? 'desktop' : 'phone';
+    await p.screenshot({ path: path.join(shots, `${name}-${width}.png`), fullPage: true });
+  };
+  /** Screenshots a public page at both widths. */
+  const both = async (name, url) => {
+    await page.goto(url);
+    await shot(name);
+    await mobile.goto(url);
+    await shot(name, mobile);
+  };
+  const email = 'ada@example.com';
+  const password = 'analytical engine notes';
+
+  // An unauthenticated visit to the settings goes to login, and back after it.
+  await page.goto(`${base}/dashboard/settings`);
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.equal(new URL(page.url()).searchParams.get('redirectTo'), '/dashboard/settings');
+
+  // Sign up.
+  await both('signup', `${base}/signup`);
+  await page.goto(`${base}/signup`);
+  await page.fill('#email', email);
+  await page.fill('#password', 'password1234');
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('.notice.bad'), /too common/);
+  await shot('signup-weak-password');
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('h1'), /Check your inbox/);
+  await shot('check-email');
+
+  // The link, from the console mailer's message in the server log.
+  const confirm = await until('the confirmation e-mail', () => mailedLink('/auth/confirm'));
+  assert.match(log, /DEVELOPMENT MAIL/);
+  await page.goto(confirm);
+  await shot('confirm');
+  await page.click('button[type=submit]');
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.match(await page.textContent('.notice.ok'), /confirmed/);
+  await shot('login-confirmed');
+  await mobile.goto(page.url());
+  await shot('login', mobile);
+  await page.goto(`${base}/login?redirectTo=/dashboard/settings`);
+  await shot('login');
+
+  // A wrong password, then the right one: back to the page first asked for.
+  await page.fill('#email', email);
+  await page.fill('#password', 'not the password at all');
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('.notice.bad'), /Incorrect e-mail or password/);
+  await shot('login-failed');
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
+  assert.match(await page.textContent('main'), /ada@example\.com/);
+  await shot('settings');
+
+  // The phone logs in too, and sees both sessions.
+  await mobile.goto(`${base}/login`);
+  await mobile.fill('#email', email);
+  await mobile.fill('#password', password);
+  await mobile.click('button[type=submit]');
+  assert.equal(new URL(mobile.url()).pathname, '/dashboard/settings');
+  assert.equal(await mobile.locator('#sessions tbody tr').count(), 2);
+  await shot('settings', mobile);
+
+  // Log out, and in again.
+  await page.click('form[action="/logout"] button');
+  assert.match(await page.textContent('.notice.ok'), /logged out/);
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
+
+  // Two-factor login: set up with the key shown as text, the first code, recovery codes once.
+  await page.click('form[action="/dashboard/settings/two-factor/setup"] button');
+  assert.equal(new URL(page.url()).pathname, '/dashboard/settings/two-factor');
+  assert.equal(await page.locator('.qr svg').count(), 1, 'a QR code drawn as SVG');
+  const secret = (await page.textContent('code.secret')).trim();
+  await shot('two-factor-setup');
+  await page.fill('#code', '000000');
+  await page.click('main button[type=submit]');
+  assert.match(await page.textContent('.notice.bad'), /not correct/);
+  await page.fill('#code', totp(secret));
+  await page.click('main button[type=submit]');
+  const codes = await page.locator('.codes code').allTextContents();
+  assert.equal(codes.length, 10);
+  await shot('two-factor-recovery-codes');
+  await page.click('text=I have saved my recovery codes');
+  assert.match(await page.textContent('#two-factor'), /10 of 10 recovery codes left/);
+  // Logging in now asks for a code; then a recovery code works, once.
+  await page.click('form[action="/logout"] button');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('h1'), /Two-factor login/);
+  await shot('login-two-factor');
+  await page.fill('#code', totp(secret, 1));
+  await page.click('button[type=submit]');
+  assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
+  await page.click('form[action="/logout"] button');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  await page.fill('#code', codes[0]);
+  await page.click('button[type=submit]');
+  assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
+  assert.match(await page.textContent('#two-factor'), /9 of 10 recovery codes left/);
+
+  // Change the password: the phone's session ends.
+  const fresh = 'difference engine plans';
+  await page.fill('#current', password);
+  await page.fill('#new', fresh);
+  await page.click('#change-password button[type=submit]');
+  assert.match(await page.textContent('.notice.ok'), /password was changed/);
+  await shot('settings-password-changed');
+  await mobile.reload();
+  assert.equal(new URL(mobile.url()).pathname, '/login');
+
+  // Forgot the password: the link from the log, a new password, every session out.
+  await both('forgot-password', `${base}/forgot-password`);
+  await mobile.fill('#email', email);
+  await mobile.click('button[type=submit]');
+  assert.match(await mobile.textContent('h1'), /Check your inbox/);
+  const reset = await until('the reset e-mail', () => mailedLink('/reset-password'));
+  await mobile.goto(reset);
+  await shot('reset-password', mobile);
+  await page.goto(reset);
+  await shot('reset-password');
+  const newest = 'lovelace note g bernoulli';
+  await mobile.fill('#password', newest);
+  await mobile.click('button[type=submit]');
+  assert.match(await mobile.textContent('.notice.ok'), /password was changed/);
+  await page.goto(`${base}/dashboard/settings`);
+  assert.equal(new URL(page.url()).pathname, '/login', 'the reset ended the desktop session');
+  // The same link again: expired.
+  await page.goto(reset);
+  await page.fill('#password', 'yet another passphrase');
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('h1'), /expired/);
+  await shot('link-expired');
+  await mobile.fill('#email', email);
+  await mobile.fill('#password', newest);
+  await mobile.click('button[type=submit]');
+  await shot('login-two-factor', mobile);
+  await mobile.fill('#code', codes[1]);
+  await mobile.click('button[type=submit]');
+  assert.equal(new URL(mobile.url()).pathname, '/dashboard/settings');
+  await mobile.goto(`${base}/dashboard/settings/two-factor`);
+  await mobile.goto(`${base}/dashboard/settings`);
+  await shot('settings-two-factor-on', mobile);
+
+  // No script ran anywhere, and no page asked for one.
+  assert.doesNotMatch(log, /panicked/);
+  console.log(`browser: accounts story passed; screenshots in ${shots}`);
+} catch (err) {
+  failed = true;
+  console.error(err);
+} finally {
+  await browser.close();
+  server.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
