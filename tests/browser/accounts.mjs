@@ -6,7 +6,7 @@
 //   LAYERS_BIN=target/debug/layers node tests/browser/accounts.mjs
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -239,6 +239,31 @@ try {
   await mobile.goto(`${base}/dashboard/settings/two-factor`);
   await mobile.goto(`${base}/dashboard/settings`);
   await shot('settings-two-factor-on', mobile);
+
+  // Export my data: a JSON download with the account in it.
+  const [download] = await Promise.all([
+    mobile.waitForEvent('download'),
+    mobile.click('form[action="/dashboard/settings/export"] button'),
+  ]);
+  assert.match(download.suggestedFilename(), /^layers-export-\d{4}-\d{2}-\d{2}\.json$/);
+  const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert.equal(exported.account.email, email);
+  assert.ok(exported.audit_log.some((e) => e.event === 'two_factor_enabled'));
+
+  // Delete my account, confirmed with the password: out, and the address is free again.
+  await page.goto(`${base}/login`);
+  await page.fill('#email', email);
+  await page.fill('#password', newest);
+  await page.click('button[type=submit]');
+  await page.fill('#code', codes[2]);
+  await page.click('button[type=submit]');
+  await shot('settings-two-factor-on');
+  await page.fill('#delete-password', newest);
+  await page.click('form[action="/dashboard/settings/delete"] button');
+  assert.match(await page.textContent('.notice.ok'), /account was deleted/);
+  await shot('account-deleted');
+  await mobile.reload();
+  assert.equal(new URL(mobile.url()).pathname, '/login', 'every session ended with the account');
 
   // No script ran anywhere, and no page asked for one.
   assert.doesNotMatch(log, /panicked/);

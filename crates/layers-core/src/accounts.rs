@@ -45,6 +45,11 @@ impl AccountService {
         Ok(user)
     }
 
+    /// Tells every node the account changed (its status, its limits).
+    pub async fn announce(&self, user: UserId) {
+        self.broadcaster.publish(Notice::Account(user)).await;
+    }
+
     pub async fn user_by_email(&self, email: &str) -> ServiceResult<User> {
         let email = normalize_email(email)?;
         self.store.user_by_email(&email).await?.ok_or(ServiceError::NotFound("account"))

@@ -25,6 +25,7 @@ pub mod catalogue;
 pub mod chat;
 pub mod clock;
 pub mod codes;
+pub mod erasure;
 pub mod error;
 pub mod failure;
 pub mod identity;

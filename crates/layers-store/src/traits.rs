@@ -135,6 +135,15 @@ pub trait IdentityStore: Send + Sync {
     async fn unused_recovery_codes(&self, user: UserId) -> StoreResult<u32>;
     /// Removes the second factor and its recovery codes.
     async fn disable_two_factor(&self, user: UserId) -> StoreResult<()>;
+    /// Erases an account's personal data (GDPR): its address becomes one that names no one, its
+    /// password, sessions, links and second factor go, its audit rows lose address and user
+    /// agent, and it is suspended; the ledger and usage stay, de-identified. (Its keys are the
+    /// key service's to delete, with their invalidation.)
+    async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()>;
+    /// System lookup: the account an identity provider's subject is linked to.
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>>;
+    /// Links an identity to an account (nothing if already linked).
+    async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()>;
 }
 
 /// Credit leased to nodes, and the settlement of requests against it (SPEC §4.2). The rules

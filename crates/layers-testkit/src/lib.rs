@@ -8,6 +8,7 @@
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
 //! - [`mock_gemini`]: Google's Gemini API, streaming included.
+//! - [`oidc`]: a local OpenID Connect provider (Google's part), with knobs for attacks.
 //! - [`python`]: the venv with the official SDKs, for SDK-level tests.
 //! - [`redis`]: the shared test Redis with a prefix per test, or a private `redis-server`.
 //! - [`process`]: `layers serve` as a real process, for multi-node and crash tests.
@@ -22,6 +23,7 @@ pub mod mock_anthropic;
 pub mod mock_gemini;
 pub mod mock_openai;
 pub mod mock_server;
+pub mod oidc;
 pub mod process;
 pub mod python;
 pub mod redis;
@@ -33,4 +35,5 @@ pub use browser::{Browser, Page};
 pub use mock_anthropic::MockAnthropic;
 pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};
+pub use oidc::{Attack, MockOidc, OidcUser};
 pub use smtp::MailCatcher;

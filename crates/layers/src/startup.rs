@@ -53,6 +53,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     let public_url = settings.public_url.clone().unwrap_or_else(|| development_url(settings.listen));
     let mut identity = IdentitySettings::new(&public_url);
     identity.sessions = settings.sessions;
+    identity.oidc = settings.oidc.clone();
     let core = Core::start(
         CoreSettings {
             peppers,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::tasks::Tasks;
 
@@ -74,7 +75,7 @@ impl Mailer {
     pub fn start(transport: Arc<dyn Transport>, tasks: &Tasks) -> Mailer {
         let (queue, rx) = mpsc::channel(QUEUE);
         let console = transport.is_console();
-        tasks.spawn("mailer", deliver_all(transport, rx));
+        tasks.spawn("mailer", deliver_all(transport, rx, tasks.cancelled()));
         Mailer { queue, console }
     }
 
@@ -90,21 +91,53 @@ impl Mailer {
     }
 }
 
-async fn deliver_all(transport: Arc<dyn Transport>, mut rx: mpsc::Receiver<Mail>) {
-    while let Some(mail) = rx.recv().await {
-        let mut attempt = 0;
-        loop {
-            match transport.deliver(&mail).await {
-                Ok(()) => break,
-                Err(err) if attempt < RETRIES.len() => {
-                    tracing::warn!(error = %err, attempt = attempt + 1, "mail delivery failed; retrying");
-                    tokio::time::sleep(RETRIES[attempt]).await;
-                    attempt += 1;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "mail delivery failed; giving up on this message");
-                    break;
-                }
+/// How long shutdown waits for the messages still queued (one attempt each).
+const FLUSH: Duration = Duration::from_secs(5);
+
+async fn deliver_all(transport: Arc<dyn Transport>, mut rx: mpsc::Receiver<Mail>, stop: CancellationToken) {
+    loop {
+        let mail = tokio::select! {
+            mail = rx.recv() => match mail {
+                Some(mail) => mail,
+                None => return,
+            },
+            () = stop.cancelled() => break,
+        };
+        tokio::select! {
+            () = deliver_with_retries(transport.as_ref(), &mail) => {}
+            () = stop.cancelled() => {
+                // Shutting down mid-retry: one last attempt below, with what is queued.
+                let _ = tokio::time::timeout(FLUSH, transport.deliver(&mail)).await;
+                break;
+            }
+        }
+    }
+    // Shutdown: what is queued gets one attempt each, within the flush deadline.
+    let flush = async {
+        while let Ok(mail) = rx.try_recv() {
+            if let Err(err) = transport.deliver(&mail).await {
+                tracing::error!(error = %err, "mail delivery failed at shutdown; a message was dropped");
+            }
+        }
+    };
+    if tokio::time::timeout(FLUSH, flush).await.is_err() {
+        tracing::error!("shutdown left queued mail undelivered");
+    }
+}
+
+async fn deliver_with_retries(transport: &dyn Transport, mail: &Mail) {
+    let mut attempt = 0;
+    loop {
+        match transport.deliver(mail).await {
+            Ok(()) => return,
+            Err(err) if attempt < RETRIES.len() => {
+                tracing::warn!(error = %err, attempt = attempt + 1, "mail delivery failed; retrying");
+                tokio::time::sleep(RETRIES[attempt]).await;
+                attempt += 1;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "mail delivery failed; giving up on this message");
+                return;
             }
         }
     }

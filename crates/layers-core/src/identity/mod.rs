@@ -6,8 +6,10 @@
 //! session; every step is audited with the client's address and user agent, and no e-mail,
 //! password or token reaches a log or an audit row.
 
+pub mod export;
 pub mod letters;
 pub mod mailer;
+pub mod oidc;
 pub mod passwords;
 pub mod smtp;
 pub mod throttle;
@@ -50,6 +52,8 @@ pub struct IdentitySettings {
     pub confirm_ttl: Duration,
     /// How long a password-reset link works.
     pub reset_ttl: Duration,
+    /// "Continue with Google" (or another OpenID Connect issuer), when configured.
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 impl IdentitySettings {
@@ -60,6 +64,7 @@ impl IdentitySettings {
             throttle: ThrottleSettings::default(),
             confirm_ttl: Duration::from_secs(24 * 3600),
             reset_ttl: Duration::from_secs(30 * 60),
+            oidc: None,
         }
     }
 }
@@ -96,6 +101,12 @@ pub enum IdentityError {
     /// A two-factor or recovery code that is wrong or already used.
     #[error("the code is not correct")]
     WrongCode,
+    /// No identity provider is configured.
+    #[error("sign-in with an identity provider is not configured")]
+    OidcUnavailable,
+    /// The provider's answer failed a check (logged with the reason).
+    #[error("the identity provider's answer was refused")]
+    OidcRefused,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -162,6 +173,7 @@ pub struct IdentityService {
     csrf: Option<Hmac<Sha256>>,
     /// Encrypts TOTP secrets at rest.
     secrets: two_factor::SecretBox,
+    oidc: Option<oidc::Oidc>,
 }
 
 /// The keys of the accounts, derived from the pepper every node shares.
@@ -194,7 +206,13 @@ impl IdentityService {
         settings: IdentitySettings,
         keys: IdentityKeys,
     ) -> IdentityService {
+        let oidc = settings.oidc.clone().and_then(|o| {
+            oidc::Oidc::new(o)
+                .map_err(|e| tracing::error!(error = %e, "the OpenID Connect client could not be built"))
+                .ok()
+        });
         IdentityService {
+            oidc,
             throttle: LoginThrottle::new(settings.throttle, clock.clone()),
             store,
             mailer,
@@ -226,6 +244,11 @@ impl IdentityService {
 
     async fn audit(&self, user: Option<UserId>, event: &str, severity: Severity, client: &Client) {
         self.audit.from_client(user, event, json!({}), severity, client.ip, client.user_agent.as_deref()).await;
+    }
+
+    /// The audit event of an erased account: its id, and nothing of the person.
+    pub(crate) async fn audit_erased(&self, user: UserId, _client: &Client) {
+        self.audit.from_client(Some(user), "account_deleted", json!({}), Severity::Warning, None, None).await;
     }
 
     // === sign-up and confirmation ===
@@ -340,12 +363,7 @@ impl IdentityService {
             return Err(IdentityError::Unconfirmed);
         }
         self.throttle.succeeded(&email);
-        if self.store.two_factor(c.user_id).await?.is_some_and(|f| f.enabled_at.is_some()) {
-            return Ok(LoginOutcome::SecondFactor(self.ticket_for(c.user_id)));
-        }
-        let session = self.open_session(c.user_id, client).await?;
-        self.audit(Some(c.user_id), "login_succeeded", Severity::Info, client).await;
-        Ok(LoginOutcome::Session(session))
+        self.login_of(c.user_id, client, "password").await
     }
 
     async fn open_session(&self, user: UserId, client: &Client) -> IdentityResult<NewSession> {

@@ -17,6 +17,10 @@ const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
 
+/// Stored instead of a hash when an account must not be entered by password: no password
+/// verifies against it (it is not a PHC string).
+pub const UNUSABLE: &str = "!unusable";
+
 /// Hashes at most this many passwords at once on a node (each takes 19 MiB for tens of
 /// milliseconds), so a flood of logins queues instead of taking the memory.
 const CONCURRENT: usize = 4;

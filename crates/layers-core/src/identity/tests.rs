@@ -321,3 +321,17 @@ fn base32_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test]
+async fn the_mailer_stops_at_shutdown_and_sends_what_was_queued() {
+    let tasks = Tasks::new();
+    let outbox = Arc::new(Outbox::default());
+    let mailer = Mailer::start(outbox.clone(), &tasks);
+    let mail = Mail { to: "a@example.com".into(), subject: "s".into(), text: "t".into(), html: "h".into() };
+    mailer.send(mail.clone());
+    mailer.send(mail);
+    // The mailer (and its queue) stay alive; shutdown must not wait for them to drop.
+    tokio::time::timeout(Duration::from_secs(10), tasks.shutdown(Duration::from_secs(1))).await.expect("shutdown ends");
+    assert_eq!(outbox.0.lock().unwrap().len(), 2);
+    drop(mailer);
+}

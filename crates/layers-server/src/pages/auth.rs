@@ -70,11 +70,12 @@ pub struct TokenForm {
 
 // === sign-up ===
 
-fn signup_card(csrf: &str, email: &str, problem: Option<&str>) -> Markup {
+fn signup_card(google: Markup, csrf: &str, email: &str, problem: Option<&str>) -> Markup {
     html! {
         h1 { "Create your account" }
         p class="lead" { "One API key for every model. Pay as you go from prepaid credits." }
         @if let Some(p) = problem { (notice(Tone::Bad, p)) }
+        (google)
         form method="post" action="/signup" {
             (layout::csrf_field(csrf))
             (layout::email_field(email, true))
@@ -90,8 +91,9 @@ fn signup_foot() -> Markup {
 }
 
 pub async fn signup_page(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let markup =
-        layout::public("Create your account", signup_card(&visitor.csrf(&state), "", None), Some(signup_foot()));
+    let csrf = visitor.csrf(&state);
+    let card = signup_card(super::oidc::button(&state, &csrf, ""), &csrf, "", None);
+    let markup = layout::public("Create your account", card, Some(signup_foot()));
     visitor.with_cookie(page(StatusCode::OK, markup))
 }
 
@@ -109,7 +111,8 @@ pub async fn signup(
         Err(IdentityError::WeakPassword(weak)) => weak.message().to_owned(),
         Err(other) => return Err(other.into()),
     };
-    let card = signup_card(&visitor.csrf(&state), &form.email, Some(&problem));
+    let csrf = visitor.csrf(&state);
+    let card = signup_card(super::oidc::button(&state, &csrf, ""), &csrf, &form.email, Some(&problem));
     Ok(page(StatusCode::UNPROCESSABLE_ENTITY, layout::public("Create your account", card, Some(signup_foot()))))
 }
 
@@ -127,6 +130,7 @@ fn check_email(email: &str) -> Response {
 // === login ===
 
 struct LoginView<'a> {
+    google: Markup,
     csrf: &'a str,
     email: &'a str,
     redirect_to: &'a str,
@@ -148,6 +152,7 @@ fn login_card(v: &LoginView<'_>) -> Markup {
             }
             div class="or" { "or" }
         }
+        (v.google)
         form method="post" action="/login" {
             (layout::csrf_field(v.csrf))
             input type="hidden" name="redirectTo" value=(v.redirect_to);
@@ -175,6 +180,7 @@ fn login_notice(code: &str) -> Option<Markup> {
         "logged_out" => (Tone::Ok, "You are logged out."),
         "everywhere" => (Tone::Ok, "Every session of your account was logged out."),
         "expired" => (Tone::Bad, "That login took too long. Enter your password again."),
+        "deleted" => (Tone::Ok, "Your account was deleted and its keys no longer work. Thank you for using Layers."),
         _ => return None,
     };
     Some(notice(tone, text))
@@ -187,7 +193,9 @@ fn login_page_with(visitor: &Visitor, status: StatusCode, view: LoginView<'_>) -
 pub async fn login_page(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LoginQuery>) -> Response {
     let csrf = visitor.csrf(&state);
     let redirect_to = same_site_path(&q.redirect_to).unwrap_or("");
-    let view = LoginView { csrf: &csrf, email: "", redirect_to, notice: login_notice(&q.notice), resend: false };
+    let google = super::oidc::button(&state, &csrf, redirect_to);
+    let view =
+        LoginView { google, csrf: &csrf, email: "", redirect_to, notice: login_notice(&q.notice), resend: false };
     login_page_with(&visitor, StatusCode::OK, view)
 }
 
@@ -233,8 +241,15 @@ pub async fn login(
         Err(other) => return Err(other.into()),
     };
     let csrf = visitor.csrf(&state);
-    let view =
-        LoginView { csrf: &csrf, email: &form.email, redirect_to, notice: Some(notice(Tone::Bad, &text)), resend };
+    let google = super::oidc::button(&state, &csrf, redirect_to);
+    let view = LoginView {
+        google,
+        csrf: &csrf,
+        email: &form.email,
+        redirect_to,
+        notice: Some(notice(Tone::Bad, &text)),
+        resend,
+    };
     Ok(login_page_with(&visitor, status, view))
 }
 

@@ -7,7 +7,9 @@
 
 mod assets;
 mod auth;
+mod data;
 mod layout;
+mod oidc;
 mod recovery;
 pub mod session;
 mod settings;
@@ -42,6 +44,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/logout", post(auth::logout))
         .route("/auth/confirm", get(auth::confirm_page).post(auth::confirm))
         .route("/auth/resend", post(auth::resend))
+        .route("/auth/google", post(oidc::start))
+        .route("/auth/callback", get(oidc::callback))
         .route("/forgot-password", get(recovery::forgot_page).post(recovery::forgot))
         .route("/reset-password", get(recovery::reset_page).post(recovery::reset))
         .route("/dashboard", get(dashboard))
@@ -49,6 +53,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/dashboard/settings/password", post(settings::change_password))
         .route("/dashboard/settings/sessions/revoke", post(settings::revoke_session))
         .route("/dashboard/settings/sessions/everywhere", post(settings::log_out_everywhere))
+        .route("/dashboard/settings/export", post(data::export))
+        .route("/dashboard/settings/delete", post(data::delete))
         .route("/dashboard/settings/two-factor", get(two_factor::show_setup))
         .route("/dashboard/settings/two-factor/setup", post(two_factor::begin))
         .route("/dashboard/settings/two-factor/enable", post(two_factor::enable))

@@ -34,6 +34,25 @@ impl Cookies {
         }
     }
 
+    pub fn oidc_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-layers_oidc"
+        } else {
+            "layers_oidc"
+        }
+    }
+
+    /// The signed flow of a login at the identity provider, for ten minutes.
+    pub fn set_oidc(&self, value: &str) -> HeaderValue {
+        let v = format!("{}={value}; Max-Age=600{}", self.oidc_name(), self.attributes());
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    pub fn clear_oidc(&self) -> HeaderValue {
+        let v = format!("{}=; Max-Age=0{}", self.oidc_name(), self.attributes());
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
     pub fn visitor_name(&self) -> &'static str {
         if self.secure {
             "__Host-layers_visitor"
@@ -73,8 +92,13 @@ impl Cookies {
     }
 }
 
-/// The value of cookie `name` in the request, if well formed.
+/// The value of cookie `name` in the request, if it is one of our tokens.
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    signed_cookie(parts, name).filter(|v| tokens::well_formed(v))
+}
+
+/// The value of cookie `name`, if made of base64url and dots (a signed value of ours) and short.
+fn signed_cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
         .get_all(COOKIE)
@@ -84,7 +108,7 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim())
-        .filter(|v| tokens::well_formed(v))
+        .filter(|v| v.len() <= 2048 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
 }
 
 fn client(parts: &Parts) -> Client {
@@ -104,6 +128,8 @@ pub struct Visitor {
     set_cookie: Option<HeaderValue>,
     /// The session token, if the browser has a (possibly dead) session cookie.
     pub session_token: Option<String>,
+    /// The flow of a login at the identity provider, if one is under way.
+    pub oidc_flow: Option<String>,
 }
 
 impl Visitor {
@@ -141,7 +167,8 @@ impl FromRequestParts<AppState> for Visitor {
                 (fresh, Some(header))
             }
         };
-        Ok(Visitor { client: client(parts), binding, set_cookie, session_token })
+        let oidc_flow = signed_cookie(parts, cookies.oidc_name()).map(str::to_owned);
+        Ok(Visitor { client: client(parts), binding, set_cookie, session_token, oidc_flow })
     }
 }
 

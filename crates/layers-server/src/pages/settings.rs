@@ -115,6 +115,7 @@ fn event_label(kind: &str) -> &str {
         "key_created" => "API key created",
         "key_deactivated" => "API key deactivated",
         "key_deleted" => "API key deleted",
+        "data_exported" => "Data exported",
         other => other,
     }
 }
@@ -198,6 +199,28 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
                 }
             }
         }
+        div class="grid-2" {
+            section class="panel" id="export" {
+                h2 { "Your data" }
+                p class="muted small" { "Everything we keep about your account, as one JSON file: your keys (names, never secrets), the ledger, every request's usage, sessions and security activity." }
+                form method="post" action="/dashboard/settings/export" {
+                    (layout::csrf_field(&v.csrf))
+                    button class="btn secondary" type="submit" { "Export my data" }
+                }
+            }
+            section class="panel danger-zone" id="delete" {
+                h2 { "Delete my account" }
+                p class="muted small" { "Your keys stop working at once and your personal data is erased. Billing records are kept, without your name or address, as the law requires. This cannot be undone." }
+                form method="post" action="/dashboard/settings/delete" {
+                    (layout::csrf_field(&v.csrf))
+                    div class="field" {
+                        label for="delete-password" { "Your password, to confirm" }
+                        input id="delete-password" name="password" type="password" autocomplete="current-password" required maxlength="256";
+                    }
+                    button class="btn danger" type="submit" { "Delete my account" }
+                }
+            }
+        }
         section class="panel" id="activity" {
             h2 { "Security activity" }
             @if v.activity.is_empty() {
@@ -245,6 +268,7 @@ fn settings_notice(code: &str) -> Option<Markup> {
         "password" => (Tone::Ok, "Your password was changed. Every other session was logged out."),
         "revoked" => (Tone::Ok, "The session was logged out."),
         "two_factor_off" => (Tone::Ok, "Two-factor login is off."),
+        "delete_wrong_password" => (Tone::Bad, "Your account was not deleted: the password was not correct."),
         "two_factor_wrong_password" => (Tone::Bad, "Two-factor login is still on: the password was not correct."),
         "two_factor_wrong_code" => {
             (Tone::Bad, "Two-factor login is still on: that code was not correct, or was already used.")

@@ -206,4 +206,34 @@ impl IdentityStore for PgStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("SELECT layers_erase_personal_data($1, $2)").bind(user.0).bind(at).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>> {
+        let id: Option<Uuid> = sqlx::query_scalar("SELECT layers_user_by_identity($1, $2)")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(id.map(UserId))
+    }
+
+    async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query(
+            "INSERT INTO identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (issuer, subject) DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(user.0)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

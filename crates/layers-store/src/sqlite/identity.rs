@@ -190,4 +190,53 @@ impl IdentityStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
+        let id = user.to_string();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE users SET email = 'deleted+' || id || '@deleted.invalid', password_hash = NULL, \
+             email_verified_at = NULL, status = 'suspended', updated_at = ? WHERE id = ?",
+        )
+        .bind(ms(at))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["sessions", "email_tokens", "recovery_codes", "two_factor", "identities"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?")).bind(&id).execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE audit_logs SET ip_address = NULL, user_agent = NULL WHERE user_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(super::accounts::INSERT_ACCOUNT_EVENT).bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>> {
+        let id: Option<String> = sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(self.pool())
+            .await?;
+        id.map(|s| {
+            uuid::Uuid::parse_str(&s).map(UserId).map_err(|_| crate::error::StoreError::Corrupt { column: "user_id" })
+        })
+        .transpose()
+    }
+
+    async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO identities (issuer, subject, user_id, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (issuer, subject) DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(user.to_string())
+        .bind(ms(at))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
 }

@@ -97,3 +97,71 @@ conformance!(two_factor_is_pending_until_enabled_and_codes_work_once, |store: Ar
     assert!(store.two_factor(alice.id).await.unwrap().is_none());
     assert_eq!(store.unused_recovery_codes(alice.id).await.unwrap(), 0);
 });
+
+conformance!(erasure_removes_personal_data_and_keeps_the_ledger, |store: Arc<dyn Store>| async move {
+    use layers_domain::MicroCredits;
+    use layers_store::{AuditEvent, NewTransaction, Severity, TransactionKind};
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let t = now();
+    store.set_password_hash(alice.id, "hash", t).await.unwrap();
+    store.set_pending_two_factor(alice.id, b"secret", t).await.unwrap();
+    let grant = NewTransaction {
+        id: uuid::Uuid::new_v4(),
+        user_id: alice.id,
+        kind: TransactionKind::Grant,
+        amount: MicroCredits(5_000_000),
+        idempotency_key: "grant-1".into(),
+        reason: Some("welcome".into()),
+        request_id: None,
+        allow_negative: false,
+        created_at: t,
+    };
+    store.apply_transaction(&grant).await.unwrap();
+    let event = |who: layers_domain::UserId| AuditEvent {
+        id: uuid::Uuid::new_v4(),
+        created_at: t,
+        user_id: Some(who),
+        event_type: "login_succeeded".into(),
+        ip_address: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some("Firefox".into()),
+        metadata: serde_json::json!({}),
+        severity: Severity::Info,
+    };
+    store.record_audit(&event(alice.id)).await.unwrap();
+    store.record_audit(&event(bob.id)).await.unwrap();
+
+    store.erase_personal_data(alice.id, t).await.unwrap();
+    assert!(store.credentials_by_email("alice@example.com").await.unwrap().is_none(), "the address is free again");
+    let gone = store.user(alice.id).await.unwrap().unwrap();
+    assert_eq!(gone.email, format!("deleted+{}@deleted.invalid", alice.id));
+    assert_eq!(gone.status, layers_store::UserStatus::Suspended);
+    let c = store.credentials(alice.id).await.unwrap().unwrap();
+    assert_eq!((c.password_hash, c.email_verified_at), (None, None));
+    assert!(store.two_factor(alice.id).await.unwrap().is_none());
+    assert_eq!(store.balance(alice.id).await.unwrap(), MicroCredits(5_000_000), "the ledger stays");
+    let audit = store.audit_events(alice.id, 10).await.unwrap();
+    assert!(audit.iter().all(|e| e.ip_address.is_none() && e.user_agent.is_none()));
+    let theirs = store.audit_events(bob.id, 10).await.unwrap();
+    assert_eq!(theirs[0].ip_address, Some("203.0.113.9".parse().unwrap()), "nobody else's rows change");
+});
+
+conformance!(identities_are_keyed_on_issuer_and_subject, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let t = now();
+    assert!(store.user_by_identity("https://accounts.google.com", "123").await.unwrap().is_none());
+    store.link_identity(alice.id, "https://accounts.google.com", "123", t).await.unwrap();
+    store.link_identity(bob.id, "https://accounts.google.com", "123", t).await.unwrap();
+    assert_eq!(
+        store.user_by_identity("https://accounts.google.com", "123").await.unwrap(),
+        Some(alice.id),
+        "first link wins"
+    );
+    assert!(
+        store.user_by_identity("https://other.example", "123").await.unwrap().is_none(),
+        "the issuer is part of the key"
+    );
+    store.erase_personal_data(alice.id, t).await.unwrap();
+    assert!(store.user_by_identity("https://accounts.google.com", "123").await.unwrap().is_none());
+});

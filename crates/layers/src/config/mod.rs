@@ -40,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub email: EmailConfig,
     pub sessions: SessionsConfig,
+    pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -272,6 +273,18 @@ pub struct EmailConfig {
     pub from: Option<String>,
 }
 
+/// `[oidc]`: "Continue with Google" (or another OpenID Connect issuer). Off until `client_id`
+/// is set.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Default `https://accounts.google.com`; a plain-HTTP loopback issuer is accepted outside
+    /// production (tests run a local one).
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+}
+
 /// `[sessions]`: how long a dashboard login lasts.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -487,6 +500,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "server", &mut c.server, problems);
     take(&mut t, "email", &mut c.email, problems);
     take(&mut t, "sessions", &mut c.sessions, problems);
+    take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);
     take(&mut t, "models", &mut c.models, problems);
     for unknown in t.keys() {

@@ -58,6 +58,8 @@ pub struct Settings {
     /// Where the accounts' e-mails go.
     pub email: EmailSettings,
     pub sessions: layers_domain::identity::session::SessionPolicy,
+    /// "Continue with Google", when configured.
+    pub oidc: Option<layers_core::identity::oidc::OidcSettings>,
 }
 
 #[derive(Clone)]

@@ -70,6 +70,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let log_json = check_log_format(&c, production, problems);
     let email = check_email(&c, production, problems);
     let sessions = check_sessions(&c, problems);
+    let oidc = check_oidc(&c, production, problems);
     Some(Settings {
         listen: listen.ok()?,
         production,
@@ -102,6 +103,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         metrics_access,
         email,
         sessions,
+        oidc,
     })
 }
 
@@ -191,6 +193,27 @@ fn check_email(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Ema
             .push(Problem::new("email.from", "production requires a sender, e.g. \"Layers <no-reply@example.com>\""));
     }
     EmailSettings { smtp_url: c.email.smtp_url.clone(), from }
+}
+
+fn check_oidc(
+    c: &Config,
+    production: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<layers_core::identity::oidc::OidcSettings> {
+    let client_id = c.oidc.client_id.clone()?;
+    let issuer = c.oidc.issuer.clone().unwrap_or_else(|| "https://accounts.google.com".to_owned());
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| issuer.starts_with(p));
+    if !(issuer.starts_with("https://") || (loopback && !production)) {
+        problems.push(Problem::new(
+            "oidc.issuer",
+            "must be an https:// URL (a plain-HTTP loopback issuer is accepted outside production)",
+        ));
+    }
+    let Some(secret) = c.oidc.client_secret.clone() else {
+        problems.push(Problem::new("oidc.client_secret", "is required with oidc.client_id"));
+        return None;
+    };
+    Some(layers_core::identity::oidc::OidcSettings { issuer, client_id, client_secret: secret.into_inner() })
 }
 
 fn check_sessions(c: &Config, problems: &mut Vec<Problem>) -> layers_domain::identity::session::SessionPolicy {

@@ -24,9 +24,10 @@ fn path_of(app: &TestApp, link: &str) -> String {
 async fn signed_up(app: &TestApp, mail: &MailCatcher, email: &str) -> Browser {
     let mut b = Browser::new(&app.url);
     let form = b.get("/signup").await;
+    let before = mail.to(email).len();
     let done = b.post("/signup", &[("csrf", &form.csrf()), ("email", email), ("password", PASSWORD)]).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    let message = mail.wait_for(email, 1).await;
+    let message = mail.wait_for(email, before + 1).await;
     let link = message.link(&format!("{}/auth/confirm?token=", app.url)).expect("a confirmation link");
     let page = b.get(&path_of(app, &link)).await;
     let confirmed =
@@ -290,4 +291,47 @@ async fn login_throttling_engages_at_its_threshold_over_http() {
     let refused = log_in(&mut b, "finn@example.com", PASSWORD, "").await;
     assert_eq!(refused.status, 429);
     assert!(refused.body.contains("Too many attempts"));
+}
+
+#[tokio::test]
+async fn export_has_every_row_and_no_secret_and_deletion_turns_keys_off_at_once() {
+    let (app, mail) = app_with_mail().await;
+    let mut b = signed_up(&app, &mail, "gail@example.com").await;
+    log_in(&mut b, "gail@example.com", PASSWORD, "").await;
+    let user = app.store().user_by_email("gail@example.com").await.unwrap().unwrap();
+    app.grant(&user, "3").await;
+    let key = app.create_key(&user, layers_domain::KeyEnv::Live).await;
+    let settings = b.get("/dashboard/settings").await;
+    let export = b.post("/dashboard/settings/export", &[("csrf", &settings.csrf())]).await;
+    assert_eq!(export.status, 200);
+    assert!(export.header("content-disposition").unwrap().starts_with("attachment; filename=\"layers-export-"));
+    let data: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(data["account"]["email"], "gail@example.com");
+    assert_eq!(data["balance"], "3");
+    assert_eq!(data["api_keys"][0]["name"], "test");
+    assert_eq!(data["ledger"].as_array().unwrap().len(), 1);
+    assert!(data["audit_log"].as_array().unwrap().iter().any(|e| e["event"] == "login_succeeded"));
+    for secret in [key.as_str(), PASSWORD, &b.cookies["layers_session"]] {
+        assert!(!export.body.contains(secret), "the export holds no secret");
+    }
+    assert!(!export.body.contains("argon2"), "nor a hash");
+
+    // A wrong password deletes nothing.
+    let settings = b.get("/dashboard/settings").await;
+    let wrong =
+        b.post("/dashboard/settings/delete", &[("csrf", &settings.csrf()), ("password", "not it at all")]).await;
+    assert_eq!(wrong.location(), Some("/dashboard/settings?notice=delete_wrong_password#delete"));
+    let balance = |k: &str| app.get("/api/v1/balance").bearer_auth(k).send();
+    assert_eq!(balance(&key).await.unwrap().status(), 200);
+
+    let gone = b.post("/dashboard/settings/delete", &[("csrf", &settings.csrf()), ("password", PASSWORD)]).await;
+    assert_eq!(gone.location(), Some("/login?notice=deleted"));
+    assert_eq!(b.get("/dashboard/settings").await.status, 303, "logged out");
+    assert_eq!(balance(&key).await.unwrap().status(), 401, "its keys no longer work");
+    assert_eq!(log_in(&mut b, "gail@example.com", PASSWORD, "").await.status, 401);
+    assert!(app.store().user_by_email("gail@example.com").await.unwrap().is_none(), "the address names no one now");
+    assert_eq!(app.store().balance(user.id).await.unwrap().micros(), 3_000_000, "the ledger is kept");
+    // The address can sign up afresh.
+    let again = signed_up(&app, &mail, "gail@example.com").await;
+    drop(again);
 }

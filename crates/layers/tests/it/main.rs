@@ -24,6 +24,7 @@ mod money_endings;
 mod money_exact;
 mod money_partition;
 mod multinode;
+mod oidc;
 mod ratelimit;
 mod readme;
 mod routing;
