@@ -15,6 +15,7 @@ import { createHmac } from 'node:crypto';
 
 const require = createRequire(process.env.PLAYWRIGHT_FROM ?? import.meta.url);
 const { chromium } = require('playwright-core');
+const { OAuth2Server } = await import(require.resolve('oauth2-mock-server'));
 
 const bin = process.env.LAYERS_BIN ?? 'target/debug/layers';
 const shots = process.env.SCREENSHOTS_DIR ?? 'docs/screenshots';
@@ -25,6 +26,14 @@ const freePort = () => new Promise((resolve) => {
   const s = net.createServer();
   s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
+
+// The local OpenID Connect provider standing in for Google (npm's oauth2-mock-server: RS256,
+// PKCE, nonce); who signs in is set per test in `googleUser`.
+const idp = new OAuth2Server();
+await idp.issuer.keys.generate('RS256');
+await idp.start(await freePort(), '127.0.0.1');
+let googleUser = { sub: 'google-1', email: 'nobody@gmail.example', email_verified: true };
+idp.service.on('beforeTokenSigning', (token) => { Object.assign(token.payload, googleUser); });
 
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
@@ -39,6 +48,9 @@ const server = spawn(bin, ['serve'], {
     LAYERS_DATABASE_URL: `sqlite://${dir}/layers.db`,
     LAYERS_DATA_DIR: dir,
     LAYERS_LOG__LEVEL: 'info',
+    LAYERS_OIDC__ISSUER: idp.issuer.url,
+    LAYERS_OIDC__CLIENT_ID: 'layers-browser-test',
+    LAYERS_OIDC__CLIENT_SECRET: 'layers-browser-test-secret',
     NO_COLOR: '1',
   },
   stdio: ['ignore', 'pipe', 'pipe'],
@@ -111,11 +123,11 @@ try {
   await page.goto(`${base}/signup`);
   await page.fill('#email', email);
   await page.fill('#password', 'password1234');
-  await page.click('button[type=submit]');
+  await page.click('form[action="/signup"] button');
   assert.match(await page.textContent('.notice.bad'), /too common/);
   await shot('signup-weak-password');
   await page.fill('#password', password);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/signup"] button');
   assert.match(await page.textContent('h1'), /Check your inbox/);
   await shot('check-email');
 
@@ -136,11 +148,11 @@ try {
   // A wrong password, then the right one: back to the page first asked for.
   await page.fill('#email', email);
   await page.fill('#password', 'not the password at all');
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   assert.match(await page.textContent('.notice.bad'), /Incorrect e-mail or password/);
   await shot('login-failed');
   await page.fill('#password', password);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
   assert.match(await page.textContent('main'), /ada@example\.com/);
   await shot('settings');
@@ -149,7 +161,7 @@ try {
   await mobile.goto(`${base}/login`);
   await mobile.fill('#email', email);
   await mobile.fill('#password', password);
-  await mobile.click('button[type=submit]');
+  await mobile.click('form[action="/login"] button');
   assert.equal(new URL(mobile.url()).pathname, '/dashboard/settings');
   assert.equal(await mobile.locator('#sessions tbody tr').count(), 2);
   await shot('settings', mobile);
@@ -159,7 +171,7 @@ try {
   assert.match(await page.textContent('.notice.ok'), /logged out/);
   await page.fill('#email', email);
   await page.fill('#password', password);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
 
   // Two-factor login: set up with the key shown as text, the first code, recovery codes once.
@@ -182,7 +194,7 @@ try {
   await page.click('form[action="/logout"] button');
   await page.fill('#email', email);
   await page.fill('#password', password);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   assert.match(await page.textContent('h1'), /Two-factor login/);
   await shot('login-two-factor');
   await page.fill('#code', totp(secret, 1));
@@ -191,7 +203,7 @@ try {
   await page.click('form[action="/logout"] button');
   await page.fill('#email', email);
   await page.fill('#password', password);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   await page.fill('#code', codes[0]);
   await page.click('button[type=submit]');
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
@@ -231,7 +243,7 @@ try {
   await shot('link-expired');
   await mobile.fill('#email', email);
   await mobile.fill('#password', newest);
-  await mobile.click('button[type=submit]');
+  await mobile.click('form[action="/login"] button');
   await shot('login-two-factor', mobile);
   await mobile.fill('#code', codes[1]);
   await mobile.click('button[type=submit]');
@@ -254,7 +266,7 @@ try {
   await page.goto(`${base}/login`);
   await page.fill('#email', email);
   await page.fill('#password', newest);
-  await page.click('button[type=submit]');
+  await page.click('form[action="/login"] button');
   await page.fill('#code', codes[2]);
   await page.click('button[type=submit]');
   await shot('settings-two-factor-on');
@@ -265,15 +277,46 @@ try {
   await mobile.reload();
   assert.equal(new URL(mobile.url()).pathname, '/login', 'every session ended with the account');
 
+  // Google sign-in, for a new person: an account, confirmed, with no password.
+  googleUser = { sub: 'google-42', email: 'katherine@gmail.example', email_verified: true };
+  const googleContext = await browser.newContext({ viewport: { width: 1280, height: 860 }, javaScriptEnabled: false });
+  const g = await googleContext.newPage();
+  if (process.env.DEBUG_OIDC) g.on('response', (r) => console.error('DEBUG', r.status(), r.url(), r.headers()['set-cookie'] ?? '', r.headers()['location'] ?? ''));
+  await g.goto(`${base}/login?redirectTo=/dashboard/settings`);
+  await g.click('form[action="/auth/google"] button');
+  assert.equal(new URL(g.url()).pathname, '/dashboard/settings');
+  assert.match(await g.textContent('main'), /katherine@gmail\.example/);
+  // For an existing account (confirmed, with a password): the verified e-mail links it.
+  await g.click('form[action="/logout"] button');
+  await g.goto(`${base}/signup`);
+  await g.fill('#email', 'grace@example.com');
+  await g.fill('#password', 'cobol compiler bugs');
+  await g.click('form[action="/signup"] button');
+  await g.goto(await until('grace\'s confirmation', () => mailedLink('/auth/confirm', 2)));
+  await g.click('main button[type=submit]');
+  googleUser = { sub: 'google-77', email: 'grace@example.com', email_verified: true };
+  await g.click('form[action="/auth/google"] button');
+  assert.equal(new URL(g.url()).pathname, '/dashboard/settings');
+  assert.match(await g.textContent('main'), /grace@example\.com/);
+  // The password still works too: one account, two ways in.
+  await g.click('form[action="/logout"] button');
+  await g.fill('#email', 'grace@example.com');
+  await g.fill('#password', 'cobol compiler bugs');
+  await g.click('form[action="/login"] button');
+  assert.equal(new URL(g.url()).pathname, '/dashboard/settings');
+  await googleContext.close();
+
   // No script ran anywhere, and no page asked for one.
   assert.doesNotMatch(log, /panicked/);
   console.log(`browser: accounts story passed; screenshots in ${shots}`);
 } catch (err) {
   failed = true;
   console.error(err);
+  console.error(`--- server log (end) ---\n${log.slice(-3000)}`);
 } finally {
   await browser.close();
   server.kill('SIGTERM');
+  await idp.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);

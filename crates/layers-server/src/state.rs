@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics_access: MetricsAccess,
     /// The pages' cookie names and attributes.
     pub cookies: Cookies,
+    /// The pages' content security policy.
+    pub csp: http::HeaderValue,
 }
 
 impl AppState {
@@ -36,7 +38,9 @@ impl AppState {
             secure: identity.public_url.starts_with("https://"),
             max_age_secs: identity.sessions.absolute.as_secs(),
         };
+        let csp = crate::pages::content_security_policy(identity.oidc.as_ref().map(|o| o.issuer.as_str()));
         AppState {
+            csp,
             cookies,
             core,
             cors,

@@ -31,9 +31,28 @@ use crate::state::AppState;
 /// Largest form body a page accepts.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// The content security policy of every page: nothing inline, nothing from elsewhere.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// The content security policy of every page: nothing inline, nothing from elsewhere. Forms
+/// post here only; the one form that continues elsewhere ("Continue with Google") is answered by
+/// a redirect to the identity provider, which `form-action` must name (browsers apply it to the
+/// redirects of a form's submission too).
+pub fn content_security_policy(identity_provider: Option<&str>) -> HeaderValue {
+    let origin = identity_provider.and_then(origin_of).map(|o| format!(" {o}")).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'{origin}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let ok = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    ok.then(|| format!("{scheme}://{host}"))
+}
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -88,7 +107,7 @@ async fn page_headers(State(state): State<AppState>, req: Request, next: Next) -
     };
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CONTENT_SECURITY_POLICY, state.csp.clone());
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
@@ -166,4 +185,24 @@ pub(crate) fn query_escape(s: &str) -> String {
 /// An HTML page with a status.
 pub(crate) fn page(status: StatusCode, markup: maud::Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_the_identity_provider_for_form_action_and_nothing_else() {
+        let plain = content_security_policy(None);
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        let google = content_security_policy(Some("https://accounts.google.com"));
+        assert!(google.to_str().unwrap().contains("form-action 'self' https://accounts.google.com;"));
+        let local = content_security_policy(Some("http://127.0.0.1:4000/realm?x=1"));
+        assert!(local.to_str().unwrap().contains("form-action 'self' http://127.0.0.1:4000;"));
+        let odd = content_security_policy(Some("https://evil.example; script-src *"));
+        assert!(!odd.to_str().unwrap().contains("script-src"), "an issuer cannot inject a directive");
+    }
 }
