@@ -99,9 +99,16 @@ try {
   });
   const page = await desktop.newPage();
   const mobile = await phone.newPage();
+  /** A screenshot of the page as it is; a desktop page is also shot at phone width. */
   const shot = async (name, p = page) => {
-    const width = p === page ? 'desktop' : 'phone';
-    await p.screenshot({ path: path.join(shots, `${name}-${width}.png`), fullPage: true });
+    if (p !== page) {
+      await p.screenshot({ path: path.join(shots, `${name}-phone.png`), fullPage: true });
+      return;
+    }
+    await p.screenshot({ path: path.join(shots, `${name}-desktop.png`), fullPage: true });
+    await p.setViewportSize({ width: 390, height: 844 });
+    await p.screenshot({ path: path.join(shots, `${name}-phone.png`), fullPage: true });
+    await p.setViewportSize({ width: 1280, height: 860 });
   };
   /** Screenshots a public page at both widths. */
   const both = async (name, url) => {

@@ -106,6 +106,9 @@ pub trait IdentityStore: Send + Sync {
     async fn credentials(&self, user: UserId) -> StoreResult<Option<Credentials>>;
     async fn set_password_hash(&self, user: UserId, hash: &str, at: OffsetDateTime) -> StoreResult<()>;
     async fn mark_email_verified(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()>;
+    /// Moves the account to a new (normalized, confirmed) address; a conflict when another
+    /// account has it.
+    async fn set_email(&self, user: UserId, email: &str, at: OffsetDateTime) -> StoreResult<()>;
     async fn create_email_token(&self, token: &EmailToken) -> StoreResult<()>;
     /// System lookup: uses the live token with this hash and purpose, once; `None` when it is
     /// unknown, used or expired.

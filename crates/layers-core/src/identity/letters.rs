@@ -80,6 +80,39 @@ pub fn reset(to: &str, link: &str, valid_minutes: u64) -> Mail {
     )
 }
 
+pub fn confirm_new_address(to: &str, link: &str, valid_hours: u64) -> Mail {
+    letter(
+        to,
+        "Confirm your new e-mail address for Layers",
+        &[
+            "Someone (probably you) asked to move a Layers account to this address.",
+            &format!("Confirm it to finish. The link works once, for {valid_hours} hours."),
+        ],
+        Some(("Confirm my new address", link)),
+        IGNORE,
+    )
+}
+
+pub fn address_change_requested(to: &str) -> Mail {
+    letter(
+        to,
+        "A change of e-mail address was requested for your Layers account",
+        &["Someone logged in to your Layers account asked to move it to another address. Nothing changes until the link sent to that address is used."],
+        None,
+        "If this was not you, change your password at once: someone knows it.",
+    )
+}
+
+pub fn address_changed(to: &str, new_address: &str) -> Mail {
+    letter(
+        to,
+        "Your Layers account moved to another e-mail address",
+        &[&format!("Your Layers account now uses {new_address}. This address will get no more messages about it.")],
+        None,
+        "If this was not you, write to support at once.",
+    )
+}
+
 pub fn password_changed(to: &str) -> Mail {
     letter(
         to,

@@ -6,6 +6,7 @@
 //! session; every step is audited with the client's address and user agent, and no e-mail,
 //! password or token reaches a log or an audit row.
 
+pub mod email_change;
 pub mod export;
 pub mod letters;
 pub mod mailer;

@@ -343,3 +343,35 @@ pub async fn resend(
     };
     Ok(page(StatusCode::OK, layout::public("Check your inbox", card, None)))
 }
+
+/// The link sent to a new address opens this page; the button moves the account.
+pub async fn change_email_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let card = html! {
+        h1 { "Confirm your new address" }
+        p class="lead" { "Your Layers account will use this address from now on." }
+        form method="post" action="/auth/change-email" {
+            (layout::csrf_field(&visitor.csrf(&state)))
+            input type="hidden" name="token" value=(q.token);
+            button class="btn block" type="submit" { "Use this address" }
+        }
+    };
+    visitor.with_cookie(page(StatusCode::OK, layout::public("Confirm your new address", card, None)))
+}
+
+pub async fn change_email(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form?;
+    visitor.check_csrf(&state, &form.csrf)?;
+    match state.core.identity.confirm_email_change(&form.token, &visitor.client).await {
+        Ok(()) => Ok(Redirect::to("/dashboard/settings?notice=email_changed").into_response()),
+        Err(IdentityError::InvalidLink) => Ok(invalid_link(&state, &visitor, false)),
+        Err(other) => Err(other.into()),
+    }
+}

@@ -116,6 +116,9 @@ fn event_label(kind: &str) -> &str {
         "key_deactivated" => "API key deactivated",
         "key_deleted" => "API key deleted",
         "data_exported" => "Data exported",
+        "email_change_requested" => "E-mail change requested",
+        "email_changed" => "E-mail address changed",
+        "identity_linked" => "Google sign-in linked",
         other => other,
     }
 }
@@ -144,6 +147,22 @@ fn render(who: &SignedIn, v: View<'_>) -> Markup {
                     tr { th { "E-mail" } td { (user.email) } }
                     tr { th { "Plan" } td { span class="badge brand" { (user.tier.to_string()) } } }
                     tr { th { "Logged in" } td { (when(user.times.authenticated_at)) " UTC" } }
+                }
+                details class="change-email" id="email" {
+                    summary { "Change e-mail address" }
+                    form method="post" action="/dashboard/settings/email" {
+                        (layout::csrf_field(&v.csrf))
+                        div class="field" {
+                            label for="new-email" { "New e-mail address" }
+                            input id="new-email" name="email" type="email" autocomplete="email" required maxlength="254";
+                        }
+                        div class="field" {
+                            label for="email-password" { "Your password" }
+                            input id="email-password" name="password" type="password" autocomplete="current-password" required maxlength="256";
+                            span class="hint" { "We send a link to the new address; the change happens when it is used." }
+                        }
+                        button class="btn secondary" type="submit" { "Send the confirmation link" }
+                    }
                 }
             }
             section class="panel" id="change-password" {
@@ -268,6 +287,10 @@ fn settings_notice(code: &str) -> Option<Markup> {
         "password" => (Tone::Ok, "Your password was changed. Every other session was logged out."),
         "revoked" => (Tone::Ok, "The session was logged out."),
         "two_factor_off" => (Tone::Ok, "Two-factor login is off."),
+        "email_sent" => (Tone::Ok, "We sent a link to the new address. Your address changes when it is used."),
+        "email_invalid" => (Tone::Bad, "That is not a valid e-mail address."),
+        "email_wrong_password" => (Tone::Bad, "Your address was not changed: the password was not correct."),
+        "email_changed" => (Tone::Ok, "Your account now uses its new e-mail address."),
         "delete_wrong_password" => (Tone::Bad, "Your account was not deleted: the password was not correct."),
         "two_factor_wrong_password" => (Tone::Bad, "Two-factor login is still on: the password was not correct."),
         "two_factor_wrong_code" => {
@@ -375,4 +398,31 @@ pub async fn log_out_everywhere(
     let mut resp = Redirect::to("/login?notice=everywhere").into_response();
     resp.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
     Ok(resp)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EmailChangeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn change_email(
+    State(state): State<AppState>,
+    who: SignedIn,
+    form: Result<Form<EmailChangeForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form?;
+    who.check_csrf(&state, &form.csrf)?;
+    let password = SecretString::from(form.password);
+    let notice = match state.core.identity.request_email_change(&who.user, &form.email, &password, &who.client).await {
+        Ok(()) => "email_sent",
+        Err(IdentityError::InvalidEmail) => "email_invalid",
+        Err(IdentityError::WrongPassword) => "email_wrong_password",
+        Err(other) => return Err(other.into()),
+    };
+    Ok(Redirect::to(&format!("/dashboard/settings?notice={notice}")).into_response())
 }

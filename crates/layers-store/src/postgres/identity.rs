@@ -61,6 +61,18 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
+    async fn set_email(&self, user: UserId, email: &str, at: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query("UPDATE users SET email = $1, email_verified_at = $2, updated_at = $2 WHERE id = $3")
+            .bind(email)
+            .bind(at)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_email_token(&self, t: &EmailToken) -> StoreResult<()> {
         let mut tx = self.begin_as(t.user_id).await?;
         sqlx::query(&format!("INSERT INTO email_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"))

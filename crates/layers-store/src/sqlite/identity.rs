@@ -52,6 +52,17 @@ impl IdentityStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_email(&self, user: UserId, email: &str, at: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET email = ?, email_verified_at = ?, updated_at = ? WHERE id = ?")
+            .bind(email)
+            .bind(ms(at))
+            .bind(ms(at))
+            .bind(user.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn create_email_token(&self, t: &EmailToken) -> StoreResult<()> {
         sqlx::query(&format!("INSERT INTO email_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?)"))
             .bind(&t.token_hash)

@@ -165,3 +165,15 @@ conformance!(identities_are_keyed_on_issuer_and_subject, |store: Arc<dyn Store>|
     store.erase_personal_data(alice.id, t).await.unwrap();
     assert!(store.user_by_identity("https://accounts.google.com", "123").await.unwrap().is_none());
 });
+
+conformance!(an_address_moves_only_to_a_free_one, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    user(&store, "bob@example.com").await;
+    let t = now();
+    store.set_email(alice.id, "alice@new.example", t).await.unwrap();
+    let c = store.credentials_by_email("alice@new.example").await.unwrap().unwrap();
+    assert_eq!((c.user_id, c.email_verified_at), (alice.id, Some(t)));
+    assert!(store.credentials_by_email("alice@example.com").await.unwrap().is_none());
+    let taken = store.set_email(alice.id, "bob@example.com", t).await.unwrap_err();
+    assert!(taken.is_conflict_on("users_email_key"), "{taken:?}");
+});

@@ -335,3 +335,53 @@ async fn export_has_every_row_and_no_secret_and_deletion_turns_keys_off_at_once(
     let again = signed_up(&app, &mail, "gail@example.com").await;
     drop(again);
 }
+
+#[tokio::test]
+async fn the_address_changes_only_through_a_link_sent_to_the_new_one() {
+    let (app, mail) = app_with_mail().await;
+    let mut b = signed_up(&app, &mail, "hugo@example.com").await;
+    signed_up(&app, &mail, "taken@example.com").await;
+    log_in(&mut b, "hugo@example.com", PASSWORD, "").await;
+    let settings = b.get("/dashboard/settings").await;
+    let wrong = b
+        .post(
+            "/dashboard/settings/email",
+            &[("csrf", &settings.csrf()), ("email", "hugo@new.example"), ("password", "nope nope nope")],
+        )
+        .await;
+    assert_eq!(wrong.location(), Some("/dashboard/settings?notice=email_wrong_password"));
+    let sent = b
+        .post(
+            "/dashboard/settings/email",
+            &[("csrf", &settings.csrf()), ("email", "Hugo@New.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(sent.location(), Some("/dashboard/settings?notice=email_sent"));
+    let link =
+        mail.wait_for("hugo@new.example", 1).await.link(&format!("{}/auth/change-email?token=", app.url)).unwrap();
+    assert!(mail.wait_for("hugo@example.com", 2).await.subject().contains("change of e-mail address was requested"));
+    // Nothing changed yet.
+    assert!(b.get("/dashboard/settings").await.body.contains("hugo@example.com"));
+    let page = b.get(&path_of(&app, &link)).await;
+    let token = page.input_value("token").unwrap();
+    let done = b.post("/auth/change-email", &[("csrf", &page.csrf()), ("token", &token)]).await;
+    assert_eq!(done.location(), Some("/dashboard/settings?notice=email_changed"));
+    assert!(b.get("/dashboard/settings").await.body.contains("hugo@new.example"));
+    assert_eq!(b.post("/auth/change-email", &[("csrf", &page.csrf()), ("token", &token)]).await.status, 400, "once");
+    assert!(mail.wait_for("hugo@example.com", 3).await.subject().contains("moved to another e-mail address"));
+    let mut other = Browser::new(&app.url);
+    assert_eq!(log_in(&mut other, "hugo@example.com", PASSWORD, "").await.status, 401);
+    assert_eq!(log_in(&mut other, "hugo@new.example", PASSWORD, "").await.location(), Some("/dashboard"));
+
+    // Someone else's address: the same answer here; its owner hears of it; no link exists.
+    let settings = b.get("/dashboard/settings").await;
+    let taken = b
+        .post(
+            "/dashboard/settings/email",
+            &[("csrf", &settings.csrf()), ("email", "taken@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(taken.location(), Some("/dashboard/settings?notice=email_sent"));
+    let note = mail.wait_for("taken@example.com", 2).await;
+    assert!(note.subject().contains("already have") && note.link(&format!("{}/auth/change-email", app.url)).is_none());
+}
