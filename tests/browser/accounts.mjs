@@ -182,6 +182,7 @@ try {
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings');
 
   // Two-factor login: set up with the key shown as text, the first code, recovery codes once.
+  await page.fill('#setup-password', password);
   await page.click('form[action="/dashboard/settings/two-factor/setup"] button');
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings/two-factor');
   assert.equal(await page.locator('.qr svg').count(), 1, 'a QR code drawn as SVG');

@@ -158,7 +158,11 @@ pub fn normalize_email(raw: &str) -> ServiceResult<String> {
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || "\"<>()[],;:\\".contains(c))
+        && email.matches('@').count() == 1
+        // Exactly what a mail transport reads as the address: no display name or route may
+        // send mail elsewhere than the address stored.
+        && email.parse::<lettre::Address>().is_ok_and(|a| a.as_ref() == email);
     if valid {
         Ok(email)
     } else {
@@ -173,6 +177,9 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(normalize_email("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        for sneaky in ["\"victim@corp.com\"<attacker@evil.com>", "a@b.com<c@d.com>", "a@b@c.com", "a(b)@c.com"] {
+            assert!(normalize_email(sneaky).is_err(), "{sneaky}");
+        }
         for bad in ["", "alice", "@x.com", "a@b", "a b@c.com", "a@.com", "a@com."] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }

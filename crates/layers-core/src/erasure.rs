@@ -15,7 +15,7 @@ impl Core {
         password: &SecretString,
         client: &Client,
     ) -> IdentityResult<()> {
-        self.identity.check_password(s, password).await?;
+        self.identity.check_password(s, password, client).await?;
         for key in self.store.keys_of_user(s.user_id).await? {
             if key.state != KeyState::Deleted {
                 self.keys.set_state(s.user_id, key.id, KeyState::Deleted).await?;

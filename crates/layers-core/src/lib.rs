@@ -140,7 +140,12 @@ impl Core {
             Arc::new(Catalogue::new(settings.models, settings.markup, |name| providers.get(name).is_some()));
         let identity_keys = identity::IdentityKeys {
             csrf: settings.peppers.subkey("csrf"),
-            totp: settings.peppers.subkey("totp-secrets"),
+            totp: settings
+                .peppers
+                .versions()
+                .filter_map(|v| Some((v, settings.peppers.subkey_of(v, "totp-secrets")?)))
+                .collect(),
+            totp_current: settings.peppers.current_version(),
         };
         let peppers = Arc::new(settings.peppers);
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
@@ -177,6 +182,7 @@ impl Core {
                 clock.clone(),
                 settings.identity,
                 identity_keys,
+                tasks.clone(),
             ),
             accounts: AccountService::new(store.clone(), audit, broadcaster),
             chat: ChatService::new(ChatParts {

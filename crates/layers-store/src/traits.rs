@@ -118,6 +118,9 @@ pub trait IdentityStore: Send + Sync {
         purpose: EmailPurpose,
         now: OffsetDateTime,
     ) -> StoreResult<Option<EmailToken>>;
+    /// Ends every link of the account still unused (after a reset, a password or address change,
+    /// "log out everywhere").
+    async fn revoke_email_tokens(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()>;
     /// The user's sessions not revoked, newest first.
     async fn sessions_of_user(&self, user: UserId) -> StoreResult<Vec<Session>>;
     async fn two_factor(&self, user: UserId) -> StoreResult<Option<TwoFactor>>;

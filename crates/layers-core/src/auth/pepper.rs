@@ -70,11 +70,20 @@ impl Peppers {
     /// secret, shared by every node, also keys CSRF tokens; it cannot be turned back into the
     /// pepper or into another label's key.
     pub fn subkey(&self, label: &str) -> [u8; 32] {
-        let Some(mac) = self.macs.get(&self.current) else { return [0; 32] };
-        let mut mac = mac.clone();
+        self.subkey_of(self.current, label).unwrap_or([0; 32])
+    }
+
+    /// The `label` key of pepper `version` (to open what an older pepper sealed).
+    pub fn subkey_of(&self, version: i32, label: &str) -> Option<[u8; 32]> {
+        let mut mac = self.macs.get(&version)?.clone();
         mac.update(b"layers/subkey/");
         mac.update(label.as_bytes());
-        mac.finalize().into_bytes().into()
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// Every configured version, the current one included.
+    pub fn versions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.macs.keys().copied()
     }
 
     /// Versions other than the current one, newest first.

@@ -19,7 +19,7 @@ impl IdentityService {
         client: &Client,
     ) -> IdentityResult<()> {
         let new_email = normalize_email(new_email).map_err(|_| IdentityError::InvalidEmail)?;
-        self.check_password(s, password).await?;
+        self.check_password(s, password, client).await?;
         if new_email == s.email {
             return Ok(());
         }
@@ -53,6 +53,8 @@ impl IdentityService {
             Err(e) if e.is_conflict_on("users_email_key") => return Err(IdentityError::InvalidLink),
             Err(e) => return Err(e.into()),
         }
+        // Links sent to the old address (a reset, another change) end with it.
+        self.store.revoke_email_tokens(t.user_id, self.now()).await?;
         if let Some(old) = old {
             self.mailer.send(letters::address_changed(&old, &new_email));
         }

@@ -113,6 +113,16 @@ pub fn address_changed(to: &str, new_address: &str) -> Mail {
     )
 }
 
+pub fn identity_linked(to: &str) -> Mail {
+    letter(
+        to,
+        "Google sign-in was added to your Layers account",
+        &["You can now log in to your Layers account with Google. If your account also has a password, it keeps working."],
+        None,
+        "If this was not you, or you never set a password for Layers, set a new one now from \"Forgot your password?\" on the login page.",
+    )
+}
+
 pub fn password_changed(to: &str) -> Mail {
     letter(
         to,

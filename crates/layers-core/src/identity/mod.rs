@@ -11,6 +11,7 @@ pub mod export;
 pub mod letters;
 pub mod mailer;
 pub mod oidc;
+mod outgoing;
 pub mod passwords;
 pub mod smtp;
 pub mod throttle;
@@ -99,6 +100,9 @@ pub enum IdentityError {
     InvalidLink,
     #[error("the password is not correct")]
     WrongPassword,
+    /// An account without a password, whose login is older than the re-authentication window.
+    #[error("log in again to do this")]
+    ReauthRequired,
     /// A two-factor or recovery code that is wrong or already used.
     #[error("the code is not correct")]
     WrongCode,
@@ -175,13 +179,19 @@ pub struct IdentityService {
     /// Encrypts TOTP secrets at rest.
     secrets: two_factor::SecretBox,
     oidc: Option<oidc::Oidc>,
+    /// Links, letters and the work done after an answer.
+    outgoing: outgoing::Outgoing,
 }
 
 /// The keys of the accounts, derived from the pepper every node shares.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct IdentityKeys {
     pub csrf: [u8; 32],
-    pub totp: [u8; 32],
+    /// The TOTP-sealing key of each pepper version: secrets sealed under an older pepper still
+    /// open after a rotation.
+    pub totp: std::collections::BTreeMap<i32, [u8; 32]>,
+    /// The version new secrets are sealed with.
+    pub totp_current: i32,
 }
 
 impl std::fmt::Debug for IdentityKeys {
@@ -206,13 +216,25 @@ impl IdentityService {
         clock: Clock,
         settings: IdentitySettings,
         keys: IdentityKeys,
+        tasks: crate::tasks::Tasks,
     ) -> IdentityService {
+        let outgoing = outgoing::Outgoing {
+            store: store.clone(),
+            mailer: mailer.clone(),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            tasks,
+            public_url: settings.public_url.clone(),
+            confirm_ttl: settings.confirm_ttl,
+            reset_ttl: settings.reset_ttl,
+        };
         let oidc = settings.oidc.clone().and_then(|o| {
             oidc::Oidc::new(o)
                 .map_err(|e| tracing::error!(error = %e, "the OpenID Connect client could not be built"))
                 .ok()
         });
         IdentityService {
+            outgoing,
             oidc,
             throttle: LoginThrottle::new(settings.throttle, clock.clone()),
             store,
@@ -222,7 +244,7 @@ impl IdentityService {
             clock,
             settings,
             csrf: <Hmac<Sha256> as Mac>::new_from_slice(&keys.csrf).ok(),
-            secrets: two_factor::SecretBox::new(keys.totp),
+            secrets: two_factor::SecretBox::new(&keys.totp, keys.totp_current),
         }
     }
 
@@ -235,12 +257,7 @@ impl IdentityService {
     }
 
     fn now(&self) -> OffsetDateTime {
-        let ms = i128::from(self.clock.unix_ms()) * 1_000_000;
-        OffsetDateTime::from_unix_timestamp_nanos(ms).unwrap_or_else(|_| OffsetDateTime::now_utc())
-    }
-
-    fn link(&self, path: &str, token: &str) -> String {
-        format!("{}{path}?token={token}", self.settings.public_url)
+        self.outgoing.now()
     }
 
     async fn audit(&self, user: Option<UserId>, event: &str, severity: Severity, client: &Client) {
@@ -255,38 +272,48 @@ impl IdentityService {
     // === sign-up and confirmation ===
 
     /// Creates an unconfirmed account and mails its confirmation link. An address that already
-    /// has an account gets a note instead; the caller's answer is the same either way.
+    /// has an account gets a note instead; the caller's answer, and its time, are the same
+    /// either way (the branch runs after the answer). A few sign-ups per address and window at
+    /// most: past them nothing is sent (no mail bombs).
     pub async fn sign_up(&self, email: &str, password: &SecretString, client: &Client) -> IdentityResult<()> {
         let email = normalize_email(email).map_err(|_| IdentityError::InvalidEmail)?;
         password::check(secrecy::ExposeSecret::expose_secret(password)).map_err(IdentityError::WeakPassword)?;
-        // Hashed before the lookup, so both branches take the same time.
         let hash = self.passwords.hash(password).await?;
-        if self.store.credentials_by_email(&email).await?.is_some() {
-            let base = &self.settings.public_url;
-            self.mailer.send(letters::already_registered(
-                &email,
-                &format!("{base}/login"),
-                &format!("{base}/forgot-password"),
-            ));
+        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
             return Ok(());
         }
-        let now = self.now();
-        let user = NewUser { id: UserId::random(), email: email.clone(), tier: Tier::Free, created_at: now };
-        let user = match self.store.create_user(&user).await {
-            Ok(user) => user,
-            // Signed up twice at once: the second is the "already registered" case.
-            Err(e) if e.is_conflict_on("users_email_key") => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        self.store.set_password_hash(user.id, &hash, now).await?;
-        self.audit(Some(user.id), "account_created", Severity::Info, client).await;
-        self.send_confirmation(user.id, &email).await
-    }
-
-    async fn send_confirmation(&self, user: UserId, email: &str) -> IdentityResult<()> {
-        let token = self.email_token(user, EmailPurpose::Confirm, None, self.settings.confirm_ttl).await?;
-        let hours = self.settings.confirm_ttl.as_secs() / 3600;
-        self.mailer.send(letters::confirm(email, &self.link("/auth/confirm", &token), hours));
+        let (out, client) = (self.outgoing.clone(), client.clone());
+        self.outgoing.later("sign-up", async move {
+            if out.store.credentials_by_email(&email).await?.is_some() {
+                let base = &out.public_url;
+                out.mailer.send(letters::already_registered(
+                    &email,
+                    &format!("{base}/login"),
+                    &format!("{base}/forgot-password"),
+                ));
+                return Ok(());
+            }
+            let now = out.now();
+            let user = NewUser { id: UserId::random(), email: email.clone(), tier: Tier::Free, created_at: now };
+            let user = match out.store.create_user(&user).await {
+                Ok(user) => user,
+                // Signed up twice at once: the second is the "already registered" case.
+                Err(e) if e.is_conflict_on("users_email_key") => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            out.store.set_password_hash(user.id, &hash, now).await?;
+            out.audit
+                .from_client(
+                    Some(user.id),
+                    "account_created",
+                    json!({}),
+                    Severity::Info,
+                    client.ip,
+                    client.user_agent.as_deref(),
+                )
+                .await;
+            out.confirmation(user.id, &email).await
+        });
         Ok(())
     }
 
@@ -297,29 +324,27 @@ impl IdentityService {
         new_email: Option<String>,
         ttl: Duration,
     ) -> IdentityResult<String> {
-        let token = tokens::fresh()?;
-        let now = self.now();
-        self.store
-            .create_email_token(&EmailToken {
-                token_hash: tokens::digest(&token),
-                user_id: user,
-                purpose,
-                new_email,
-                created_at: now,
-                expires_at: now + ttl,
-            })
-            .await?;
-        Ok(token)
+        self.outgoing.token(user, purpose, new_email, ttl).await
     }
 
-    /// Sends the confirmation link again, if the address has an unconfirmed account.
-    pub async fn resend_confirmation(&self, email: &str) -> IdentityResult<()> {
+    fn link(&self, path: &str, token: &str) -> String {
+        self.outgoing.link(path, token)
+    }
+
+    /// Sends the confirmation link again, if the address has an unconfirmed account (after the
+    /// answer, and a few times per window at most).
+    pub async fn resend_confirmation(&self, email: &str, client: &Client) -> IdentityResult<()> {
         let Ok(email) = normalize_email(email) else { return Ok(()) };
-        if let Some(c) = self.store.credentials_by_email(&email).await? {
-            if c.email_verified_at.is_none() {
-                self.send_confirmation(c.user_id, &email).await?;
-            }
+        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
+            return Ok(());
         }
+        let out = self.outgoing.clone();
+        self.outgoing.later("confirmation-again", async move {
+            match out.store.credentials_by_email(&email).await? {
+                Some(c) if c.email_verified_at.is_none() => out.confirmation(c.user_id, &email).await,
+                _ => Ok(()),
+            }
+        });
         Ok(())
     }
 
@@ -343,7 +368,7 @@ impl IdentityService {
     /// Checks the password and opens a session.
     pub async fn log_in(&self, email: &str, password: &SecretString, client: &Client) -> IdentityResult<LoginOutcome> {
         let email = normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
-        if let Err(throttled) = self.throttle.check(&email, client.ip) {
+        if let Err(throttled) = self.throttle.begin(&email, client.ip) {
             self.audit(None, "login_throttled", Severity::Warning, client).await;
             return Err(IdentityError::Throttled(throttled));
         }
@@ -352,7 +377,6 @@ impl IdentityService {
         let matched = self.passwords.verify(password, hash).await?;
         let known = credentials.as_ref().map(|c| c.user_id);
         let Some(c) = credentials.filter(|_| matched) else {
-            self.throttle.failed(&email, client.ip);
             self.audit(known, "login_failed", Severity::Warning, client).await;
             return Err(IdentityError::BadCredentials);
         };
@@ -363,7 +387,7 @@ impl IdentityService {
         if c.email_verified_at.is_none() {
             return Err(IdentityError::Unconfirmed);
         }
-        self.throttle.succeeded(&email);
+        self.throttle.succeeded(&email, client.ip);
         self.login_of(c.user_id, client, "password").await
     }
 
@@ -428,6 +452,7 @@ impl IdentityService {
     /// Ends every session of the account, this one included.
     pub async fn log_out_everywhere(&self, s: &SessionUser, client: &Client) -> IdentityResult<u64> {
         let ended = self.store.revoke_all_sessions(s.user_id, self.now()).await?;
+        self.store.revoke_email_tokens(s.user_id, self.now()).await?;
         self.audit(Some(s.user_id), "sessions_revoked", Severity::Info, client).await;
         Ok(ended)
     }
@@ -480,15 +505,31 @@ impl IdentityService {
 
     // === passwords ===
 
-    /// Mails a reset link if the address has an account; the answer is the same either way.
+    /// Mails a reset link if the address has an account; the answer and its time are the same
+    /// either way (the lookup runs after the answer), and a few per address and window at most.
     pub async fn forgot_password(&self, email: &str, client: &Client) -> IdentityResult<()> {
         let Ok(email) = normalize_email(email) else { return Ok(()) };
-        if let Some(c) = self.store.credentials_by_email(&email).await? {
-            let token = self.email_token(c.user_id, EmailPurpose::Reset, None, self.settings.reset_ttl).await?;
-            let minutes = self.settings.reset_ttl.as_secs() / 60;
-            self.mailer.send(letters::reset(&email, &self.link("/reset-password", &token), minutes));
-            self.audit(Some(c.user_id), "password_reset_requested", Severity::Info, client).await;
+        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
+            return Ok(());
         }
+        let (out, client) = (self.outgoing.clone(), client.clone());
+        self.outgoing.later("password-reset", async move {
+            let Some(c) = out.store.credentials_by_email(&email).await? else { return Ok(()) };
+            let token = out.token(c.user_id, EmailPurpose::Reset, None, out.reset_ttl).await?;
+            let minutes = out.reset_ttl.as_secs() / 60;
+            out.mailer.send(letters::reset(&email, &out.link("/reset-password", &token), minutes));
+            out.audit
+                .from_client(
+                    Some(c.user_id),
+                    "password_reset_requested",
+                    json!({}),
+                    Severity::Info,
+                    client.ip,
+                    client.user_agent.as_deref(),
+                )
+                .await;
+            Ok(())
+        });
         Ok(())
     }
 
@@ -502,18 +543,37 @@ impl IdentityService {
         self.store.set_password_hash(t.user_id, &hash, now).await?;
         self.store.mark_email_verified(t.user_id, now).await?;
         self.store.revoke_all_sessions(t.user_id, now).await?;
+        self.store.revoke_email_tokens(t.user_id, now).await?;
         self.audit(Some(t.user_id), "password_reset", Severity::Warning, client).await;
         Ok(())
     }
 
     /// Checks the password of the signed-in person (for sensitive actions).
-    pub async fn check_password(&self, s: &SessionUser, password: &SecretString) -> IdentityResult<()> {
+    ///
+    /// Every check counts against the account's throttle (a stolen session cookie is no
+    /// unlimited password guesser), and a failed one is audited. An account without a
+    /// password (Google sign-in only) confirms with a recent login instead.
+    pub async fn check_password(
+        &self,
+        s: &SessionUser,
+        password: &SecretString,
+        client: &Client,
+    ) -> IdentityResult<()> {
+        let key = format!("password-check:{}", s.user_id);
+        self.throttle.begin(&key, client.ip).map_err(IdentityError::Throttled)?;
         let credentials = self.store.credentials(s.user_id).await?;
-        let hash = credentials.as_ref().and_then(|c| c.password_hash.as_deref());
-        match self.passwords.verify(password, hash).await? {
-            true => Ok(()),
-            false => Err(IdentityError::WrongPassword),
+        let hash = credentials.as_ref().and_then(|c| c.password_hash.as_deref()).filter(|h| *h != passwords::UNUSABLE);
+        if hash.is_none() {
+            return match self.needs_reauth(s) {
+                true => Err(IdentityError::ReauthRequired),
+                false => Ok(()),
+            };
         }
+        if self.passwords.verify(password, hash).await? {
+            return Ok(());
+        }
+        self.audit(Some(s.user_id), "password_check_failed", Severity::Warning, client).await;
+        Err(IdentityError::WrongPassword)
     }
 
     /// Changes the password: every session ends, and this browser gets a fresh one.
@@ -524,12 +584,13 @@ impl IdentityService {
         new: &SecretString,
         client: &Client,
     ) -> IdentityResult<NewSession> {
-        self.check_password(s, current).await?;
+        self.check_password(s, current, client).await?;
         password::check(secrecy::ExposeSecret::expose_secret(new)).map_err(IdentityError::WeakPassword)?;
         let hash = self.passwords.hash(new).await?;
         let now = self.now();
         self.store.set_password_hash(s.user_id, &hash, now).await?;
         self.store.revoke_all_sessions(s.user_id, now).await?;
+        self.store.revoke_email_tokens(s.user_id, now).await?;
         let session = self.open_session(s.user_id, client).await?;
         self.mailer.send(letters::password_changed(&s.email));
         self.audit(Some(s.user_id), "password_changed", Severity::Warning, client).await;

@@ -45,7 +45,12 @@ impl Transport for SmtpTransport {
                     .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.clone())),
             )
             .map_err(|_| SendError("the message could not be built".into()))?;
-        // lettre's errors name the server's answer, never the credentials.
-        self.transport.send(message).await.map(|_| ()).map_err(|e| SendError(format!("SMTP: {e}")))
+        // Only the status code: a server's answer may quote the recipient's address.
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            SendError(match e.status() {
+                Some(code) => format!("the SMTP server answered {code}"),
+                None => "the SMTP server could not be reached, or TLS failed".to_owned(),
+            })
+        })
     }
 }

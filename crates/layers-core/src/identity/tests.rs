@@ -43,7 +43,8 @@ impl Fixture {
             Audit::new(store),
             clock.clone(),
             IdentitySettings::new("https://layers.example/"),
-            IdentityKeys { csrf: [7; 32], totp: [8; 32] },
+            IdentityKeys { csrf: [7; 32], totp: [(1, [8; 32])].into_iter().collect(), totp_current: 1 },
+            tasks.clone(),
         );
         Fixture { identity, outbox, clock, _db: db, _tasks: tasks }
     }
@@ -252,7 +253,7 @@ async fn two_factor_is_asked_at_login_once_on_and_codes_work_once() {
     let client = Client::default();
     let s = opened(f.identity.log_in("hal@example.com", &pw(PASSWORD), &client).await.unwrap());
     let who = f.identity.session(secrecy::ExposeSecret::expose_secret(&s.token)).await.unwrap().unwrap();
-    let setup = f.identity.begin_two_factor(&who).await.unwrap();
+    let setup = f.identity.begin_two_factor(&who, &pw(PASSWORD), &client).await.unwrap();
     assert!(setup.uri.starts_with("otpauth://totp/Layers:hal@example.com?secret="));
     assert_eq!(f.identity.two_factor_status(who.user_id).await.unwrap(), two_factor::Status::Pending);
     let secret = base32_decode(&setup.secret_base32);
@@ -261,7 +262,10 @@ async fn two_factor_is_asked_at_login_once_on_and_codes_work_once() {
     assert!(matches!(f.identity.enable_two_factor(&who, "000000", &client).await, Err(IdentityError::WrongCode)));
     let recovery = f.identity.enable_two_factor(&who, &code_at(now()), &client).await.unwrap();
     assert_eq!(recovery.len(), 10);
-    assert!(matches!(f.identity.begin_two_factor(&who).await, Err(IdentityError::Service(_))), "on stays on");
+    assert!(
+        matches!(f.identity.begin_two_factor(&who, &pw(PASSWORD), &client).await, Err(IdentityError::Service(_))),
+        "on stays on"
+    );
 
     // The password alone no longer opens a session.
     let LoginOutcome::SecondFactor(ticket) =

@@ -79,30 +79,28 @@ impl LoginThrottle {
         LoginThrottle { settings, clock, windows: Mutex::new(HashMap::new()) }
     }
 
-    /// Whether a login of `email` from `ip` may be tried now.
-    pub fn check(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
-        let now = self.clock.unix_ms();
-        let window_ms = u64::try_from(self.settings.window.as_millis()).unwrap_or(u64::MAX);
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let over = |subject: Subject, limit: u32| {
-            windows
-                .get(&subject)
-                .filter(|w| now.saturating_sub(w.start_ms) < window_ms && w.failures >= limit)
-                .map(|w| Duration::from_millis(window_ms - now.saturating_sub(w.start_ms)))
-        };
-        let account = over(account(email), self.settings.per_account);
-        let address = ip.and_then(|ip| over(address(ip), self.settings.per_address));
-        match account.into_iter().chain(address).max() {
-            Some(retry_after) => Err(Throttled { retry_after }),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed login.
-    pub fn failed(&self, email: &str, ip: Option<IpAddr>) {
+    /// Reserves an attempt of `key` (an account, or another subject) from `ip`: refused when
+    /// either is at its threshold, else counted at once, before any slow work, so a burst of
+    /// parallel attempts cannot all pass while the count is still low. A success gives it back.
+    pub fn begin(&self, key: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
         let now = self.clock.unix_ms();
         let window_ms = u64::try_from(self.settings.window.as_millis()).unwrap_or(u64::MAX);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let subjects: Vec<(Subject, u32)> = std::iter::once((account(key), self.settings.per_account))
+            .chain(ip.map(|ip| (address(ip), self.settings.per_address)))
+            .collect();
+        let retry = subjects
+            .iter()
+            .filter_map(|(subject, limit)| {
+                windows
+                    .get(subject)
+                    .filter(|w| now.saturating_sub(w.start_ms) < window_ms && w.failures >= *limit)
+                    .map(|w| Duration::from_millis(window_ms - now.saturating_sub(w.start_ms)))
+            })
+            .max();
+        if let Some(retry_after) = retry {
+            return Err(Throttled { retry_after });
+        }
         if windows.len() >= MAX_TRACKED {
             windows.retain(|_, w| now.saturating_sub(w.start_ms) < window_ms);
             if windows.len() >= MAX_TRACKED {
@@ -113,18 +111,23 @@ impl LoginThrottle {
                 windows.retain(|_, w| w.start_ms > cut);
             }
         }
-        for subject in std::iter::once(account(email)).chain(ip.map(address)) {
+        for (subject, _) in subjects {
             let w = windows.entry(subject).or_insert(Window { start_ms: now, failures: 0 });
             if now.saturating_sub(w.start_ms) >= window_ms {
                 *w = Window { start_ms: now, failures: 0 };
             }
             w.failures = w.failures.saturating_add(1);
         }
+        Ok(())
     }
 
-    /// A successful login clears the account's count (not the address's).
-    pub fn succeeded(&self, email: &str) {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).remove(&account(email));
+    /// The attempt succeeded: the account's count is cleared, the address's attempt given back.
+    pub fn succeeded(&self, key: &str, ip: Option<IpAddr>) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.remove(&account(key));
+        if let Some(w) = ip.and_then(|ip| windows.get_mut(&address(ip))) {
+            w.failures = w.failures.saturating_sub(1);
+        }
     }
 
     pub fn tracked(&self) -> usize {
@@ -142,15 +145,14 @@ mod tests {
         let t = LoginThrottle::new(ThrottleSettings::default(), clock.clone());
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..4 {
-            t.failed("a@example.com", Some(ip));
+            t.begin("a@example.com", Some(ip)).unwrap();
         }
-        assert_eq!(t.check("a@example.com", Some(ip)), Ok(()), "4 failures: still allowed");
-        t.failed("a@example.com", Some(ip));
-        let refused = t.check("a@example.com", Some(ip)).unwrap_err();
+        assert_eq!(t.begin("a@example.com", Some(ip)), Ok(()), "the fifth attempt is allowed");
+        let refused = t.begin("a@example.com", Some(ip)).unwrap_err();
         assert!(refused.retry_after <= Duration::from_secs(900) && refused.retry_after > Duration::from_secs(890));
-        assert_eq!(t.check("b@example.com", Some(ip)), Ok(()), "another account from the address is fine");
+        assert_eq!(t.begin("b@example.com", Some(ip)), Ok(()), "another account from the address is fine");
         clock.advance(Duration::from_secs(901));
-        assert_eq!(t.check("a@example.com", Some(ip)), Ok(()));
+        assert_eq!(t.begin("a@example.com", Some(ip)), Ok(()));
     }
 
     #[test]
@@ -158,12 +160,33 @@ mod tests {
         let t = LoginThrottle::new(ThrottleSettings::default(), Clock::system());
         for i in 0..30u16 {
             let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            t.failed(&format!("user{i}@example.com"), Some(ip));
+            t.begin(&format!("user{i}@example.com"), Some(ip)).unwrap();
         }
         let other_host: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        assert!(t.check("fresh@example.com", Some(other_host)).is_err());
-        assert_eq!(t.check("fresh@example.com", Some("2001:db8:1:3::1".parse().unwrap())), Ok(()));
-        t.succeeded("user1@example.com");
-        assert!(t.check("user1@example.com", Some(other_host)).is_err(), "the address stays throttled");
+        assert!(t.begin("fresh@example.com", Some(other_host)).is_err());
+        assert_eq!(t.begin("fresh@example.com", Some("2001:db8:1:3::1".parse().unwrap())), Ok(()));
+        t.succeeded("user1@example.com", Some(other_host));
+        assert_eq!(t.begin("user1@example.com", Some(other_host)), Ok(()), "a success gives one attempt back");
+        assert!(t.begin("user2@example.com", Some(other_host)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod race {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_parallel_attempts_gets_no_more_than_the_threshold() {
+        let t = std::sync::Arc::new(LoginThrottle::new(ThrottleSettings::default(), Clock::system()));
+        let admitted: usize = (0..64)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || t.begin("victim@example.com", None).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(admitted, 5);
     }
 }

@@ -1,7 +1,7 @@
 //! Sign-up, confirmation, login and logout. Invariant: the answers to sign-up, "send the link
 //! again" and a failed login are the same whether the e-mail is registered or not.
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::layout::{self, notice, Tone};
 use super::session::{SignedIn, Visitor};
-use super::{page, PageError};
+use super::{page, PageError, PageForm};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,7 +39,7 @@ pub struct LoginQuery {
 #[derive(Debug, Default, Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,9 +100,8 @@ pub async fn signup_page(State(state): State<AppState>, visitor: Visitor) -> Res
 pub async fn signup(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<Credentials>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<Credentials>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     let problem = match state.core.identity.sign_up(&form.email, &password, &visitor.client).await {
@@ -202,9 +201,8 @@ pub async fn login_page(State(state): State<AppState>, visitor: Visitor, Query(q
 pub async fn login(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<Credentials>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<Credentials>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     let redirect_to = same_site_path(&form.redirect_to).unwrap_or("");
@@ -256,9 +254,8 @@ pub async fn login(
 pub async fn logout(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<CsrfOnly>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     state.core.identity.log_out(&who.user, &who.client).await?;
     let mut resp = Redirect::to("/login?notice=logged_out").into_response();
@@ -283,24 +280,44 @@ impl TokenQuery {
 /// The link of the confirmation e-mail opens this page; the button confirms. (A GET never
 /// uses a link: mail scanners open links before people do.)
 pub async fn confirm_page(State(state): State<AppState>, visitor: Visitor, Query(q): Query<TokenQuery>) -> Response {
-    let card = html! {
-        h1 { "Confirm your address" }
-        p class="lead" { "One click and your account is ready." }
-        form method="post" action="/auth/confirm" {
-            (layout::csrf_field(&visitor.csrf(&state)))
-            input type="hidden" name="token" value=(q.token);
-            button class="btn block" type="submit" { "Confirm my address" }
-        }
+    let link = LinkPage {
+        title: "Confirm your address",
+        lead: "One click and your account is ready.",
+        action: "/auth/confirm",
+        button: "Confirm my address",
     };
-    visitor.with_cookie(page(StatusCode::OK, layout::public("Confirm your address", card, None)))
+    link.render(&state, &visitor, &q.token)
+}
+
+/// The page an e-mailed link opens: one button that uses it (a GET never uses a link: mail
+/// scanners open links before people do).
+struct LinkPage {
+    title: &'static str,
+    lead: &'static str,
+    action: &'static str,
+    button: &'static str,
+}
+
+impl LinkPage {
+    fn render(&self, state: &AppState, visitor: &Visitor, token: &str) -> Response {
+        let card = html! {
+            h1 { (self.title) }
+            p class="lead" { (self.lead) }
+            form method="post" action=(self.action) {
+                (layout::csrf_field(&visitor.csrf(state)))
+                input type="hidden" name="token" value=(token);
+                button class="btn block" type="submit" { (self.button) }
+            }
+        };
+        visitor.with_cookie(page(StatusCode::OK, layout::public(self.title, card, None)))
+    }
 }
 
 pub async fn confirm(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<TokenForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     match state.core.identity.confirm(&form.token, &visitor.client).await {
         Ok(_) => Ok(Redirect::to("/login?notice=confirmed").into_response()),
@@ -331,11 +348,10 @@ pub(super) fn invalid_link(state: &AppState, visitor: &Visitor, confirmation: bo
 pub async fn resend(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<EmailForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
-    state.core.identity.resend_confirmation(&form.email).await?;
+    state.core.identity.resend_confirmation(&form.email, &visitor.client).await?;
     let card = html! {
         h1 { "Check your inbox" }
         p class="lead" { "If " strong { (form.email) } " belongs to an account that is not confirmed yet, a new link is on its way. It works once, for 24 hours." }
@@ -350,24 +366,20 @@ pub async fn change_email_page(
     visitor: Visitor,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    let card = html! {
-        h1 { "Confirm your new address" }
-        p class="lead" { "Your Layers account will use this address from now on." }
-        form method="post" action="/auth/change-email" {
-            (layout::csrf_field(&visitor.csrf(&state)))
-            input type="hidden" name="token" value=(q.token);
-            button class="btn block" type="submit" { "Use this address" }
-        }
+    let link = LinkPage {
+        title: "Confirm your new address",
+        lead: "Your Layers account will use this address from now on.",
+        action: "/auth/change-email",
+        button: "Use this address",
     };
-    visitor.with_cookie(page(StatusCode::OK, layout::public("Confirm your new address", card, None)))
+    link.render(&state, &visitor, &q.token)
 }
 
 pub async fn change_email(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<TokenForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     match state.core.identity.confirm_email_change(&form.token, &visitor.client).await {
         Ok(()) => Ok(Redirect::to("/dashboard/settings?notice=email_changed").into_response()),

@@ -1,7 +1,7 @@
 //! "Export my data" (a JSON download of every row of the account) and "Delete my account"
 //! (confirmed with the password; the browser is logged out).
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE};
 use layers_core::identity::IdentityError;
@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::session::SignedIn;
-use super::PageError;
+use super::{PageError, PageForm};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,9 +23,8 @@ pub struct ConfirmForm {
 pub async fn export(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<ConfirmForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let data = state.core.identity.export(&who.user, &who.client).await?;
     let body = serde_json::to_vec_pretty(&data).map_err(|e| PageError::Internal(e.to_string()))?;
@@ -37,9 +36,8 @@ pub async fn export(
 pub async fn delete(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<ConfirmForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     match state.core.delete_account(&who.user, &password, &who.client).await {
@@ -48,8 +46,9 @@ pub async fn delete(
             resp.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
             Ok(resp)
         }
-        Err(IdentityError::WrongPassword) => {
-            Ok(Redirect::to("/dashboard/settings?notice=delete_wrong_password#delete").into_response())
+        Err(e @ (IdentityError::WrongPassword | IdentityError::Throttled(_) | IdentityError::ReauthRequired)) => {
+            let notice = super::settings::refusal_notice(&e, "delete_wrong_password");
+            Ok(Redirect::to(&format!("/dashboard/settings?notice={notice}#delete")).into_response())
         }
         Err(other) => Err(other.into()),
     }

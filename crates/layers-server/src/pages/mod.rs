@@ -15,7 +15,6 @@ pub mod session;
 mod settings;
 mod two_factor;
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -136,9 +135,22 @@ impl From<IdentityError> for PageError {
     }
 }
 
-impl From<FormRejection> for PageError {
-    fn from(_: FormRejection) -> Self {
-        PageError::BadForm
+/// A form of a page: like axum's `Form`, but a body that cannot be read is a page's 400.
+#[derive(Debug)]
+pub struct PageForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for PageForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, PageError> {
+        match axum::extract::Form::<T>::from_request(req, state).await {
+            Ok(axum::extract::Form(form)) => Ok(PageForm(form)),
+            Err(_) => Err(PageError::BadForm),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `/auth/callback` finishes it (SPEC §6.1). The flow rides in a signed, HttpOnly cookie that
 //! lives ten minutes and is cleared at the callback whatever its outcome.
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::layout::{self, notice, Tone};
 use super::session::Visitor;
-use super::{page, PageError};
+use super::{page, PageError, PageForm};
 use crate::state::AppState;
 
 /// The "Continue with Google" button, when an identity provider is configured.
@@ -44,9 +44,8 @@ pub struct StartForm {
 pub async fn start(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<StartForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<StartForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     let redirect_to = same_site_path(&form.redirect_to).unwrap_or("");
     match state.core.identity.oidc_begin(redirect_to).await {

@@ -2,7 +2,7 @@
 //! (which logs out every session). Invariant: asking for a link answers the same whether or not
 //! the address has an account.
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::StatusCode;
 use layers_core::identity::IdentityError;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::auth::{invalid_link, EmailForm, TokenQuery};
 use super::layout::{self, notice, Tone};
 use super::session::Visitor;
-use super::{page, PageError};
+use super::{page, PageError, PageForm};
 use crate::state::AppState;
 
 fn forgot_card(csrf: &str) -> Markup {
@@ -40,9 +40,8 @@ pub async fn forgot_page(State(state): State<AppState>, visitor: Visitor) -> Res
 pub async fn forgot(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<EmailForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, form.csrf())?;
     state.core.identity.forgot_password(form.email(), &visitor.client).await?;
     let minutes = state.core.identity.settings().reset_ttl.as_secs() / 60;
@@ -90,9 +89,8 @@ pub async fn reset_page(State(state): State<AppState>, visitor: Visitor, Query(q
 pub async fn reset(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<ResetForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<ResetForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     let problem = match state.core.identity.reset_password(&form.token, &password, &visitor.client).await {

@@ -1,7 +1,7 @@
 //! `/dashboard/settings`: the account, its password, its sessions (device, address, last seen)
 //! with "revoke" and "log out everywhere", and its recent security activity.
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
-use super::{page, PageError};
+use super::{page, PageError, PageForm};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,12 +40,6 @@ pub struct RevokeForm {
     csrf: String,
     #[serde(default)]
     session: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// A date and time as people read it, short: `Dec 1, 12:56` this year, else `Dec 1, 2025` (UTC).
@@ -282,11 +276,25 @@ async fn view<'a>(
     })
 }
 
+/// The notice of a refused confirmation: `wrong_password`'s, or the throttle's, or "log in again".
+pub(super) fn refusal_notice(err: &IdentityError, wrong_password: &'static str) -> &'static str {
+    match err {
+        IdentityError::Throttled(_) => "throttled",
+        IdentityError::ReauthRequired => "reauth",
+        _ => wrong_password,
+    }
+}
+
 fn settings_notice(code: &str) -> Option<Markup> {
     let (tone, text) = match code {
         "password" => (Tone::Ok, "Your password was changed. Every other session was logged out."),
         "revoked" => (Tone::Ok, "The session was logged out."),
         "two_factor_off" => (Tone::Ok, "Two-factor login is off."),
+        "throttled" => (Tone::Bad, "Too many attempts. Nothing was changed; try again in 15 minutes."),
+        "reauth" => (Tone::Bad, "Nothing was changed: for this, log out and log in again first."),
+        "two_factor_setup_wrong_password" => {
+            (Tone::Bad, "Two-factor login was not set up: the password was not correct.")
+        }
         "email_sent" => (Tone::Ok, "We sent a link to the new address. Your address changes when it is used."),
         "email_invalid" => (Tone::Bad, "That is not a valid e-mail address."),
         "email_wrong_password" => (Tone::Bad, "Your address was not changed: the password was not correct."),
@@ -316,8 +324,12 @@ fn two_factor_panel(csrf: &str, status: Status) -> Markup {
             }
             @match status {
                 Status::Off => {
-                    form method="post" action="/dashboard/settings/two-factor/setup" {
+                    form method="post" action="/dashboard/settings/two-factor/setup" class="narrow" {
                         (layout::csrf_field(csrf))
+                        div class="field" {
+                            label for="setup-password" { "Your password" }
+                            input id="setup-password" name="password" type="password" autocomplete="current-password" maxlength="256";
+                        }
                         button class="btn" type="submit" { "Set up two-factor login" }
                     }
                 }
@@ -356,9 +368,8 @@ pub async fn show(
 pub async fn change_password(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<PasswordForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let (current, new) = (SecretString::from(form.current), SecretString::from(form.new));
     let problem = match state.core.identity.change_password(&who.user, &current, &new, &who.client).await {
@@ -368,6 +379,8 @@ pub async fn change_password(
             return Ok(resp);
         }
         Err(IdentityError::WrongPassword) => "The current password is not correct.",
+        Err(IdentityError::Throttled(_)) => "Too many attempts. Try again in 15 minutes.",
+        Err(IdentityError::ReauthRequired) => "Log out and log in again, then set your password.",
         Err(IdentityError::WeakPassword(weak)) => weak.message(),
         Err(other) => return Err(other.into()),
     };
@@ -378,9 +391,8 @@ pub async fn change_password(
 pub async fn revoke_session(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<RevokeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<RevokeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let id = Uuid::parse_str(&form.session).map_err(|_| PageError::BadForm)?;
     state.core.identity.revoke_session(&who.user, id, &who.client).await?;
@@ -390,9 +402,8 @@ pub async fn revoke_session(
 pub async fn log_out_everywhere(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<super::auth::CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     state.core.identity.log_out_everywhere(&who.user, &who.client).await?;
     let mut resp = Redirect::to("/login?notice=everywhere").into_response();
@@ -413,15 +424,16 @@ pub struct EmailChangeForm {
 pub async fn change_email(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<EmailChangeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<EmailChangeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     let notice = match state.core.identity.request_email_change(&who.user, &form.email, &password, &who.client).await {
         Ok(()) => "email_sent",
         Err(IdentityError::InvalidEmail) => "email_invalid",
-        Err(IdentityError::WrongPassword) => "email_wrong_password",
+        Err(e @ (IdentityError::WrongPassword | IdentityError::Throttled(_) | IdentityError::ReauthRequired)) => {
+            refusal_notice(&e, "email_wrong_password")
+        }
         Err(other) => return Err(other.into()),
     };
     Ok(Redirect::to(&format!("/dashboard/settings?notice={notice}")).into_response())

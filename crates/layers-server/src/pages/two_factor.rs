@@ -2,7 +2,7 @@
 //! code (the recovery codes shown once), and turning it off from the settings. The QR code is
 //! drawn here as inline SVG (no script, no request elsewhere), with the secret also as text.
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::SET_COOKIE;
 use http::StatusCode;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::layout::{self, notice, Section, Tone};
 use super::session::{SignedIn, Visitor};
-use super::{page, PageError};
+use super::{page, PageError, PageForm};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,9 +73,8 @@ pub(super) fn second_step(csrf: &str, ticket: &str, redirect_to: &str, problem: 
 pub async fn complete_login(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     visitor.check_csrf(&state, &form.csrf)?;
     let redirect_to = same_site_path(&form.redirect_to).unwrap_or("");
     let (status, problem) = match state.core.identity.complete_login(&form.ticket, &form.code, &visitor.client).await {
@@ -152,12 +151,16 @@ fn setup_page(who: &SignedIn, csrf: &str, setup: &Setup, problem: Option<&str>) 
 pub async fn begin(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<SettingsCodeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<SettingsCodeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
-    match state.core.identity.begin_two_factor(&who.user).await {
+    let password = SecretString::from(form.password);
+    match state.core.identity.begin_two_factor(&who.user, &password, &who.client).await {
         Ok(_) => Ok(Redirect::to("/dashboard/settings/two-factor").into_response()),
+        Err(e @ (IdentityError::WrongPassword | IdentityError::Throttled(_) | IdentityError::ReauthRequired)) => {
+            let notice = super::settings::refusal_notice(&e, "two_factor_setup_wrong_password");
+            Ok(Redirect::to(&format!("/dashboard/settings?notice={notice}#two-factor")).into_response())
+        }
         // Already on: nothing to set up.
         Err(IdentityError::Service(layers_core::error::ServiceError::Refused(_))) => {
             Ok(Redirect::to("/dashboard/settings").into_response())
@@ -176,9 +179,8 @@ pub async fn show_setup(State(state): State<AppState>, who: SignedIn) -> Result<
 pub async fn enable(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<SettingsCodeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<SettingsCodeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let csrf = who.csrf(&state);
     match state.core.identity.enable_two_factor(&who.user, &form.code, &who.client).await {
@@ -215,15 +217,16 @@ fn recovery_page(who: &SignedIn, csrf: &str, codes: &[String]) -> Markup {
 pub async fn disable(
     State(state): State<AppState>,
     who: SignedIn,
-    form: Result<Form<SettingsCodeForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<SettingsCodeForm>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form?;
     who.check_csrf(&state, &form.csrf)?;
     let password = SecretString::from(form.password);
     let notice = match state.core.identity.disable_two_factor(&who.user, &password, &form.code, &who.client).await {
         Ok(()) => "two_factor_off",
-        Err(IdentityError::WrongPassword) => "two_factor_wrong_password",
         Err(IdentityError::WrongCode) => "two_factor_wrong_code",
+        Err(e @ (IdentityError::WrongPassword | IdentityError::Throttled(_) | IdentityError::ReauthRequired)) => {
+            super::settings::refusal_notice(&e, "two_factor_wrong_password")
+        }
         Err(other) => return Err(other.into()),
     };
     Ok(Redirect::to(&format!("/dashboard/settings?notice={notice}#two-factor")).into_response())

@@ -24,10 +24,15 @@ AS $$ SELECT user_id FROM identities WHERE issuer = p_issuer AND subject = p_sub
 REVOKE ALL ON FUNCTION layers_user_by_identity(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_user_by_identity(text, text) TO layers_app;
 
--- An erased account's identities go with its personal data.
+-- An erased account's identities go with its personal data; and the function erases only the
+-- account the transaction acts for (app.user_id), never another.
 CREATE OR REPLACE FUNCTION layers_erase_personal_data(p_user uuid, p_at timestamptz) RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
+BEGIN
+    IF p_user IS DISTINCT FROM layers_current_user() THEN
+        RAISE EXCEPTION 'an account can only erase itself' USING ERRCODE = '42501';
+    END IF;
     UPDATE users SET email = 'deleted+' || p_user::text || '@deleted.invalid', password_hash = NULL,
                      email_verified_at = NULL, status = 'suspended', updated_at = p_at
     WHERE id = p_user;
@@ -38,4 +43,5 @@ AS $$
     DELETE FROM identities WHERE user_id = p_user;
     UPDATE audit_logs SET ip_address = NULL, user_agent = NULL WHERE user_id = p_user;
     INSERT INTO cache_events (scope, user_id) VALUES ('account', p_user);
+END
 $$;

@@ -103,6 +103,17 @@ impl IdentityStore for PgStore {
         row.as_ref().map(rows::email_token).transpose()
     }
 
+    async fn revoke_email_tokens(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(at)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn sessions_of_user(&self, user: UserId) -> StoreResult<Vec<Session>> {
         let mut tx = self.begin_as(user).await?;
         let rows = sqlx::query(&format!(
@@ -220,7 +231,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
-        sqlx::query("SELECT layers_erase_personal_data($1, $2)").bind(user.0).bind(at).execute(self.pool()).await?;
+        let mut tx = self.begin_as(user).await?;
+        sqlx::query("SELECT layers_erase_personal_data($1, $2)").bind(user.0).bind(at).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

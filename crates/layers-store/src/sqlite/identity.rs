@@ -95,6 +95,15 @@ impl IdentityStore for SqliteStore {
         row.as_ref().map(rows::email_token).transpose()
     }
 
+    async fn revoke_email_tokens(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE email_tokens SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
+            .bind(ms(at))
+            .bind(user.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn sessions_of_user(&self, user: UserId) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM sessions WHERE user_id = ? AND revoked_at IS NULL ORDER BY last_seen_at DESC",

@@ -177,3 +177,23 @@ conformance!(an_address_moves_only_to_a_free_one, |store: Arc<dyn Store>| async 
     let taken = store.set_email(alice.id, "bob@example.com", t).await.unwrap_err();
     assert!(taken.is_conflict_on("users_email_key"), "{taken:?}");
 });
+
+conformance!(revoking_a_users_links_ends_only_theirs, |store: Arc<dyn Store>| async move {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let t = now();
+    for (owner, hash) in [(alice.id, 1u8), (bob.id, 2u8)] {
+        let token = EmailToken {
+            token_hash: vec![hash; 32],
+            user_id: owner,
+            purpose: EmailPurpose::ChangeEmail,
+            new_email: Some("x@example.com".into()),
+            created_at: t,
+            expires_at: t + Duration::hours(24),
+        };
+        store.create_email_token(&token).await.unwrap();
+    }
+    store.revoke_email_tokens(alice.id, t).await.unwrap();
+    assert!(store.use_email_token(&[1; 32], EmailPurpose::ChangeEmail, t).await.unwrap().is_none());
+    assert!(store.use_email_token(&[2; 32], EmailPurpose::ChangeEmail, t).await.unwrap().is_some());
+});

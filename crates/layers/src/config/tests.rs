@@ -278,6 +278,11 @@ fn sessions_and_email_settings() {
     let bad =
         load(None, &env(&[("LAYERS_SESSIONS__IDLE_HOURS", "0"), ("LAYERS_EMAIL__SMTP_URL", "http://x")])).unwrap_err();
     assert_eq!(paths(bad), vec!["email.smtp_url", "sessions.idle_hours"]);
+    let mut prod = production_env();
+    prod.insert("LAYERS_EMAIL__SMTP_URL".into(), "smtp://user:pw@smtp.example.com:587".into());
+    assert_eq!(paths(load(None, &prod).unwrap_err()), vec!["email.smtp_url"], "no TLS in production");
+    prod.insert("LAYERS_EMAIL__SMTP_URL".into(), "smtp://user:pw@smtp.example.com:587?tls=required".into());
+    assert!(load(None, &prod).is_ok());
 }
 
 #[test]

@@ -178,8 +178,18 @@ fn check_public_url(c: &Config, production: bool, problems: &mut Vec<Problem>) -
 fn check_email(c: &Config, production: bool, problems: &mut Vec<Problem>) -> EmailSettings {
     let from = c.email.from.clone().unwrap_or_else(|| "Layers <no-reply@localhost>".to_owned());
     if let Some(url) = &c.email.smtp_url {
-        if !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://")) {
+        let u = url.expose();
+        if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
             problems.push(Problem::new("email.smtp_url", "must be an smtp:// or smtps:// URL"));
+        }
+        // Links in these messages log people in: never in clear, and never downgradable.
+        let host = u.split("://").nth(1).unwrap_or_default().rsplit('@').next().unwrap_or_default();
+        let loopback = ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| host.starts_with(h));
+        if production && u.starts_with("smtp://") && !u.contains("tls=required") && !loopback {
+            problems.push(Problem::new(
+                "email.smtp_url",
+                "production requires TLS to the SMTP server: smtps://…:465, or smtp://…:587?tls=required",
+            ));
         }
     } else if production {
         problems.push(Problem::new(

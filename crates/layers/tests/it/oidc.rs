@@ -122,6 +122,14 @@ async fn an_unconfirmed_sign_up_of_someone_elses_address_is_no_way_into_their_ac
     let client = layers_core::identity::Client::default();
     let theirs = secrecy::SecretString::from("attacker chosen passphrase".to_owned());
     app.core.identity.sign_up("victim@gmail.example", &theirs, &client).await.unwrap();
+    // The account is made after the answer.
+    for _ in 0..200 {
+        if app.store().user_by_email("victim@gmail.example").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(app.store().user_by_email("victim@gmail.example").await.unwrap().is_some());
     // The owner signs in with Google, which vouches for the address.
     idp.sign_in_as(OidcUser { sub: "g-3".into(), email: "victim@gmail.example".into(), email_verified: true });
     let mut b = Browser::new(&app.url);

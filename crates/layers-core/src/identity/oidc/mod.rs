@@ -276,7 +276,9 @@ impl IdentityService {
             .and_then(|e| normalize_email(e).ok())
             .ok_or_else(|| self.oidc_failed(&OidcError::UnverifiedEmail))?;
         let now = self.now();
-        let user = match self.store.credentials_by_email(&email).await? {
+        let existing = self.store.credentials_by_email(&email).await?;
+        let linked_existing = existing.is_some();
+        let user = match existing {
             // Someone signed up with this address and never confirmed it: whoever did cannot
             // be the owner the issuer just vouched for, so their password and sessions go
             // (a pre-registered account is not a way into the real owner's).
@@ -287,7 +289,7 @@ impl IdentityService {
             }
             Some(existing) => existing.user_id,
             None => {
-                let user = NewUser { id: UserId::random(), email, tier: Tier::Free, created_at: now };
+                let user = NewUser { id: UserId::random(), email: email.clone(), tier: Tier::Free, created_at: now };
                 let user = self.store.create_user(&user).await?.id;
                 self.audit(Some(user), "account_created", Severity::Info, client).await;
                 user
@@ -296,6 +298,9 @@ impl IdentityService {
         // The issuer verified the address: it is confirmed here too.
         self.store.mark_email_verified(user, now).await?;
         self.store.link_identity(user, &claims.issuer, &claims.subject, now).await?;
+        if linked_existing {
+            self.mailer.send(super::letters::identity_linked(&email));
+        }
         self.audit(Some(user), "identity_linked", Severity::Info, client).await;
         Ok(user)
     }
