@@ -148,6 +148,8 @@ pub trait IdentityStore: Send + Sync {
     async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()>;
     /// System lookup: the account an identity provider's subject is linked to.
     async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>>;
+    /// The identities linked to an account: (issuer, subject, linked at).
+    async fn identities_of(&self, user: UserId) -> StoreResult<Vec<(String, String, OffsetDateTime)>>;
     /// Links an identity to an account (nothing if already linked).
     async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()>;
 }

@@ -1,6 +1,6 @@
 //! "Export my data" (GDPR, SPEC §8.5): every row of the account as one JSON document — the
 //! account, its keys (names and prefixes, never secrets), the ledger, every usage row, sessions,
-//! second factor status and the audit trail. Invariant: no hash, secret or token is in it.
+//! second factor status, linked sign-in identities and the audit trail. Invariant: no hash, secret or token is in it.
 
 use layers_store::UsageCursor;
 use serde_json::{json, Value};
@@ -95,6 +95,13 @@ impl IdentityService {
                 })
             })
             .collect();
+        let identities: Vec<Value> = self
+            .store
+            .identities_of(user)
+            .await?
+            .into_iter()
+            .map(|(issuer, subject, at)| json!({"issuer": issuer, "subject": subject, "linked_at": ts(at)}))
+            .collect();
         let two_factor = match self.two_factor_status(user).await? {
             super::two_factor::Status::On { recovery_codes_left } => {
                 json!({"enabled": true, "recovery_codes_left": recovery_codes_left})
@@ -114,6 +121,7 @@ impl IdentityService {
             "usage": usage,
             "sessions": sessions,
             "two_factor": two_factor,
+            "sign_in_identities": identities,
             "audit_log": activity,
         }))
     }

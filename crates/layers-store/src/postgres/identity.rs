@@ -246,6 +246,17 @@ impl IdentityStore for PgStore {
         Ok(id.map(UserId))
     }
 
+    async fn identities_of(&self, user: UserId) -> StoreResult<Vec<(String, String, OffsetDateTime)>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows: Vec<(String, String, OffsetDateTime)> =
+            sqlx::query_as("SELECT issuer, subject, created_at FROM identities WHERE user_id = $1 ORDER BY created_at")
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()> {
         let mut tx = self.begin_as(user).await?;
         sqlx::query(

@@ -246,6 +246,15 @@ impl IdentityStore for SqliteStore {
         .transpose()
     }
 
+    async fn identities_of(&self, user: UserId) -> StoreResult<Vec<(String, String, OffsetDateTime)>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT issuer, subject, created_at FROM identities WHERE user_id = ? ORDER BY created_at")
+                .bind(user.to_string())
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(|(i, s, at)| (i, s, rows::from_ms(at))).collect())
+    }
+
     async fn link_identity(&self, user: UserId, issuer: &str, subject: &str, at: OffsetDateTime) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO identities (issuer, subject, user_id, created_at) VALUES (?, ?, ?, ?) \

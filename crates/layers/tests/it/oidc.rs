@@ -43,6 +43,9 @@ async fn a_new_person_signs_up_with_google_and_comes_back_to_the_same_account() 
     let settings = b.get("/dashboard/settings").await;
     assert!(settings.body.contains("nina@gmail.example"));
     let user = app.store().user_by_email("nina@gmail.example").await.unwrap().unwrap();
+    let export = b.post("/dashboard/settings/export", &[("csrf", &settings.csrf())]).await;
+    let data: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(data["sign_in_identities"][0]["subject"], "g-1", "the export names the linked identity");
 
     // Again, from another browser: the same account, by issuer and subject, even with a new e-mail.
     idp.sign_in_as(OidcUser { sub: "g-1".into(), email: "nina.new@gmail.example".into(), email_verified: true });
