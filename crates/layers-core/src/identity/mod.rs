@@ -601,20 +601,31 @@ impl IdentityService {
 
     /// The CSRF token of forms shown to `binding` (a session id, or the pre-session cookie).
     pub fn csrf_token(&self, binding: &str) -> String {
-        self.csrf_mac(binding).map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())).unwrap_or_default()
+        self.tag("csrf/", binding.as_bytes()).map(|t| URL_SAFE_NO_PAD.encode(t)).unwrap_or_default()
     }
 
     /// Whether `token` is the CSRF token of `binding` (compared in constant time).
     pub fn csrf_valid(&self, binding: &str, token: &str) -> bool {
-        let (Ok(raw), Some(mac)) = (URL_SAFE_NO_PAD.decode(token), self.csrf_mac(binding)) else { return false };
-        !binding.is_empty() && mac.verify_slice(&raw).is_ok()
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(token) else { return false };
+        !binding.is_empty() && self.tag_matches("csrf/", binding.as_bytes(), &raw)
     }
 
-    fn csrf_mac(&self, binding: &str) -> Option<Hmac<Sha256>> {
+    /// The server's signature of `body` for `purpose` (CSRF tokens, two-factor tickets, the
+    /// flow of a Google sign-in): one key, a distinct prefix per purpose.
+    fn signer(&self, purpose: &str, body: &[u8]) -> Option<Hmac<Sha256>> {
         let mut mac = self.csrf.clone()?;
-        mac.update(b"csrf/");
-        mac.update(binding.as_bytes());
+        mac.update(purpose.as_bytes());
+        mac.update(body);
         Some(mac)
+    }
+
+    fn tag(&self, purpose: &str, body: &[u8]) -> Option<Vec<u8>> {
+        self.signer(purpose, body).map(|m| m.finalize().into_bytes().to_vec())
+    }
+
+    /// Whether `tag` is the signature of `body` for `purpose` (compared in constant time).
+    fn tag_matches(&self, purpose: &str, body: &[u8], tag: &[u8]) -> bool {
+        self.signer(purpose, body).is_some_and(|m| m.verify_slice(tag).is_ok())
     }
 }
 

@@ -9,7 +9,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
-use hmac::Mac;
 use layers_domain::identity::totp;
 use layers_domain::UserId;
 use rand::TryRngCore;
@@ -205,25 +204,17 @@ impl IdentityService {
         let expires = self.clock.unix_ms() + TICKET_TTL_MS;
         let mut body = user.0.as_bytes().to_vec();
         body.extend_from_slice(&expires.to_be_bytes());
-        let mac = self.ticket_mac(&body);
-        body.extend_from_slice(&mac);
+        let tag = self.tag("2fa-ticket/", &body).unwrap_or_default();
+        body.extend_from_slice(&tag);
         Ticket(URL_SAFE_NO_PAD.encode(body))
-    }
-
-    fn ticket_mac(&self, body: &[u8]) -> Vec<u8> {
-        let Some(mut mac) = self.csrf.clone() else { return Vec::new() };
-        mac.update(b"2fa-ticket/");
-        mac.update(body);
-        mac.finalize().into_bytes().to_vec()
     }
 
     fn ticket_user(&self, ticket: &str) -> Option<UserId> {
         let raw = URL_SAFE_NO_PAD.decode(ticket).ok()?;
-        let (body, mac) = raw.split_at_checked(24)?;
-        let mut check = self.csrf.clone()?;
-        check.update(b"2fa-ticket/");
-        check.update(body);
-        check.verify_slice(mac).ok()?;
+        let (body, tag) = raw.split_at_checked(24)?;
+        if !self.tag_matches("2fa-ticket/", body, tag) {
+            return None;
+        }
         let expires = u64::from_be_bytes(body[16..24].try_into().ok()?);
         if self.clock.unix_ms() > expires {
             return None;

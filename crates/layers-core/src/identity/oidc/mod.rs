@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::Mac;
 use layers_domain::{Tier, UserId};
 use layers_store::{NewUser, Severity, UserStatus};
 use secrecy::{ExposeSecret, SecretString};
@@ -192,13 +191,6 @@ impl IdentityService {
         self.oidc.is_some()
     }
 
-    fn flow_mac(&self, body: &str) -> String {
-        let Some(mut mac) = self.csrf.clone() else { return String::new() };
-        mac.update(b"oidc-flow/");
-        mac.update(body.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    }
-
     /// Starts a login at the provider: where to send the browser, and the flow cookie's value.
     pub async fn oidc_begin(&self, redirect_to: &str) -> IdentityResult<(String, String)> {
         let oidc = self.oidc.as_ref().ok_or(IdentityError::OidcUnavailable)?;
@@ -223,14 +215,14 @@ impl IdentityService {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&flow).map_err(|_| ServiceError::Entropy)?);
-        let cookie = format!("{body}.{}", self.flow_mac(&body));
+        let tag = self.tag("oidc-flow/", body.as_bytes()).ok_or(ServiceError::Entropy)?;
+        let cookie = format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag));
         Ok((url.to_string(), cookie))
     }
 
     fn open_flow(&self, cookie: &str) -> Option<Flow> {
-        let (body, mac) = cookie.split_once('.')?;
-        let expected = self.flow_mac(body);
-        if expected.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(mac.as_bytes(), expected.as_bytes())) {
+        let (body, tag) = cookie.split_once('.')?;
+        if !self.tag_matches("oidc-flow/", body.as_bytes(), &URL_SAFE_NO_PAD.decode(tag).ok()?) {
             return None;
         }
         let flow: Flow = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
