@@ -32,10 +32,15 @@ impl IdentityService {
             ));
         } else {
             let token = self
-                .email_token(s.user_id, EmailPurpose::ChangeEmail, Some(new_email.clone()), self.settings.confirm_ttl)
+                .outgoing
+                .token(s.user_id, EmailPurpose::ChangeEmail, Some(new_email.clone()), self.settings.confirm_ttl)
                 .await?;
             let hours = self.settings.confirm_ttl.as_secs() / 3600;
-            self.mailer.send(letters::confirm_new_address(&new_email, &self.link("/auth/change-email", &token), hours));
+            self.mailer.send(letters::confirm_new_address(
+                &new_email,
+                &self.outgoing.link("/auth/change-email", &token),
+                hours,
+            ));
         }
         self.mailer.send(letters::address_change_requested(&s.email));
         self.audit(Some(s.user_id), "email_change_requested", Severity::Info, client).await;

@@ -30,10 +30,6 @@ pub struct SendError(pub String);
 #[async_trait]
 pub trait Transport: Send + Sync + std::fmt::Debug {
     async fn deliver(&self, mail: &Mail) -> Result<(), SendError>;
-    /// Whether this transport only logs (the console mailer).
-    fn is_console(&self) -> bool {
-        false
-    }
 }
 
 /// The development transport: each whole message in the server log.
@@ -53,10 +49,6 @@ impl Transport for ConsoleTransport {
         );
         Ok(())
     }
-
-    fn is_console(&self) -> bool {
-        true
-    }
 }
 
 /// Attempts per message, and the wait before each retry.
@@ -68,15 +60,13 @@ const QUEUE: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Mailer {
     queue: mpsc::Sender<Mail>,
-    console: bool,
 }
 
 impl Mailer {
     pub fn start(transport: Arc<dyn Transport>, tasks: &Tasks) -> Mailer {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let console = transport.is_console();
         tasks.spawn("mailer", deliver_all(transport, rx, tasks.cancelled()));
-        Mailer { queue, console }
+        Mailer { queue }
     }
 
     /// Queues `mail`; returns at once.
@@ -84,10 +74,6 @@ impl Mailer {
         if self.queue.try_send(mail).is_err() {
             tracing::error!("the mail queue is full or closed: a message was dropped");
         }
-    }
-
-    pub fn is_console(&self) -> bool {
-        self.console
     }
 }
 

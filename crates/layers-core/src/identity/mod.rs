@@ -252,10 +252,6 @@ impl IdentityService {
         &self.settings
     }
 
-    pub fn mailer(&self) -> &Mailer {
-        &self.mailer
-    }
-
     fn now(&self) -> OffsetDateTime {
         self.outgoing.now()
     }
@@ -279,7 +275,7 @@ impl IdentityService {
         let email = normalize_email(email).map_err(|_| IdentityError::InvalidEmail)?;
         password::check(secrecy::ExposeSecret::expose_secret(password)).map_err(IdentityError::WeakPassword)?;
         let hash = self.passwords.hash(password).await?;
-        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
+        if !self.may_mail(&email, client) {
             return Ok(());
         }
         let (out, client) = (self.outgoing.clone(), client.clone());
@@ -317,25 +313,18 @@ impl IdentityService {
         Ok(())
     }
 
-    async fn email_token(
-        &self,
-        user: UserId,
-        purpose: EmailPurpose,
-        new_email: Option<String>,
-        ttl: Duration,
-    ) -> IdentityResult<String> {
-        self.outgoing.token(user, purpose, new_email, ttl).await
-    }
-
-    fn link(&self, path: &str, token: &str) -> String {
-        self.outgoing.link(path, token)
+    /// Whether another message may go to `email` now: a few per address (and client address)
+    /// and window, so no page mail-bombs an inbox or fills the queue; past them, nothing is sent
+    /// and the answer stays the same.
+    fn may_mail(&self, email: &str, client: &Client) -> bool {
+        self.throttle.begin(&format!("mail:{email}"), client.ip).is_ok()
     }
 
     /// Sends the confirmation link again, if the address has an unconfirmed account (after the
     /// answer, and a few times per window at most).
     pub async fn resend_confirmation(&self, email: &str, client: &Client) -> IdentityResult<()> {
         let Ok(email) = normalize_email(email) else { return Ok(()) };
-        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
+        if !self.may_mail(&email, client) {
             return Ok(());
         }
         let out = self.outgoing.clone();
@@ -509,7 +498,7 @@ impl IdentityService {
     /// either way (the lookup runs after the answer), and a few per address and window at most.
     pub async fn forgot_password(&self, email: &str, client: &Client) -> IdentityResult<()> {
         let Ok(email) = normalize_email(email) else { return Ok(()) };
-        if self.throttle.begin(&format!("mail:{email}"), client.ip).is_err() {
+        if !self.may_mail(&email, client) {
             return Ok(());
         }
         let (out, client) = (self.outgoing.clone(), client.clone());

@@ -129,10 +129,6 @@ impl LoginThrottle {
             w.failures = w.failures.saturating_sub(1);
         }
     }
-
-    pub fn tracked(&self) -> usize {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 #[cfg(test)]
