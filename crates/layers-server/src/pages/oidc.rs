@@ -54,7 +54,7 @@ pub async fn start(
             resp.headers_mut().append(SET_COOKIE, state.cookies.set_oidc(&flow));
             Ok(resp)
         }
-        Err(IdentityError::OidcUnavailable | IdentityError::OidcRefused) => Ok(failed(&state, &visitor)),
+        Err(IdentityError::OidcUnavailable | IdentityError::OidcRefused) => Ok(failed(&visitor)),
         Err(other) => Err(other.into()),
     }
 }
@@ -92,7 +92,7 @@ pub async fn callback(
             };
             page(StatusCode::FORBIDDEN, layout::public("Log in", card, None))
         }
-        Err(IdentityError::OidcUnavailable | IdentityError::OidcRefused) => failed(&state, &visitor),
+        Err(IdentityError::OidcUnavailable | IdentityError::OidcRefused) => failed(&visitor),
         Err(other) => return Err(other.into()),
     };
     resp.headers_mut().append(SET_COOKIE, state.cookies.clear_oidc());
@@ -100,12 +100,11 @@ pub async fn callback(
 }
 
 /// The provider's answer failed a check (the reason is in the server log).
-fn failed(state: &AppState, visitor: &Visitor) -> Response {
+fn failed(visitor: &Visitor) -> Response {
     let card = html! {
         h1 { "Google sign-in did not work" }
         (notice(Tone::Bad, "We could not confirm who you are with Google. Nothing was changed. Try again, or log in with your e-mail address."))
         a class="btn block" href="/login" { "Back to login" }
     };
-    let _ = state;
     visitor.with_cookie(page(StatusCode::BAD_REQUEST, layout::public("Sign-in failed", card, None)))
 }

@@ -44,13 +44,11 @@ impl Cookies {
 
     /// The signed flow of a login at the identity provider, for ten minutes.
     pub fn set_oidc(&self, value: &str) -> HeaderValue {
-        let v = format!("{}={value}; Max-Age=600{}", self.oidc_name(), self.attributes());
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header(self.oidc_name(), value, Some(600))
     }
 
     pub fn clear_oidc(&self) -> HeaderValue {
-        let v = format!("{}=; Max-Age=0{}", self.oidc_name(), self.attributes());
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header(self.oidc_name(), "", Some(0))
     }
 
     pub fn visitor_name(&self) -> &'static str {
@@ -61,34 +59,26 @@ impl Cookies {
         }
     }
 
-    fn attributes(&self) -> &'static str {
-        if self.secure {
-            "; Path=/; HttpOnly; SameSite=Lax; Secure"
-        } else {
-            "; Path=/; HttpOnly; SameSite=Lax"
-        }
+    /// `Set-Cookie` for `name`: HttpOnly, SameSite=Lax, the whole site, Secure on https; kept
+    /// `max_age` seconds (0 clears it), or for the browser session when `None`.
+    fn header(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+        let max_age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!("{name}={value}{max_age}; Path=/; HttpOnly; SameSite=Lax{secure}");
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     pub fn set_session(&self, token: &SecretString) -> HeaderValue {
-        let v = format!(
-            "{}={}; Max-Age={}{}",
-            self.session_name(),
-            token.expose_secret(),
-            self.max_age_secs,
-            self.attributes()
-        );
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header(self.session_name(), token.expose_secret(), Some(self.max_age_secs))
     }
 
     pub fn clear_session(&self) -> HeaderValue {
-        let v = format!("{}=; Max-Age=0{}", self.session_name(), self.attributes());
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header(self.session_name(), "", Some(0))
     }
 
     fn set_visitor(&self, value: &str) -> HeaderValue {
         // A browser session cookie: it only binds the CSRF tokens of forms.
-        let v = format!("{}={value}{}", self.visitor_name(), self.attributes());
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header(self.visitor_name(), value, None)
     }
 }
 
@@ -231,5 +221,30 @@ impl FromRequestParts<AppState> for SignedIn {
             Some(user) => Ok(SignedIn { user, client: client(parts) }),
             None => Err(NotSignedIn::Login { back, clear: token.map(|_| cookies.clear_session()) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_host_only_http_only_and_lax_and_secure_on_https() {
+        let https = Cookies { secure: true, max_age_secs: 604_800 };
+        let token = SecretString::from("t".repeat(43));
+        assert_eq!(
+            https.set_session(&token).to_str().unwrap(),
+            format!("__Host-layers_session={}; Max-Age=604800; Path=/; HttpOnly; SameSite=Lax; Secure", "t".repeat(43))
+        );
+        assert_eq!(
+            https.clear_oidc().to_str().unwrap(),
+            "__Host-layers_oidc=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let http = Cookies { secure: false, max_age_secs: 60 };
+        assert_eq!(http.set_visitor("v").to_str().unwrap(), "layers_visitor=v; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            http.set_oidc("f.s").to_str().unwrap(),
+            "layers_oidc=f.s; Max-Age=600; Path=/; HttpOnly; SameSite=Lax"
+        );
     }
 }
