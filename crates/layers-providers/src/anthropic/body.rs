@@ -40,15 +40,9 @@ pub(super) struct MessagesRequest {
 impl MessagesRequest {
     /// The JSON body, option-object fields laid over the gateway's.
     pub fn encode(&self) -> Result<Vec<u8>, ProviderError> {
-        let encoding = || ProviderError::Protocol("request could not be encoded");
-        if self.options.is_empty() {
-            return serde_json::to_vec(self).map_err(|_| encoding());
-        }
-        let Value::Object(mut body) = serde_json::to_value(self).map_err(|_| encoding())? else {
-            return Err(encoding());
-        };
-        body.extend(self.options.clone());
-        serde_json::to_vec(&body).map_err(|_| encoding())
+        let lay =
+            (!self.options.is_empty()).then_some(|body: &mut Map<String, Value>| body.extend(self.options.clone()));
+        translate::encode_laid_over(self, lay)
     }
 }
 

@@ -30,21 +30,18 @@ pub(super) struct GenerateContentRequest {
 impl GenerateContentRequest {
     /// The JSON body, option-object fields laid over the gateway's.
     pub fn encode(&self) -> Result<Vec<u8>, ProviderError> {
-        let encoding = || ProviderError::Protocol("request could not be encoded");
-        if self.options.is_empty() && self.generation_config.options.is_empty() {
-            return serde_json::to_vec(self).map_err(|_| encoding());
-        }
-        let Value::Object(mut body) = serde_json::to_value(self).map_err(|_| encoding())? else {
-            return Err(encoding());
-        };
-        body.extend(self.options.clone());
-        if !self.generation_config.options.is_empty() {
-            let config = body.entry("generationConfig").or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(config) = config {
-                config.extend(self.generation_config.options.clone());
-            }
-        }
-        serde_json::to_vec(&body).map_err(|_| encoding())
+        let config_options = &self.generation_config.options;
+        let lay =
+            (!self.options.is_empty() || !config_options.is_empty()).then_some(|body: &mut Map<String, Value>| {
+                body.extend(self.options.clone());
+                if !config_options.is_empty() {
+                    let config = body.entry("generationConfig").or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(config) = config {
+                        config.extend(config_options.clone());
+                    }
+                }
+            });
+        translate::encode_laid_over(self, lay)
     }
 }
 

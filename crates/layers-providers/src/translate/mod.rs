@@ -65,6 +65,21 @@ pub(crate) fn map_de(
     MapDeserializer::new(map.iter().map(|(k, v)| (k.as_str(), v)))
 }
 
+/// The JSON of a request body, with a client's provider option object laid over it last by
+/// `lay` (its fields win; one key goes out, never two). `None`: nothing to lay, the body as is.
+pub(crate) fn encode_laid_over<T: serde::Serialize>(
+    body: &T,
+    lay: Option<impl FnOnce(&mut Map<String, Value>)>,
+) -> Result<Vec<u8>, ProviderError> {
+    let encoding = || ProviderError::Protocol("request could not be encoded");
+    let Some(lay) = lay else { return serde_json::to_vec(body).map_err(|_| encoding()) };
+    let Value::Object(mut map) = serde_json::to_value(body).map_err(|_| encoding())? else {
+        return Err(encoding());
+    };
+    lay(&mut map);
+    serde_json::to_vec(&map).map_err(|_| encoding())
+}
+
 /// Reads a request field's value as `T` (see [`typed`]).
 pub fn field<T: DeserializeOwned>(value: &Value, param: &str) -> Result<T, ProviderError> {
     typed(value, param)
