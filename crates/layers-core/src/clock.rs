@@ -25,6 +25,12 @@ impl Clock {
         u64::try_from(now.as_millis()).unwrap_or(u64::MAX).saturating_add(self.ahead())
     }
 
+    /// The current time, as the services read it.
+    pub fn now(&self) -> time::OffsetDateTime {
+        let ms = i128::from(self.unix_ms());
+        time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
     /// Milliseconds since `epoch` (a monotonic start point a component keeps).
     pub fn ms_since(&self, epoch: Instant) -> u64 {
         u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(self.ahead())

@@ -1,11 +1,13 @@
-//! Creating, listing and changing API keys. Invariant: the full key exists only in the value
-//! returned by [`KeyService::create`]; what is stored is its peppered hash and display parts.
+//! Creating, listing, changing and rotating API keys. Invariant: a full key exists only in the
+//! value returned by [`KeyService::create`] or [`KeyService::rotate`]; what is stored is its
+//! peppered hash and display parts. Every change is audited and announced to every node.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use layers_domain::key_format::SECRET_BYTES;
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, UserId};
-use layers_store::{CapOverrides, KeyRecord, KeyState, NewKey, Store};
+use layers_store::{KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, Store};
 use rand::TryRngCore;
 use time::OffsetDateTime;
 
@@ -13,11 +15,16 @@ use crate::audit::Audit;
 use crate::auth::cache::KeyCache;
 use crate::auth::pepper::Peppers;
 use crate::broadcast::{Broadcaster, Notice};
+use crate::clock::Clock;
 use crate::error::{ServiceError, ServiceResult};
 
 const MAX_NAME_CHARS: usize = 100;
+/// How long the replaced secret keeps working after a rotation, unless the person chooses.
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+/// The longest overlap a rotation may give the old secret.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// A new key: the record, and the full key to show exactly once.
+/// A new key (or a key's new secret): the record, and the full key to show exactly once.
 #[derive(Debug)]
 pub struct CreatedKey {
     pub record: KeyRecord,
@@ -33,6 +40,12 @@ pub struct NewKeyRequest {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// What "lock down" did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockDown {
+    pub keys_deactivated: usize,
+}
+
 #[derive(Debug)]
 pub struct KeyService {
     store: Arc<dyn Store>,
@@ -40,6 +53,7 @@ pub struct KeyService {
     cache: Arc<KeyCache>,
     audit: Audit,
     broadcaster: Broadcaster,
+    clock: Clock,
 }
 
 impl KeyService {
@@ -49,8 +63,9 @@ impl KeyService {
         cache: Arc<KeyCache>,
         audit: Audit,
         broadcaster: Broadcaster,
+        clock: Clock,
     ) -> Self {
-        KeyService { store, peppers, cache, audit, broadcaster }
+        KeyService { store, peppers, cache, audit, broadcaster, clock }
     }
 
     pub async fn create(&self, req: NewKeyRequest) -> ServiceResult<CreatedKey> {
@@ -58,13 +73,13 @@ impl KeyService {
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
             return Err(ServiceError::Invalid("key names are 1 to 100 printable characters"));
         }
-        if req.expires_at.is_some_and(|t| t <= OffsetDateTime::now_utc()) {
+        if req.expires_at.is_some_and(|t| t <= self.clock.now()) {
             return Err(ServiceError::Invalid("the expiry must be in the future"));
         }
-        let mut entropy = [0u8; SECRET_BYTES];
-        rand::rngs::OsRng.try_fill_bytes(&mut entropy).map_err(|_| ServiceError::Entropy)?;
-        let key = ApiKey::from_entropy(req.env, &entropy);
-        let version = self.peppers.current_version();
+        if req.spend_limit.is_some_and(|l| !l.is_positive()) {
+            return Err(ServiceError::Invalid("a spend limit must be more than zero"));
+        }
+        let (key, secret) = self.new_secret(req.env)?;
         let record = self
             .store
             .insert_key(&NewKey {
@@ -72,44 +87,93 @@ impl KeyService {
                 user_id: req.user,
                 name,
                 env: req.env,
-                key_hash: self.peppers.hash_current(&key).to_vec(),
-                pepper_version: version,
-                display_prefix: key.display_prefix().to_owned(),
-                last4: key.last4().to_owned(),
+                key_hash: secret.key_hash,
+                pepper_version: secret.pepper_version,
+                display_prefix: secret.display_prefix,
+                last4: secret.last4,
                 spend_limit: req.spend_limit,
                 expires_at: req.expires_at,
-                created_at: OffsetDateTime::now_utc(),
+                created_at: self.clock.now(),
             })
             .await?;
-        self.audit.info(Some(req.user), "key_created", serde_json::json!({"key_id": record.id, "env": req.env})).await;
+        self.audit
+            .info(
+                Some(req.user),
+                "key_created",
+                serde_json::json!({"key_id": record.id, "env": req.env, "expires_at": req.expires_at.map(|t| t.unix_timestamp())}),
+            )
+            .await;
         Ok(CreatedKey { record, key })
+    }
+
+    /// A fresh secret of `env` from the OS, hashed with the current pepper.
+    fn new_secret(&self, env: KeyEnv) -> ServiceResult<(ApiKey, NewSecret)> {
+        let mut entropy = [0u8; SECRET_BYTES];
+        rand::rngs::OsRng.try_fill_bytes(&mut entropy).map_err(|_| ServiceError::Entropy)?;
+        let key = ApiKey::from_entropy(env, &entropy);
+        let secret = NewSecret {
+            key_hash: self.peppers.hash_current(&key).to_vec(),
+            pepper_version: self.peppers.current_version(),
+            display_prefix: key.display_prefix().to_owned(),
+            last4: key.last4().to_owned(),
+        };
+        Ok((key, secret))
     }
 
     pub async fn list(&self, user: UserId) -> ServiceResult<Vec<KeyRecord>> {
         Ok(self.store.keys_of_user(user).await?)
     }
 
-    /// Sets a key's spend caps and lifetime spend limit; every node applies them at once.
-    pub async fn set_limits(
-        &self,
-        user: UserId,
-        key: KeyId,
-        caps: CapOverrides,
-        spend_limit: Option<MicroCredits>,
-    ) -> ServiceResult<KeyRecord> {
-        let record = self.store.set_key_limits(user, key, caps, spend_limit).await?;
-        self.cache.remove(&record.key_hash);
-        self.broadcaster.publish(Notice::Key(record.key_hash.clone())).await;
+    /// One of the user's keys; `NotFound` for another user's.
+    pub async fn get(&self, user: UserId, key: KeyId) -> ServiceResult<KeyRecord> {
+        self.list(user).await?.into_iter().find(|k| k.id == key).ok_or(ServiceError::NotFound("api key"))
+    }
+
+    /// Sets a key's spend caps, spend limit and its calendar period; every node applies them
+    /// at once.
+    pub async fn set_limits(&self, user: UserId, key: KeyId, limits: KeyLimits) -> ServiceResult<KeyRecord> {
+        let positive = |m: Option<MicroCredits>| m.is_none_or(|m| m.is_positive());
+        if !positive(limits.spend_limit) || !positive(limits.caps.per_request) || !positive(limits.caps.per_hour) {
+            return Err(ServiceError::Invalid("limits must be more than zero (leave a field empty for none)"));
+        }
+        let record = self.store.set_key_limits(user, key, limits).await?;
+        self.forget(&record).await;
+        let micros = |m: Option<MicroCredits>| m.map(|m| m.0);
         self.audit
             .info(
                 Some(user),
                 "key_limits_changed",
-                serde_json::json!({"key_id": key, "per_request_micros": caps.per_request.map(|m| m.0),
-                                   "per_hour_micros": caps.per_hour.map(|m| m.0),
-                                   "spend_limit_micros": spend_limit.map(|m| m.0)}),
+                serde_json::json!({"key_id": key, "per_request_micros": micros(limits.caps.per_request),
+                                   "per_hour_micros": micros(limits.caps.per_hour),
+                                   "spend_limit_micros": micros(limits.spend_limit),
+                                   "period": limits.period.as_str()}),
             )
             .await;
         Ok(record)
+    }
+
+    /// Gives the key a new secret (same id, limits and history). The old secret keeps working
+    /// for `overlap`, then every node refuses it.
+    pub async fn rotate(&self, user: UserId, key: KeyId, overlap: Duration) -> ServiceResult<CreatedKey> {
+        if overlap > MAX_OVERLAP {
+            return Err(ServiceError::Invalid("the overlap is at most 30 days"));
+        }
+        let current = self.get(user, key).await?;
+        let (full, secret) = self.new_secret(current.env)?;
+        let now = self.clock.now();
+        let until = now + overlap;
+        let record = self.store.rotate_key(user, key, &secret, until, now).await?;
+        self.forget(&current).await;
+        self.forget(&record).await;
+        self.audit
+            .info(
+                Some(user),
+                "key_rotated",
+                serde_json::json!({"key_id": key, "old_valid_until": until.unix_timestamp(),
+                                   "overlap_secs": overlap.as_secs()}),
+            )
+            .await;
+        Ok(CreatedKey { record, key: full })
     }
 
     /// Keys whose display prefix is `prefix` (incident response).
@@ -120,9 +184,7 @@ impl KeyService {
     /// Changes a key's state. This node's cache drops it at once; other nodes follow the feed.
     pub async fn set_state(&self, user: UserId, key: KeyId, state: KeyState) -> ServiceResult<KeyRecord> {
         let record = self.store.set_key_state(user, key, state).await?;
-        self.cache.remove(&record.key_hash);
-        // Every node drops it now; the database feed is the backstop.
-        self.broadcaster.publish(Notice::Key(record.key_hash.clone())).await;
+        self.forget(&record).await;
         let event = match state {
             KeyState::Active => "key_reactivated",
             KeyState::Deactivated => "key_deactivated",
@@ -130,5 +192,25 @@ impl KeyService {
         };
         self.audit.info(Some(user), event, serde_json::json!({"key_id": key})).await;
         Ok(record)
+    }
+
+    /// Deactivates every active key of the account (the incident panel).
+    pub async fn deactivate_all(&self, user: UserId) -> ServiceResult<LockDown> {
+        let mut done = LockDown::default();
+        for key in self.list(user).await?.into_iter().filter(|k| k.state == KeyState::Active) {
+            self.set_state(user, key.id, KeyState::Deactivated).await?;
+            done.keys_deactivated += 1;
+        }
+        Ok(done)
+    }
+
+    /// Drops every secret of the key from this node's cache and tells the other nodes now
+    /// (the database feed is the backstop).
+    async fn forget(&self, record: &KeyRecord) {
+        let hashes = std::iter::once(&record.key_hash).chain(record.previous.as_ref().map(|p| &p.key_hash));
+        for hash in hashes {
+            self.cache.remove(hash);
+            self.broadcaster.publish(Notice::Key(hash.clone())).await;
+        }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod admission;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -25,10 +26,12 @@ pub mod catalogue;
 pub mod chat;
 pub mod clock;
 pub mod codes;
+pub mod dashboard;
 pub mod erasure;
 pub mod error;
 pub mod failure;
 pub mod identity;
+pub mod incident;
 pub mod invalidation;
 pub mod ipguard;
 pub mod keys;
@@ -93,6 +96,8 @@ pub struct CoreSettings {
     pub identity: identity::IdentitySettings,
     /// Where the accounts' e-mails go (SMTP, or the console in development).
     pub mail: Arc<dyn identity::mailer::Transport>,
+    /// Where alert webhooks may go.
+    pub webhooks: alerts::WebhookPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +120,8 @@ pub struct Core {
     pub keys: KeyService,
     pub accounts: AccountService,
     pub identity: identity::IdentityService,
+    pub dashboard: dashboard::DashboardService,
+    pub alerts: Arc<alerts::AlertService>,
     pub chat: ChatService,
     pub catalogue: Arc<Catalogue>,
     pub billing: Billing,
@@ -147,6 +154,12 @@ impl Core {
                 .collect(),
             totp_current: settings.peppers.current_version(),
         };
+        let webhook_keys: std::collections::BTreeMap<i32, [u8; 32]> = settings
+            .peppers
+            .versions()
+            .filter_map(|v| Some((v, settings.peppers.subkey_of(v, "webhook-secrets")?)))
+            .collect();
+        let webhook_secrets = identity::two_factor::SecretBox::new(&webhook_keys, settings.peppers.current_version());
         let peppers = Arc::new(settings.peppers);
         let cache = Arc::new(KeyCache::new(settings.key_cache_capacity, settings.key_cache_ttl));
         let broadcaster = Broadcaster::new(redis.clone(), Some(cache.clone()));
@@ -160,24 +173,41 @@ impl Core {
             &tasks,
             &clock,
         ));
+        let dashboard = dashboard::DashboardService::new(
+            store.clone(),
+            clock.clone(),
+            settings.rate.clone(),
+            settings.billing.tier_caps.clone(),
+        );
         let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks, &clock);
         let notices = Arc::new(BroadcastStats::default());
         let bytes_per_token = settings.billing.prompt_bytes_per_token;
-        let billing = Billing::start(store.clone(), settings.billing, broadcaster.clone(), &tasks).await;
+        let billing = Billing::start(store.clone(), settings.billing, broadcaster.clone(), &tasks, clock.clone()).await;
         if let Some(redis) = &redis {
             let followers =
                 broadcast::Followers { cache: cache.clone(), guard: ip_guard.clone(), billing: billing.clone() };
             broadcast::spawn_subscriber(redis.clone(), followers, notices.clone(), &tasks);
         }
+        let mailer = identity::mailer::Mailer::start(settings.mail, &tasks);
+        let alerts = Arc::new(alerts::AlertService::new(
+            store.clone(),
+            clock.clone(),
+            mailer.clone(),
+            audit.clone(),
+            webhook_secrets,
+            settings.webhooks,
+            settings.identity.public_url.clone(),
+        ));
+        alerts::spawn(alerts.clone(), billing.clone(), &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
         invalidation::spawn_follower(store.clone(), cache.clone(), billing.clone(), &tasks, settings.invalidation_poll);
 
         Ok(Core {
-            auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used),
-            keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone()),
+            auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used, clock.clone()),
+            keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone(), clock.clone()),
             identity: identity::IdentityService::new(
                 store.clone(),
-                identity::mailer::Mailer::start(settings.mail, &tasks),
+                mailer,
                 audit.clone(),
                 clock.clone(),
                 settings.identity,
@@ -194,9 +224,12 @@ impl Core {
                 router: Router::new(settings.routing, clock.clone()),
                 tasks: tasks.clone(),
                 bytes_per_token,
+                clock: clock.clone(),
             })
             .with_test_keys(settings.test_keys, redis.clone(), clock.clone()),
             catalogue,
+            dashboard,
+            alerts,
             billing,
             limiter,
             ip_guard,

@@ -4,6 +4,8 @@
 //! Components:
 //! - [`money`]: micro-credits, per-token rates, markup and the cost of a request.
 //! - [`credit`]: caps, estimates and the lease book that holds and settles credit.
+//! - [`dashboard`]: calendar periods of key limits, runway, alert thresholds, CSV cells and
+//!   webhook signatures.
 //! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
 //! - [`base62`]: fixed-width base62 encoding used by keys and ids.
 //! - [`ids`]: typed identifiers (users, keys, requests).
@@ -18,6 +20,7 @@
 
 pub mod base62;
 pub mod credit;
+pub mod dashboard;
 pub mod identity;
 pub mod ids;
 pub mod key_format;

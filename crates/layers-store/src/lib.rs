@@ -46,6 +46,7 @@ pub trait Store:
     + AuditStore
     + SessionStore
     + IdentityStore
+    + AlertStore
     + CacheEventStore
     + std::fmt::Debug
     + 'static

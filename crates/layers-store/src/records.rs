@@ -1,6 +1,7 @@
 //! The rows the store reads and writes, as typed records shared by both backends.
 //! Invariant: no record carries a secret in clear (keys and session tokens appear only hashed).
 
+pub use layers_domain::dashboard::SpendPeriod;
 use layers_domain::{KeyEnv, KeyId, MicroCredits, Rates, Tier, Usage, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -67,15 +68,150 @@ pub struct KeyRecord {
     pub display_prefix: String,
     pub last4: String,
     pub state: KeyState,
-    /// Lifetime spend limit of the key.
+    /// Spend limit of the key, per `limit_period`.
     pub spend_limit: Option<MicroCredits>,
+    /// How the spend limit resets (UTC calendar periods, or never).
+    pub limit_period: SpendPeriod,
     /// Key overrides of the spend caps.
     pub caps: CapOverrides,
-    /// What the key has spent so far (settled).
+    /// What the key has spent so far (settled), over its whole life.
     pub spent: MicroCredits,
     pub expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
+    /// The secret a rotation replaced, while it is still recorded.
+    pub previous: Option<RetiredSecret>,
+    pub rotated_at: Option<OffsetDateTime>,
+}
+
+/// A key's secret replaced by a rotation: valid until `valid_until`, then refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetiredSecret {
+    pub key_hash: Vec<u8>,
+    pub pepper_version: i32,
+    pub display_prefix: String,
+    pub last4: String,
+    pub valid_until: OffsetDateTime,
+}
+
+/// A new secret for an existing key (rotation): its hash and display parts.
+#[derive(Clone, Debug)]
+pub struct NewSecret {
+    pub key_hash: Vec<u8>,
+    pub pepper_version: i32,
+    pub display_prefix: String,
+    pub last4: String,
+}
+
+/// The limits a person sets on a key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub caps: CapOverrides,
+    pub spend_limit: Option<MicroCredits>,
+    pub period: SpendPeriod,
+}
+
+/// A key that expires soon, for the reminder job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiringKey {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub display_prefix: String,
+    pub last4: String,
+    pub expires_at: OffsetDateTime,
+    /// Days before expiry of the last reminder sent.
+    pub reminded: Option<i32>,
+}
+
+/// Which usage rows a page, a chart or an export shows. Every field narrows; `None` is all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub key: Option<KeyId>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<StatusClass>,
+    /// From this instant (inclusive).
+    pub from: Option<OffsetDateTime>,
+    /// Until this instant (exclusive).
+    pub until: Option<OffsetDateTime>,
+}
+
+/// Requests that succeeded (2xx) or failed (anything else).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusClass {
+    Ok,
+    Failed,
+}
+
+/// Totals of a group of usage rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub charged: MicroCredits,
+}
+
+/// Usage rows summed by UTC day, by model and by key (what the charts and breakdowns show).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageSummary {
+    pub total: UsageTotals,
+    /// (Unix day, totals), oldest first; days without rows are absent.
+    pub by_day: Vec<(i64, UsageTotals)>,
+    /// (model, totals), most charged first.
+    pub by_model: Vec<(String, UsageTotals)>,
+    /// (key, totals), most charged first; `None` for rows whose key was deleted.
+    pub by_key: Vec<(Option<KeyId>, UsageTotals)>,
+}
+
+/// One line of the billing statement: a ledger transaction, or a day's usage debits summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementLine {
+    pub kind: TransactionKind,
+    pub amount: MicroCredits,
+    /// The transaction's time; for a day of usage, its last debit's.
+    pub at: OffsetDateTime,
+    /// How many transactions the line sums (1 unless usage).
+    pub count: i64,
+    pub reason: Option<String>,
+}
+
+/// Which of a user's audit events to show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only these types (empty: all).
+    pub types: Vec<String>,
+    pub since: Option<OffsetDateTime>,
+    /// Strictly older than this (paging).
+    pub before: Option<OffsetDateTime>,
+}
+
+/// What alerts a person asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// Alert when the balance falls below this.
+    pub low_balance: Option<MicroCredits>,
+    /// Percentages of each key's limit that alert.
+    pub key_thresholds: Vec<u8>,
+    /// Also POST each alert here, signed.
+    pub webhook_url: Option<String>,
+    /// The webhook's signing secret, encrypted by the server.
+    pub webhook_secret_enc: Option<Vec<u8>>,
+}
+
+/// One alert, sent once: the key of its row in `alert_firings`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertFiring {
+    pub user: UserId,
+    /// `low_balance` or `key_limit`.
+    pub kind: &'static str,
+    /// The key's id, or empty for the account.
+    pub subject: String,
+    /// Which period it fires once in (a top-up's time, a limit period's first day).
+    pub period: String,
+    pub threshold: i64,
+    pub at: OffsetDateTime,
 }
 
 /// A key with what authentication needs to know about its owner.
@@ -231,6 +367,9 @@ pub struct LeaseRequest {
     pub account_hour_cap: Option<MicroCredits>,
     pub key_hour_cap: Option<MicroCredits>,
     pub key_total_cap: Option<MicroCredits>,
+    /// For a calendar limit: the period's first Unix day (`key_total_cap` is then the limit of
+    /// spend since that day); `None` for a lifetime limit.
+    pub key_period_from_day: Option<i64>,
     /// The lease expires this long after now (the database's clock) unless renewed.
     pub ttl: std::time::Duration,
 }
@@ -364,6 +503,18 @@ pub struct CacheEvent {
 }
 
 // === text forms shared by both backends ===
+
+/// Alert thresholds as stored: "50,80,100".
+pub(crate) fn thresholds_text(thresholds: &[u8]) -> String {
+    thresholds.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+}
+
+pub(crate) fn parse_thresholds(text: &str) -> crate::error::StoreResult<Vec<u8>> {
+    text.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().map_err(|_| crate::error::StoreError::Corrupt { column: "key_thresholds" }))
+        .collect()
+}
 
 macro_rules! text_enum {
     ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {

@@ -38,14 +38,28 @@ pub trait KeyStore: Send + Sync {
     async fn keys_by_prefix(&self, display_prefix: &str) -> StoreResult<Vec<KeyRecord>>;
     /// Changes a key's state and tells every node's cache. `NotFound` if the user has no such key.
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord>;
-    /// Sets a key's spend caps and lifetime spend limit, and tells every node's cache.
-    async fn set_key_limits(
+    /// Sets a key's spend caps, spend limit and its period, and tells every node's cache.
+    async fn set_key_limits(&self, user: UserId, key: KeyId, limits: KeyLimits) -> StoreResult<KeyRecord>;
+    /// Gives a key a new secret; the current one becomes its previous secret, valid until
+    /// `old_valid_until` (a secret retired by an earlier rotation is dropped at once). Tells
+    /// every node's cache about both secrets. `NotFound` unless the user has the key and it is
+    /// not deleted.
+    async fn rotate_key(
         &self,
         user: UserId,
         key: KeyId,
-        caps: CapOverrides,
-        spend_limit: Option<MicroCredits>,
+        secret: &NewSecret,
+        old_valid_until: OffsetDateTime,
+        at: OffsetDateTime,
     ) -> StoreResult<KeyRecord>;
+    /// The user's keys' spend per UTC day from `from_day` on: (key, Unix day, spent).
+    async fn key_spend_days(&self, user: UserId, from_day: i64) -> StoreResult<Vec<(KeyId, i64, MicroCredits)>>;
+    /// System lookup for the reminder job: active keys of active accounts expiring after
+    /// `now` and no later than `before`, soonest first.
+    async fn keys_expiring(&self, now: OffsetDateTime, before: OffsetDateTime) -> StoreResult<Vec<ExpiringKey>>;
+    /// Claims the reminder sent `days` before a key's expiry: `true` for exactly one caller,
+    /// and only if no reminder as close to expiry was sent.
+    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool>;
     /// Records last-used times (batched by each node; older times never overwrite newer).
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()>;
 }
@@ -60,6 +74,11 @@ pub trait LedgerStore: Send + Sync {
     async fn transactions(&self, user: UserId, limit: u32) -> StoreResult<Vec<CreditTransaction>>;
     /// Sum of all the user's transactions: always equal to the balance.
     async fn ledger_sum(&self, user: UserId) -> StoreResult<MicroCredits>;
+    /// The statement, newest first: every transaction except usage, and usage debits summed
+    /// per UTC day. At most `limit` lines.
+    async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>>;
+    /// When credit was last added to the account (any positive transaction).
+    async fn last_credit_at(&self, user: UserId) -> StoreResult<Option<OffsetDateTime>>;
 }
 
 #[async_trait]
@@ -75,6 +94,19 @@ pub trait UsageStore: Send + Sync {
         limit: u32,
         before: Option<UsageCursor>,
     ) -> StoreResult<Vec<UsageRecord>>;
+    /// The rows the filter selects, newest first; `before` continues after the last row of a
+    /// previous page (so rows written meanwhile never shift a page).
+    async fn usage_page(
+        &self,
+        user: UserId,
+        filter: &UsageFilter,
+        limit: u32,
+        before: Option<UsageCursor>,
+    ) -> StoreResult<Vec<UsageRecord>>;
+    /// The filter's rows summed by UTC day, model and key.
+    async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> StoreResult<UsageSummary>;
+    /// One usage row of the user by its internal id.
+    async fn usage_row(&self, user: UserId, id: Uuid) -> StoreResult<Option<UsageRecord>>;
 }
 
 #[async_trait]
@@ -82,6 +114,13 @@ pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Newest first.
     async fn audit_events(&self, user: UserId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// The user's events the filter selects, newest first.
+    async fn audit_events_filtered(
+        &self,
+        user: UserId,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
     /// Events of no account (failed authentications, IP blocks), newest first, optionally of
     /// one type.
     async fn system_audit_events(&self, event_type: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>>;
@@ -178,6 +217,16 @@ pub trait CreditStore: Send + Sync {
     async fn reap_expired_leases(&self) -> StoreResult<Reaped>;
     async fn leases_of_user(&self, user: UserId) -> StoreResult<Vec<LeaseRecord>>;
     async fn credit_state(&self, user: UserId) -> StoreResult<CreditState>;
+}
+
+/// What alerts people asked for, and which were sent.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    async fn alert_settings(&self, user: UserId) -> StoreResult<Option<AlertSettings>>;
+    async fn set_alert_settings(&self, user: UserId, settings: &AlertSettings, at: OffsetDateTime) -> StoreResult<()>;
+    /// Records an alert as sent: `true` for exactly one caller per (kind, subject, period,
+    /// threshold), which then sends it.
+    async fn claim_alert(&self, firing: &AlertFiring) -> StoreResult<bool>;
 }
 
 #[async_trait]

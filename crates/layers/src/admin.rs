@@ -13,7 +13,7 @@ use layers_core::keys::{KeyService, NewKeyRequest};
 use layers_core::redis_conn::Redis;
 use layers_core::tasks::Tasks;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
-use layers_store::{CapOverrides, KeyRecord, KeyState, RateOverrides, Store};
+use layers_store::{CapOverrides, KeyLimits, KeyRecord, KeyState, RateOverrides, Store};
 
 use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, LeasesCommand, UserCommand};
 use crate::config::Settings;
@@ -59,7 +59,8 @@ async fn dispatch(
         AdminCommand::Key { command } => {
             let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
             let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
-            let keys = KeyService::new(store.clone(), peppers, cache, audit, broadcaster);
+            let keys =
+                KeyService::new(store.clone(), peppers, cache, audit, broadcaster, layers_core::clock::Clock::system());
             key(&accounts, &keys, command).await?;
         }
         AdminCommand::Credits { command } => credits(&accounts, command).await?,
@@ -123,7 +124,8 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
                 per_hour: limit_arg(per_hour.as_deref(), key.caps.per_hour)?,
             };
             let spend_limit = limit_arg(spend_limit.as_deref(), key.spend_limit)?;
-            let done = keys.set_limits(key.user_id, key.id, caps, spend_limit).await?;
+            let limits = KeyLimits { caps, spend_limit, period: key.limit_period };
+            let done = keys.set_limits(key.user_id, key.id, limits).await?;
             emit(&done.id.to_string());
         }
         KeyCommand::List { email } => {

@@ -73,6 +73,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             upstream: settings.upstream,
             identity,
             mail,
+            webhooks: settings.webhooks,
         },
         store,
     )

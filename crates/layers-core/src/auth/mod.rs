@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use layers_domain::dashboard::SpendPeriod;
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, Tier, UserId};
 use layers_store::{CapOverrides, KeyAuthRecord, KeyState, RateOverrides, Store, StoreError, UserStatus};
 use subtle::ConstantTimeEq;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 
 use self::cache::{Cached, KeyCache};
 use self::pepper::{KeyHash, Peppers};
+use crate::clock::Clock;
 use crate::last_used::LastUsed;
 
 /// Who is calling: an authenticated, active key and its account.
@@ -25,8 +27,9 @@ pub struct Principal {
     pub user_id: UserId,
     pub env: KeyEnv,
     pub tier: Tier,
-    /// The key's lifetime spend limit.
+    /// The key's spend limit, per `limit_period`.
     pub spend_limit: Option<MicroCredits>,
+    pub limit_period: SpendPeriod,
     pub key_caps: CapOverrides,
     pub account_caps: CapOverrides,
     pub account_rate: RateOverrides,
@@ -84,11 +87,18 @@ pub struct Authenticator {
     cache: Arc<KeyCache>,
     last_used: Arc<LastUsed>,
     stats: AuthStats,
+    clock: Clock,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, peppers: Arc<Peppers>, cache: Arc<KeyCache>, last_used: Arc<LastUsed>) -> Self {
-        Authenticator { store, peppers, cache, last_used, stats: AuthStats::default() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        peppers: Arc<Peppers>,
+        cache: Arc<KeyCache>,
+        last_used: Arc<LastUsed>,
+        clock: Clock,
+    ) -> Self {
+        Authenticator { store, peppers, cache, last_used, stats: AuthStats::default(), clock }
     }
 
     pub fn stats(&self) -> &AuthStats {
@@ -140,9 +150,9 @@ impl Authenticator {
                 Err(err) => {
                     // The database cannot be asked, so nobody can revoke through it either:
                     // a key known a moment ago is still served, anything else is unavailable.
-                    let known = candidates.iter().find_map(|(_, h)| self.cache.get_unconfirmed(h, now));
+                    let known = candidates.iter().find_map(|(_, h)| Some((*h, self.cache.get_unconfirmed(h, now)?)));
                     return match known {
-                        Some(record) => self.accept(&record, now),
+                        Some((hash, record)) => self.accept(&record, &hash, now),
                         None => Err(AuthError::Unavailable(err)),
                     };
                 }
@@ -150,7 +160,7 @@ impl Authenticator {
             if let Some(record) = found.filter(|r| matches_hash(r, *version, hash)) {
                 let record = Arc::new(record);
                 self.cache.insert(*hash, Cached::Found(record.clone()), now, epoch);
-                return self.accept(&record, now);
+                return self.accept(&record, hash, now);
             }
         }
         self.cache.insert(current, Cached::Missing, now, epoch);
@@ -161,13 +171,13 @@ impl Authenticator {
         let hit = self.cache.get(hash, now)?;
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         Some(match hit {
-            Cached::Found(record) => self.accept(&record, now),
+            Cached::Found(record) => self.accept(&record, hash, now),
             Cached::Missing => Err(AuthError::Invalid),
         })
     }
 
-    fn accept(&self, record: &KeyAuthRecord, now: Instant) -> Result<Principal, AuthError> {
-        let principal = judge(record)?;
+    fn accept(&self, record: &KeyAuthRecord, hash: &KeyHash, now: Instant) -> Result<Principal, AuthError> {
+        let principal = judge(record, hash, self.clock.now())?;
         self.last_used.note(principal.key_id, now);
         Ok(principal)
     }
@@ -182,21 +192,35 @@ fn bearer_token(raw: &str) -> &str {
     }
 }
 
+/// Whether the record is the key of `hash`: by its current secret, or by the secret a
+/// rotation replaced (still recorded; whether it is still valid is [`judge`]'s to say).
 fn matches_hash(r: &KeyAuthRecord, version: i32, hash: &KeyHash) -> bool {
-    r.key.pepper_version == version && bool::from(r.key.key_hash.as_slice().ct_eq(hash.as_slice()))
+    let current = r.key.pepper_version == version && bool::from(r.key.key_hash.as_slice().ct_eq(hash.as_slice()));
+    let previous = r
+        .key
+        .previous
+        .as_ref()
+        .is_some_and(|p| p.pepper_version == version && bool::from(p.key_hash.as_slice().ct_eq(hash.as_slice())));
+    current | previous
 }
 
-fn judge(r: &KeyAuthRecord) -> Result<Principal, AuthError> {
+/// Whether the key of `hash` may be used at `now`. A secret replaced by a rotation is the key
+/// until its overlap ends, then no key at all.
+fn judge(r: &KeyAuthRecord, hash: &KeyHash, now: time::OffsetDateTime) -> Result<Principal, AuthError> {
+    let by_current = bool::from(r.key.key_hash.as_slice().ct_eq(hash.as_slice()));
+    if !by_current {
+        match &r.key.previous {
+            Some(p) if bool::from(p.key_hash.as_slice().ct_eq(hash.as_slice())) && now < p.valid_until => {}
+            _ => return Err(AuthError::Invalid),
+        }
+    }
     match r.key.state {
         KeyState::Active => {}
         KeyState::Deactivated => return Err(AuthError::Deactivated),
         KeyState::Deleted => return Err(AuthError::Invalid),
     }
-    if let Some(expiry) = r.key.expires_at {
-        let left = expiry - time::OffsetDateTime::now_utc();
-        if left <= time::Duration::ZERO {
-            return Err(AuthError::Expired);
-        }
+    if r.key.expires_at.is_some_and(|expiry| expiry <= now) {
+        return Err(AuthError::Expired);
     }
     if r.user_status == UserStatus::Suspended {
         return Err(AuthError::Suspended);
@@ -207,6 +231,7 @@ fn judge(r: &KeyAuthRecord) -> Result<Principal, AuthError> {
         env: r.key.env,
         tier: r.tier,
         spend_limit: r.key.spend_limit,
+        limit_period: r.key.limit_period,
         key_caps: r.key.caps,
         account_caps: r.account_caps,
         account_rate: r.account_rate,

@@ -32,6 +32,7 @@ pub use self::reserve::{ReserveRequest, Reserved};
 pub use self::settler::SettleSink;
 use crate::auth::Principal;
 use crate::broadcast::Broadcaster;
+use crate::clock::Clock;
 use crate::tasks::Tasks;
 
 /// When the gateway may lower the `max_tokens` it forwards to what is covered.
@@ -117,6 +118,8 @@ impl From<Unavailable> for BillingError {
 /// Counters for metrics and tests.
 #[derive(Debug, Default)]
 pub struct BillingStats {
+    /// Accounts charged since the alert job last looked.
+    pub charged: ChargedAccounts,
     pub refills: AtomicU64,
     pub shortfalls: AtomicU64,
     pub shortfall_micros: AtomicU64,
@@ -147,6 +150,8 @@ struct Inner {
     stats: Arc<BillingStats>,
     /// Tells other nodes at once (over Redis) when this node needs credit their leases hold.
     broadcaster: Broadcaster,
+    /// Calendar limits reset by this clock's UTC days.
+    clock: Clock,
 }
 
 // === impl Billing ===
@@ -154,11 +159,18 @@ struct Inner {
 impl Billing {
     /// Starts the engine and its background work (settlement writer, lease upkeep, reaper),
     /// after writing what a previous shutdown journaled.
+    /// The accounts charged since the last call (for the alert job), at most
+    /// [`ChargedAccounts::CAPACITY`] of them.
+    pub fn take_charged(&self) -> Vec<UserId> {
+        self.inner.stats.charged.take()
+    }
+
     pub async fn start(
         store: Arc<dyn Store>,
         settings: BillingSettings,
         broadcaster: Broadcaster,
         tasks: &Tasks,
+        clock: Clock,
     ) -> Billing {
         let stats = Arc::new(BillingStats::default());
         if let Some(path) = &settings.journal {
@@ -175,6 +187,7 @@ impl Billing {
             registry: Registry::default(),
             stats,
             broadcaster,
+            clock,
         });
         upkeep::spawn(&inner, tasks);
         tracing::info!(node = %node, "billing engine started");
@@ -237,5 +250,28 @@ impl Billing {
     /// settlement writer has flushed).
     pub async fn release_all(&self) {
         upkeep::release_all(&self.inner).await;
+    }
+}
+
+/// Accounts whose balance moved since the alert job last looked: a bounded set (past its
+/// capacity new accounts wait for the next charge; the low-balance check runs again then).
+#[derive(Debug, Default)]
+pub struct ChargedAccounts {
+    set: std::sync::Mutex<std::collections::HashSet<UserId>>,
+}
+
+impl ChargedAccounts {
+    pub const CAPACITY: usize = 100_000;
+
+    pub(crate) fn note(&self, user: UserId) {
+        let mut set = self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if set.len() < Self::CAPACITY {
+            set.insert(user);
+        }
+    }
+
+    fn take(&self) -> Vec<UserId> {
+        let mut set = self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.drain().collect()
     }
 }

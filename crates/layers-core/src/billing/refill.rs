@@ -91,6 +91,7 @@ async fn refill_now(
             account_hour_cap: caps.account_per_hour,
             key_hour_cap: caps.key_per_hour,
             key_total_cap: caps.key_total,
+            key_period_from_day: caps.key_total_from_day,
             ttl: inner.settings.lease_ttl,
         };
         let sent = Instant::now();

@@ -89,12 +89,13 @@ impl Plan<'_> {
 
 pub(super) async fn reserve(inner: &Arc<Inner>, r: ReserveRequest<'_>) -> Result<Reserved, BillingError> {
     let p = r.principal;
-    let caps = EffectiveCaps::resolve(
+    let mut caps = EffectiveCaps::resolve(
         inner.settings.tier_caps.for_tier(p.tier),
         overrides(p.account_caps),
         overrides(p.key_caps),
         p.spend_limit,
     );
+    caps.key_total_from_day = p.limit_period.start_day(inner.clock.now());
     let mut plan = plan(inner, &r);
     if let Some(cap) = caps.per_request.filter(|cap| plan.estimate() > *cap) {
         match plan.fit(cap) {

@@ -203,6 +203,11 @@ async fn write(
             }
         }
     };
+    for (item, result) in items.iter().zip(&results) {
+        if result.charged.is_positive() {
+            stats.charged.note(item.settlement.usage.user_id);
+        }
+    }
     let events: Vec<AuditEvent> =
         items.iter().zip(&results).filter_map(|(item, result)| after_write(stats, item, result)).collect();
     if !events.is_empty() {

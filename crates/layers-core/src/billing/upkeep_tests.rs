@@ -9,6 +9,7 @@ use super::*;
 use crate::auth::Principal;
 use crate::billing::{Billing, BillingError, BillingSettings, ReserveRequest};
 use crate::broadcast::Broadcaster;
+use crate::clock::Clock;
 
 fn request<'a>(p: &'a Principal, price: &'a Price) -> ReserveRequest<'a> {
     ReserveRequest {
@@ -30,6 +31,7 @@ fn principal(user: UserId) -> Principal {
         env: KeyEnv::Live,
         tier: Tier::Team,
         spend_limit: None,
+        limit_period: Default::default(),
         key_caps: CapOverrides::default(),
         account_caps: CapOverrides { per_request: None, per_hour: Some(MicroCredits(i64::MAX / 4)) },
         account_rate: RateOverrides::default(),
@@ -72,7 +74,7 @@ async fn ten_thousand_idle_keys_do_not_starve_the_renewal_of_a_busy_one() {
         ..BillingSettings::default()
     };
     let tasks = Tasks::new();
-    let billing = Billing::start(store.clone(), settings, Broadcaster::default(), &tasks).await;
+    let billing = Billing::start(store.clone(), settings, Broadcaster::default(), &tasks, Clock::system()).await;
     let price = Price::from_usd(1.0, 1.0, None, None).unwrap();
 
     let started = std::time::Instant::now();

@@ -17,7 +17,6 @@ use layers_domain::limits::RequestLimits;
 use layers_domain::{tokens, KeyEnv, MicroCredits, ModelKind, RequestId};
 use layers_providers::{ChatRequest, ProviderError, Providers};
 use layers_store::UsageRecord;
-use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -101,6 +100,8 @@ pub struct ChatService {
     bytes_per_token: u32,
     test_keys: TestKeySettings,
     test_key_days: DailyCounts,
+    /// Usage rows are dated by this clock (calendar limits and the dashboard follow it).
+    clock: crate::clock::Clock,
 }
 
 /// What the chat service is built from.
@@ -115,6 +116,7 @@ pub struct ChatParts {
     pub tasks: Tasks,
     /// Bytes of prompt text per token counted in a hold's bound (1: an exact upper bound).
     pub bytes_per_token: u32,
+    pub clock: crate::clock::Clock,
 }
 
 /// Where one request may go: the model and its routes in order of preference.
@@ -144,6 +146,7 @@ impl ChatService {
             bytes_per_token: parts.bytes_per_token,
             test_keys: TestKeySettings::default(),
             test_key_days: DailyCounts::default(),
+            clock: parts.clock,
         }
     }
 
@@ -333,7 +336,7 @@ impl ChatService {
             error_code: None,
             streamed,
             usage_estimated: false,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         Meter::new(
             self.billing.sink().clone(),

@@ -145,3 +145,29 @@ mod tests {
         assert!(m.text.contains("24 hours"));
     }
 }
+
+/// An alert the person asked for (low balance, a key's share of its limit).
+pub fn alert(to: &str, subject: &str, lines: &[&str], dashboard: &str) -> Mail {
+    letter(
+        to,
+        subject,
+        lines,
+        Some(("Open the dashboard", dashboard)),
+        "You get this because you set this alert on your Layers dashboard; change it under Keys › Alerts.",
+    )
+}
+
+/// A key expires soon.
+pub fn key_expiring(to: &str, key_label: &str, expires: &str, days: i32, keys_page: &str) -> Mail {
+    let when = if days <= 1 { "within a day".to_owned() } else { format!("in {days} days") };
+    letter(
+        to,
+        &format!("Your Layers API key {key_label} expires {when}"),
+        &[
+            &format!("The API key {key_label} expires at {expires} (UTC). From then on every request with it is refused."),
+            "To keep your code working, rotate the key (a new secret, the same limits and history) or create a new one, and give it to your code before then.",
+        ],
+        Some(("Manage your keys", keys_page)),
+        "You get this reminder 7 days and 1 day before a key expires.",
+    )
+}

@@ -260,6 +260,20 @@ impl IdentityService {
         self.audit.from_client(user, event, json!({}), severity, client.ip, client.user_agent.as_deref()).await;
     }
 
+    /// The audit event of the incident panel's lock-down.
+    pub(crate) async fn audit_lock_down(&self, user: UserId, metadata: serde_json::Value, client: &Client) {
+        self.audit
+            .from_client(
+                Some(user),
+                "incident_lockdown",
+                metadata,
+                Severity::Critical,
+                client.ip,
+                client.user_agent.as_deref(),
+            )
+            .await;
+    }
+
     /// The audit event of an erased account: its id, and nothing of the person.
     pub(crate) async fn audit_erased(&self, user: UserId, _client: &Client) {
         self.audit.from_client(Some(user), "account_deleted", json!({}), Severity::Warning, None, None).await;

@@ -44,7 +44,9 @@ impl SecretBox {
         SecretBox { keys, current }
     }
 
-    fn seal(&self, user: UserId, plain: &[u8]) -> IdentityResult<Vec<u8>> {
+    /// Encrypts `plain` for `user` (bound to the account: another account's row cannot be
+    /// swapped in).
+    pub(crate) fn seal(&self, user: UserId, plain: &[u8]) -> IdentityResult<Vec<u8>> {
         let cipher = self.keys.get(&self.current).ok_or(ServiceError::Entropy)?;
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload { msg: plain, aad: user.0.as_bytes() };
@@ -55,11 +57,15 @@ impl SecretBox {
     /// The secret, or `None` when it cannot be opened (unknown key version, tampered, or another
     /// account's): the caller must then fail closed.
     fn open(&self, user: UserId, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.open_bytes(user, sealed).filter(|secret| secret.len() == totp::SECRET_BYTES)
+    }
+
+    /// The plain bytes, or `None` when they cannot be opened.
+    pub(crate) fn open_bytes(&self, user: UserId, sealed: &[u8]) -> Option<Vec<u8>> {
         let (version, rest) = sealed.split_at_checked(4)?;
         let cipher = self.keys.get(&i32::from_be_bytes(version.try_into().ok()?))?;
         let (nonce, body) = rest.split_at_checked(12)?;
-        let secret = cipher.decrypt(nonce.into(), Payload { msg: body, aad: user.0.as_bytes() }).ok()?;
-        (secret.len() == totp::SECRET_BYTES).then_some(secret)
+        cipher.decrypt(nonce.into(), Payload { msg: body, aad: user.0.as_bytes() }).ok()
     }
 }
 

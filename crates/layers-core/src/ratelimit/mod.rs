@@ -58,6 +58,11 @@ impl Default for RateSettings {
 }
 
 impl RateSettings {
+    /// Requests per minute of a tier.
+    pub fn for_tier(&self, tier: Tier) -> u32 {
+        self.tier(tier).requests_per_minute
+    }
+
     fn tier(&self, tier: Tier) -> TierRate {
         match tier {
             Tier::Free => self.free,

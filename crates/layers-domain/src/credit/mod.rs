@@ -42,8 +42,11 @@ pub struct EffectiveCaps {
     pub account_per_hour: Option<MicroCredits>,
     /// Rolling-hour spend of this key, when the key has its own cap.
     pub key_per_hour: Option<MicroCredits>,
-    /// Lifetime spend of this key, when the key has a spend limit.
+    /// Spend of this key, when the key has a spend limit: over its lifetime, or from
+    /// `key_total_from_day` on for a calendar limit.
     pub key_total: Option<MicroCredits>,
+    /// The first Unix day (UTC) of the key limit's current calendar period.
+    pub key_total_from_day: Option<i64>,
 }
 
 /// Defaults of the security guide: US$1.00 per request, US$10.00 per hour.
@@ -78,6 +81,7 @@ impl EffectiveCaps {
             account_per_hour: account.per_hour.or(tier.per_hour),
             key_per_hour: key.per_hour,
             key_total,
+            key_total_from_day: None,
         }
     }
 }

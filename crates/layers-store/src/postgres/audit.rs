@@ -7,7 +7,7 @@ use layers_domain::UserId;
 use super::rows;
 use super::PgStore;
 use crate::error::StoreResult;
-use crate::records::AuditEvent;
+use crate::records::{AuditEvent, AuditFilter};
 use crate::traits::AuditStore;
 
 #[async_trait]
@@ -50,6 +50,33 @@ impl AuditStore for PgStore {
         .bind(i64::from(limit).min(i64::from(i32::MAX)) as i32)
         .fetch_all(self.pool())
         .await?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn audit_events_filtered(
+        &self,
+        user: UserId,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT id, created_at, user_id, event_type, ip_address::text AS ip_address, user_agent, metadata, \
+             severity FROM audit_logs WHERE user_id = ",
+        );
+        q.push_bind(user.0);
+        if !filter.types.is_empty() {
+            q.push(" AND event_type = ANY(").push_bind(filter.types.clone()).push(")");
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(before) = filter.before {
+            q.push(" AND created_at < ").push_bind(before);
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        let mut tx = self.begin_as(user).await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         rows.iter().map(rows::audit).collect()
     }
 }

@@ -184,13 +184,17 @@ async fn lease_view(tx: &mut Transaction<'static, Postgres>, req: &LeaseRequest)
                 (SELECT COALESCE(SUM(s.spent_micros), 0) FROM spend_buckets s \
                   WHERE s.user_id = $1 AND s.key_id = $2 \
                     AND s.minute >= extract(epoch FROM now())::bigint / 60 - 60)::bigint AS key_hour, \
-                (SELECT COALESCE(k.spent_micros, 0) FROM api_keys k WHERE k.id = $2)::bigint AS key_spent \
+                CASE WHEN $5::bigint IS NULL \
+                     THEN (SELECT COALESCE(k.spent_micros, 0) FROM api_keys k WHERE k.id = $2) \
+                     ELSE (SELECT COALESCE(SUM(d.spent_micros), 0) FROM key_spend_days d \
+                            WHERE d.key_id = $2 AND d.day >= $5) END::bigint AS key_spent \
          FROM credit_leases l WHERE l.user_id = $1 AND l.state = 'active'",
     )
     .bind(req.user.0)
     .bind(req.key.0)
     .bind(req.lease_id)
     .bind(epoch)
+    .bind(req.key_period_from_day)
     .fetch_one(&mut **tx)
     .await?;
     let this_state: Option<String> = row.try_get("this_state")?;

@@ -233,6 +233,8 @@ impl IdentityStore for PgStore {
     async fn erase_personal_data(&self, user: UserId, at: OffsetDateTime) -> StoreResult<()> {
         let mut tx = self.begin_as(user).await?;
         sqlx::query("SELECT layers_erase_personal_data($1, $2)").bind(user.0).bind(at).execute(&mut *tx).await?;
+        // Alert settings hold the webhook address the person chose.
+        sqlx::query("DELETE FROM alert_settings WHERE user_id = $1").bind(user.0).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -9,12 +9,13 @@ use uuid::Uuid;
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CapOverrides, KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
+use crate::records::{ExpiringKey, KeyAuthRecord, KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, UserStatus};
 use crate::traits::KeyStore;
 
 const KEY_COLS: &str = "id, user_id, name, env, key_hash, pepper_version, display_prefix, \
      last4, state, spend_limit_micros, max_credits_per_request_micros, max_credits_per_hour_micros, spent_micros, \
-     expires_at, created_at, last_used_at";
+     expires_at, created_at, last_used_at, limit_period, previous_hash, previous_pepper_version, previous_prefix, \
+     previous_last4, previous_valid_until, rotated_at";
 
 #[async_trait]
 impl KeyStore for PgStore {
@@ -104,23 +105,18 @@ impl KeyStore for PgStore {
         Ok(record)
     }
 
-    async fn set_key_limits(
-        &self,
-        user: UserId,
-        key: KeyId,
-        caps: CapOverrides,
-        spend_limit: Option<MicroCredits>,
-    ) -> StoreResult<KeyRecord> {
+    async fn set_key_limits(&self, user: UserId, key: KeyId, limits: KeyLimits) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_as(user).await?;
         let row = sqlx::query(&format!(
             "UPDATE api_keys SET max_credits_per_request_micros = $1, max_credits_per_hour_micros = $2, \
-             spend_limit_micros = $3 WHERE id = $4 AND user_id = $5 RETURNING {KEY_COLS}"
+             spend_limit_micros = $3, limit_period = $6 WHERE id = $4 AND user_id = $5 RETURNING {KEY_COLS}"
         ))
-        .bind(caps.per_request.map(|m| m.0))
-        .bind(caps.per_hour.map(|m| m.0))
-        .bind(spend_limit.map(|m| m.0))
+        .bind(limits.caps.per_request.map(|m| m.0))
+        .bind(limits.caps.per_hour.map(|m| m.0))
+        .bind(limits.spend_limit.map(|m| m.0))
         .bind(key.0)
         .bind(user.0)
+        .bind(limits.period.as_str())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound { entity: "api key" })?;
@@ -128,6 +124,83 @@ impl KeyStore for PgStore {
         announce_key(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    async fn rotate_key(
+        &self,
+        user: UserId,
+        key: KeyId,
+        secret: &NewSecret,
+        old_valid_until: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_as(user).await?;
+        let before = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE id = $1 AND user_id = $2 AND state <> 'deleted' FOR UPDATE"
+        ))
+        .bind(key.0)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        let before = rows::key(&before)?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET previous_hash = key_hash, previous_pepper_version = pepper_version, \
+             previous_prefix = display_prefix, previous_last4 = last4, previous_valid_until = $1, \
+             key_hash = $2, pepper_version = $3, display_prefix = $4, last4 = $5, rotated_at = $6, \
+             expiry_reminded = NULL WHERE id = $7 AND user_id = $8 RETURNING {KEY_COLS}"
+        ))
+        .bind(old_valid_until)
+        .bind(&secret.key_hash)
+        .bind(secret.pepper_version)
+        .bind(&secret.display_prefix)
+        .bind(&secret.last4)
+        .bind(at)
+        .bind(key.0)
+        .bind(user.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = rows::key(&row)?;
+        announce_key(&mut tx, &before).await?;
+        if let Some(gone) = &before.previous {
+            announce_hash(&mut tx, &gone.key_hash, user).await?;
+        }
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn key_spend_days(&self, user: UserId, from_day: i64) -> StoreResult<Vec<(KeyId, i64, MicroCredits)>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+            "SELECT key_id, day, spent_micros FROM key_spend_days WHERE user_id = $1 AND day >= $2 ORDER BY day",
+        )
+        .bind(user.0)
+        .bind(from_day)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(key, day, spent)| (KeyId(key), day, MicroCredits(spent))).collect())
+    }
+
+    async fn keys_expiring(&self, now: OffsetDateTime, before: OffsetDateTime) -> StoreResult<Vec<ExpiringKey>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, display_prefix, last4, expires_at, expiry_reminded \
+             FROM layers_keys_expiring($1, $2)",
+        )
+        .bind(now)
+        .bind(before)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::expiring).collect()
+    }
+
+    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool> {
+        let claimed: bool = sqlx::query_scalar("SELECT layers_claim_expiry_reminder($1, $2)")
+            .bind(key.0)
+            .bind(days)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(claimed)
     }
 
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()> {
@@ -141,11 +214,23 @@ impl KeyStore for PgStore {
     }
 }
 
-/// Tells every node's cache that this key changed.
+/// Tells every node's cache that this key changed (under each secret it is known by).
 async fn announce_key(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, record: &KeyRecord) -> StoreResult<()> {
+    announce_hash(tx, &record.key_hash, record.user_id).await?;
+    if let Some(previous) = &record.previous {
+        announce_hash(tx, &previous.key_hash, record.user_id).await?;
+    }
+    Ok(())
+}
+
+async fn announce_hash(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    hash: &[u8],
+    user: UserId,
+) -> StoreResult<()> {
     sqlx::query("INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('key', $1, $2)")
-        .bind(&record.key_hash)
-        .bind(record.user_id.0)
+        .bind(hash)
+        .bind(user.0)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -7,9 +7,10 @@ use layers_domain::{MicroCredits, UserId};
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction, StatementLine, TransactionKind};
 use crate::settlement::{self, EntryRefused};
 use crate::traits::LedgerStore;
+use time::OffsetDateTime;
 
 #[async_trait]
 impl LedgerStore for PgStore {
@@ -108,5 +109,48 @@ impl LedgerStore for PgStore {
         .await?;
         tx.commit().await?;
         Ok(MicroCredits(sum))
+    }
+
+    async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows = sqlx::query(
+            "SELECT kind, amount_micros AS amount, created_at AS at, 1::bigint AS n, reason FROM credit_transactions \
+             WHERE user_id = $1 AND kind <> 'usage' \
+             UNION ALL \
+             SELECT 'usage', SUM(amount_micros)::bigint, MAX(created_at), COUNT(*)::bigint, NULL \
+             FROM credit_transactions WHERE user_id = $1 AND kind = 'usage' \
+             GROUP BY floor(extract(epoch FROM created_at) / 86400) \
+             ORDER BY at DESC LIMIT $2",
+        )
+        .bind(user.0)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                let kind: String = row.try_get("kind")?;
+                Ok(StatementLine {
+                    kind: TransactionKind::from_db(&kind).ok_or(StoreError::Corrupt { column: "kind" })?,
+                    amount: MicroCredits(row.try_get("amount")?),
+                    at: row.try_get("at")?,
+                    count: row.try_get("n")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_credit_at(&self, user: UserId) -> StoreResult<Option<OffsetDateTime>> {
+        let mut tx = self.begin_as(user).await?;
+        let at: Option<OffsetDateTime> = sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM credit_transactions WHERE user_id = $1 AND amount_micros > 0",
+        )
+        .bind(user.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(at)
     }
 }

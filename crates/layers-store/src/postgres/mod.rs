@@ -4,6 +4,7 @@
 //! through the SECURITY DEFINER functions of the migrations.
 
 mod accounts;
+mod alerts;
 mod audit;
 mod credits;
 mod events;

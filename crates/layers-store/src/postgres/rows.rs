@@ -4,6 +4,7 @@
 use layers_domain::{KeyId, MicroCredits, Usage, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+use time::OffsetDateTime;
 
 use crate::error::{StoreError, StoreResult};
 use crate::records::*;
@@ -63,11 +64,42 @@ pub(crate) fn key(row: &PgRow) -> StoreResult<KeyRecord> {
         last4: row.try_get("last4")?,
         state: parsed(row, "state", KeyState::from_db)?,
         spend_limit: row.try_get::<Option<i64>, _>("spend_limit_micros")?.map(MicroCredits),
+        limit_period: parsed(row, "limit_period", SpendPeriod::parse)?,
         caps: caps(row, "max_credits_per_request_micros", "max_credits_per_hour_micros")?,
         spent: MicroCredits(row.try_get("spent_micros")?),
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        previous: retired(row)?,
+        rotated_at: row.try_get("rotated_at")?,
+    })
+}
+
+fn retired(row: &PgRow) -> StoreResult<Option<RetiredSecret>> {
+    let Some(key_hash) = row.try_get::<Option<Vec<u8>>, _>("previous_hash")? else { return Ok(None) };
+    let corrupt = |column| StoreError::Corrupt { column };
+    Ok(Some(RetiredSecret {
+        key_hash,
+        pepper_version: row
+            .try_get::<Option<i32>, _>("previous_pepper_version")?
+            .ok_or(corrupt("previous_pepper_version"))?,
+        display_prefix: row.try_get::<Option<String>, _>("previous_prefix")?.ok_or(corrupt("previous_prefix"))?,
+        last4: row.try_get::<Option<String>, _>("previous_last4")?.ok_or(corrupt("previous_last4"))?,
+        valid_until: row
+            .try_get::<Option<OffsetDateTime>, _>("previous_valid_until")?
+            .ok_or(corrupt("previous_valid_until"))?,
+    }))
+}
+
+pub(crate) fn expiring(row: &PgRow) -> StoreResult<ExpiringKey> {
+    Ok(ExpiringKey {
+        id: KeyId(row.try_get("id")?),
+        user_id: UserId(row.try_get("user_id")?),
+        name: row.try_get("name")?,
+        display_prefix: row.try_get("display_prefix")?,
+        last4: row.try_get("last4")?,
+        expires_at: row.try_get("expires_at")?,
+        reminded: row.try_get("expiry_reminded")?,
     })
 }
 

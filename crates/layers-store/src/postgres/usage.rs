@@ -1,14 +1,16 @@
 //! Usage rows on PostgreSQL, written in batches through `layers_record_usage`.
 
 use async_trait::async_trait;
-use layers_domain::UserId;
+use layers_domain::{KeyId, MicroCredits, UserId};
 use serde_json::json;
+use sqlx::{Postgres, QueryBuilder, Row};
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
 use super::rows;
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{UsageCursor, UsageRecord};
+use crate::records::{StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageSummary, UsageTotals};
 use crate::traits::UsageStore;
 
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
@@ -65,6 +67,103 @@ impl UsageStore for PgStore {
         tx.commit().await?;
         rows.iter().map(rows::usage).collect()
     }
+
+    async fn usage_page(
+        &self,
+        user: UserId,
+        filter: &UsageFilter,
+        limit: u32,
+        before: Option<UsageCursor>,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {USAGE_COLS} FROM usage_logs"));
+        push_filter(&mut q, user, filter);
+        if let Some(c) = before {
+            q.push(" AND (created_at, id) < (").push_bind(c.created_at).push(", ").push_bind(c.id).push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        let mut tx = self.begin_as(user).await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter().map(rows::usage).collect()
+    }
+
+    async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> StoreResult<UsageSummary> {
+        let totals = "COUNT(*)::bigint AS requests, COALESCE(SUM(prompt_tokens), 0)::bigint AS prompt, \
+                      COALESCE(SUM(completion_tokens), 0)::bigint AS completion, \
+                      COALESCE(SUM(charged_micros), 0)::bigint AS charged";
+        let group = |by: &str, order: &str, limit: Option<u32>| {
+            let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {by} AS g, {totals} FROM usage_logs"));
+            push_filter(&mut q, user, filter);
+            q.push(format!(" GROUP BY 1 ORDER BY {order}"));
+            if let Some(n) = limit {
+                q.push(" LIMIT ").push_bind(i64::from(n));
+            }
+            q
+        };
+        let mut tx = self.begin_as(user).await?;
+        let mut summary = UsageSummary::default();
+        let mut all = QueryBuilder::<Postgres>::new(format!("SELECT {totals} FROM usage_logs"));
+        push_filter(&mut all, user, filter);
+        summary.total = totals_of(&all.build().fetch_one(&mut *tx).await?)?;
+        let day = "floor(extract(epoch FROM created_at) / 86400)::bigint";
+        for row in group(day, "1", None).build().fetch_all(&mut *tx).await? {
+            summary.by_day.push((row.try_get("g")?, totals_of(&row)?));
+        }
+        for row in group("model", "charged DESC, requests DESC, 1", Some(50)).build().fetch_all(&mut *tx).await? {
+            summary.by_model.push((row.try_get("g")?, totals_of(&row)?));
+        }
+        for row in group("key_id", "charged DESC, requests DESC, 1", Some(100)).build().fetch_all(&mut *tx).await? {
+            let key: Option<Uuid> = row.try_get("g")?;
+            summary.by_key.push((key.map(KeyId), totals_of(&row)?));
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn usage_row(&self, user: UserId, id: Uuid) -> StoreResult<Option<UsageRecord>> {
+        let mut tx = self.begin_as(user).await?;
+        let row = sqlx::query(&format!("SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = $1 AND id = $2"))
+            .bind(user.0)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(rows::usage).transpose()
+    }
+}
+
+/// `WHERE` for the user's rows the filter selects.
+fn push_filter<'a>(q: &mut QueryBuilder<'a, Postgres>, user: UserId, f: &'a UsageFilter) {
+    q.push(" WHERE user_id = ").push_bind(user.0);
+    if let Some(key) = f.key {
+        q.push(" AND key_id = ").push_bind(key.0);
+    }
+    if let Some(model) = &f.model {
+        q.push(" AND model = ").push_bind(model.as_str());
+    }
+    if let Some(provider) = &f.provider {
+        q.push(" AND provider = ").push_bind(provider.as_str());
+    }
+    match f.status {
+        Some(StatusClass::Ok) => q.push(" AND status BETWEEN 200 AND 299"),
+        Some(StatusClass::Failed) => q.push(" AND (status < 200 OR status > 299)"),
+        None => q.push(""),
+    };
+    if let Some(from) = f.from {
+        q.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(until) = f.until {
+        q.push(" AND created_at < ").push_bind(until);
+    }
+}
+
+fn totals_of(row: &sqlx::postgres::PgRow) -> StoreResult<UsageTotals> {
+    Ok(UsageTotals {
+        requests: row.try_get("requests")?,
+        prompt_tokens: row.try_get("prompt")?,
+        completion_tokens: row.try_get("completion")?,
+        charged: MicroCredits(row.try_get("charged")?),
+    })
 }
 
 pub(super) fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {

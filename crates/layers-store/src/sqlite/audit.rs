@@ -6,7 +6,7 @@ use layers_domain::UserId;
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::StoreResult;
-use crate::records::AuditEvent;
+use crate::records::{AuditEvent, AuditFilter};
 use crate::traits::AuditStore;
 
 #[async_trait]
@@ -51,6 +51,36 @@ impl AuditStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn audit_events_filtered(
+        &self,
+        user: UserId,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id, created_at, user_id, event_type, ip_address, user_agent, metadata, severity \
+             FROM audit_logs WHERE user_id = ",
+        );
+        q.push_bind(user.to_string());
+        if !filter.types.is_empty() {
+            q.push(" AND event_type IN (");
+            let mut list = q.separated(", ");
+            for t in &filter.types {
+                list.push_bind(t.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND created_at >= ").push_bind(ms(since));
+        }
+        if let Some(before) = filter.before {
+            q.push(" AND created_at < ").push_bind(ms(before));
+        }
+        q.push(" ORDER BY created_at DESC, rowid DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(self.pool()).await?;
         rows.iter().map(rows::audit).collect()
     }
 }

@@ -286,11 +286,23 @@ async fn lease_view(tx: &mut Tx, req: &LeaseRequest, now: OffsetDateTime) -> Sto
     .bind(since_minute)
     .fetch_one(&mut **tx)
     .await?;
-    let key_spent: i64 = sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
-        .bind(&key)
-        .fetch_optional(&mut **tx)
-        .await?
-        .unwrap_or(0);
+    let key_spent: i64 = match req.key_period_from_day {
+        // A calendar limit counts the period's spend only.
+        Some(from_day) => {
+            sqlx::query_scalar(
+                "SELECT COALESCE(SUM(spent_micros), 0) FROM key_spend_days WHERE key_id = ? AND day >= ?",
+            )
+            .bind(&key)
+            .bind(from_day)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        None => sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
+            .bind(&key)
+            .fetch_optional(&mut **tx)
+            .await?
+            .unwrap_or(0),
+    };
     Ok(LeaseView {
         balance,
         leased,

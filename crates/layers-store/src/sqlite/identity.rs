@@ -222,7 +222,7 @@ impl IdentityStore for SqliteStore {
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-        for table in ["sessions", "email_tokens", "recovery_codes", "two_factor", "identities"] {
+        for table in ["sessions", "email_tokens", "recovery_codes", "two_factor", "identities", "alert_settings"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?")).bind(&id).execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE audit_logs SET ip_address = NULL, user_agent = NULL WHERE user_id = ?")

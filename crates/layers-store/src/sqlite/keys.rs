@@ -7,16 +7,18 @@ use time::OffsetDateTime;
 use super::rows::{self, ms, opt_ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CapOverrides, KeyAuthRecord, KeyRecord, KeyState, NewKey, UserStatus};
+use crate::records::{ExpiringKey, KeyAuthRecord, KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, UserStatus};
 use crate::traits::KeyStore;
 
 const KEY_COLS: &str = "id, user_id, name, env, key_hash, pepper_version, display_prefix, \
      last4, state, spend_limit_micros, max_credits_per_request_micros, max_credits_per_hour_micros, spent_micros, \
-     expires_at, created_at, last_used_at";
+     expires_at, created_at, last_used_at, limit_period, previous_hash, previous_pepper_version, previous_prefix, \
+     previous_last4, previous_valid_until, rotated_at";
 /// The same columns, qualified for joins with `users`.
 const KEY_COLS_K: &str = "k.id, k.user_id, k.name, k.env, k.key_hash, k.pepper_version, k.display_prefix, \
      k.last4, k.state, k.spend_limit_micros, k.max_credits_per_request_micros, k.max_credits_per_hour_micros, \
-     k.spent_micros, k.expires_at, k.created_at, k.last_used_at";
+     k.spent_micros, k.expires_at, k.created_at, k.last_used_at, k.limit_period, k.previous_hash, \
+     k.previous_pepper_version, k.previous_prefix, k.previous_last4, k.previous_valid_until, k.rotated_at";
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -50,8 +52,12 @@ impl KeyStore for SqliteStore {
              u.max_credits_per_request_micros AS account_max_per_request_micros, \
              u.max_credits_per_hour_micros AS account_max_per_hour_micros, \
              u.requests_per_minute AS account_requests_per_minute, u.tokens_per_minute AS account_tokens_per_minute \
-             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?"
+             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ? \
+             UNION ALL SELECT {KEY_COLS_K}, u.tier, u.status, u.max_credits_per_request_micros, \
+             u.max_credits_per_hour_micros, u.requests_per_minute, u.tokens_per_minute \
+             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.previous_hash = ? LIMIT 1"
         ))
+        .bind(key_hash)
         .bind(key_hash)
         .fetch_optional(self.pool())
         .await?;
@@ -106,21 +112,16 @@ impl KeyStore for SqliteStore {
         Ok(record)
     }
 
-    async fn set_key_limits(
-        &self,
-        user: UserId,
-        key: KeyId,
-        caps: CapOverrides,
-        spend_limit: Option<MicroCredits>,
-    ) -> StoreResult<KeyRecord> {
+    async fn set_key_limits(&self, user: UserId, key: KeyId, limits: KeyLimits) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE api_keys SET max_credits_per_request_micros = ?, max_credits_per_hour_micros = ?, \
-             spend_limit_micros = ? WHERE id = ? AND user_id = ? RETURNING {KEY_COLS}"
+             spend_limit_micros = ?, limit_period = ? WHERE id = ? AND user_id = ? RETURNING {KEY_COLS}"
         ))
-        .bind(caps.per_request.map(|m| m.0))
-        .bind(caps.per_hour.map(|m| m.0))
-        .bind(spend_limit.map(|m| m.0))
+        .bind(limits.caps.per_request.map(|m| m.0))
+        .bind(limits.caps.per_hour.map(|m| m.0))
+        .bind(limits.spend_limit.map(|m| m.0))
+        .bind(limits.period.as_str())
         .bind(key.to_string())
         .bind(user.to_string())
         .fetch_optional(&mut *tx)
@@ -130,6 +131,93 @@ impl KeyStore for SqliteStore {
         announce_key(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    async fn rotate_key(
+        &self,
+        user: UserId,
+        key: KeyId,
+        secret: &NewSecret,
+        old_valid_until: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_write().await?;
+        let before = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE id = ? AND user_id = ? AND state <> 'deleted'"
+        ))
+        .bind(key.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        let before = rows::key(&before)?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET previous_hash = key_hash, previous_pepper_version = pepper_version, \
+             previous_prefix = display_prefix, previous_last4 = last4, previous_valid_until = ?, \
+             key_hash = ?, pepper_version = ?, display_prefix = ?, last4 = ?, rotated_at = ?, expiry_reminded = NULL \
+             WHERE id = ? AND user_id = ? RETURNING {KEY_COLS}"
+        ))
+        .bind(ms(old_valid_until))
+        .bind(&secret.key_hash)
+        .bind(secret.pepper_version)
+        .bind(&secret.display_prefix)
+        .bind(&secret.last4)
+        .bind(ms(at))
+        .bind(key.to_string())
+        .bind(user.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = rows::key(&row)?;
+        // Every node drops the old secret (now valid only until the overlap ends) and the one
+        // an earlier rotation retired (now gone).
+        announce_key(&mut tx, &before).await?;
+        if let Some(gone) = &before.previous {
+            announce_hash(&mut tx, &gone.key_hash, user).await?;
+        }
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn key_spend_days(&self, user: UserId, from_day: i64) -> StoreResult<Vec<(KeyId, i64, MicroCredits)>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT key_id, day, spent_micros FROM key_spend_days WHERE user_id = ? AND day >= ? ORDER BY day",
+        )
+        .bind(user.to_string())
+        .bind(from_day)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(key, day, spent)| {
+                let key = key.parse().map_err(|_| StoreError::Corrupt { column: "key_id" })?;
+                Ok((KeyId(key), day, MicroCredits(spent)))
+            })
+            .collect()
+    }
+
+    async fn keys_expiring(&self, now: OffsetDateTime, before: OffsetDateTime) -> StoreResult<Vec<ExpiringKey>> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.user_id, k.name, k.display_prefix, k.last4, k.expires_at, k.expiry_reminded \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.expires_at IS NOT NULL AND k.expires_at > ? AND k.expires_at <= ? \
+               AND k.state = 'active' AND u.status = 'active' ORDER BY k.expires_at LIMIT 1000",
+        )
+        .bind(ms(now))
+        .bind(ms(before))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::expiring).collect()
+    }
+
+    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET expiry_reminded = ? WHERE id = ? AND (expiry_reminded IS NULL OR expiry_reminded > ?)",
+        )
+        .bind(days)
+        .bind(key.to_string())
+        .bind(days)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()> {
@@ -152,14 +240,26 @@ impl KeyStore for SqliteStore {
     }
 }
 
-/// Tells every node's cache that this key changed.
+/// Tells every node's cache that this key changed (under each secret it is known by).
 async fn announce_key(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, record: &KeyRecord) -> StoreResult<()> {
+    announce_hash(tx, &record.key_hash, record.user_id).await?;
+    if let Some(previous) = &record.previous {
+        announce_hash(tx, &previous.key_hash, record.user_id).await?;
+    }
+    Ok(())
+}
+
+async fn announce_hash(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    hash: &[u8],
+    user: UserId,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO cache_events (scope, key_hash, user_id, created_at) \
          VALUES ('key', ?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
     )
-    .bind(&record.key_hash)
-    .bind(record.user_id.to_string())
+    .bind(hash)
+    .bind(user.to_string())
     .execute(&mut **tx)
     .await?;
     Ok(())

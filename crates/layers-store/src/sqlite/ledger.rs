@@ -6,9 +6,10 @@ use layers_domain::{MicroCredits, UserId};
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
-use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction};
+use crate::records::{CreditTransaction, LedgerOutcome, NewTransaction, StatementLine, TransactionKind};
 use crate::settlement::{self, EntryRefused};
 use crate::traits::LedgerStore;
+use time::OffsetDateTime;
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
@@ -101,5 +102,43 @@ impl LedgerStore for SqliteStore {
                 .fetch_one(self.pool())
                 .await?;
         Ok(MicroCredits(sum))
+    }
+
+    async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>> {
+        let rows = sqlx::query(
+            "SELECT kind, amount_micros AS amount, created_at AS at, 1 AS n, reason FROM credit_transactions \
+             WHERE user_id = ?1 AND kind <> 'usage' \
+             UNION ALL \
+             SELECT 'usage', SUM(amount_micros), MAX(created_at), COUNT(*), NULL FROM credit_transactions \
+             WHERE user_id = ?1 AND kind = 'usage' GROUP BY created_at / 86400000 \
+             ORDER BY at DESC LIMIT ?2",
+        )
+        .bind(user.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                let kind: String = row.try_get("kind")?;
+                Ok(StatementLine {
+                    kind: TransactionKind::from_db(&kind).ok_or(StoreError::Corrupt { column: "kind" })?,
+                    amount: MicroCredits(row.try_get("amount")?),
+                    at: super::rows::from_ms(row.try_get("at")?),
+                    count: row.try_get("n")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_credit_at(&self, user: UserId) -> StoreResult<Option<OffsetDateTime>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM credit_transactions WHERE user_id = ? AND amount_micros > 0",
+        )
+        .bind(user.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(at.map(super::rows::from_ms))
     }
 }

@@ -3,6 +3,7 @@
 //! `BEGIN IMMEDIATE`, so concurrent writers queue on the busy timeout instead of failing.
 
 mod accounts;
+mod alerts;
 mod audit;
 mod credits;
 mod events;

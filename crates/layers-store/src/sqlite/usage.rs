@@ -1,13 +1,15 @@
 //! Usage rows on SQLite, written in batches.
 
 use async_trait::async_trait;
-use layers_domain::UserId;
+use layers_domain::{KeyId, MicroCredits, UserId};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::sync::OnceLock;
+use uuid::Uuid;
 
 use super::rows::{self, ms};
 use super::SqliteStore;
 use crate::error::StoreResult;
-use crate::records::{UsageCursor, UsageRecord};
+use crate::records::{StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageSummary, UsageTotals};
 use crate::traits::UsageStore;
 
 /// Rows per multi-row INSERT: 30 columns each stays far below SQLite's variable limit, and a
@@ -70,6 +72,98 @@ impl UsageStore for SqliteStore {
         .await?;
         rows.iter().map(rows::usage).collect()
     }
+
+    async fn usage_page(
+        &self,
+        user: UserId,
+        filter: &UsageFilter,
+        limit: u32,
+        before: Option<UsageCursor>,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {USAGE_COLS} FROM usage_logs"));
+        push_filter(&mut q, user, filter);
+        if let Some(c) = before {
+            let at = ms(c.created_at);
+            q.push(" AND (created_at < ").push_bind(at).push(" OR (created_at = ").push_bind(at);
+            q.push(" AND id < ").push_bind(c.id.to_string()).push("))");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(rows::usage).collect()
+    }
+
+    async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> StoreResult<UsageSummary> {
+        let totals = "COUNT(*) AS requests, COALESCE(SUM(prompt_tokens), 0) AS prompt, \
+                      COALESCE(SUM(completion_tokens), 0) AS completion, COALESCE(SUM(charged_micros), 0) AS charged";
+        let group = |by: &str, order: &str, limit: Option<u32>| {
+            let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {by} AS g, {totals} FROM usage_logs"));
+            push_filter(&mut q, user, filter);
+            q.push(format!(" GROUP BY g ORDER BY {order}"));
+            if let Some(n) = limit {
+                q.push(" LIMIT ").push_bind(i64::from(n));
+            }
+            q
+        };
+        let mut summary = UsageSummary::default();
+        let mut all = QueryBuilder::<Sqlite>::new(format!("SELECT {totals} FROM usage_logs"));
+        push_filter(&mut all, user, filter);
+        summary.total = totals_of(&all.build().fetch_one(self.pool()).await?)?;
+        for row in group("created_at / 86400000", "g", None).build().fetch_all(self.pool()).await? {
+            summary.by_day.push((row.try_get("g")?, totals_of(&row)?));
+        }
+        for row in group("model", "charged DESC, requests DESC, g", Some(50)).build().fetch_all(self.pool()).await? {
+            summary.by_model.push((row.try_get("g")?, totals_of(&row)?));
+        }
+        for row in group("key_id", "charged DESC, requests DESC, g", Some(100)).build().fetch_all(self.pool()).await? {
+            let key: Option<String> = row.try_get("g")?;
+            let key = key.and_then(|k| Uuid::parse_str(&k).ok()).map(KeyId);
+            summary.by_key.push((key, totals_of(&row)?));
+        }
+        Ok(summary)
+    }
+
+    async fn usage_row(&self, user: UserId, id: Uuid) -> StoreResult<Option<UsageRecord>> {
+        let row = sqlx::query(&format!("SELECT {USAGE_COLS} FROM usage_logs WHERE user_id = ? AND id = ?"))
+            .bind(user.to_string())
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(rows::usage).transpose()
+    }
+}
+
+/// `WHERE` for the user's rows the filter selects.
+fn push_filter<'a>(q: &mut QueryBuilder<'a, Sqlite>, user: UserId, f: &'a UsageFilter) {
+    q.push(" WHERE user_id = ").push_bind(user.to_string());
+    if let Some(key) = f.key {
+        q.push(" AND key_id = ").push_bind(key.to_string());
+    }
+    if let Some(model) = &f.model {
+        q.push(" AND model = ").push_bind(model.as_str());
+    }
+    if let Some(provider) = &f.provider {
+        q.push(" AND provider = ").push_bind(provider.as_str());
+    }
+    match f.status {
+        Some(StatusClass::Ok) => q.push(" AND status BETWEEN 200 AND 299"),
+        Some(StatusClass::Failed) => q.push(" AND (status < 200 OR status > 299)"),
+        None => q.push(""),
+    };
+    if let Some(from) = f.from {
+        q.push(" AND created_at >= ").push_bind(ms(from));
+    }
+    if let Some(until) = f.until {
+        q.push(" AND created_at < ").push_bind(ms(until));
+    }
+}
+
+fn totals_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<UsageTotals> {
+    Ok(UsageTotals {
+        requests: row.try_get("requests")?,
+        prompt_tokens: row.try_get("prompt")?,
+        completion_tokens: row.try_get("completion")?,
+        charged: MicroCredits(row.try_get("charged")?),
+    })
 }
 
 pub(super) fn insert(

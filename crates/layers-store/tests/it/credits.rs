@@ -20,6 +20,7 @@ fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> Leas
         account_hour_cap: None,
         key_hour_cap: None,
         key_total_cap: None,
+        key_period_from_day: None,
         ttl: std::time::Duration::from_secs(30),
     }
 }

@@ -169,6 +169,7 @@ async fn run(db: &TestDatabase, ops: Vec<Op>) {
                     account_hour_cap: ask.account_hour_cap,
                     key_hour_cap: None,
                     key_total_cap: ask.key_total_cap,
+                    key_period_from_day: None,
                     ttl: std::time::Duration::from_secs(600),
                 };
                 let got: GrantDecision = store.acquire_lease(&req).await.unwrap();

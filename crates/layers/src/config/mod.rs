@@ -40,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub email: EmailConfig,
     pub sessions: SessionsConfig,
+    pub alerts: AlertsConfig,
     pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -285,6 +286,15 @@ pub struct OidcConfig {
     pub client_secret: Option<Secret>,
 }
 
+/// `[alerts]`: where the alerts people configure may be delivered.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Let alert webhooks use plain http and private addresses (local testing only; production
+    /// refuses it). Default false.
+    pub allow_private_webhooks: Option<bool>,
+}
+
 /// `[sessions]`: how long a dashboard login lasts.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -500,6 +510,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "server", &mut c.server, problems);
     take(&mut t, "email", &mut c.email, problems);
     take(&mut t, "sessions", &mut c.sessions, problems);
+    take(&mut t, "alerts", &mut c.alerts, problems);
     take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);
     take(&mut t, "models", &mut c.models, problems);

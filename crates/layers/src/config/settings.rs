@@ -60,6 +60,8 @@ pub struct Settings {
     pub sessions: layers_domain::identity::session::SessionPolicy,
     /// "Continue with Google", when configured.
     pub oidc: Option<layers_core::identity::oidc::OidcSettings>,
+    /// Where alert webhooks may go.
+    pub webhooks: layers_core::alerts::WebhookPolicy,
 }
 
 #[derive(Clone)]

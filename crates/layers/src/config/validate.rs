@@ -70,6 +70,13 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let log_json = check_log_format(&c, production, problems);
     let email = check_email(&c, production, problems);
     let sessions = check_sessions(&c, problems);
+    let allow_private_webhooks = c.alerts.allow_private_webhooks.unwrap_or(false);
+    if production && allow_private_webhooks {
+        problems.push(Problem::new(
+            "alerts.allow_private_webhooks",
+            "must be false in production: alert webhooks must not reach the gateway's own network",
+        ));
+    }
     let oidc = check_oidc(&c, production, problems);
     Some(Settings {
         listen: listen.ok()?,
@@ -104,6 +111,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         email,
         sessions,
         oidc,
+        webhooks: layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
     })
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
-use layers_store::{CapOverrides, TransactionKind, User};
+use layers_store::{CapOverrides, KeyLimits, TransactionKind, User};
 use layers_testkit::{AppOptions, MockOpenAi, TestApp};
 use serde_json::{json, Value};
 
@@ -196,7 +196,8 @@ async fn a_key_spend_limit_is_402() {
     let (app, _mock) = app("").await;
     let (user, key) = app.user_with_key("keylimit@example.com", "10").await;
     let record = app.core.keys.list(user.id).await.unwrap().remove(0);
-    app.core.keys.set_limits(user.id, record.id, CapOverrides::default(), Some(MicroCredits(60_000))).await.unwrap();
+    let limits = KeyLimits { spend_limit: Some(MicroCredits(60_000)), ..KeyLimits::default() };
+    app.core.keys.set_limits(user.id, record.id, limits).await.unwrap();
     assert_eq!(app.chat(&key, &counted(100)).send().await.unwrap().status(), 200);
     let (status, err) = error_of(app.chat(&key, &counted(100)).send().await.unwrap()).await;
     assert_eq!((status, err["code"].as_str()), (402, Some("key_spend_limit_reached")));
@@ -286,11 +287,11 @@ async fn key_overrides_of_the_caps_apply() {
     let (user, key) = app.user_with_key("keycaps@example.com", "10").await;
     let record = app.core.keys.list(user.id).await.unwrap().remove(0);
     let caps = CapOverrides { per_request: Some(MicroCredits(10_000)), per_hour: None };
-    app.core.keys.set_limits(user.id, record.id, caps, None).await.unwrap();
+    app.core.keys.set_limits(user.id, record.id, KeyLimits { caps, ..KeyLimits::default() }).await.unwrap();
     let (status, err) = error_of(app.chat(&key, &counted(100)).send().await.unwrap()).await;
     assert_eq!((status, err["code"].as_str()), (400, Some("request_too_expensive")));
     let caps = CapOverrides { per_request: None, per_hour: Some(MicroCredits(60_000)) };
-    app.core.keys.set_limits(user.id, record.id, caps, None).await.unwrap();
+    app.core.keys.set_limits(user.id, record.id, KeyLimits { caps, ..KeyLimits::default() }).await.unwrap();
     assert_eq!(app.chat(&key, &counted(100)).send().await.unwrap().status(), 200);
     let (status, err) = error_of(app.chat(&key, &counted(100)).send().await.unwrap()).await;
     assert_eq!((status, err["code"].as_str()), (429, Some("spend_limit_exceeded")));

@@ -1,0 +1,40 @@
+//! The alert job of each node: accounts charged since the last round are checked every few
+//! seconds; key expiry reminders every ten minutes. Which node sends an alert is decided by
+//! the database (`claim_alert`), so nodes never send one twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::AlertService;
+use crate::billing::Billing;
+use crate::tasks::Tasks;
+
+/// How often charged accounts are checked.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the expiry reminders run.
+pub const REMIND_EVERY: Duration = Duration::from_secs(600);
+
+pub fn spawn(alerts: Arc<AlertService>, billing: Billing, tasks: &Tasks) {
+    let cancel = tasks.cancelled();
+    tasks.spawn("alerts", async move {
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        let mut remind = tokio::time::interval(REMIND_EVERY);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = check.tick() => {
+                    for user in billing.take_charged() {
+                        if let Err(err) = alerts.check(user).await {
+                            tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "alert check failed");
+                        }
+                    }
+                }
+                _ = remind.tick() => {
+                    if let Err(err) = alerts.remind_expiring().await {
+                        tracing::warn!(error = %crate::error::chain(&err), "expiry reminders failed");
+                    }
+                }
+            }
+        }
+    });
+}
