@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::conformance;
 use crate::support::{key, now, user};
 
-fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> LeaseRequest {
+pub(crate) fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> LeaseRequest {
     LeaseRequest {
         lease_id: lease,
         user,
@@ -25,7 +25,7 @@ fn lease_req(user: UserId, key: KeyId, lease: Uuid, min: i64, want: i64) -> Leas
     }
 }
 
-fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Settlement {
+pub(crate) fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged: i64) -> Settlement {
     Settlement {
         usage: UsageRecord {
             id: Uuid::now_v7(),
@@ -60,7 +60,7 @@ async fn give_back(store: &Arc<dyn Store>, user: UserId, lease: Uuid, amount: i6
     store.return_leases(&[r]).await.unwrap() == vec![lease]
 }
 
-async fn funded(store: &Arc<dyn Store>, email: &str, micros: i64) -> (User, KeyRecord) {
+pub(crate) async fn funded(store: &Arc<dyn Store>, email: &str, micros: i64) -> (User, KeyRecord) {
     let u = user(store, email).await;
     let k = key(store, &u, email.len() as u8).await;
     store

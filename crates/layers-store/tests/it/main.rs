@@ -6,6 +6,7 @@ mod support;
 
 mod accounts;
 mod credits;
+mod dashboard;
 mod identity;
 mod keys;
 mod lease_props;
