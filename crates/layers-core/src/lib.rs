@@ -40,6 +40,7 @@ pub mod media;
 pub mod messages_dialect;
 pub mod ratelimit;
 pub mod readiness;
+pub mod records;
 pub mod redact;
 pub mod redis_conn;
 pub mod tasks;

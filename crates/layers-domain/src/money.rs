@@ -197,6 +197,35 @@ impl MicroCredits {
     pub fn usd_text(self) -> String {
         decimal(i128::from(self.0), MICROS_PER_USD_DIGITS)
     }
+
+    /// Credits as pages show them: exact, with at least two decimals and thousands separated
+    /// (`1,234.50`, `0.000123`, `-3.00`).
+    pub fn credits_display(self) -> String {
+        grouped(&self.credits_text())
+    }
+
+    /// US dollars as pages show them: `$1,234.50`, `$0.0001`, `-$3.00`.
+    pub fn usd_display(self) -> String {
+        let text = grouped(&self.usd_text());
+        match text.strip_prefix('-') {
+            Some(abs) => format!("-${abs}"),
+            None => format!("${text}"),
+        }
+    }
+}
+
+/// An exact decimal with at least two decimals and a comma every three digits of its whole part.
+fn grouped(exact: &str) -> String {
+    let (sign, abs) = exact.strip_prefix('-').map_or(("", exact), |a| ("-", a));
+    let (whole, frac) = abs.split_once('.').unwrap_or((abs, ""));
+    let mut out = String::with_capacity(exact.len() + 6);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}.{frac:0<2}")
 }
 
 impl fmt::Display for MicroCredits {

@@ -144,3 +144,18 @@ fn long_prompts_are_priced_at_the_long_context_rates_throughout() {
     let marked = p.with_markup(Markup::from_percent(10.0).unwrap());
     assert_eq!(marked.long_context.unwrap().input.micros_per_mtok(), 275_000_000);
 }
+
+#[test]
+fn amounts_on_pages_have_two_decimals_at_least_and_stay_exact() {
+    let c = |micros: i64| MicroCredits(micros).credits_display();
+    assert_eq!(c(0), "0.00");
+    assert_eq!(c(1_500_000), "1.50");
+    assert_eq!(c(123), "0.000123");
+    assert_eq!(c(-3_000_000), "-3.00");
+    assert_eq!(c(1_234_567_890_000), "1,234,567.89");
+    assert_eq!(c(100_000_000_000), "100,000.00");
+    assert_eq!(c(999_000_000), "999.00");
+    assert_eq!(MicroCredits(150_000_000).usd_display(), "$1.50");
+    assert_eq!(MicroCredits(-300_000_000).usd_display(), "-$3.00");
+    assert_eq!(MicroCredits(10_000).usd_display(), "$0.0001");
+}

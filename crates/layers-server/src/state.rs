@@ -32,6 +32,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Where this deployment is reached (links, snippets).
+    pub fn public_url(&self) -> &str {
+        &self.core.identity.settings().public_url
+    }
+
     pub fn new(core: Arc<Core>, cors: CorsPolicy, proxies: TrustedProxies, edge: EdgeSettings) -> Self {
         let identity = core.identity.settings();
         let cookies = Cookies {

@@ -163,6 +163,8 @@ pub struct UsageSummary {
     pub by_model: Vec<(String, UsageTotals)>,
     /// (key, totals), most charged first; `None` for rows whose key was deleted.
     pub by_key: Vec<(Option<KeyId>, UsageTotals)>,
+    /// (provider, totals), most charged first.
+    pub by_provider: Vec<(String, UsageTotals)>,
 }
 
 /// One line of the billing statement: a ledger transaction, or a day's usage debits summed.

@@ -27,6 +27,7 @@ fn head(title: &str) -> Markup {
             meta name="color-scheme" content="light";
             title { (title) " · Layers" }
             link rel="stylesheet" href=(super::assets::CSS_PATH);
+            script src=(super::assets::JS_PATH) defer {}
             link rel="icon" href="data:,";
         }
     }
@@ -57,10 +58,22 @@ pub fn public(title: &str, card: Markup, foot: Option<Markup>) -> Markup {
 /// The sections of the signed-in area, as the navigation shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
+    Overview,
+    Keys,
+    Usage,
+    Billing,
+    Security,
     Settings,
 }
 
-const SECTIONS: [(Section, &str, &str); 1] = [(Section::Settings, "/dashboard/settings", "Settings")];
+const SECTIONS: [(Section, &str, &str); 6] = [
+    (Section::Overview, "/dashboard", "Overview"),
+    (Section::Keys, "/dashboard/keys", "API keys"),
+    (Section::Usage, "/dashboard/usage", "Usage"),
+    (Section::Billing, "/dashboard/billing", "Billing"),
+    (Section::Security, "/dashboard/security", "Security"),
+    (Section::Settings, "/dashboard/settings", "Settings"),
+];
 
 /// A signed-in page: the top bar (navigation, who is signed in, log out) and the content.
 pub fn app(title: &str, current: Section, email: &str, csrf: &str, content: Markup) -> Markup {

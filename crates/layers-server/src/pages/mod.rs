@@ -7,13 +7,20 @@
 
 mod assets;
 mod auth;
+mod billing;
+mod chart;
 mod data;
+mod format;
+mod keys;
 mod layout;
 mod oidc;
+mod overview;
 mod recovery;
+mod security;
 pub mod session;
 mod settings;
 mod two_factor;
+mod usage;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
@@ -37,8 +44,8 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 pub fn content_security_policy(identity_provider: Option<&str>) -> HeaderValue {
     let origin = identity_provider.and_then(origin_of).map(|o| format!(" {o}")).unwrap_or_default();
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'{origin}; \
-         frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         form-action 'self'{origin}; frame-ancestors 'none'; base-uri 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
@@ -67,7 +74,19 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/auth/callback", get(oidc::callback))
         .route("/forgot-password", get(recovery::forgot_page).post(recovery::forgot))
         .route("/reset-password", get(recovery::reset_page).post(recovery::reset))
-        .route("/dashboard", get(dashboard))
+        .route("/dashboard", get(overview::show))
+        .route("/dashboard/keys", get(keys::show).post(keys::create))
+        .route("/dashboard/keys/alerts", post(keys::save_alerts))
+        .route("/dashboard/keys/{id}", get(keys::detail))
+        .route("/dashboard/keys/{id}/limits", post(keys::set_limits))
+        .route("/dashboard/keys/{id}/rotate", post(keys::rotate))
+        .route("/dashboard/keys/{id}/state", post(keys::set_state))
+        .route("/dashboard/usage", get(usage::show))
+        .route("/dashboard/usage.csv", get(usage::csv))
+        .route("/dashboard/usage/{id}", get(usage::detail))
+        .route("/dashboard/billing", get(billing::show))
+        .route("/dashboard/security", get(security::show))
+        .route("/dashboard/security/lock-down", post(security::lock_down))
         .route("/dashboard/settings", get(settings::show))
         .route("/dashboard/settings/password", post(settings::change_password))
         .route("/dashboard/settings/sessions/revoke", post(settings::revoke_session))
@@ -82,6 +101,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(from_fn_with_state(state, page_headers))
         .route(assets::CSS_PATH, get(assets::css))
+        .route(assets::JS_PATH, get(assets::js))
 }
 
 /// `/`: the dashboard for a signed-in browser, else the login page.
@@ -90,11 +110,6 @@ async fn home(visitor: session::Visitor) -> Redirect {
         Some(_) => Redirect::to("/dashboard"),
         None => Redirect::to("/login"),
     }
-}
-
-/// `/dashboard`: its overview arrives with the dashboard; until then, the settings.
-async fn dashboard(_who: session::SignedIn) -> Redirect {
-    Redirect::to("/dashboard/settings")
 }
 
 async fn page_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -125,8 +140,23 @@ pub enum PageError {
     Csrf,
     /// The form could not be read.
     BadForm,
+    /// No such page, or not this account's: 404 (the same answer either way).
+    NotFound,
+    /// The request asks for something the page cannot do: 400 with what to change.
+    Invalid(&'static str),
     /// Something of ours failed: 500, the cause logged once.
     Internal(String),
+}
+
+impl PageError {
+    /// A service's failure as a page's answer.
+    pub fn service(err: layers_core::ServiceError) -> PageError {
+        match err {
+            layers_core::ServiceError::NotFound(_) => PageError::NotFound,
+            layers_core::ServiceError::Invalid(text) => PageError::Invalid(text),
+            other => PageError::Internal(layers_core::error::chain(&other)),
+        }
+    }
 }
 
 impl From<IdentityError> for PageError {
@@ -165,6 +195,10 @@ impl IntoResponse for PageError {
             PageError::BadForm => {
                 (StatusCode::BAD_REQUEST, "This form could not be read", "Go back, reload the page and try again.")
             }
+            PageError::NotFound => {
+                (StatusCode::NOT_FOUND, "Nothing here", "This page does not exist, or it is not part of your account.")
+            }
+            PageError::Invalid(text) => (StatusCode::BAD_REQUEST, "That cannot be done", *text),
             PageError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side",
@@ -174,7 +208,7 @@ impl IntoResponse for PageError {
         let card = html! {
             h1 { (title) }
             p class="lead" { (text) }
-            a class="btn secondary" href="/" { "Back to Layers" }
+            a class="btn secondary" href="/dashboard" { "Back to Layers" }
         };
         let mut resp = (status, Html(layout::public(title, card, None).into_string())).into_response();
         if let PageError::Internal(detail) = self {
@@ -210,7 +244,7 @@ mod tests {
         let plain = content_security_policy(None);
         assert_eq!(
             plain.to_str().unwrap(),
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         );
         let google = content_security_policy(Some("https://accounts.google.com"));
         assert!(google.to_str().unwrap().contains("form-action 'self' https://accounts.google.com;"));

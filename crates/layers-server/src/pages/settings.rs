@@ -10,9 +10,9 @@ use layers_core::identity::{Activity, IdentityError, SessionInfo};
 use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::format::{address, device, event_label, when};
 use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
 use super::{page, PageError, PageForm};
@@ -40,81 +40,6 @@ pub struct RevokeForm {
     csrf: String,
     #[serde(default)]
     session: String,
-}
-
-/// A date and time as people read it, short: `Dec 1, 12:56` this year, else `Dec 1, 2025` (UTC).
-fn when(t: OffsetDateTime) -> String {
-    let month = &t.month().to_string()[..3];
-    if t.year() == OffsetDateTime::now_utc().year() {
-        format!("{month} {}, {:02}:{:02}", t.day(), t.hour(), t.minute())
-    } else {
-        format!("{month} {}, {}", t.day(), t.year())
-    }
-}
-
-fn address(ip: Option<std::net::IpAddr>) -> String {
-    ip.map_or_else(|| "unknown address".to_owned(), |ip| ip.to_string())
-}
-
-/// "Firefox on Linux" from a user agent, or what is known.
-fn device(user_agent: Option<&str>) -> String {
-    let Some(ua) = user_agent else { return "Unknown device".to_owned() };
-    let browser = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-    ]
-    .iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map_or("A browser", |(_, name)| name);
-    let os = [
-        ("Android", "Android"),
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ]
-    .iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map(|(_, name)| *name);
-    match os {
-        Some(os) => format!("{browser} on {os}"),
-        None => browser.to_owned(),
-    }
-}
-
-/// What an audit event means, for people.
-fn event_label(kind: &str) -> &str {
-    match kind {
-        "account_created" => "Account created",
-        "email_confirmed" => "E-mail address confirmed",
-        "login_succeeded" => "Logged in",
-        "login_failed" => "Failed login",
-        "login_throttled" => "Logins paused after failed attempts",
-        "logout" => "Logged out",
-        "password_reset_requested" => "Password reset requested",
-        "password_reset" => "Password reset",
-        "password_changed" => "Password changed",
-        "session_revoked" => "Session revoked",
-        "sessions_revoked" => "Logged out everywhere",
-        "two_factor_enabled" => "Two-factor login turned on",
-        "two_factor_disabled" => "Two-factor login turned off",
-        "two_factor_failed" => "Wrong two-factor code",
-        "recovery_code_used" => "Recovery code used",
-        "key_created" => "API key created",
-        "key_deactivated" => "API key deactivated",
-        "key_deleted" => "API key deleted",
-        "data_exported" => "Data exported",
-        "email_change_requested" => "E-mail change requested",
-        "email_changed" => "E-mail address changed",
-        "identity_linked" => "Google sign-in linked",
-        other => other,
-    }
 }
 
 struct View<'a> {

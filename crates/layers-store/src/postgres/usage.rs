@@ -112,6 +112,9 @@ impl UsageStore for PgStore {
         for row in group("model", "charged DESC, requests DESC, 1", Some(50)).build().fetch_all(&mut *tx).await? {
             summary.by_model.push((row.try_get("g")?, totals_of(&row)?));
         }
+        for row in group("provider", "charged DESC, requests DESC, 1", Some(50)).build().fetch_all(&mut *tx).await? {
+            summary.by_provider.push((row.try_get("g")?, totals_of(&row)?));
+        }
         for row in group("key_id", "charged DESC, requests DESC, 1", Some(100)).build().fetch_all(&mut *tx).await? {
             let key: Option<Uuid> = row.try_get("g")?;
             summary.by_key.push((key.map(KeyId), totals_of(&row)?));

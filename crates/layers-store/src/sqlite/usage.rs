@@ -114,6 +114,9 @@ impl UsageStore for SqliteStore {
         for row in group("model", "charged DESC, requests DESC, g", Some(50)).build().fetch_all(self.pool()).await? {
             summary.by_model.push((row.try_get("g")?, totals_of(&row)?));
         }
+        for row in group("provider", "charged DESC, requests DESC, g", Some(50)).build().fetch_all(self.pool()).await? {
+            summary.by_provider.push((row.try_get("g")?, totals_of(&row)?));
+        }
         for row in group("key_id", "charged DESC, requests DESC, g", Some(100)).build().fetch_all(self.pool()).await? {
             let key: Option<String> = row.try_get("g")?;
             let key = key.and_then(|k| Uuid::parse_str(&k).ok()).map(KeyId);

@@ -14,7 +14,12 @@ use crate::credits::{funded, lease_req, settlement};
 use crate::support::{key, now, user};
 
 /// Leases `micros` for the key and settles one request per (time, model, charge) against it.
-async fn spend(store: &Arc<dyn Store>, u: UserId, k: KeyId, rows: &[(time::OffsetDateTime, &str, i64)]) -> Vec<UsageRecord> {
+async fn spend(
+    store: &Arc<dyn Store>,
+    u: UserId,
+    k: KeyId,
+    rows: &[(time::OffsetDateTime, &str, i64)],
+) -> Vec<UsageRecord> {
     let lease = Uuid::new_v4();
     let total: i64 = rows.iter().map(|r| r.2).sum();
     let g = store.acquire_lease(&lease_req(u, k, lease, total, total)).await.unwrap();
@@ -55,7 +60,8 @@ conformance!(calendar_limits_count_the_periods_spend_only, |store: Arc<dyn Store
     req.lease_id = Uuid::new_v4();
     let g = store.acquire_lease(&req).await.unwrap();
     assert_eq!(g.key_total_room, Some(MicroCredits(0)), "750 leased above + 950 spent reach the cap");
-    let limits = KeyLimits { spend_limit: Some(MicroCredits(1_000)), period: SpendPeriod::Week, ..KeyLimits::default() };
+    let limits =
+        KeyLimits { spend_limit: Some(MicroCredits(1_000)), period: SpendPeriod::Week, ..KeyLimits::default() };
     let changed = store.set_key_limits(u.id, k.id, limits).await.unwrap();
     assert_eq!((changed.limit_period, changed.spend_limit), (SpendPeriod::Week, Some(MicroCredits(1_000))));
 });
@@ -159,7 +165,8 @@ conformance!(usage_filters_summaries_and_pages_that_never_skip, |store: Arc<dyn 
     let by_key = UsageFilter { key: Some(k2.id), ..UsageFilter::default() };
     let page = store.usage_page(u.id, &by_key, 50, None).await.unwrap();
     assert_eq!(page.iter().map(|r| r.charged.0).collect::<Vec<_>>(), vec![5]);
-    let model_b = UsageFilter { model: Some("m/b".into()), from: Some(t - Duration::days(3)), ..UsageFilter::default() };
+    let model_b =
+        UsageFilter { model: Some("m/b".into()), from: Some(t - Duration::days(3)), ..UsageFilter::default() };
     let s = store.usage_summary(u.id, &model_b).await.unwrap();
     assert_eq!((s.total.requests, s.total.charged.0), (2, 1_005));
     assert_eq!(s.by_day.len(), 2, "two UTC days");

@@ -16,6 +16,19 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
     let bob = user(&store, "bob@example.com").await;
     key(&store, &alice, 1).await;
     key(&store, &bob, 2).await;
+    for u in [&alice, &bob] {
+        let alerts = layers_store::AlertSettings { key_thresholds: vec![80], ..Default::default() };
+        store.set_alert_settings(u.id, &alerts, crate::support::now()).await.unwrap();
+        let firing = layers_store::AlertFiring {
+            user: u.id,
+            kind: "low_balance",
+            subject: String::new(),
+            period: "0".into(),
+            threshold: 1,
+            at: crate::support::now(),
+        };
+        assert!(store.claim_alert(&firing).await.unwrap());
+    }
 
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     conn.execute(format!("SET ROLE {APP_ROLE}").as_str()).await.unwrap();
@@ -30,6 +43,9 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
         "audit_logs",
         "sessions",
         "email_tokens",
+        "alert_settings",
+        "alert_firings",
+        "key_spend_days",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
         assert_eq!(n, 0, "{table} visible without app.user_id");
@@ -42,6 +58,11 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
     assert_eq!(emails, vec!["alice@example.com".to_owned()]);
     let owners: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT user_id FROM api_keys").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(owners, vec![alice.id.0]);
+    for table in ["alert_settings", "alert_firings"] {
+        let users: Vec<uuid::Uuid> =
+            sqlx::query_scalar(&format!("SELECT user_id FROM {table}")).fetch_all(&mut *tx).await.unwrap();
+        assert_eq!(users, vec![alice.id.0], "{table} shows Alice's rows only");
+    }
     // Changing Bob's rows touches nothing.
     let done =
         sqlx::query("UPDATE users SET tier = 'team' WHERE id = $1").bind(bob.id.0).execute(&mut *tx).await.unwrap();

@@ -1,0 +1,154 @@
+//! How pages write times, amounts, devices and events for people. Times are UTC everywhere
+//! (said on every page that shows one).
+
+use layers_domain::MicroCredits;
+use time::OffsetDateTime;
+
+/// A date and time as people read it, short: `Dec 1, 12:56` this year, else `Dec 1, 2025` (UTC).
+pub fn when(t: OffsetDateTime) -> String {
+    let month = &t.month().to_string()[..3];
+    if t.year() == OffsetDateTime::now_utc().year() {
+        format!("{month} {}, {:02}:{:02}", t.day(), t.hour(), t.minute())
+    } else {
+        format!("{month} {}, {}", t.day(), t.year())
+    }
+}
+
+pub fn address(ip: Option<std::net::IpAddr>) -> String {
+    ip.map_or_else(|| "unknown address".to_owned(), |ip| ip.to_string())
+}
+
+/// "Firefox on Linux" from a user agent, or what is known.
+pub fn device(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else { return "Unknown device".to_owned() };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map_or("A browser", |(_, name)| name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser.to_owned(),
+    }
+}
+
+/// What an audit event means, for people.
+pub fn event_label(kind: &str) -> &str {
+    match kind {
+        "account_created" => "Account created",
+        "email_confirmed" => "E-mail address confirmed",
+        "login_succeeded" => "Logged in",
+        "login_failed" => "Failed login",
+        "login_throttled" => "Logins paused after failed attempts",
+        "logout" => "Logged out",
+        "password_reset_requested" => "Password reset requested",
+        "password_reset" => "Password reset",
+        "password_changed" => "Password changed",
+        "session_revoked" => "Session revoked",
+        "sessions_revoked" => "Logged out everywhere",
+        "two_factor_enabled" => "Two-factor login turned on",
+        "two_factor_disabled" => "Two-factor login turned off",
+        "two_factor_failed" => "Wrong two-factor code",
+        "recovery_code_used" => "Recovery code used",
+        "key_created" => "API key created",
+        "key_deactivated" => "API key deactivated",
+        "key_deleted" => "API key deleted",
+        "data_exported" => "Data exported",
+        "email_change_requested" => "E-mail change requested",
+        "email_changed" => "E-mail address changed",
+        "identity_linked" => "Google sign-in linked",
+        "key_reactivated" => "API key reactivated",
+        "key_rotated" => "API key rotated",
+        "key_limits_changed" => "API key limits changed",
+        "key_expiry_reminder" => "Key expiry reminder sent",
+        "alerts_changed" => "Alerts changed",
+        "alert_sent" => "Alert sent",
+        "incident_lockdown" => "Lock-down: keys off, sessions ended",
+        "account_deleted" => "Account deleted",
+        other => other,
+    }
+}
+
+/// A full timestamp: `2026-12-01 15:04:05 UTC`.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A date: `Dec 1` (or `Dec 1, 2025` another year).
+pub fn date(t: OffsetDateTime) -> String {
+    let month = &t.month().to_string()[..3];
+    if t.year() == OffsetDateTime::now_utc().year() {
+        format!("{month} {}", t.day())
+    } else {
+        format!("{month} {}, {}", t.day(), t.year())
+    }
+}
+
+/// `yyyy-mm-dd`, as date inputs take it.
+pub fn iso_date(t: OffsetDateTime) -> String {
+    format!("{}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// Credits with at least two decimals.
+pub fn credits(m: MicroCredits) -> String {
+    m.credits_display()
+}
+
+/// A whole number with thousands separated.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn numbers_and_times_read_well() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(-1_000), "-1,000");
+        assert_eq!(timestamp(datetime!(2026-12-01 05:04:03 UTC)), "2026-12-01 05:04:03 UTC");
+        assert_eq!(iso_date(datetime!(2026-02-09 23:00 UTC)), "2026-02-09");
+        assert_eq!(device(Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120")), "Chrome on Linux");
+    }
+}
