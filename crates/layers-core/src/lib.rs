@@ -178,7 +178,7 @@ impl Core {
             store.clone(),
             clock.clone(),
             settings.rate.clone(),
-            settings.billing.tier_caps.clone(),
+            settings.billing.tier_caps,
         );
         let limiter = RateLimiter::new(settings.rate, redis.clone(), audit.clone(), &tasks, &clock);
         let notices = Arc::new(BroadcastStats::default());

@@ -218,14 +218,19 @@ impl MicroCredits {
 fn grouped(exact: &str) -> String {
     let (sign, abs) = exact.strip_prefix('-').map_or(("", exact), |a| ("-", a));
     let (whole, frac) = abs.split_once('.').unwrap_or((abs, ""));
-    let mut out = String::with_capacity(exact.len() + 6);
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+    format!("{sign}{}.{frac:0<2}", group_thousands(whole))
+}
+
+/// Digits with a comma every three from the right: `1234567` → `1,234,567`.
+pub fn group_thousands(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
-    format!("{sign}{out}.{frac:0<2}")
+    out
 }
 
 impl fmt::Display for MicroCredits {

@@ -14,6 +14,7 @@
 //! - [`process`]: `layers serve` as a real process, for multi-node and crash tests.
 //! - [`smtp`]: a mail catcher speaking SMTP, so tests read the e-mails the product sends.
 //! - [`tcp_proxy`]: a proxy a test can cut, to partition one node from its database.
+//! - [`webhook`]: a webhook receiver that records deliveries (signatures, retries).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod python;
 pub mod redis;
 pub mod smtp;
 pub mod tcp_proxy;
+pub mod webhook;
 
 pub use app::{AppOptions, Backend, TestApp};
 pub use browser::{Browser, Page};
@@ -37,3 +39,4 @@ pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};
 pub use oidc::{Attack, MockOidc, OidcUser};
 pub use smtp::MailCatcher;
+pub use webhook::WebhookCatcher;

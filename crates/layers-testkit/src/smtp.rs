@@ -47,8 +47,16 @@ impl Caught {
         Some(text[start..end].to_owned())
     }
 
+    /// The subject, unfolded (a long one continues on lines that start with white space).
     pub fn subject(&self) -> String {
-        self.data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().to_owned()
+        let mut lines = self.data.lines().skip_while(|l| !l.starts_with("Subject: "));
+        let Some(first) = lines.next() else { return String::new() };
+        let mut subject = first.trim_start_matches("Subject: ").to_owned();
+        for more in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+            subject.push(' ');
+            subject.push_str(more.trim());
+        }
+        subject
     }
 }
 

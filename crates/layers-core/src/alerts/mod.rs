@@ -137,7 +137,7 @@ impl AlertService {
             let balance = self.store.balance(user).await?;
             if rules::balance_is_low(balance, threshold) {
                 // Once per top-up: the period is the time credit was last added.
-                let period = self.store.last_credit_at(user).await?.map_or(0, |t| t.unix_timestamp());
+                let period = self.store.last_credit_at(user).await?.map_or(0, |t| t.unix_timestamp_nanos() / 1_000_000);
                 let firing = self.firing(user, "low_balance", String::new(), period.to_string(), threshold.0);
                 let alert = Alert {
                     kind: "low_balance",
@@ -195,7 +195,7 @@ impl AlertService {
                 let quiet = self.firing(user, "key_limit", key.id.to_string(), period.clone(), i64::from(*lower));
                 self.store.claim_alert(&quiet).await?;
             }
-            let label = format!("“{}” ({}…{})", key.name, key.display_prefix, key.last4);
+            let label = format!("\"{}\" ({}...{})", key.name, key.display_prefix, key.last4);
             let alert = Alert {
                 kind: "key_limit",
                 subject: format!("Your Layers API key {label} reached {top}% of its limit"),
@@ -262,7 +262,7 @@ impl AlertService {
                 continue;
             }
             let Ok(Some(account)) = self.store.user(key.user_id).await else { continue };
-            let label = format!("“{}” ({}…{})", key.name, key.display_prefix, key.last4);
+            let label = format!("\"{}\" ({}...{})", key.name, key.display_prefix, key.last4);
             let expires = key
                 .expires_at
                 .format(&time::format_description::well_known::Rfc3339)

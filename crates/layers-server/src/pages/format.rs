@@ -122,18 +122,11 @@ pub fn credits(m: MicroCredits) -> String {
 
 /// A whole number with thousands separated.
 pub fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let grouped = layers_domain::money::group_thousands(&n.unsigned_abs().to_string());
     if n < 0 {
-        format!("-{out}")
+        format!("-{grouped}")
     } else {
-        out
+        grouped
     }
 }
 

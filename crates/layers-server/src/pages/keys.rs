@@ -426,7 +426,7 @@ fn render_secret(state: &AppState, who: &SignedIn, created: &CreatedKey, old_unt
             div class="field" {
                 label for="new-key" { "API key" }
                 div class="copy-row" {
-                    input id="new-key" class="mono copy-source" type="text" readonly value=(created.key.expose()) autofocus;
+                    input id="new-key" name="new_key" class="mono copy-source" type="text" readonly value=(created.key.expose()) autofocus;
                     button class="btn secondary copy-button" type="button" data-copy="new-key" hidden { "Copy" }
                 }
                 span class="hint" { "Select the field and copy it. It starts with " code { (k.display_prefix) } " and ends with " code { (k.last4) } "." }

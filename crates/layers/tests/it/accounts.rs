@@ -4,9 +4,9 @@
 
 use layers_testkit::{AppOptions, Browser, MailCatcher, Page, TestApp};
 
-const PASSWORD: &str = "tulip lantern harbour";
+pub(crate) const PASSWORD: &str = "tulip lantern harbour";
 
-async fn app_with_mail() -> (TestApp, MailCatcher) {
+pub(crate) async fn app_with_mail() -> (TestApp, MailCatcher) {
     let mail = MailCatcher::start().await;
     let opts = AppOptions {
         config: format!("[email]\nsmtp_url = \"{}\"\nfrom = \"Layers <no-reply@layers.test>\"\n", mail.url),
@@ -16,12 +16,12 @@ async fn app_with_mail() -> (TestApp, MailCatcher) {
 }
 
 /// The path and query of an e-mailed link to this app.
-fn path_of(app: &TestApp, link: &str) -> String {
+pub(crate) fn path_of(app: &TestApp, link: &str) -> String {
     link.strip_prefix(&app.url).expect("a link to this app").to_owned()
 }
 
 /// Signs up and confirms through the pages; returns the browser, logged out.
-async fn signed_up(app: &TestApp, mail: &MailCatcher, email: &str) -> Browser {
+pub(crate) async fn signed_up(app: &TestApp, mail: &MailCatcher, email: &str) -> Browser {
     let mut b = Browser::new(&app.url);
     let form = b.get("/signup").await;
     let before = mail.to(email).len();
@@ -36,7 +36,7 @@ async fn signed_up(app: &TestApp, mail: &MailCatcher, email: &str) -> Browser {
     b
 }
 
-async fn log_in(b: &mut Browser, email: &str, password: &str, redirect_to: &str) -> Page {
+pub(crate) async fn log_in(b: &mut Browser, email: &str, password: &str, redirect_to: &str) -> Page {
     let form = b.get("/login").await;
     b.post("/login", &[("csrf", &form.csrf()), ("email", email), ("password", password), ("redirectTo", redirect_to)])
         .await

@@ -11,6 +11,7 @@ mod billing_load;
 mod blocking;
 mod chat;
 mod cli;
+mod dashboard;
 mod disconnect;
 mod disconnect_bytes;
 mod edge;
