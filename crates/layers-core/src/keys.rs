@@ -38,6 +38,8 @@ pub struct NewKeyRequest {
     pub name: String,
     pub spend_limit: Option<MicroCredits>,
     pub expires_at: Option<OffsetDateTime>,
+    /// When the key was made: now, unless the caller records an older key (demo data).
+    pub created_at: Option<OffsetDateTime>,
 }
 
 /// What "lock down" did.
@@ -76,6 +78,9 @@ impl KeyService {
         if req.expires_at.is_some_and(|t| t <= self.clock.now()) {
             return Err(ServiceError::Invalid("the expiry must be in the future"));
         }
+        if req.created_at.is_some_and(|t| t > self.clock.now()) {
+            return Err(ServiceError::Invalid("a key cannot be made in the future"));
+        }
         if req.spend_limit.is_some_and(|l| !l.is_positive()) {
             return Err(ServiceError::Invalid("a spend limit must be more than zero"));
         }
@@ -93,7 +98,7 @@ impl KeyService {
                 last4: secret.last4,
                 spend_limit: req.spend_limit,
                 expires_at: req.expires_at,
-                created_at: self.clock.now(),
+                created_at: req.created_at.unwrap_or_else(|| self.clock.now()),
             })
             .await?;
         self.audit

@@ -99,6 +99,8 @@ pub struct CoreSettings {
     pub mail: Arc<dyn identity::mailer::Transport>,
     /// Where alert webhooks may go.
     pub webhooks: alerts::WebhookPolicy,
+    /// How far this node's clock runs ahead of the system's (zero but in tests).
+    pub clock_ahead: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,7 @@ impl Core {
     pub async fn start(settings: CoreSettings, store: Arc<dyn Store>) -> Result<Core, CoreError> {
         let tasks = Tasks::new();
         let clock = Clock::system();
+        clock.advance(settings.clock_ahead);
         let redis = match settings.redis {
             Some(r) => Some(Redis::connect(r, &tasks).await?),
             None => None,

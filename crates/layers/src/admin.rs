@@ -15,7 +15,7 @@ use layers_core::tasks::Tasks;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
 use layers_store::{CapOverrides, KeyLimits, KeyRecord, KeyState, RateOverrides, Store};
 
-use crate::cli::{AdminCommand, CreditsCommand, KeyCommand, LeasesCommand, UserCommand};
+use crate::cli::{AdminCommand, CreditsCommand, DemoCommand, KeyCommand, LeasesCommand, UserCommand};
 use crate::config::Settings;
 use crate::output::emit;
 use crate::startup;
@@ -64,6 +64,16 @@ async fn dispatch(
             key(&accounts, &keys, command).await?;
         }
         AdminCommand::Credits { command } => credits(&accounts, command).await?,
+        AdminCommand::Demo { command: DemoCommand::Seed { email, days } } => {
+            if settings.production {
+                bail!("demo data is refused in production (LAYERS_ENV=production)");
+            }
+            let peppers = Arc::new(startup::load_peppers(&settings.pepper)?);
+            let cache = Arc::new(KeyCache::new(16, std::time::Duration::from_secs(1)));
+            let keys =
+                KeyService::new(store.clone(), peppers, cache, audit, broadcaster, layers_core::clock::Clock::system());
+            crate::demo::seed(&store, &accounts, &keys, &settings.models, settings.markup, &email, days).await?;
+        }
     }
     Ok(())
 }
@@ -109,7 +119,7 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
             let env: KeyEnv = env.parse()?;
             let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
             let created =
-                keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None }).await?;
+                keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None, created_at: None }).await?;
             emit(created.key.expose());
         }
         KeyCommand::Deactivate { prefix } => {

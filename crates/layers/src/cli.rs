@@ -57,6 +57,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: LeasesCommand,
     },
+    /// Demo data for trying the dashboard (refused in production).
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
     /// Security events of no account (failed authentications, IP blocks), newest first; prints
     /// "TIME SEVERITY EVENT IP METADATA" per line.
     SecurityEvents {
@@ -65,6 +70,18 @@ pub enum AdminCommand {
         event_type: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Fill an existing account with keys, credits and a month of realistic usage, settled
+    /// through the real ledger (refused in production).
+    Seed {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
     },
 }
 

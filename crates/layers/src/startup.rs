@@ -74,6 +74,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             identity,
             mail,
             webhooks: settings.webhooks,
+            clock_ahead: settings.clock_ahead,
         },
         store,
     )

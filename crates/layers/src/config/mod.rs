@@ -41,6 +41,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub sessions: SessionsConfig,
     pub alerts: AlertsConfig,
+    pub testing: TestingConfig,
     pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -295,6 +296,15 @@ pub struct AlertsConfig {
     pub allow_private_webhooks: Option<bool>,
 }
 
+/// `[testing]`: knobs for tests of a running binary (production refuses every one).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Run this node's clock this many seconds ahead of the system's (calendar limits, key
+    /// expiry and rotation overlaps follow it), so a browser test can reach "tomorrow".
+    pub clock_ahead_secs: Option<u64>,
+}
+
 /// `[sessions]`: how long a dashboard login lasts.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -511,6 +521,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "email", &mut c.email, problems);
     take(&mut t, "sessions", &mut c.sessions, problems);
     take(&mut t, "alerts", &mut c.alerts, problems);
+    take(&mut t, "testing", &mut c.testing, problems);
     take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);
     take(&mut t, "models", &mut c.models, problems);

@@ -62,6 +62,8 @@ pub struct Settings {
     pub oidc: Option<layers_core::identity::oidc::OidcSettings>,
     /// Where alert webhooks may go.
     pub webhooks: layers_core::alerts::WebhookPolicy,
+    /// How far the node's clock runs ahead of the system's (tests of the binary only).
+    pub clock_ahead: Duration,
 }
 
 #[derive(Clone)]

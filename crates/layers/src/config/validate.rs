@@ -70,6 +70,10 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let log_json = check_log_format(&c, production, problems);
     let email = check_email(&c, production, problems);
     let sessions = check_sessions(&c, problems);
+    let clock_ahead = Duration::from_secs(c.testing.clock_ahead_secs.unwrap_or(0));
+    if production && !clock_ahead.is_zero() {
+        problems.push(Problem::new("testing.clock_ahead_secs", "must not be set in production: the clock is the system's"));
+    }
     let allow_private_webhooks = c.alerts.allow_private_webhooks.unwrap_or(false);
     if production && allow_private_webhooks {
         problems.push(Problem::new(
@@ -112,6 +116,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         sessions,
         oidc,
         webhooks: layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
+        clock_ahead,
     })
 }
 
