@@ -276,7 +276,14 @@ level = "warn"
         let created = self
             .core
             .keys
-            .create(NewKeyRequest { user: user.id, env, name: "test".into(), spend_limit: None, expires_at: None, created_at: None })
+            .create(NewKeyRequest {
+                user: user.id,
+                env,
+                name: "test".into(),
+                spend_limit: None,
+                expires_at: None,
+                created_at: None,
+            })
             .await
             .unwrap();
         created.key.expose().to_owned()

@@ -118,8 +118,9 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
             let user = accounts.user_by_email(&email).await?;
             let env: KeyEnv = env.parse()?;
             let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
-            let created =
-                keys.create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None, created_at: None }).await?;
+            let created = keys
+                .create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None, created_at: None })
+                .await?;
             emit(created.key.expose());
         }
         KeyCommand::Deactivate { prefix } => {

@@ -57,7 +57,10 @@ pub async fn seed(
     let now = OffsetDateTime::now_utc();
     let start = now - time::Duration::days(i64::from(days) + 1);
     let price = |name: &str| -> anyhow::Result<layers_domain::Price> {
-        let spec = models.iter().find(|m| m.name.as_str() == name).with_context(|| format!("{name} is not in the catalogue"))?;
+        let spec = models
+            .iter()
+            .find(|m| m.name.as_str() == name)
+            .with_context(|| format!("{name} is not in the catalogue"))?;
         Ok(spec.list_price.clone().with_markup(markup))
     };
     credit(store, user.id, "Welcome credits", 2_000, start).await?;
@@ -74,14 +77,17 @@ pub async fn seed(
     let staging = keys.create(key("Staging", KeyEnv::Live, Some(5))).await?.record;
     let notebook = keys.create(key("Data team notebook", KeyEnv::Live, None)).await?.record;
     keys.create(key("Local tests", KeyEnv::Test, Some(90))).await?;
-    let monthly = KeyLimits { spend_limit: Some(credits(2_000)), period: SpendPeriod::Month, caps: CapOverrides::default() };
+    let monthly =
+        KeyLimits { spend_limit: Some(credits(2_000)), period: SpendPeriod::Month, caps: CapOverrides::default() };
     keys.set_limits(user.id, production.id, monthly).await?;
     let daily = KeyLimits { spend_limit: Some(credits(10)), period: SpendPeriod::Day, caps: CapOverrides::default() };
     keys.set_limits(user.id, staging.id, daily).await?;
 
     let mut draw = Draw(0x9E37_79B9_7F4A_7C15);
     let mut written = 0usize;
-    for day in 0..days {
+    let mut last_used: std::collections::HashMap<KeyId, OffsetDateTime> = std::collections::HashMap::new();
+    // The last `days` days and today, up to now.
+    for day in 0..=days {
         let day_start = (now - time::Duration::days(i64::from(days - day))).date().midnight().assume_utc();
         let weekday = day_start.weekday().number_days_from_monday();
         // Weekdays busier than weekends, and the month growing.
@@ -96,7 +102,8 @@ pub async fn seed(
                 15 => &staging,
                 _ => &notebook,
             };
-            let at = day_start + time::Duration::seconds(i64::from(8 * 3600 + (i * 50_000 / n.max(1)) + draw.range(0, 40)));
+            let at =
+                day_start + time::Duration::seconds(i64::from(8 * 3600 + (i * 50_000 / n.max(1)) + draw.range(0, 40)));
             if at > now {
                 continue;
             }
@@ -143,12 +150,16 @@ pub async fn seed(
                 },
             ));
         }
+        for (key, row) in &rows {
+            last_used.entry(*key).and_modify(|t| *t = (*t).max(row.created_at)).or_insert(row.created_at);
+        }
         for key in [production.id, staging.id, notebook.id] {
             let batch: Vec<UsageRecord> = rows.iter().filter(|(k, _)| *k == key).map(|(_, r)| r.clone()).collect();
             written += settle_day(store, user.id, key, batch).await?;
         }
     }
-    eprintln!("seeded {written} requests over {days} days for the account");
+    store.touch_keys(&last_used.into_iter().collect::<Vec<_>>()).await?;
+    eprintln!("seeded {written} requests over {days} days and today for the account");
     Ok(())
 }
 
@@ -167,7 +178,13 @@ fn credits(n: i64) -> MicroCredits {
     MicroCredits(n * 1_000_000)
 }
 
-async fn credit(store: &Arc<dyn Store>, user: UserId, reason: &str, amount: i64, at: OffsetDateTime) -> anyhow::Result<()> {
+async fn credit(
+    store: &Arc<dyn Store>,
+    user: UserId,
+    reason: &str,
+    amount: i64,
+    at: OffsetDateTime,
+) -> anyhow::Result<()> {
     store
         .apply_transaction(&NewTransaction {
             id: Uuid::new_v4(),
@@ -212,9 +229,13 @@ async fn settle_day(store: &Arc<dyn Store>, user: UserId, key: KeyId, rows: Vec<
         }
     }
     let n = rows.len();
-    let batch: Vec<Settlement> =
-        rows.into_iter().map(|usage| Settlement { lease_id: (usage.charged.is_positive()).then_some(lease), usage }).collect();
+    let batch: Vec<Settlement> = rows
+        .into_iter()
+        .map(|usage| Settlement { lease_id: (usage.charged.is_positive()).then_some(lease), usage })
+        .collect();
     store.settle(&batch).await?;
-    store.return_leases(&[LeaseReturn { user, lease, amount: MicroCredits::ZERO, end: true, reclaim_epoch: None }]).await?;
+    store
+        .return_leases(&[LeaseReturn { user, lease, amount: MicroCredits::ZERO, end: true, reclaim_epoch: None }])
+        .await?;
     Ok(n)
 }

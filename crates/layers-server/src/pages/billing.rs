@@ -7,7 +7,7 @@ use http::StatusCode;
 use layers_core::records::TransactionKind;
 use maud::{html, Markup};
 
-use super::format::{count, credits, date, timestamp};
+use super::format::{count, credits, credits_short, date, tier_name, timestamp, usd_approx, when};
 use super::layout::{self, Section};
 use super::session::SignedIn;
 use super::{page, PageError};
@@ -40,17 +40,18 @@ pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<Respon
         div class="stats" {
             div class="stat" {
                 span class="stat-label" { "Balance" }
-                span class="stat-value" data-test="balance" { (credits(overview.balance)) }
-                span class="stat-sub" { (overview.balance.usd_display()) }
+                span class="stat-value" title=(credits(overview.balance)) { (credits_short(overview.balance)) }
+                span class="stat-sub" data-test="balance" { (credits(overview.balance)) }
+                span class="stat-sub" { (usd_approx(overview.balance)) }
             }
             div class="stat" {
                 span class="stat-label" { "Plan" }
-                span class="stat-value" { (overview.tier.to_string()) }
+                span class="stat-value" { (tier_name(overview.tier)) }
                 span class="stat-sub" { (count(i64::from(overview.requests_per_minute))) " requests per minute per key" }
             }
             div class="stat" {
                 span class="stat-label" { "Spend this month" }
-                span class="stat-value" { (credits(overview.this_month.charged)) }
+                span class="stat-value" title=(credits(overview.this_month.charged)) { (credits_short(overview.this_month.charged)) }
                 span class="stat-sub" { (count(overview.this_month.requests)) " requests" }
             }
         }
@@ -75,7 +76,7 @@ pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<Respon
                             @for e in &lines {
                                 tr data-kind=(e.line.kind.as_str()) {
                                     td class="when" title=(timestamp(e.line.at)) {
-                                        (if e.line.kind == TransactionKind::Usage { date(e.line.at) } else { timestamp(e.line.at) })
+                                        (if e.line.kind == TransactionKind::Usage { date(e.line.at) } else { when(e.line.at) })
                                     }
                                     td {
                                         (kind_label(e.line.kind))

@@ -59,8 +59,8 @@ pub fn daily(days: &[(i64, UsageTotals)], caption: &str) -> Markup {
                 path class="line" d=(line) fill="none" {}
             }
             figcaption class="legend" {
-                span class="key bar-key" {} "Spend (credits, left)"
-                span class="key line-key" {} "Requests (right)"
+                span class="legend-item" { span class="key bar-key" {} "Spend (credits, left axis)" }
+                span class="legend-item" { span class="key line-key" {} "Requests (right axis)" }
             }
         }
     }

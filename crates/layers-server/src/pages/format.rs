@@ -83,6 +83,16 @@ pub fn event_label(kind: &str) -> &str {
         "alert_sent" => "Alert sent",
         "incident_lockdown" => "Lock-down: keys off, sessions ended",
         "account_deleted" => "Account deleted",
+        "tier_changed" => "Plan changed",
+        "spend_caps_changed" => "Spend limits changed",
+        "rate_limits_changed" => "Rate limits changed",
+        "credits_granted" => "Credits added",
+        "credits_adjusted" => "Credits adjusted",
+        "rate_limit_exceeded" => "Rate limit reached",
+        "billing_shortfall" => "Charge above a limit (not billed)",
+        "late_settlement_refused" => "Late charge refused",
+        "login_refused_suspended" => "Login refused: account suspended",
+        "password_check_failed" => "Wrong password for a sensitive action",
         other => other,
     }
 }
@@ -115,9 +125,30 @@ pub fn iso_date(t: OffsetDateTime) -> String {
     format!("{}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
-/// Credits with at least two decimals.
+/// Credits with at least two decimals, exact.
 pub fn credits(m: MicroCredits) -> String {
     m.credits_display()
+}
+
+/// Credits to two decimals, cut toward zero (a balance never shown larger than it is), for the
+/// big figures; the exact amount goes next to them.
+pub fn credits_short(m: MicroCredits) -> String {
+    MicroCredits(m.0 / 10_000 * 10_000).credits_display()
+}
+
+/// What an amount of credits is in US dollars, to the cent (cut toward zero): `≈ $14.92`.
+pub fn usd_approx(m: MicroCredits) -> String {
+    let cents = m.0 / 1_000_000;
+    let sign = if m.0 < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("≈ {sign}${}.{:02}", layers_domain::money::group_thousands(&(abs / 100).to_string()), abs % 100)
+}
+
+/// A plan's name: `Free`, `Pro`…
+pub fn tier_name(tier: layers_domain::Tier) -> String {
+    let name = tier.to_string();
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// A whole number with thousands separated.
@@ -140,6 +171,11 @@ mod tests {
         assert_eq!(count(0), "0");
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(count(-1_000), "-1,000");
+        assert_eq!(credits_short(MicroCredits(1_492_332_333)), "1,492.33");
+        assert_eq!(credits_short(MicroCredits(-5_559_999)), "-5.55");
+        assert_eq!(usd_approx(MicroCredits(1_492_332_333)), "≈ $14.92");
+        assert_eq!(usd_approx(MicroCredits(-300_000_000)), "≈ -$3.00");
+        assert_eq!(tier_name(layers_domain::Tier::Pro), "Pro");
         assert_eq!(timestamp(datetime!(2026-12-01 05:04:03 UTC)), "2026-12-01 05:04:03 UTC");
         assert_eq!(iso_date(datetime!(2026-02-09 23:00 UTC)), "2026-02-09");
         assert_eq!(device(Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120")), "Chrome on Linux");

@@ -399,7 +399,8 @@ async fn create_key(
             _ => return Ok(Err("Choose one of the expiry presets.")),
         },
     };
-    let req = NewKeyRequest { user: who.user.user_id, env, name: form.name, spend_limit: None, expires_at, created_at: None };
+    let req =
+        NewKeyRequest { user: who.user.user_id, env, name: form.name, spend_limit: None, expires_at, created_at: None };
     let created = match state.core.keys.create(req).await {
         Ok(c) => c,
         Err(layers_core::ServiceError::Invalid(p)) => return Ok(Err(p)),

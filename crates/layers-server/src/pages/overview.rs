@@ -10,7 +10,7 @@ use layers_domain::dashboard::runway::{Runway, WINDOW_DAYS};
 use layers_domain::MicroCredits;
 use maud::{html, Markup};
 
-use super::format::{count, credits};
+use super::format::{count, credits, credits_short, tier_name, usd_approx};
 use super::layout::{self, Section};
 use super::session::SignedIn;
 use super::{chart, page, PageError};
@@ -33,7 +33,7 @@ fn runway_text(o: &Overview) -> Markup {
         },
         Runway::Days(days) => html! {
             p class=(if days < 7 { "runway warn" } else { "runway" }) {
-                "At the last 7 days' rate (about " strong { (credits(per_day)) } " credits a day), your balance lasts about "
+                "At the last 7 days' rate (about " strong { (credits_short(per_day)) } " credits a day), your balance lasts about "
                 strong { (count(days)) (if days == 1 { " day" } else { " days" }) } "."
             }
         },
@@ -53,8 +53,9 @@ fn render(o: &Overview) -> Markup {
         div class="stats" {
             div class="stat" {
                 span class="stat-label" { "Balance" }
-                span class="stat-value" data-test="balance" { (credits(o.balance)) }
-                span class="stat-sub" { (o.balance.usd_display()) " · 1 credit = $0.01" }
+                span class="stat-value" title=(credits(o.balance)) { (credits_short(o.balance)) }
+                span class="stat-sub" data-test="balance" { (credits(o.balance)) " credits exactly" }
+                span class="stat-sub" { (usd_approx(o.balance)) }
                 @if balanced {
                     span class="stat-sub ok" data-test="ledger-check" { "✓ equals the sum of your ledger" }
                 } @else {
@@ -63,18 +64,20 @@ fn render(o: &Overview) -> Markup {
             }
             div class="stat" {
                 span class="stat-label" { "Held for requests in flight" }
-                span class="stat-value" data-test="held" { (credits(o.held)) }
-                span class="stat-sub" { "Available: " (credits(o.balance.saturating_sub(o.held))) }
-                span class="stat-sub" { "Returned to your balance when idle" }
+                span class="stat-value" data-test="held" title=(credits(o.held)) { (credits_short(o.held)) }
+                span class="stat-sub" { "Available: " (credits_short(o.balance.saturating_sub(o.held))) }
+                span class="stat-sub" { "Set aside by the gateway; back to your balance when idle" }
             }
             div class="stat" {
                 span class="stat-label" { "Spend today" }
-                span class="stat-value" data-test="spend-today" { (credits(o.today.charged)) }
+                span class="stat-value" title=(credits(o.today.charged)) { (credits_short(o.today.charged)) }
+                span class="stat-sub" data-test="spend-today" { (credits(o.today.charged)) " credits" }
                 span class="stat-sub" { (count(o.today.requests)) " requests" }
             }
             div class="stat" {
                 span class="stat-label" { "Spend this month" }
-                span class="stat-value" data-test="spend-month" { (credits(o.this_month.charged)) }
+                span class="stat-value" title=(credits(o.this_month.charged)) { (credits_short(o.this_month.charged)) }
+                span class="stat-sub" data-test="spend-month" { (credits(o.this_month.charged)) " credits" }
                 span class="stat-sub" { (count(o.this_month.requests)) " requests" }
             }
         }
@@ -88,7 +91,7 @@ fn render(o: &Overview) -> Markup {
             section class="panel" {
                 div class="panel-head" {
                     h2 { "Plan and limits" }
-                    span class="badge brand" { (o.tier.to_string()) }
+                    span class="badge brand" { (tier_name(o.tier)) }
                 }
                 table class="facts" {
                     tr { th { "Requests per minute, per key" } td class="num" { (count(i64::from(o.requests_per_minute))) } }

@@ -12,7 +12,9 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::format::{address, device, event_label, timestamp};
+use std::collections::HashMap;
+
+use super::format::{address, device, event_label, when};
 use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
 use super::{page, PageError, PageForm};
@@ -112,6 +114,15 @@ async fn render(state: &AppState, who: &SignedIn, q: &EventsQuery, problem: Opti
     };
     let events =
         state.core.dashboard.security_events(who.user.user_id, &filter, EVENTS).await.map_err(PageError::service)?;
+    let names: HashMap<String, String> = state
+        .core
+        .keys
+        .list(who.user.user_id)
+        .await
+        .map_err(PageError::service)?
+        .into_iter()
+        .map(|k| (k.id.to_string(), format!("{} ({}…{})", k.name, k.display_prefix, k.last4)))
+        .collect();
     let csrf = who.csrf(state);
     let content = html! {
         div class="page-head" {
@@ -154,25 +165,56 @@ async fn render(state: &AppState, who: &SignedIn, q: &EventsQuery, problem: Opti
                     button class="btn secondary small" type="submit" { "Filter" }
                 }
             }
-            (events_table(&events))
+            (events_table(&events, &names))
         }
     };
     Ok(layout::app("Security", Section::Security, &who.user.email, &csrf, content))
 }
 
-fn events_table(events: &[AuditEvent]) -> Markup {
+/// What an event was about, from its metadata (never more than the account's own names).
+fn detail(e: &AuditEvent, names: &HashMap<String, String>) -> String {
+    let m = &e.metadata;
+    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let number = |k: &str| m.get(k).and_then(serde_json::Value::as_i64);
+    match e.event_type.as_str() {
+        t if t.starts_with("key_") => text("key_id")
+            .map(|id| names.get(&id).cloned().unwrap_or_else(|| "a deleted key".to_owned()))
+            .unwrap_or_default(),
+        "alert_sent" => match (text("kind").as_deref(), number("threshold")) {
+            (Some("low_balance"), _) => "Low balance".to_owned(),
+            (Some("key_limit"), Some(t)) => format!(
+                "{} at {t}% of its limit",
+                text("subject").and_then(|id| names.get(&id).cloned()).unwrap_or_else(|| "A key".to_owned())
+            ),
+            _ => String::new(),
+        },
+        "incident_lockdown" => format!(
+            "{} keys deactivated, {} sessions ended",
+            number("keys_deactivated").unwrap_or(0),
+            number("sessions_ended").unwrap_or(0)
+        ),
+        "tier_changed" => text("tier").map(|t| format!("Now {t}")).unwrap_or_default(),
+        "credits_granted" | "credits_adjusted" => number("micro_credits")
+            .map(|m| format!("{} credits", super::format::credits(layers_domain::MicroCredits(m))))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn events_table(events: &[AuditEvent], names: &HashMap<String, String>) -> Markup {
     html! {
         @if events.is_empty() {
             p class="muted" { "No events match." }
         } @else {
             div class="table-wrap" {
                 table {
-                    thead { tr { th { "Event" } th { "When" } th class="optional" { "Address" } th class="optional" { "Device" } } }
+                    thead { tr { th { "Event" } th { "Details" } th { "When" } th class="optional" { "Address" } th class="optional" { "Device" } } }
                     tbody {
                         @for e in events {
                             tr data-event=(e.event_type) class=(severity_class(e)) {
                                 td { (event_label(&e.event_type)) }
-                                td class="when" { (timestamp(e.created_at)) }
+                                td class="small" { (detail(e, names)) }
+                                td class="when" { (when(e.created_at)) }
                                 td class="mono optional" { (e.ip_address.map_or_else(|| "—".to_owned(), |ip| address(Some(ip)))) }
                                 td class="optional" { (e.user_agent.as_deref().map_or_else(|| "—".to_owned(), |ua| device(Some(ua)))) }
                             }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::format::{count, credits, iso_date, timestamp, when};
+use super::format::{count, credits, credits_short, iso_date, timestamp, when};
 use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
 use super::{chart, page, query_escape, PageError};
@@ -207,7 +207,11 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
             div class="stat" { span class="stat-label" { "Requests" } span class="stat-value" data-test="total-requests" { (count(s.total.requests)) } }
             div class="stat" { span class="stat-label" { "Tokens in" } span class="stat-value" { (count(s.total.prompt_tokens)) } }
             div class="stat" { span class="stat-label" { "Tokens out" } span class="stat-value" { (count(s.total.completion_tokens)) } }
-            div class="stat" { span class="stat-label" { "Spend (credits)" } span class="stat-value" data-test="total-spend" { (credits(s.total.charged)) } }
+            div class="stat" {
+                span class="stat-label" { "Spend (credits)" }
+                span class="stat-value" title=(credits(s.total.charged)) { (credits_short(s.total.charged)) }
+                span class="stat-sub" data-test="total-spend" { (credits(s.total.charged)) " exactly" }
+            }
         }
         section class="panel" {
             h2 { "Per day" }
@@ -230,7 +234,7 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
                     table class="requests" {
                         thead { tr {
                             th { "Time (UTC)" } th { "Request" } th class="optional" { "Key" } th { "Model" }
-                            th class="optional" { "Provider" } th { "Status" } th class="num optional" { "Tokens in / out" }
+                            th { "Status" } th class="num optional" { "Tokens in / out" }
                             th class="num optional" { "Latency" } th class="num optional" { "Held" } th class="num" { "Charged" }
                         } }
                         tbody {
@@ -240,7 +244,6 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
                                     td class="mono small" { a href=(format!("/dashboard/usage/{}", r.id)) { (short(&r.request_id)) } }
                                     td class="optional" { (key_name(r.key_id)) }
                                     td { (r.model) }
-                                    td class="optional" { (r.provider) }
                                     td { (status_badge(r.status)) }
                                     td class="num optional" { (count(i64::from(r.usage.prompt_tokens))) " / " (count(i64::from(r.usage.completion_tokens))) }
                                     td class="num optional" { (count(r.latency_ms)) " ms" }
@@ -266,8 +269,8 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
 
 /// The request id as the table shows it (the full id is on its detail page).
 fn short(id: &str) -> String {
-    if id.chars().count() > 22 {
-        format!("{}…", id.chars().take(21).collect::<String>())
+    if id.chars().count() > 16 {
+        format!("{}…", id.chars().take(15).collect::<String>())
     } else {
         id.to_owned()
     }
@@ -318,7 +321,7 @@ pub async fn detail(
     let content = html! {
         div class="page-head" {
             p class="crumbs" { a href="/dashboard/usage" { "Usage" } " › " }
-            h1 { "Request " span class="mono" { (short(&r.request_id)) } }
+            h1 class="wrap" { "Request " span class="mono" { (r.request_id) } }
             p class="muted" { (timestamp(r.created_at)) }
         }
         div class="grid-2" {

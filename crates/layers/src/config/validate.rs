@@ -72,7 +72,8 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let sessions = check_sessions(&c, problems);
     let clock_ahead = Duration::from_secs(c.testing.clock_ahead_secs.unwrap_or(0));
     if production && !clock_ahead.is_zero() {
-        problems.push(Problem::new("testing.clock_ahead_secs", "must not be set in production: the clock is the system's"));
+        problems
+            .push(Problem::new("testing.clock_ahead_secs", "must not be set in production: the clock is the system's"));
     }
     let allow_private_webhooks = c.alerts.allow_private_webhooks.unwrap_or(false);
     if production && allow_private_webhooks {

@@ -146,9 +146,11 @@ async fn a_request_shows_in_usage_with_its_hold_charge_and_release_and_filters_a
     // The overview: the balance is the ledger's sum, today's spend is the charges.
     let overview = b.get("/dashboard").await;
     let spent: i64 = rows.iter().map(|r| r.charged.0).sum();
-    assert!(overview.body.contains(&format!("data-test=\"spend-today\">{}<", MicroCredits(spent).credits_display())));
+    assert!(overview
+        .body
+        .contains(&format!("data-test=\"spend-today\">{} credits<", MicroCredits(spent).credits_display())));
     let balance = d.app.store().balance(user.id).await.unwrap();
-    assert!(overview.body.contains(&format!("data-test=\"balance\">{}<", balance.credits_display())));
+    assert!(overview.body.contains(&format!("data-test=\"balance\">{} credits exactly<", balance.credits_display())));
     assert!(overview.body.contains("equals the sum of your ledger"));
     // The billing statement ends at the balance.
     let billing = b.get("/dashboard/billing").await;
