@@ -226,14 +226,17 @@ fn render_list(state: &AppState, who: &SignedIn, v: &ListView) -> Markup {
                 div class="table-wrap" {
                     table {
                         thead { tr {
-                            th { "Name" } th { "Key" } th { "State" } th class="optional" { "Created" }
+                            th { "Name" } th class="optional" { "Key" } th { "State" } th class="optional" { "Created" }
                             th class="optional" { "Last used" } th class="num" { "Spend" } th {}
                         } }
                         tbody {
                             @for k in &v.keys {
                                 tr data-key-id=(k.id) {
-                                    td { a href=(format!("/dashboard/keys/{}", k.id)) { (k.name) } " " (env_badge(k.env)) }
-                                    td class="mono" { (label(k)) }
+                                    td {
+                                        a href=(format!("/dashboard/keys/{}", k.id)) { (k.name) } " " (env_badge(k.env))
+                                        span class="phone-only mono muted small" { (label(k)) }
+                                    }
+                                    td class="mono optional" { (label(k)) }
                                     td { (state_badge(k, now)) }
                                     td class="optional when" { (date(k.created_at)) }
                                     td class="optional when" { (k.last_used_at.map_or_else(|| "never".to_owned(), when)) }

@@ -235,7 +235,7 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
                         thead { tr {
                             th { "Time (UTC)" } th { "Request" } th class="optional" { "Key" } th { "Model" }
                             th { "Status" } th class="num optional" { "Tokens in / out" }
-                            th class="num optional" { "Latency" } th class="num optional" { "Held" } th class="num" { "Charged" }
+                            th class="num optional" { "Held" } th class="num" { "Charged" }
                         } }
                         tbody {
                             @for r in &v.rows {
@@ -246,7 +246,6 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
                                     td { (r.model) }
                                     td { (status_badge(r.status)) }
                                     td class="num optional" { (count(i64::from(r.usage.prompt_tokens))) " / " (count(i64::from(r.usage.completion_tokens))) }
-                                    td class="num optional" { (count(r.latency_ms)) " ms" }
                                     td class="num optional" { (credits(r.held)) }
                                     td class="num" data-test="charged" { (credits(r.charged)) }
                                 }
@@ -269,8 +268,8 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
 
 /// The request id as the table shows it (the full id is on its detail page).
 fn short(id: &str) -> String {
-    if id.chars().count() > 16 {
-        format!("{}…", id.chars().take(15).collect::<String>())
+    if id.chars().count() > 13 {
+        format!("{}…", id.chars().take(12).collect::<String>())
     } else {
         id.to_owned()
     }
