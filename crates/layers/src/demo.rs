@@ -18,11 +18,19 @@ use layers_store::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// (model, share of requests in ‰, prompt tokens range, completion tokens range).
-const MIX: [(&str, u32, (u32, u32), (u32, u32)); 3] = [
-    ("openai/gpt-5-mini", 450, (300, 3_000), (60, 700)),
-    ("anthropic/claude-sonnet-4.5", 350, (800, 6_000), (150, 1_200)),
-    ("google/gemini-2.5-flash", 200, (400, 8_000), (80, 900)),
+/// One model of the demo's traffic.
+struct Share {
+    model: &'static str,
+    /// Its share of requests, in ‰.
+    per_mille: u32,
+    prompt: (u32, u32),
+    completion: (u32, u32),
+}
+
+const MIX: [Share; 3] = [
+    Share { model: "openai/gpt-5-mini", per_mille: 450, prompt: (300, 3_000), completion: (60, 700) },
+    Share { model: "anthropic/claude-sonnet-4.5", per_mille: 350, prompt: (800, 6_000), completion: (150, 1_200) },
+    Share { model: "google/gemini-2.5-flash", per_mille: 200, prompt: (400, 8_000), completion: (80, 900) },
 ];
 
 /// A small deterministic generator (xorshift), so two seeds draw the same month.
@@ -61,7 +69,7 @@ pub async fn seed(
             .iter()
             .find(|m| m.name.as_str() == name)
             .with_context(|| format!("{name} is not in the catalogue"))?;
-        Ok(spec.list_price.clone().with_markup(markup))
+        Ok(spec.list_price.with_markup(markup))
     };
     credit(store, user.id, "Welcome credits", 2_000, start).await?;
     credit(store, user.id, "Top-up", 1_500, now - time::Duration::days(i64::from(days / 3).max(1))).await?;
@@ -96,7 +104,7 @@ pub async fn seed(
         let mut rows: Vec<(KeyId, UsageRecord)> = Vec::new();
         for i in 0..n {
             let roll = draw.range(0, 999);
-            let (model, (p_lo, p_hi), (c_lo, c_hi)) = pick(roll);
+            let Share { model, prompt: (p_lo, p_hi), completion: (c_lo, c_hi), .. } = *pick(roll);
             let key = match draw.range(0, 19) {
                 0..=14 => &production,
                 15 => &staging,
@@ -163,15 +171,15 @@ pub async fn seed(
     Ok(())
 }
 
-fn pick(roll: u32) -> (&'static str, (u32, u32), (u32, u32)) {
+fn pick(roll: u32) -> &'static Share {
     let mut acc = 0;
-    for (model, share, prompt, completion) in MIX {
-        acc += share;
+    for share in &MIX {
+        acc += share.per_mille;
         if roll < acc {
-            return (model, prompt, completion);
+            return share;
         }
     }
-    (MIX[0].0, MIX[0].2, MIX[0].3)
+    &MIX[0]
 }
 
 fn credits(n: i64) -> MicroCredits {
