@@ -19,6 +19,9 @@ pub enum ServiceError {
     Refused(String),
     #[error("the operating system's random number generator failed")]
     Entropy,
+    /// This node is doing as much of this as it allows at once: try again in a moment.
+    #[error("{0}")]
+    Busy(&'static str),
 }
 
 impl From<StoreError> for ServiceError {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use layers_domain::dashboard::SpendPeriod;
 use layers_domain::key_format::SECRET_BYTES;
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, UserId};
 use layers_store::{KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, Store};
@@ -37,6 +38,8 @@ pub struct NewKeyRequest {
     pub env: KeyEnv,
     pub name: String,
     pub spend_limit: Option<MicroCredits>,
+    /// How the spend limit resets.
+    pub limit_period: SpendPeriod,
     pub expires_at: Option<OffsetDateTime>,
     /// When the key was made: now, unless the caller records an older key (demo data).
     pub created_at: Option<OffsetDateTime>,
@@ -97,6 +100,7 @@ impl KeyService {
                 display_prefix: secret.display_prefix,
                 last4: secret.last4,
                 spend_limit: req.spend_limit,
+                limit_period: req.limit_period,
                 expires_at: req.expires_at,
                 created_at: req.created_at.unwrap_or_else(|| self.clock.now()),
             })
@@ -105,7 +109,8 @@ impl KeyService {
             .info(
                 Some(req.user),
                 "key_created",
-                serde_json::json!({"key_id": record.id, "env": req.env, "expires_at": req.expires_at.map(|t| t.unix_timestamp())}),
+                serde_json::json!({"key_id": record.id, "env": req.env, "expires_at": req.expires_at.map(|t| t.unix_timestamp()),
+                                   "spend_limit_micros": req.spend_limit.map(|m| m.0), "period": req.limit_period.as_str()}),
             )
             .await;
         Ok(CreatedKey { record, key })
@@ -179,6 +184,16 @@ impl KeyService {
             )
             .await;
         Ok(CreatedKey { record, key: full })
+    }
+
+    /// Ends a rotation's overlap now: the replaced secret is refused on every node within a
+    /// second (for a leaked old secret).
+    pub async fn retire_previous(&self, user: UserId, key: KeyId) -> ServiceResult<KeyRecord> {
+        let before = self.get(user, key).await?;
+        let record = self.store.retire_previous_secret(user, key).await?;
+        self.forget(&before).await;
+        self.audit.info(Some(user), "key_old_secret_retired", serde_json::json!({"key_id": key})).await;
+        Ok(record)
     }
 
     /// Keys whose display prefix is `prefix` (incident response).

@@ -199,8 +199,8 @@ impl Core {
             mailer.clone(),
             audit.clone(),
             webhook_secrets,
-            settings.webhooks,
-            settings.identity.public_url.clone(),
+            alerts::AlertReach { webhooks: settings.webhooks, public_url: settings.identity.public_url.clone() },
+            tasks.clone(),
         ));
         alerts::spawn(alerts.clone(), billing.clone(), &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));

@@ -167,11 +167,14 @@ pub struct UsageSummary {
     pub by_provider: Vec<(String, UsageTotals)>,
 }
 
-/// One line of the billing statement: a ledger transaction, or a day's usage debits summed.
+/// One line of the billing statement: a ledger transaction, or a day's usage debits summed
+/// (split at every other transaction, so no line spans a top-up or a refund).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatementLine {
     pub kind: TransactionKind,
     pub amount: MicroCredits,
+    /// The balance after the line, as the ledger recorded it.
+    pub balance_after: MicroCredits,
     /// The transaction's time; for a day of usage, its last debit's.
     pub at: OffsetDateTime,
     /// How many transactions the line sums (1 unless usage).
@@ -237,6 +240,7 @@ pub struct NewKey {
     pub display_prefix: String,
     pub last4: String,
     pub spend_limit: Option<MicroCredits>,
+    pub limit_period: SpendPeriod,
     pub expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }

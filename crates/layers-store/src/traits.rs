@@ -34,9 +34,12 @@ pub trait KeyStore: Send + Sync {
     /// System lookup for authentication: the key with this hash and its owner's state.
     async fn key_for_auth(&self, key_hash: &[u8]) -> StoreResult<Option<KeyAuthRecord>>;
     async fn keys_of_user(&self, user: UserId) -> StoreResult<Vec<KeyRecord>>;
-    /// System lookup for incident response: keys with this display prefix.
+    /// System lookup for incident response: keys with this display prefix, by their current
+    /// secret or the one a rotation replaced.
     async fn keys_by_prefix(&self, display_prefix: &str) -> StoreResult<Vec<KeyRecord>>;
-    /// Changes a key's state and tells every node's cache. `NotFound` if the user has no such key.
+    /// Changes a key's state and tells every node's cache. `NotFound` if the user has no such key
+    /// or it is deleted (deletion is final). Leaving the active state also ends a rotation's
+    /// overlap: a reactivated key answers to its current secret only.
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord>;
     /// Sets a key's spend caps, spend limit and its period, and tells every node's cache.
     async fn set_key_limits(&self, user: UserId, key: KeyId, limits: KeyLimits) -> StoreResult<KeyRecord>;
@@ -57,9 +60,12 @@ pub trait KeyStore: Send + Sync {
     /// System lookup for the reminder job: active keys of active accounts expiring after
     /// `now` and no later than `before`, soonest first.
     async fn keys_expiring(&self, now: OffsetDateTime, before: OffsetDateTime) -> StoreResult<Vec<ExpiringKey>>;
-    /// Claims the reminder sent `days` before a key's expiry: `true` for exactly one caller,
-    /// and only if no reminder as close to expiry was sent.
-    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool>;
+    /// Claims the reminder sent `days` before the user's key expires: `true` for exactly one
+    /// caller, and only if no reminder as close to expiry was sent.
+    async fn claim_expiry_reminder(&self, user: UserId, key: KeyId, days: i32) -> StoreResult<bool>;
+    /// Ends the overlap of the key's replaced secret now (it is forgotten and every node is
+    /// told). Returns the key as it is after.
+    async fn retire_previous_secret(&self, user: UserId, key: KeyId) -> StoreResult<KeyRecord>;
     /// Records last-used times (batched by each node; older times never overwrite newer).
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()>;
 }
@@ -75,7 +81,8 @@ pub trait LedgerStore: Send + Sync {
     /// Sum of all the user's transactions: always equal to the balance.
     async fn ledger_sum(&self, user: UserId) -> StoreResult<MicroCredits>;
     /// The statement, newest first: every transaction except usage, and usage debits summed
-    /// per UTC day. At most `limit` lines.
+    /// per UTC day and per stretch between other transactions, each with the balance after
+    /// it. At most `limit` lines.
     async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>>;
     /// When credit was last added to the account (any positive transaction).
     async fn last_credit_at(&self, user: UserId) -> StoreResult<Option<OffsetDateTime>>;

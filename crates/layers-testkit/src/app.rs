@@ -281,6 +281,7 @@ level = "warn"
                 env,
                 name: "test".into(),
                 spend_limit: None,
+                limit_period: Default::default(),
                 expires_at: None,
                 created_at: None,
             })

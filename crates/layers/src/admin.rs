@@ -119,7 +119,15 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
             let env: KeyEnv = env.parse()?;
             let spend_limit = spend_limit.as_deref().map(parse_credits).transpose()?;
             let created = keys
-                .create(NewKeyRequest { user: user.id, env, name, spend_limit, expires_at: None, created_at: None })
+                .create(NewKeyRequest {
+                    user: user.id,
+                    env,
+                    name,
+                    spend_limit,
+                    limit_period: Default::default(),
+                    expires_at: None,
+                    created_at: None,
+                })
                 .await?;
             emit(created.key.expose());
         }

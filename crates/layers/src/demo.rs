@@ -78,6 +78,7 @@ pub async fn seed(
         env,
         name: name.to_owned(),
         spend_limit: None,
+        limit_period: SpendPeriod::Total,
         expires_at: expires_in.map(|d| now + time::Duration::days(d)),
         created_at: Some(start),
     };

@@ -7,7 +7,9 @@ mod jobs;
 mod webhook;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use layers_domain::dashboard::{alerts as rules, SpendPeriod};
 use layers_domain::{KeyId, MicroCredits, UserId};
@@ -21,12 +23,28 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::identity::letters;
 use crate::identity::mailer::Mailer;
 use crate::identity::two_factor::SecretBox;
+use crate::tasks::Tasks;
 
 pub use jobs::spawn;
 pub use webhook::WebhookPolicy;
 
+/// Alerts one account may be sent per hour from one node; past it the rest wait for the next
+/// check (nothing is claimed, so nothing is lost), and one account cannot flood the mail queue
+/// that carries everyone's confirmations and resets.
+pub const ALERTS_PER_HOUR: u32 = 20;
+/// Webhook deliveries in flight at once on a node; each runs off the alert job, so a slow
+/// receiver delays only its own alerts.
+const WEBHOOKS_AT_ONCE: usize = 16;
+
+/// Where alerts go out: the webhook policy, and the public URL their links point to.
+#[derive(Clone, Debug)]
+pub struct AlertReach {
+    pub webhooks: WebhookPolicy,
+    pub public_url: String,
+}
+
 /// What the alerts page shows and edits.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AlertView {
     pub low_balance: Option<MicroCredits>,
     pub key_thresholds: Vec<u8>,
@@ -35,8 +53,19 @@ pub struct AlertView {
     pub webhook_secret: Option<String>,
 }
 
+impl std::fmt::Debug for AlertView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertView")
+            .field("low_balance", &self.low_balance)
+            .field("key_thresholds", &self.key_thresholds)
+            .field("webhook", &self.webhook_url.is_some())
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
 /// What a person submits.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AlertChange {
     pub low_balance: Option<MicroCredits>,
     pub key_thresholds: Vec<u8>,
@@ -46,10 +75,9 @@ pub struct AlertChange {
 }
 
 /// One alert to deliver.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
     /// `low_balance`, `key_limit` or `key_expiring`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     pub subject: String,
     pub lines: Vec<String>,
@@ -65,6 +93,10 @@ pub struct AlertService {
     secrets: SecretBox,
     webhooks: WebhookPolicy,
     public_url: String,
+    tasks: Tasks,
+    deliveries: Arc<Semaphore>,
+    /// Alerts sent per account in the current hour (this node): (hour, count).
+    budget: Mutex<HashMap<UserId, (i64, u32)>>,
 }
 
 impl AlertService {
@@ -74,10 +106,39 @@ impl AlertService {
         mailer: Mailer,
         audit: Audit,
         secrets: SecretBox,
-        webhooks: WebhookPolicy,
-        public_url: String,
+        reach: AlertReach,
+        tasks: Tasks,
     ) -> AlertService {
-        AlertService { store, clock, mailer, audit, secrets, webhooks, public_url }
+        AlertService {
+            store,
+            clock,
+            mailer,
+            audit,
+            secrets,
+            webhooks: reach.webhooks,
+            public_url: reach.public_url,
+            tasks,
+            deliveries: Arc::new(Semaphore::new(WEBHOOKS_AT_ONCE)),
+            budget: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one alert from the account's hourly budget; `false` when it is spent.
+    fn within_budget(&self, user: UserId) -> bool {
+        let hour = self.clock.now().unix_timestamp().div_euclid(3600);
+        let mut budget = self.budget.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if budget.len() > 100_000 {
+            budget.retain(|_, (h, _)| *h == hour);
+        }
+        let slot = budget.entry(user).or_insert((hour, 0));
+        if slot.0 != hour {
+            *slot = (hour, 0);
+        }
+        if slot.1 >= ALERTS_PER_HOUR {
+            return false;
+        }
+        slot.1 += 1;
+        true
     }
 
     pub async fn settings(&self, user: UserId) -> ServiceResult<AlertView> {
@@ -100,9 +161,12 @@ impl AlertService {
             return Err(ServiceError::Invalid("the low-balance threshold must be more than zero"));
         }
         let old = self.store.alert_settings(user).await?.unwrap_or_default();
+        // A new receiver gets a new secret: the old one must not be able to sign for it.
+        let same_receiver = old.webhook_url.as_deref().and_then(webhook::origin)
+            == change.webhook_url.as_deref().and_then(webhook::origin);
         let secret_enc = match (&change.webhook_url, old.webhook_secret_enc) {
             (None, _) => None,
-            (Some(_), Some(old)) if !change.new_secret => Some(old),
+            (Some(_), Some(old)) if !change.new_secret && same_receiver => Some(old),
             (Some(_), _) => {
                 let mut bytes = [0u8; 24];
                 rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|_| ServiceError::Entropy)?;
@@ -161,8 +225,12 @@ impl AlertService {
         }
         let mut sent = 0;
         for (firing, alert) in due {
+            if !self.within_budget(user) {
+                tracing::warn!(user_id = %user, "alert budget of the hour spent; the rest wait for a later check");
+                break;
+            }
             if self.store.claim_alert(&firing).await? {
-                self.deliver(user, &settings, &alert, &firing).await;
+                self.deliver(user, &settings, alert, firing).await;
                 sent += 1;
             }
         }
@@ -222,32 +290,41 @@ impl AlertService {
         AlertFiring { user, kind, subject, period, threshold, at: self.clock.now() }
     }
 
-    /// E-mail, then the webhook; audited either way.
-    async fn deliver(&self, user: UserId, settings: &AlertSettings, alert: &Alert, firing: &AlertFiring) {
+    /// E-mail at once; the webhook in a task of its own (bounded per node), so a slow receiver
+    /// holds up nothing else. Audited when the delivery is done.
+    async fn deliver(&self, user: UserId, settings: &AlertSettings, alert: Alert, firing: AlertFiring) {
         if let Ok(Some(account)) = self.store.user(user).await {
             let lines: Vec<&str> = alert.lines.iter().map(String::as_str).collect();
             self.mailer.send(letters::alert(&account.email, &alert.subject, &lines, &self.link("/dashboard")));
         }
-        let webhook = match (&settings.webhook_url, &settings.webhook_secret_enc) {
-            (Some(url), Some(sealed)) => match self.secrets.open_bytes(user, sealed) {
-                Some(secret) => Some(self.webhooks.post(url, &secret, alert, self.clock.now()).await),
-                None => Some(Err("the signing secret cannot be opened")),
-            },
-            _ => None,
+        let metadata = |webhook: &str| {
+            json!({"kind": alert.kind, "subject": firing.subject, "threshold": firing.threshold,
+                   "period": firing.period, "webhook": webhook})
         };
-        let webhook_status = match &webhook {
-            None => "none",
-            Some(Ok(())) => "delivered",
-            Some(Err(_)) => "failed",
+        let (Some(url), Some(sealed)) = (settings.webhook_url.clone(), settings.webhook_secret_enc.as_deref()) else {
+            self.audit.info(Some(user), "alert_sent", metadata("none")).await;
+            return;
         };
-        self.audit
-            .info(
-                Some(user),
-                "alert_sent",
-                json!({"kind": alert.kind, "subject": firing.subject, "threshold": firing.threshold,
-                       "period": firing.period, "webhook": webhook_status}),
-            )
-            .await;
+        let Some(secret) = self.secrets.open_bytes(user, sealed) else {
+            self.audit.info(Some(user), "alert_sent", metadata("failed")).await;
+            return;
+        };
+        let (policy, audit, now, deliveries) =
+            (self.webhooks, self.audit.clone(), self.clock.now(), self.deliveries.clone());
+        let cancel = self.tasks.cancelled();
+        let pending = metadata("pending");
+        self.tasks.spawn("alert-webhook", async move {
+            let outcome = tokio::select! {
+                outcome = async {
+                    let _slot = deliveries.acquire_owned().await;
+                    policy.post(&url, &secret, &alert, now).await
+                } => outcome,
+                () = cancel.cancelled() => Err("shutting down"),
+            };
+            let mut metadata = pending;
+            metadata["webhook"] = json!(if outcome.is_ok() { "delivered" } else { "failed" });
+            audit.info(Some(user), "alert_sent", metadata).await;
+        });
     }
 
     /// Sends the reminders due for keys expiring within 7 days (7 days and 1 day before).
@@ -258,7 +335,9 @@ impl AlertService {
         for key in soon {
             let left = key.expires_at - now;
             let stage = if left <= time::Duration::days(1) { 1 } else { 7 };
-            if key.reminded.is_some_and(|r| r <= stage) || !self.store.claim_expiry_reminder(key.id, stage).await? {
+            if key.reminded.is_some_and(|r| r <= stage)
+                || !self.store.claim_expiry_reminder(key.user_id, key.id, stage).await?
+            {
                 continue;
             }
             let Ok(Some(account)) = self.store.user(key.user_id).await else { continue };

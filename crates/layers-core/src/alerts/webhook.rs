@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use layers_domain::dashboard::signature;
+use layers_providers::fetch::is_public;
 
 use super::Alert;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a name lookup, and then one try, may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_URL_CHARS: usize = 2_000;
 /// Tries per alert: at once, then after these pauses.
 const RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
@@ -36,8 +38,14 @@ impl WebhookPolicy {
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("the webhook URL must not contain a user name or password");
         }
-        if parsed.host_str().is_none_or(str::is_empty) {
+        let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
             return Err("the webhook URL has no host");
+        }
+        let private_literal = host.parse::<std::net::IpAddr>().is_ok_and(|ip| !is_public(ip));
+        let local_name = host == "localhost" || host.ends_with(".localhost");
+        if !self.allow_private && (private_literal || local_name) {
+            return Err("the webhook URL must be a public address");
         }
         Ok(())
     }
@@ -52,6 +60,8 @@ impl WebhookPolicy {
     ) -> Result<(), &'static str> {
         self.check_url(url)?;
         let body = serde_json::to_vec(&serde_json::json!({
+            // One id per alert, the same on every try: a receiver drops a repeat by it.
+            "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
             "type": alert.kind,
             "created": now.unix_timestamp(),
             "subject": alert.subject,
@@ -59,11 +69,12 @@ impl WebhookPolicy {
         }))
         .map_err(|_| "the alert cannot be encoded")?;
         let mut last = Err("not sent");
+        let started = tokio::time::Instant::now();
         for pause in std::iter::once(Duration::ZERO).chain(RETRIES) {
             tokio::time::sleep(pause).await;
-            // Signed at each try, so a late retry is not refused as old.
-            let stamp = now.unix_timestamp() + i64::try_from(pause.as_secs()).unwrap_or(0);
-            last = self.send_once(url, secret, &body, stamp).await;
+            // Signed at each try with the time of the try, so a late retry is not refused as old.
+            let waited = i64::try_from(started.elapsed().as_secs()).unwrap_or(0);
+            last = self.send_once(url, secret, &body, now.unix_timestamp() + waited).await;
             if last.is_ok() {
                 break;
             }
@@ -82,7 +93,7 @@ impl WebhookPolicy {
             .map_err(|_| unreachable)?
             .collect();
         let addr = *addrs.first().ok_or(unreachable)?;
-        if !self.allow_private && addrs.iter().any(|a| !layers_providers::fetch::is_public(a.ip())) {
+        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
             return Err("the webhook resolves to a private address");
         }
         let client = reqwest::Client::builder()
@@ -109,6 +120,12 @@ impl WebhookPolicy {
     }
 }
 
+/// `scheme://host:port` of a URL, to tell one receiver from another.
+pub(super) fn origin(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    Some(format!("{}://{}:{}", parsed.scheme(), parsed.host_str()?, parsed.port_or_known_default()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +138,14 @@ mod tests {
         assert!(strict.check_url("https://user:pw@hooks.example.com/").is_err());
         assert!(strict.check_url("file:///etc/passwd").is_err());
         assert!(strict.check_url("not a url").is_err());
+        assert!(strict.check_url("https://127.0.0.1/x").is_err(), "no loopback");
+        assert!(strict.check_url("https://10.1.2.3/x").is_err(), "no private network");
+        assert!(strict.check_url("https://[::1]/x").is_err());
+        assert!(strict.check_url("https://169.254.169.254/latest").is_err(), "no cloud metadata");
+        assert!(strict.check_url("https://localhost/x").is_err());
+        assert!(strict.check_url("https://93.184.215.14/x").is_ok());
         assert!(WebhookPolicy { allow_private: true }.check_url("http://127.0.0.1:9/x").is_ok());
+        assert_eq!(origin("https://a.example/x"), origin("https://a.example:443/y"));
+        assert_ne!(origin("https://a.example/x"), origin("https://b.example/x"));
     }
 }

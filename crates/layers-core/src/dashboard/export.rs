@@ -1,12 +1,15 @@
 //! The usage CSV: exactly the rows the filter selects, newest first, every text cell escaped
-//! against formula injection (layers-domain's `csv`).
+//! against formula injection (layers-domain's `csv`), streamed page by page.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use layers_domain::dashboard::csv::{cell, line, number};
 use layers_domain::{KeyId, UserId};
 use layers_store::{Store, UsageCursor, UsageFilter, UsageRecord};
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::{ServiceError, ServiceResult};
 
@@ -35,28 +38,40 @@ pub const HEADER: [&str; 18] = [
     "streamed",
 ];
 
+/// The CSV, as a stream of chunks of at most [`CHUNK`] rows each, read one page at a time (the
+/// export never holds more than a page in memory). Fails before the first byte when the
+/// filter selects more than [`MAX_EXPORT_ROWS`].
 pub(super) async fn csv(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     user: UserId,
-    filter: &UsageFilter,
-    names: &HashMap<KeyId, String>,
-) -> ServiceResult<String> {
-    let total = store.usage_summary(user, filter).await?.total.requests;
+    filter: UsageFilter,
+    names: HashMap<KeyId, String>,
+    permit: OwnedSemaphorePermit,
+) -> ServiceResult<impl Stream<Item = ServiceResult<String>> + Send + 'static> {
+    let total = store.usage_summary(user, &filter).await?.total.requests;
     if total > MAX_EXPORT_ROWS {
         return Err(ServiceError::Invalid("the export is limited to 100,000 rows: narrow the date range"));
     }
-    let mut out = line(&HEADER.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
-    let mut cursor: Option<UsageCursor> = None;
-    loop {
-        let rows = store.usage_page(user, filter, CHUNK, cursor).await?;
-        for row in &rows {
-            out.push_str(&line(&cells(row, names)));
+    let header = line(&HEADER.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    let first = futures_util::stream::once(async move { Ok(header) });
+    // (cursor, finished): the next page starts after the cursor.
+    let pages = futures_util::stream::try_unfold((None::<UsageCursor>, false), move |(cursor, finished)| {
+        let (store, filter, names) = (store.clone(), filter.clone(), names.clone());
+        async move {
+            if finished {
+                return Ok(None);
+            }
+            let rows = store.usage_page(user, &filter, CHUNK, cursor).await?;
+            let next = rows.last().map(UsageCursor::after);
+            let chunk: String = rows.iter().map(|r| line(&cells(r, &names))).collect();
+            Ok(Some((chunk, (next, rows.len() < CHUNK as usize))))
         }
-        if rows.len() < CHUNK as usize {
-            return Ok(out);
-        }
-        cursor = rows.last().map(UsageCursor::after);
-    }
+    });
+    // The permit lives as long as the stream: exports at once on a node are bounded.
+    Ok(first.chain(pages).map(move |chunk| {
+        let _held = &permit;
+        chunk
+    }))
 }
 
 fn cells(r: &UsageRecord, names: &HashMap<KeyId, String>) -> Vec<String> {

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::error::ServiceResult;
+use crate::error::{ServiceError, ServiceResult};
 use crate::ratelimit::RateSettings;
 
 pub use export::MAX_EXPORT_ROWS;
@@ -65,13 +65,6 @@ pub struct UsagePage {
     pub days: Vec<(i64, UsageTotals)>,
 }
 
-/// A statement line with the balance after it.
-#[derive(Clone, Debug)]
-pub struct StatementEntry {
-    pub line: StatementLine,
-    pub balance_after: MicroCredits,
-}
-
 /// Why a key is listed by the hygiene view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hygiene {
@@ -80,17 +73,21 @@ pub struct Hygiene {
     pub unused: Vec<KeyRecord>,
 }
 
+/// CSV exports running at once on a node, at most.
+pub const EXPORTS_AT_ONCE: usize = 4;
+
 #[derive(Debug)]
 pub struct DashboardService {
     store: Arc<dyn Store>,
     clock: Clock,
     rates: RateSettings,
     caps: TierCaps,
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl DashboardService {
     pub fn new(store: Arc<dyn Store>, clock: Clock, rates: RateSettings, caps: TierCaps) -> DashboardService {
-        DashboardService { store, clock, rates, caps }
+        DashboardService { store, clock, rates, caps, exports: Arc::new(tokio::sync::Semaphore::new(EXPORTS_AT_ONCE)) }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -157,20 +154,9 @@ impl DashboardService {
         Ok(self.store.usage_row(user, id).await?)
     }
 
-    /// The statement with a running balance, newest first. The newest line ends at the
-    /// current balance; each older one at the balance before the line above it.
-    pub async fn statement(&self, user: UserId, limit: u32) -> ServiceResult<Vec<StatementEntry>> {
-        let balance = self.store.balance(user).await?;
-        let lines = self.store.statement(user, limit).await?;
-        let mut after = balance;
-        Ok(lines
-            .into_iter()
-            .map(|line| {
-                let entry = StatementEntry { balance_after: after, line };
-                after = after.saturating_sub(entry.line.amount);
-                entry
-            })
-            .collect())
+    /// The statement, newest first, each line with the balance the ledger recorded after it.
+    pub async fn statement(&self, user: UserId, limit: u32) -> ServiceResult<Vec<StatementLine>> {
+        Ok(self.store.statement(user, limit).await?)
     }
 
     pub async fn security_events(
@@ -202,11 +188,21 @@ impl DashboardService {
         }
     }
 
-    /// Every row the filter selects as CSV (at most [`MAX_EXPORT_ROWS`]).
-    pub async fn usage_csv(&self, user: UserId, filter: &UsageFilter) -> ServiceResult<String> {
+    /// Every row the filter selects as CSV (at most [`MAX_EXPORT_ROWS`]), streamed; at most
+    /// [`EXPORTS_AT_ONCE`] exports run at once on a node.
+    pub async fn usage_csv(
+        &self,
+        user: UserId,
+        filter: &UsageFilter,
+    ) -> ServiceResult<impl futures_util::Stream<Item = ServiceResult<String>> + Send + 'static> {
+        let permit = self
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Busy("other exports are running: try again in a minute"))?;
         let names: HashMap<KeyId, String> =
             self.store.keys_of_user(user).await?.into_iter().map(|k| (k.id, k.name)).collect();
-        export::csv(self.store.as_ref(), user, filter, &names).await
+        export::csv(self.store.clone(), user, filter.clone(), names, permit).await
     }
 }
 

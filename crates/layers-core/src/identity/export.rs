@@ -32,10 +32,17 @@ impl IdentityService {
                     "prefix": k.display_prefix, "last4": k.last4, "state": k.state.as_str(),
                     "spend_limit": k.spend_limit.map(|m| m.credits_text()), "spent": k.spent.credits_text(),
                     "created_at": ts(k.created_at), "last_used_at": k.last_used_at.map(ts),
-                    "expires_at": k.expires_at.map(ts),
+                    "expires_at": k.expires_at.map(ts), "limit_period": k.limit_period.as_str(),
+                    "rotated_at": k.rotated_at.map(ts),
                 })
             })
             .collect();
+        let alerts = self.store.alert_settings(user).await?.map(|a| {
+            json!({
+                "low_balance": a.low_balance.map(|m| m.credits_text()), "key_thresholds": a.key_thresholds,
+                "webhook_url": a.webhook_url,
+            })
+        });
         let ledger: Vec<Value> = self
             .store
             .transactions(user, u32::MAX)
@@ -117,6 +124,7 @@ impl IdentityService {
             })),
             "balance": self.store.balance(user).await?.credits_text(),
             "api_keys": keys,
+            "alerts": alerts,
             "ledger": ledger,
             "usage": usage,
             "sessions": sessions,

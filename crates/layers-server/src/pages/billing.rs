@@ -74,19 +74,19 @@ pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<Respon
                         thead { tr { th { "Date" } th { "What" } th class="num" { "Amount" } th class="num" { "Balance" } } }
                         tbody {
                             @for e in &lines {
-                                tr data-kind=(e.line.kind.as_str()) {
-                                    td class="when" title=(timestamp(e.line.at)) {
-                                        (if e.line.kind == TransactionKind::Usage { date(e.line.at) } else { when(e.line.at) })
+                                tr data-kind=(e.kind.as_str()) {
+                                    td class="when" title=(timestamp(e.at)) {
+                                        (if e.kind == TransactionKind::Usage { date(e.at) } else { when(e.at) })
                                     }
                                     td {
-                                        (kind_label(e.line.kind))
-                                        @if e.line.kind == TransactionKind::Usage {
-                                            span class="muted small" { " · " (count(e.line.count)) (if e.line.count == 1 { " request" } else { " requests" }) }
+                                        (kind_label(e.kind))
+                                        @if e.kind == TransactionKind::Usage {
+                                            span class="muted small" { " · " (count(e.count)) (if e.count == 1 { " request" } else { " requests" }) }
                                         }
-                                        @if let Some(reason) = &e.line.reason { span class="muted small block" { (reason) } }
+                                        @if let Some(reason) = &e.reason { span class="muted small block" { (reason) } }
                                     }
-                                    td class=(if e.line.amount.0 < 0 { "num neg" } else { "num pos" }) {
-                                        (if e.line.amount.0 > 0 { "+" } else { "" }) (credits(e.line.amount))
+                                    td class=(if e.amount.0 < 0 { "num neg" } else { "num pos" }) {
+                                        (if e.amount.0 > 0 { "+" } else { "" }) (credits(e.amount))
                                     }
                                     td class="num" data-test="balance-after" { (credits(e.balance_after)) }
                                 }

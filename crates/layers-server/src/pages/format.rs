@@ -77,6 +77,7 @@ pub fn event_label(kind: &str) -> &str {
         "identity_linked" => "Google sign-in linked",
         "key_reactivated" => "API key reactivated",
         "key_rotated" => "API key rotated",
+        "key_old_secret_retired" => "Old secret of a rotated key refused",
         "key_limits_changed" => "API key limits changed",
         "key_expiry_reminder" => "Key expiry reminder sent",
         "alerts_changed" => "Alerts changed",

@@ -402,17 +402,20 @@ async fn create_key(
             _ => return Ok(Err("Choose one of the expiry presets.")),
         },
     };
-    let req =
-        NewKeyRequest { user: who.user.user_id, env, name: form.name, spend_limit: None, expires_at, created_at: None };
+    let req = NewKeyRequest {
+        user: who.user.user_id,
+        env,
+        name: form.name,
+        spend_limit,
+        limit_period: period,
+        expires_at,
+        created_at: None,
+    };
     let created = match state.core.keys.create(req).await {
         Ok(c) => c,
         Err(layers_core::ServiceError::Invalid(p)) => return Ok(Err(p)),
         Err(e) => return Err(PageError::service(e)),
     };
-    if spend_limit.is_some() {
-        let limits = KeyLimits { spend_limit, period, caps: CapOverrides::default() };
-        state.core.keys.set_limits(who.user.user_id, created.record.id, limits).await.map_err(PageError::service)?;
-    }
     Ok(Ok(created))
 }
 
@@ -465,6 +468,7 @@ async fn own_key(state: &AppState, who: &SignedIn, id: KeyId) -> Result<KeyRecor
 fn detail_notice(code: &str) -> Option<Markup> {
     match code {
         "limits" => Some(notice(Tone::Ok, "The key's limits are saved and apply at once.")),
+        "retired" => Some(notice(Tone::Ok, "The old secret is refused from now on, on every node within a second.")),
         _ => None,
     }
 }
@@ -515,7 +519,16 @@ async fn render_detail(
                     }
                     @if let Some(prev) = &k.previous {
                         @if prev.valid_until > now {
-                            tr { th { "Old secret" } td { span class="mono" { (prev.display_prefix) "…" (prev.last4) } " works until " (timestamp(prev.valid_until)) } }
+                            tr {
+                                th { "Old secret" }
+                                td {
+                                    span class="mono" { (prev.display_prefix) "…" (prev.last4) } " works until " (timestamp(prev.valid_until))
+                                    form method="post" action=(format!("/dashboard/keys/{}/retire-old-secret", k.id)) class="inline-form" {
+                                        (layout::csrf_field(&csrf))
+                                        button class="btn danger small" type="submit" { "Refuse the old secret now" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -635,6 +648,18 @@ pub async fn rotate(
         state.core.keys.rotate(who.user.user_id, k.id, Duration::from_secs(secs)).await.map_err(PageError::service)?;
     let until = created.record.previous.as_ref().map(|p| p.valid_until);
     Ok(page(StatusCode::OK, render_secret(&state, &who, &created, until)))
+}
+
+pub async fn retire_old_secret(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<super::auth::CsrfOnly>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&state, &form.csrf)?;
+    let k = own_key(&state, &who, key_id(&id)?).await?;
+    state.core.keys.retire_previous(who.user.user_id, k.id).await.map_err(PageError::service)?;
+    Ok(Redirect::to(&format!("/dashboard/keys/{}?notice=retired", k.id)).into_response())
 }
 
 pub async fn set_state(

@@ -80,6 +80,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/dashboard/keys/{id}", get(keys::detail))
         .route("/dashboard/keys/{id}/limits", post(keys::set_limits))
         .route("/dashboard/keys/{id}/rotate", post(keys::rotate))
+        .route("/dashboard/keys/{id}/retire-old-secret", post(keys::retire_old_secret))
         .route("/dashboard/keys/{id}/state", post(keys::set_state))
         .route("/dashboard/usage", get(usage::show))
         .route("/dashboard/usage.csv", get(usage::csv))
@@ -144,6 +145,8 @@ pub enum PageError {
     NotFound,
     /// The request asks for something the page cannot do: 400 with what to change.
     Invalid(&'static str),
+    /// This node is busy with this kind of work: 503, try again.
+    Busy(&'static str),
     /// Something of ours failed: 500, the cause logged once.
     Internal(String),
 }
@@ -154,6 +157,7 @@ impl PageError {
         match err {
             layers_core::ServiceError::NotFound(_) => PageError::NotFound,
             layers_core::ServiceError::Invalid(text) => PageError::Invalid(text),
+            layers_core::ServiceError::Busy(text) => PageError::Busy(text),
             other => PageError::Internal(layers_core::error::chain(&other)),
         }
     }
@@ -199,6 +203,7 @@ impl IntoResponse for PageError {
                 (StatusCode::NOT_FOUND, "Nothing here", "This page does not exist, or it is not part of your account.")
             }
             PageError::Invalid(text) => (StatusCode::BAD_REQUEST, "That cannot be done", *text),
+            PageError::Busy(text) => (StatusCode::SERVICE_UNAVAILABLE, "Busy right now", *text),
             PageError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side",

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use http::{header, StatusCode};
 use layers_core::dashboard::UsagePage;
 use layers_core::records::{KeyRecord, StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageTotals};
@@ -20,6 +21,11 @@ use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
 use super::{chart, page, query_escape, PageError};
 use crate::state::AppState;
+
+/// The years a filter or a cursor may name (every database stores them, and a day after the
+/// last is still a date).
+const FIRST_YEAR: i32 = 2000;
+const LAST_YEAR: i32 = 9998;
 
 /// The filter as the query string carries it (every field optional, empty is "all").
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -51,9 +57,11 @@ impl UsageQuery {
                 return Ok(None);
             }
             let format = time::macros::format_description!("[year]-[month]-[day]");
-            Date::parse(s.trim(), &format)
-                .map(|d| Some(d.midnight().assume_utc()))
-                .map_err(|_| "Dates are written 2026-12-01.")
+            let date = Date::parse(s.trim(), &format).map_err(|_| "Dates are written 2026-12-01.")?;
+            if !(FIRST_YEAR..=LAST_YEAR).contains(&date.year()) {
+                return Err("Dates are from the year 2000 to 9998.");
+            }
+            Ok(Some(date.midnight().assume_utc()))
         };
         let from = day(&self.from)?;
         let until = day(&self.to)?.map(|d| d + time::Duration::days(1));
@@ -80,9 +88,12 @@ impl UsageQuery {
         })
     }
 
+    /// Where the page starts; a cursor that does not parse, or names a time out of range, is
+    /// the first page.
     fn cursor(&self) -> Option<UsageCursor> {
         let (nanos, id) = self.before.split_once('.')?;
         let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+        (FIRST_YEAR..=LAST_YEAR).contains(&at.year()).then_some(())?;
         Some(UsageCursor { created_at: at, id: Uuid::parse_str(id).ok()? })
     }
 
@@ -366,8 +377,11 @@ pub async fn csv(
     Query(q): Query<UsageQuery>,
 ) -> Result<Response, PageError> {
     let filter = q.filter().map_err(PageError::Invalid)?;
-    let body = state.core.dashboard.usage_csv(who.user.user_id, &filter).await.map_err(PageError::service)?;
+    let chunks = state.core.dashboard.usage_csv(who.user.user_id, &filter).await.map_err(PageError::service)?;
     let name = format!("layers-usage-{}.csv", iso_date(state.core.dashboard.now()));
+    // A page that fails mid-export ends the download short (the client sees a broken transfer,
+    // never a CSV that silently lacks rows).
+    let body = axum::body::Body::from_stream(chunks.map(|chunk| chunk.map(axum::body::Bytes::from)));
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

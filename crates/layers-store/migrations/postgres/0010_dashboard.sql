@@ -11,6 +11,7 @@ ALTER TABLE api_keys ADD COLUMN rotated_at timestamptz;
 ALTER TABLE api_keys ADD COLUMN expiry_reminded integer;
 CREATE UNIQUE INDEX api_keys_previous_hash_key ON api_keys (previous_hash) WHERE previous_hash IS NOT NULL;
 CREATE INDEX api_keys_expires_idx ON api_keys (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX api_keys_previous_prefix_idx ON api_keys (previous_prefix) WHERE previous_prefix IS NOT NULL;
 
 -- Each key's spend per UTC day (Unix days), rolled up from the minute buckets by a trigger.
 CREATE TABLE key_spend_days (
@@ -18,7 +19,7 @@ CREATE TABLE key_spend_days (
     key_id       uuid NOT NULL,
     day          bigint NOT NULL,
     spent_micros bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (key_id, day)
+    PRIMARY KEY (user_id, key_id, day)
 );
 CREATE INDEX key_spend_days_user_idx ON key_spend_days (user_id, day);
 
@@ -29,7 +30,7 @@ BEGIN
     INSERT INTO key_spend_days AS d (user_id, key_id, day, spent_micros)
     VALUES (NEW.user_id, NEW.key_id, NEW.minute / 1440,
             NEW.spent_micros - CASE WHEN TG_OP = 'UPDATE' THEN OLD.spent_micros ELSE 0 END)
-    ON CONFLICT (key_id, day) DO UPDATE SET spent_micros = d.spent_micros + excluded.spent_micros;
+    ON CONFLICT (user_id, key_id, day) DO UPDATE SET spent_micros = d.spent_micros + excluded.spent_micros;
     RETURN NULL;
 END
 $$;
@@ -100,8 +101,9 @@ $$;
 REVOKE ALL ON FUNCTION layers_key_for_auth(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_key_for_auth(bytea) TO layers_app;
 
--- The reminder job: live keys of active accounts expiring before p_before whose reminder for
--- p_days has not been sent, with where to send it. Work for no single user.
+-- The reminder job: live keys of active accounts expiring within the next 8 days at most whose
+-- last reminder was not the 1-day one (work for no single user; the claim itself is made under
+-- the key owner's row-level security).
 CREATE FUNCTION layers_keys_expiring(p_now timestamptz, p_before timestamptz)
 RETURNS TABLE (id uuid, user_id uuid, name text, display_prefix text, last4 text,
                expires_at timestamptz, expiry_reminded integer)
@@ -109,23 +111,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
     SELECT k.id, k.user_id, k.name, k.display_prefix, k.last4, k.expires_at, k.expiry_reminded
     FROM api_keys k JOIN users u ON u.id = k.user_id
-    WHERE k.expires_at IS NOT NULL AND k.expires_at > p_now AND k.expires_at <= p_before
+    WHERE k.expires_at IS NOT NULL AND k.expires_at > p_now
+      AND k.expires_at <= least(p_before, p_now + interval '8 days')
+      AND (k.expiry_reminded IS NULL OR k.expiry_reminded > 1)
       AND k.state = 'active' AND u.status = 'active'
     ORDER BY k.expires_at LIMIT 1000
 $$;
 REVOKE ALL ON FUNCTION layers_keys_expiring(timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION layers_keys_expiring(timestamptz, timestamptz) TO layers_app;
 
--- Claims the reminder of p_days for a key: true for exactly one caller.
-CREATE FUNCTION layers_claim_expiry_reminder(p_key uuid, p_days integer) RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
-AS $$
-    WITH claimed AS (
-        UPDATE api_keys SET expiry_reminded = p_days
-        WHERE id = p_key AND (expiry_reminded IS NULL OR expiry_reminded > p_days)
-        RETURNING 1
-    )
-    SELECT EXISTS (SELECT 1 FROM claimed)
-$$;
-REVOKE ALL ON FUNCTION layers_claim_expiry_reminder(uuid, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION layers_claim_expiry_reminder(uuid, integer) TO layers_app;
+-- Incident response also finds a key by the prefix of the secret a rotation replaced.
+CREATE OR REPLACE FUNCTION layers_keys_by_prefix(p_prefix text) RETURNS TABLE (id uuid, user_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$ SELECT id, user_id FROM api_keys WHERE display_prefix = p_prefix OR previous_prefix = p_prefix $$;

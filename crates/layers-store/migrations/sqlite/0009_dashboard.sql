@@ -14,6 +14,7 @@ ALTER TABLE api_keys ADD COLUMN rotated_at INTEGER;
 ALTER TABLE api_keys ADD COLUMN expiry_reminded INTEGER;
 CREATE UNIQUE INDEX api_keys_previous_hash_key ON api_keys (previous_hash) WHERE previous_hash IS NOT NULL;
 CREATE INDEX api_keys_expires_idx ON api_keys (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX api_keys_previous_prefix_idx ON api_keys (previous_prefix) WHERE previous_prefix IS NOT NULL;
 
 -- Each key's spend per UTC day (Unix days), rolled up from the minute buckets by triggers so
 -- every path that records spend keeps it; calendar limits sum it from the period's first day.
@@ -22,7 +23,7 @@ CREATE TABLE key_spend_days (
     key_id       TEXT NOT NULL,
     day          INTEGER NOT NULL,
     spent_micros INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (key_id, day)
+    PRIMARY KEY (user_id, key_id, day)
 );
 CREATE INDEX key_spend_days_user_idx ON key_spend_days (user_id, day);
 
@@ -30,14 +31,14 @@ CREATE TRIGGER spend_buckets_roll_up_insert AFTER INSERT ON spend_buckets WHEN N
 BEGIN
     INSERT INTO key_spend_days (user_id, key_id, day, spent_micros)
     VALUES (NEW.user_id, NEW.key_id, NEW.minute / 1440, NEW.spent_micros)
-    ON CONFLICT (key_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros;
+    ON CONFLICT (user_id, key_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros;
 END;
 
 CREATE TRIGGER spend_buckets_roll_up_update AFTER UPDATE OF spent_micros ON spend_buckets WHEN NEW.key_id <> ''
 BEGIN
     INSERT INTO key_spend_days (user_id, key_id, day, spent_micros)
     VALUES (NEW.user_id, NEW.key_id, NEW.minute / 1440, NEW.spent_micros - OLD.spent_micros)
-    ON CONFLICT (key_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros;
+    ON CONFLICT (user_id, key_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros;
 END;
 
 -- What alerts a person asked for.

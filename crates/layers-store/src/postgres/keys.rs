@@ -23,8 +23,8 @@ impl KeyStore for PgStore {
         let mut tx = self.begin_as(new.user_id).await?;
         let row = sqlx::query(&format!(
             "INSERT INTO api_keys (id, user_id, name, env, key_hash, pepper_version, display_prefix, last4, \
-             state, spend_limit_micros, expires_at, created_at, state_changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $11) RETURNING {KEY_COLS}"
+             state, spend_limit_micros, expires_at, created_at, state_changed_at, limit_period) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $11, $12) RETURNING {KEY_COLS}"
         ))
         .bind(new.id.0)
         .bind(new.user_id.0)
@@ -37,6 +37,7 @@ impl KeyStore for PgStore {
         .bind(new.spend_limit.map(|m| m.0))
         .bind(new.expires_at)
         .bind(new.created_at)
+        .bind(new.limit_period.as_str())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -89,18 +90,24 @@ impl KeyStore for PgStore {
 
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_as(user).await?;
+        let before = live_key(&mut tx, user, key).await?;
         let row = sqlx::query(&format!(
-            "UPDATE api_keys SET state = $1, state_changed_at = now() WHERE id = $2 AND user_id = $3 \
-             RETURNING {KEY_COLS}"
+            "UPDATE api_keys SET state = $1, state_changed_at = now(), \
+             previous_hash = CASE WHEN $1 = 'active' THEN previous_hash END, \
+             previous_pepper_version = CASE WHEN $1 = 'active' THEN previous_pepper_version END, \
+             previous_prefix = CASE WHEN $1 = 'active' THEN previous_prefix END, \
+             previous_last4 = CASE WHEN $1 = 'active' THEN previous_last4 END, \
+             previous_valid_until = CASE WHEN $1 = 'active' THEN previous_valid_until END \
+             WHERE id = $2 AND user_id = $3 AND state <> 'deleted' RETURNING {KEY_COLS}"
         ))
         .bind(state.as_str())
         .bind(key.0)
         .bind(user.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        .fetch_one(&mut *tx)
+        .await?;
         let record = rows::key(&row)?;
-        announce_key(&mut tx, &record).await?;
+        // Both secrets: the one a rotation replaced may just have been forgotten.
+        announce_key(&mut tx, &before).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -135,15 +142,7 @@ impl KeyStore for PgStore {
         at: OffsetDateTime,
     ) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_as(user).await?;
-        let before = sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE id = $1 AND user_id = $2 AND state <> 'deleted' FOR UPDATE"
-        ))
-        .bind(key.0)
-        .bind(user.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound { entity: "api key" })?;
-        let before = rows::key(&before)?;
+        let before = live_key(&mut tx, user, key).await?;
         let row = sqlx::query(&format!(
             "UPDATE api_keys SET previous_hash = key_hash, previous_pepper_version = pepper_version, \
              previous_prefix = display_prefix, previous_last4 = last4, previous_valid_until = $1, \
@@ -194,13 +193,35 @@ impl KeyStore for PgStore {
         rows.iter().map(rows::expiring).collect()
     }
 
-    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool> {
-        let claimed: bool = sqlx::query_scalar("SELECT layers_claim_expiry_reminder($1, $2)")
-            .bind(key.0)
-            .bind(days)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(claimed)
+    async fn claim_expiry_reminder(&self, user: UserId, key: KeyId, days: i32) -> StoreResult<bool> {
+        let mut tx = self.begin_as(user).await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET expiry_reminded = $1 WHERE id = $2 AND user_id = $3 \
+             AND (expiry_reminded IS NULL OR expiry_reminded > $1)",
+        )
+        .bind(days)
+        .bind(key.0)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retire_previous_secret(&self, user: UserId, key: KeyId) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_as(user).await?;
+        let before = live_key(&mut tx, user, key).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET previous_hash = NULL, previous_pepper_version = NULL, previous_prefix = NULL, \
+             previous_last4 = NULL, previous_valid_until = NULL WHERE id = $1 AND user_id = $2 RETURNING {KEY_COLS}"
+        ))
+        .bind(key.0)
+        .bind(user.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        announce_key(&mut tx, &before).await?;
+        tx.commit().await?;
+        rows::key(&row)
     }
 
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()> {
@@ -212,6 +233,23 @@ impl KeyStore for PgStore {
         sqlx::query("SELECT layers_touch_keys($1, $2)").bind(&ids).bind(&times).execute(self.pool()).await?;
         Ok(())
     }
+}
+
+/// The user's key, locked, unless it is deleted; `NotFound` otherwise.
+async fn live_key(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    user: UserId,
+    key: KeyId,
+) -> StoreResult<KeyRecord> {
+    let row = sqlx::query(&format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE id = $1 AND user_id = $2 AND state <> 'deleted' FOR UPDATE"
+    ))
+    .bind(key.0)
+    .bind(user.0)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound { entity: "api key" })?;
+    rows::key(&row)
 }
 
 /// Tells every node's cache that this key changed (under each secret it is known by).

@@ -113,13 +113,17 @@ impl LedgerStore for PgStore {
 
     async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>> {
         let mut tx = self.begin_as(user).await?;
+        // `seg` numbers the stretches between transactions other than usage; within one, usage
+        // only lowers the balance, so its lowest balance is the one after the stretch.
         let rows = sqlx::query(
-            "SELECT kind, amount_micros AS amount, created_at AS at, 1::bigint AS n, reason FROM credit_transactions \
-             WHERE user_id = $1 AND kind <> 'usage' \
+            "WITH t AS (SELECT kind, amount_micros, balance_after_micros, created_at, reason, \
+                        SUM(CASE WHEN kind <> 'usage' THEN 1 ELSE 0 END) OVER (ORDER BY created_at, id) AS seg \
+                        FROM credit_transactions WHERE user_id = $1) \
+             SELECT kind, amount_micros AS amount, balance_after_micros AS after, created_at AS at, 1::bigint AS n, reason \
+             FROM t WHERE kind <> 'usage' \
              UNION ALL \
-             SELECT 'usage', SUM(amount_micros)::bigint, MAX(created_at), COUNT(*)::bigint, NULL \
-             FROM credit_transactions WHERE user_id = $1 AND kind = 'usage' \
-             GROUP BY floor(extract(epoch FROM created_at) / 86400) \
+             SELECT 'usage', SUM(amount_micros)::bigint, MIN(balance_after_micros), MAX(created_at), COUNT(*)::bigint, NULL \
+             FROM t WHERE kind = 'usage' GROUP BY floor(extract(epoch FROM created_at) / 86400), seg \
              ORDER BY at DESC LIMIT $2",
         )
         .bind(user.0)
@@ -134,6 +138,7 @@ impl LedgerStore for PgStore {
                 Ok(StatementLine {
                     kind: TransactionKind::from_db(&kind).ok_or(StoreError::Corrupt { column: "kind" })?,
                     amount: MicroCredits(row.try_get("amount")?),
+                    balance_after: MicroCredits(row.try_get("after")?),
                     at: row.try_get("at")?,
                     count: row.try_get("n")?,
                     reason: row.try_get("reason")?,

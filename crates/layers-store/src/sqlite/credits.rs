@@ -288,15 +288,14 @@ async fn lease_view(tx: &mut Tx, req: &LeaseRequest, now: OffsetDateTime) -> Sto
     .await?;
     let key_spent: i64 = match req.key_period_from_day {
         // A calendar limit counts the period's spend only.
-        Some(from_day) => {
-            sqlx::query_scalar(
-                "SELECT COALESCE(SUM(spent_micros), 0) FROM key_spend_days WHERE key_id = ? AND day >= ?",
-            )
-            .bind(&key)
-            .bind(from_day)
-            .fetch_one(&mut **tx)
-            .await?
-        }
+        Some(from_day) => sqlx::query_scalar(
+            "SELECT COALESCE(SUM(spent_micros), 0) FROM key_spend_days WHERE user_id = ? AND key_id = ? AND day >= ?",
+        )
+        .bind(&user)
+        .bind(&key)
+        .bind(from_day)
+        .fetch_one(&mut **tx)
+        .await?,
         None => sqlx::query_scalar("SELECT spent_micros FROM api_keys WHERE id = ?")
             .bind(&key)
             .fetch_optional(&mut **tx)

@@ -26,8 +26,8 @@ impl KeyStore for SqliteStore {
         let at = ms(new.created_at);
         let row = sqlx::query(&format!(
             "INSERT INTO api_keys (id, user_id, name, env, key_hash, pepper_version, display_prefix, last4, \
-             state, spend_limit_micros, expires_at, created_at, state_changed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?) RETURNING {KEY_COLS}"
+             state, spend_limit_micros, expires_at, created_at, state_changed_at, limit_period) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?) RETURNING {KEY_COLS}"
         ))
         .bind(new.id.to_string())
         .bind(new.user_id.to_string())
@@ -41,6 +41,7 @@ impl KeyStore for SqliteStore {
         .bind(opt_ms(new.expires_at))
         .bind(at)
         .bind(at)
+        .bind(new.limit_period.as_str())
         .fetch_one(self.pool())
         .await?;
         rows::key(&row)
@@ -85,7 +86,9 @@ impl KeyStore for SqliteStore {
 
     async fn keys_by_prefix(&self, display_prefix: &str) -> StoreResult<Vec<KeyRecord>> {
         let rows =
-            sqlx::query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE display_prefix = ? ORDER BY created_at DESC"))
+            sqlx::query(&format!(
+                "SELECT {KEY_COLS} FROM api_keys WHERE display_prefix = ?1 OR previous_prefix = ?1 ORDER BY created_at DESC"
+            ))
                 .bind(display_prefix)
                 .fetch_all(self.pool())
                 .await?;
@@ -95,19 +98,25 @@ impl KeyStore for SqliteStore {
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_write().await?;
         let now = ms(OffsetDateTime::now_utc());
+        let before = live_key(&mut tx, user, key).await?;
         let row = sqlx::query(&format!(
-            "UPDATE api_keys SET state = ?, state_changed_at = ? WHERE id = ? AND user_id = ? \
-             RETURNING {KEY_COLS}"
+            "UPDATE api_keys SET state = ?1, state_changed_at = ?2, \
+             previous_hash = CASE WHEN ?1 = 'active' THEN previous_hash END, \
+             previous_pepper_version = CASE WHEN ?1 = 'active' THEN previous_pepper_version END, \
+             previous_prefix = CASE WHEN ?1 = 'active' THEN previous_prefix END, \
+             previous_last4 = CASE WHEN ?1 = 'active' THEN previous_last4 END, \
+             previous_valid_until = CASE WHEN ?1 = 'active' THEN previous_valid_until END \
+             WHERE id = ?3 AND user_id = ?4 AND state <> 'deleted' RETURNING {KEY_COLS}"
         ))
         .bind(state.as_str())
         .bind(now)
         .bind(key.to_string())
         .bind(user.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound { entity: "api key" })?;
+        .fetch_one(&mut *tx)
+        .await?;
         let record = rows::key(&row)?;
-        announce_key(&mut tx, &record).await?;
+        // Both secrets: the one a rotation replaced may just have been forgotten.
+        announce_key(&mut tx, &before).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -142,15 +151,7 @@ impl KeyStore for SqliteStore {
         at: OffsetDateTime,
     ) -> StoreResult<KeyRecord> {
         let mut tx = self.begin_write().await?;
-        let before = sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE id = ? AND user_id = ? AND state <> 'deleted'"
-        ))
-        .bind(key.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound { entity: "api key" })?;
-        let before = rows::key(&before)?;
+        let before = live_key(&mut tx, user, key).await?;
         let row = sqlx::query(&format!(
             "UPDATE api_keys SET previous_hash = key_hash, previous_pepper_version = pepper_version, \
              previous_prefix = display_prefix, previous_last4 = last4, previous_valid_until = ?, \
@@ -199,25 +200,43 @@ impl KeyStore for SqliteStore {
             "SELECT k.id, k.user_id, k.name, k.display_prefix, k.last4, k.expires_at, k.expiry_reminded \
              FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.expires_at IS NOT NULL AND k.expires_at > ? AND k.expires_at <= ? \
+               AND (k.expiry_reminded IS NULL OR k.expiry_reminded > 1) \
                AND k.state = 'active' AND u.status = 'active' ORDER BY k.expires_at LIMIT 1000",
         )
         .bind(ms(now))
-        .bind(ms(before))
+        .bind(ms(before.min(now + time::Duration::days(8))))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(rows::expiring).collect()
     }
 
-    async fn claim_expiry_reminder(&self, key: KeyId, days: i32) -> StoreResult<bool> {
+    async fn claim_expiry_reminder(&self, user: UserId, key: KeyId, days: i32) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE api_keys SET expiry_reminded = ? WHERE id = ? AND (expiry_reminded IS NULL OR expiry_reminded > ?)",
+            "UPDATE api_keys SET expiry_reminded = ?1 WHERE id = ?2 AND user_id = ?3 \
+             AND (expiry_reminded IS NULL OR expiry_reminded > ?1)",
         )
         .bind(days)
         .bind(key.to_string())
-        .bind(days)
+        .bind(user.to_string())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn retire_previous_secret(&self, user: UserId, key: KeyId) -> StoreResult<KeyRecord> {
+        let mut tx = self.begin_write().await?;
+        let before = live_key(&mut tx, user, key).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET previous_hash = NULL, previous_pepper_version = NULL, previous_prefix = NULL, \
+             previous_last4 = NULL, previous_valid_until = NULL WHERE id = ? AND user_id = ? RETURNING {KEY_COLS}"
+        ))
+        .bind(key.to_string())
+        .bind(user.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        announce_key(&mut tx, &before).await?;
+        tx.commit().await?;
+        rows::key(&row)
     }
 
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()> {
@@ -238,6 +257,22 @@ impl KeyStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The user's key, unless it is deleted; `NotFound` otherwise.
+async fn live_key(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    user: UserId,
+    key: KeyId,
+) -> StoreResult<KeyRecord> {
+    let row =
+        sqlx::query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ? AND user_id = ? AND state <> 'deleted'"))
+            .bind(key.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "api key" })?;
+    rows::key(&row)
 }
 
 /// Tells every node's cache that this key changed (under each secret it is known by).

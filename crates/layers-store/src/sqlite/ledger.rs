@@ -105,12 +105,17 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn statement(&self, user: UserId, limit: u32) -> StoreResult<Vec<StatementLine>> {
+        // `seg` numbers the stretches between transactions other than usage; within one, usage
+        // only lowers the balance, so its lowest balance is the one after the stretch.
         let rows = sqlx::query(
-            "SELECT kind, amount_micros AS amount, created_at AS at, 1 AS n, reason FROM credit_transactions \
-             WHERE user_id = ?1 AND kind <> 'usage' \
+            "WITH t AS (SELECT kind, amount_micros, balance_after_micros, created_at, reason, \
+                        SUM(CASE WHEN kind <> 'usage' THEN 1 ELSE 0 END) OVER (ORDER BY created_at, rowid) AS seg \
+                        FROM credit_transactions WHERE user_id = ?1) \
+             SELECT kind, amount_micros AS amount, balance_after_micros AS after, created_at AS at, 1 AS n, reason \
+             FROM t WHERE kind <> 'usage' \
              UNION ALL \
-             SELECT 'usage', SUM(amount_micros), MAX(created_at), COUNT(*), NULL FROM credit_transactions \
-             WHERE user_id = ?1 AND kind = 'usage' GROUP BY created_at / 86400000 \
+             SELECT 'usage', SUM(amount_micros), MIN(balance_after_micros), MAX(created_at), COUNT(*), NULL \
+             FROM t WHERE kind = 'usage' GROUP BY created_at / 86400000, seg \
              ORDER BY at DESC LIMIT ?2",
         )
         .bind(user.to_string())
@@ -124,6 +129,7 @@ impl LedgerStore for SqliteStore {
                 Ok(StatementLine {
                     kind: TransactionKind::from_db(&kind).ok_or(StoreError::Corrupt { column: "kind" })?,
                     amount: MicroCredits(row.try_get("amount")?),
+                    balance_after: MicroCredits(row.try_get("after")?),
                     at: super::rows::from_ms(row.try_get("at")?),
                     count: row.try_get("n")?,
                     reason: row.try_get("reason")?,

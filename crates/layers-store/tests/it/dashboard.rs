@@ -87,7 +87,7 @@ conformance!(a_rotated_key_answers_to_both_secrets_and_announces_both, |store: A
         assert_eq!(auth.key.id, k.id, "found by either secret");
     }
     // A second rotation drops the first secret at once.
-    let third = NewSecret { key_hash: vec![42; 32], ..secret.clone() };
+    let third = NewSecret { key_hash: vec![42; 32], display_prefix: "lyr_live_sk_new2".into(), ..secret.clone() };
     store.rotate_key(alice.id, k.id, &third, until, now()).await.unwrap();
     assert!(store.key_for_auth(&[40; 32]).await.unwrap().is_none());
     assert_eq!(store.key_for_auth(&[41; 32]).await.unwrap().unwrap().key.id, k.id);
@@ -96,12 +96,33 @@ conformance!(a_rotated_key_answers_to_both_secrets_and_announces_both, |store: A
     for hash in [vec![40u8; 32], vec![41u8; 32]] {
         assert!(announced.contains(&hash), "every node hears of each secret that changed");
     }
+    // Found for incident response by the old secret's prefix too.
+    let by_old = store.keys_by_prefix("lyr_live_sk_new1").await.unwrap();
+    assert_eq!(by_old.iter().map(|k| k.id).collect::<Vec<_>>(), vec![k.id]);
+    // Ending the overlap now forgets the old secret and tells every node.
+    let mark2 = store.db_now().await.unwrap() - Duration::seconds(1);
+    let retired = store.retire_previous_secret(alice.id, k.id).await.unwrap();
+    assert!(retired.previous.is_none());
+    assert!(store.key_for_auth(&[41; 32]).await.unwrap().is_none());
+    let events = store.cache_events_since(mark2).await.unwrap();
+    assert!(events.iter().any(|e| e.key_hash.as_deref() == Some(&[41u8; 32][..])));
+    // Deactivation ends an overlap as well: a reactivated key answers to its current secret only.
+    let fourth = NewSecret { key_hash: vec![44; 32], ..secret.clone() };
+    store.rotate_key(alice.id, k.id, &fourth, until, now()).await.unwrap();
+    store.set_key_state(alice.id, k.id, KeyState::Deactivated).await.unwrap();
+    let back = store.set_key_state(alice.id, k.id, KeyState::Active).await.unwrap();
+    assert!(back.previous.is_none());
+    assert!(store.key_for_auth(&[42; 32]).await.unwrap().is_none(), "the secret before the rotation is gone");
     // Another user cannot rotate it; a deleted key cannot be rotated.
     let bob = user(&store, "rotate-bob@example.com").await;
     let stolen = NewSecret { key_hash: vec![43; 32], ..secret.clone() };
     assert!(matches!(store.rotate_key(bob.id, k.id, &stolen, until, now()).await, Err(StoreError::NotFound { .. })));
     store.set_key_state(alice.id, k.id, KeyState::Deleted).await.unwrap();
     assert!(matches!(store.rotate_key(alice.id, k.id, &stolen, until, now()).await, Err(StoreError::NotFound { .. })));
+    assert!(
+        matches!(store.set_key_state(alice.id, k.id, KeyState::Active).await, Err(StoreError::NotFound { .. })),
+        "deletion is final"
+    );
 });
 
 conformance!(expiry_reminders_are_claimed_once_per_stage, |store: Arc<dyn Store>| async move {
@@ -117,6 +138,7 @@ conformance!(expiry_reminders_are_claimed_once_per_stage, |store: Arc<dyn Store>
             display_prefix: "lyr_live_sk_soon".into(),
             last4: "soon".into(),
             spend_limit: None,
+            limit_period: Default::default(),
             expires_at: Some(now() + Duration::days(5)),
             created_at: now(),
         })
@@ -126,12 +148,18 @@ conformance!(expiry_reminders_are_claimed_once_per_stage, |store: Arc<dyn Store>
     let listed = store.keys_expiring(now(), now() + Duration::days(7)).await.unwrap();
     assert_eq!(listed.iter().map(|k| k.id).collect::<Vec<_>>(), vec![soon.id]);
     assert_eq!(listed[0].reminded, None);
-    assert!(store.claim_expiry_reminder(soon.id, 7).await.unwrap());
-    assert!(!store.claim_expiry_reminder(soon.id, 7).await.unwrap(), "the 7-day reminder goes once");
-    assert!(store.claim_expiry_reminder(soon.id, 1).await.unwrap());
-    assert!(!store.claim_expiry_reminder(soon.id, 7).await.unwrap(), "never back to an earlier stage");
-    assert_eq!(store.keys_expiring(now(), now() + Duration::days(7)).await.unwrap()[0].reminded, Some(1));
-    assert!(store.keys_expiring(now(), now() + Duration::days(4)).await.unwrap().is_empty());
+    let bob = user(&store, "expiry-bob@example.com").await;
+    assert!(!store.claim_expiry_reminder(bob.id, soon.id, 7).await.unwrap(), "only the owner's key");
+    assert!(store.claim_expiry_reminder(alice.id, soon.id, 7).await.unwrap());
+    assert!(!store.claim_expiry_reminder(alice.id, soon.id, 7).await.unwrap(), "the 7-day reminder goes once");
+    assert_eq!(store.keys_expiring(now(), now() + Duration::days(7)).await.unwrap()[0].reminded, Some(7));
+    assert!(store.claim_expiry_reminder(alice.id, soon.id, 1).await.unwrap());
+    assert!(!store.claim_expiry_reminder(alice.id, soon.id, 7).await.unwrap(), "never back to an earlier stage");
+    assert!(
+        store.keys_expiring(now(), now() + Duration::days(7)).await.unwrap().is_empty(),
+        "a key reminded a day before is not listed again"
+    );
+    assert!(store.keys_expiring(now(), now() + Duration::days(400)).await.unwrap().is_empty());
 });
 
 conformance!(usage_filters_summaries_and_pages_that_never_skip, |store: Arc<dyn Store>| async move {
@@ -200,6 +228,41 @@ conformance!(the_statement_sums_usage_per_day_and_keeps_other_entries, |store: A
     assert!(lines.windows(2).all(|w| w[0].at >= w[1].at), "newest first");
     assert!(store.last_credit_at(u.id).await.unwrap().is_some());
 });
+
+conformance!(
+    a_statement_line_never_spans_a_top_up_and_carries_the_recorded_balance,
+    |store: Arc<dyn Store>| async move {
+        let (u, k) = funded(&store, "statement-mix@example.com", 10_000).await;
+        let t = now();
+        spend(&store, u.id, k.id, &[(t + Duration::seconds(1), "m/a", 30)]).await;
+        store
+            .apply_transaction(&NewTransaction {
+                id: Uuid::new_v4(),
+                user_id: u.id,
+                kind: TransactionKind::Purchase,
+                amount: MicroCredits(500),
+                idempotency_key: "top-up".into(),
+                reason: Some("top-up".into()),
+                request_id: None,
+                allow_negative: false,
+                created_at: t + Duration::seconds(2),
+            })
+            .await
+            .unwrap();
+        spend(&store, u.id, k.id, &[(t + Duration::seconds(3), "m/a", 20)]).await;
+        let lines: Vec<(TransactionKind, i64, i64)> =
+            store.statement(u.id, 50).await.unwrap().iter().map(|l| (l.kind, l.amount.0, l.balance_after.0)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (TransactionKind::Usage, -20, 10_450),
+                (TransactionKind::Purchase, 500, 10_470),
+                (TransactionKind::Usage, -30, 9_970),
+                (TransactionKind::Grant, 10_000, 10_000),
+            ]
+        );
+    }
+);
 
 conformance!(alerts_are_kept_and_claimed_once, |store: Arc<dyn Store>| async move {
     let alice = user(&store, "alerts@example.com").await;

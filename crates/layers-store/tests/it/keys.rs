@@ -34,6 +34,7 @@ conformance!(duplicate_hashes_conflict, |store: Arc<dyn Store>| async move {
             display_prefix: "lyr_test_sk_zzzz".into(),
             last4: "zzzz".into(),
             spend_limit: None,
+            limit_period: Default::default(),
             expires_at: None,
             created_at: now(),
         })

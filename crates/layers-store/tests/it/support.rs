@@ -56,6 +56,7 @@ pub async fn key(store: &Arc<dyn Store>, user: &User, hash_byte: u8) -> KeyRecor
             display_prefix: format!("lyr_live_sk_{hash_byte:04}"),
             last4: "abcd".to_owned(),
             spend_limit: None,
+            limit_period: Default::default(),
             expires_at: None,
             created_at: now(),
         })

@@ -125,8 +125,19 @@ async fn a_request_shows_in_usage_with_its_hold_charge_and_release_and_filters_a
     assert!(by_model.body.contains("data-test=\"total-requests\">3<"));
     let none = b.get("/dashboard/usage?status=failed").await;
     assert!(request_ids(&none.body).is_empty());
-    let bad = b.get("/dashboard/usage?from=yesterday").await;
-    assert_eq!(bad.status, 400, "a bad filter is a 400 with a message, never a 500");
+    for bad in [
+        "/dashboard/usage?from=yesterday",
+        "/dashboard/usage?to=9999-12-31",
+        "/dashboard/usage?from=-5000-01-01",
+        "/dashboard/usage?from=2026-12-02&to=2026-12-01",
+        "/dashboard/usage?key=not-a-key",
+        "/dashboard/usage.csv?to=9999-12-31",
+    ] {
+        assert_eq!(b.get(bad).await.status, 400, "{bad}: a bad filter is a 400 with a message, never a 500");
+    }
+    let odd_cursor = b.get("/dashboard/usage?before=-99999999999999999999999.x").await;
+    assert_eq!(odd_cursor.status, 200, "a cursor that does not parse is the first page");
+    assert_eq!(request_ids(&odd_cursor.body).len(), 4);
 
     // The CSV holds exactly the filtered rows, and the key's name cannot run as a formula.
     let csv = b.get(&format!("/dashboard/usage.csv?key={live_id}")).await;
@@ -223,6 +234,29 @@ async fn rotation_keeps_the_old_secret_for_the_overlap_then_only_the_new_one_wor
     d.app.core.clock.advance(Duration::from_secs(3_601));
     assert_eq!(call(&d.app, &old, "sandbox/echo").await.status(), 401, "the overlap is over");
     assert_eq!(call(&d.app, &new, "sandbox/echo").await.status(), 200);
+
+    // A leaked old secret can be refused before its overlap ends, and a lock-down ends the
+    // overlap for good: a key reactivated afterwards answers to its current secret only.
+    let page = b.get(&format!("/dashboard/keys/{id}")).await;
+    let again =
+        b.post(&format!("/dashboard/keys/{id}/rotate"), &[("csrf", &page.csrf()), ("overlap_secs", "86400")]).await;
+    let third = again.input_value("new_key").unwrap();
+    assert_eq!(call(&d.app, &new, "sandbox/echo").await.status(), 200, "in its overlap");
+    let detail = b.get(&format!("/dashboard/keys/{id}")).await;
+    assert!(detail.body.contains("Refuse the old secret now"));
+    let retired = b.post(&format!("/dashboard/keys/{id}/retire-old-secret"), &[("csrf", &detail.csrf())]).await;
+    assert_eq!(retired.location(), Some(format!("/dashboard/keys/{id}?notice=retired").as_str()));
+    assert_eq!(call(&d.app, &new, "sandbox/echo").await.status(), 401, "refused at once");
+    assert_eq!(call(&d.app, &third, "sandbox/echo").await.status(), 200);
+    let page = b.get(&format!("/dashboard/keys/{id}")).await;
+    let fourth =
+        b.post(&format!("/dashboard/keys/{id}/rotate"), &[("csrf", &page.csrf()), ("overlap_secs", "86400")]).await;
+    let fourth = fourth.input_value("new_key").unwrap();
+    let page = b.get(&format!("/dashboard/keys/{id}")).await;
+    b.post(&format!("/dashboard/keys/{id}/state"), &[("csrf", &page.csrf()), ("action", "deactivate")]).await;
+    b.post(&format!("/dashboard/keys/{id}/state"), &[("csrf", &page.csrf()), ("action", "reactivate")]).await;
+    assert_eq!(call(&d.app, &third, "sandbox/echo").await.status(), 401, "deactivation ended the overlap");
+    assert_eq!(call(&d.app, &fourth, "sandbox/echo").await.status(), 200);
     // Its history stays with it.
     let rows = d.app.wait_for_usage(&user, 3).await;
     assert!(rows.iter().all(|r| r.key_id.map(|k| k.to_string()) == Some(id.clone())));
@@ -365,8 +399,18 @@ async fn alerts_fire_once_per_threshold_and_period_by_mail_and_a_signed_webhook(
     alerts.check(user.id).await.unwrap();
     let all = hook.wait_for(deliveries.len() + 1).await;
     assert_eq!(all.iter().filter(|x| x.json()["type"] == "low_balance").count(), 2);
-    let audited = d.app.store().audit_events(user.id, 100).await.unwrap();
-    assert_eq!(audited.iter().filter(|e| e.event_type == "alert_sent").count(), all.len());
+    // Each alert is audited once its webhook answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audited = d.app.store().audit_events(user.id, 100).await.unwrap();
+        let sent: Vec<_> = audited.iter().filter(|e| e.event_type == "alert_sent").collect();
+        if sent.len() == all.len() {
+            assert!(sent.iter().all(|e| e.metadata["webhook"] == "delivered"), "{sent:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} alerts audited, {} delivered", sent.len(), all.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
