@@ -453,6 +453,16 @@ fn render_secret(state: &AppState, who: &SignedIn, created: &CreatedKey, old_unt
     layout::app("Your new key", Section::Keys, &who.user.email, &csrf, content)
 }
 
+/// What a key spent in its limit's period, as the detail page labels it.
+fn spent_label(period: SpendPeriod) -> &'static str {
+    match period {
+        SpendPeriod::Total => "Spent against the limit",
+        SpendPeriod::Day => "Spent today (UTC)",
+        SpendPeriod::Week => "Spent this week",
+        SpendPeriod::Month => "Spent this month",
+    }
+}
+
 fn key_id(raw: &str) -> Result<KeyId, PageError> {
     raw.parse().map_err(|_| PageError::NotFound)
 }
@@ -512,7 +522,7 @@ async fn render_detail(
                     tr { th { "Expires" } td { (k.expires_at.map_or_else(|| "never".to_owned(), timestamp)) } }
                     tr { th { "Spent, all time" } td class="num" { (credits(k.spent)) " credits" } }
                     @if let Some(limit) = k.spend_limit {
-                        tr { th { "Spent " (k.limit_period.label().trim_start_matches("per ")) } td class="num" { (credits(spent)) " of " (credits(limit)) " credits" } }
+                        tr { th { (spent_label(k.limit_period)) } td class="num" { (credits(spent)) " of " (credits(limit)) " credits" } }
                         @if let Some(reset) = k.limit_period.next_reset(now) {
                             tr { th { "Next reset" } td data-test="next-reset" { (timestamp(reset)) } }
                         }
