@@ -6,26 +6,14 @@
 //   LAYERS_BIN=target/debug/layers node tests/browser/accounts.mjs
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
+import { bin, chromium, chromiumPath, freePort, require, shots, waitFor } from './lib/support.mjs';
 import { createHmac } from 'node:crypto';
 
-const require = createRequire(process.env.PLAYWRIGHT_FROM ?? import.meta.url);
-const { chromium } = require('playwright-core');
 const { OAuth2Server } = await import(require.resolve('oauth2-mock-server'));
 
-const bin = process.env.LAYERS_BIN ?? 'target/debug/layers';
-const shots = process.env.SCREENSHOTS_DIR ?? 'docs/screenshots';
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-mkdirSync(shots, { recursive: true });
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
 
 // The local OpenID Connect provider standing in for Google (npm's oauth2-mock-server: RS256,
 // PKCE, nonce); who signs in is set per test in `googleUser`.
@@ -58,16 +46,7 @@ const server = spawn(bin, ['serve'], {
 server.stdout.on('data', (d) => { log += d; });
 server.stderr.on('data', (d) => { log += d; });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, find, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const got = await find();
-    if (got) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- server log ---\n${log.slice(-4000)}`);
-    await sleep(50);
-  }
-}
+const until = (what, find, ms) => waitFor(what, find, () => log, ms);
 
 /** The nth link (1-based) to `pathPrefix` the console mailer wrote. */
 function mailedLink(pathPrefix, n = 1) {

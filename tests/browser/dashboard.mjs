@@ -8,26 +8,13 @@
 // Run by scripts/browser-test:  LAYERS_BIN=target/debug/layers node tests/browser/dashboard.mjs
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
+import { bin, chromium, chromiumPath, freePort, shots, waitFor } from './lib/support.mjs';
 
-const require = createRequire(process.env.PLAYWRIGHT_FROM ?? import.meta.url);
-const { chromium } = require('playwright-core');
 
-const bin = process.env.LAYERS_BIN ?? 'target/debug/layers';
-const shots = process.env.SCREENSHOTS_DIR ?? 'docs/screenshots';
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-mkdirSync(shots, { recursive: true });
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // A mock OpenAI upstream speaking the Chat Completions wire format (non-streamed).
 let upstreamCalls = 0;
@@ -99,15 +86,7 @@ function admin(...args) {
   assert.equal(r.status, 0, `layers admin ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }
-async function until(what, find, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const got = await find();
-    if (got) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- server log ---\n${log.slice(-4000)}`);
-    await sleep(50);
-  }
-}
+const until = (what, find, ms) => waitFor(what, find, () => log, ms);
 function mailedLink(pathPrefix) {
   const re = new RegExp(`${base.replace(/[.]/g, '\\.')}${pathPrefix}\\?token=[A-Za-z0-9_-]+`);
   return (log.match(re) ?? [null])[0];

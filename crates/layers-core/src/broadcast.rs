@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use layers_domain::hex::{decode as unhex, encode as hex};
 use layers_domain::UserId;
 
 use crate::auth::cache::KeyCache;
@@ -165,17 +166,6 @@ enum SessionError {
     Timeout,
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]

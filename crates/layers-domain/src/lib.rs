@@ -8,6 +8,7 @@
 //!   webhook signatures.
 //! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
 //! - [`base62`]: fixed-width base62 encoding used by keys and ids.
+//! - [`hex`]: lower-case hexadecimal.
 //! - [`ids`]: typed identifiers (users, keys, requests).
 //! - [`identity`]: password rules, same-site redirect targets and session lifetimes.
 //! - [`tier`]: account tiers.
@@ -21,6 +22,7 @@
 pub mod base62;
 pub mod credit;
 pub mod dashboard;
+pub mod hex;
 pub mod identity;
 pub mod ids;
 pub mod key_format;

@@ -170,7 +170,7 @@ impl AlertService {
             (Some(_), _) => {
                 let mut bytes = [0u8; 24];
                 rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|_| ServiceError::Entropy)?;
-                let secret = format!("whsec_{}", hex(&bytes));
+                let secret = format!("whsec_{}", layers_domain::hex::encode(&bytes));
                 Some(self.secrets.seal(user, secret.as_bytes()).map_err(|_| ServiceError::Entropy)?)
             }
         };
@@ -391,8 +391,4 @@ pub async fn period_spend(
 /// The next reset of a key's limit, for the keys page.
 pub fn next_reset(period: SpendPeriod, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
     period.next_reset(now)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,7 +13,7 @@ pub const TOLERANCE_SECS: i64 = 300;
 
 /// The header value for `body` sent at `timestamp` (Unix seconds).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex(&mac(secret, timestamp, body)))
+    format!("t={timestamp},v1={}", crate::hex::encode(&mac(secret, timestamp, body)))
 }
 
 /// Whether `header` signs `body` with `secret`, within the tolerance of `now` (Unix seconds).
@@ -32,7 +32,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
         return false;
     }
     signatures.iter().any(|s| {
-        let Some(bytes) = unhex(s) else { return false };
+        let Some(bytes) = crate::hex::decode(s) else { return false };
         let mut m = keyed(secret);
         m.update(t.to_string().as_bytes());
         m.update(b".");
@@ -55,17 +55,6 @@ fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Vec<u8> {
     m.update(b".");
     m.update(body);
     m.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
