@@ -133,19 +133,6 @@ pub fn password_changed(to: &str) -> Mail {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn letters_have_both_parts_and_escape_html() {
-        let m = confirm("a@example.com", "https://layers.example/auth/confirm?token=abc&x=<b>", 24);
-        assert!(m.text.contains("https://layers.example/auth/confirm?token=abc&x=<b>"));
-        assert!(m.html.contains("token=abc&amp;x=&lt;b&gt;") && !m.html.contains("<b>"));
-        assert!(m.text.contains("24 hours"));
-    }
-}
-
 /// An alert the person asked for (low balance, a key's share of its limit).
 pub fn alert(to: &str, subject: &str, lines: &[&str], dashboard: &str) -> Mail {
     letter(
@@ -170,4 +157,17 @@ pub fn key_expiring(to: &str, key_label: &str, expires: &str, days: i32, keys_pa
         Some(("Manage your keys", keys_page)),
         "You get this reminder 7 days and 1 day before a key expires.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_have_both_parts_and_escape_html() {
+        let m = confirm("a@example.com", "https://layers.example/auth/confirm?token=abc&x=<b>", 24);
+        assert!(m.text.contains("https://layers.example/auth/confirm?token=abc&x=<b>"));
+        assert!(m.html.contains("token=abc&amp;x=&lt;b&gt;") && !m.html.contains("<b>"));
+        assert!(m.text.contains("24 hours"));
+    }
 }

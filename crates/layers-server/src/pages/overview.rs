@@ -63,10 +63,10 @@ fn render(o: &Overview) -> Markup {
                 }
             }
             div class="stat" {
-                span class="stat-label" { "Held for requests in flight" }
+                span class="stat-label" { "Held by the gateway" }
                 span class="stat-value" data-test="held" title=(credits(o.held)) { (credits_short(o.held)) }
                 span class="stat-sub" { "Available: " (credits_short(o.balance.saturating_sub(o.held))) }
-                span class="stat-sub" { "Set aside by the gateway; back to your balance when idle" }
+                span class="stat-sub" { "For requests in flight and the next few; back to your balance when idle" }
             }
             div class="stat" {
                 span class="stat-label" { "Spend today" }
