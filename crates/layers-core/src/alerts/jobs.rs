@@ -13,12 +13,17 @@ use crate::tasks::Tasks;
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often the expiry reminders run.
 pub const REMIND_EVERY: Duration = Duration::from_secs(600);
+/// When the first reminders run after start.
+pub const FIRST_REMINDERS_AFTER: Duration = Duration::from_secs(60);
 
 pub fn spawn(alerts: Arc<AlertService>, billing: Billing, tasks: &Tasks) {
     let cancel = tasks.cancelled();
     tasks.spawn("alerts", async move {
         let mut check = tokio::time::interval(CHECK_EVERY);
-        let mut remind = tokio::time::interval(REMIND_EVERY);
+        // The first reminders a minute after start: a node (re)starting, or a fleet rolling
+        // over, does not query the database for them at once.
+        let start = tokio::time::Instant::now() + FIRST_REMINDERS_AFTER;
+        let mut remind = tokio::time::interval_at(start, REMIND_EVERY);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
