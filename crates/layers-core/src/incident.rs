@@ -23,7 +23,7 @@ impl Core {
         client: &Client,
     ) -> IdentityResult<LockedDown> {
         self.identity.check_password(s, password, client).await?;
-        let keys = self.keys.deactivate_all(s.user_id).await?;
+        let keys = self.keys.for_client(client).deactivate_all(s.user_id).await?;
         let sessions_ended = self.identity.log_out_everywhere(s, client).await?;
         let done = LockedDown { keys_deactivated: keys.keys_deactivated, sessions_ended };
         self.identity

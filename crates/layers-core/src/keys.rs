@@ -8,7 +8,7 @@ use std::time::Duration;
 use layers_domain::dashboard::SpendPeriod;
 use layers_domain::key_format::SECRET_BYTES;
 use layers_domain::{ApiKey, KeyEnv, KeyId, MicroCredits, UserId};
-use layers_store::{KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, Store};
+use layers_store::{KeyLimits, KeyRecord, KeyState, NewKey, NewSecret, Severity, Store};
 use rand::TryRngCore;
 use time::OffsetDateTime;
 
@@ -18,6 +18,7 @@ use crate::auth::pepper::Peppers;
 use crate::broadcast::{Broadcaster, Notice};
 use crate::clock::Clock;
 use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Client;
 
 const MAX_NAME_CHARS: usize = 100;
 /// How long the replaced secret keeps working after a rotation, unless the person chooses.
@@ -51,7 +52,7 @@ pub struct LockDown {
     pub keys_deactivated: usize,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyService {
     store: Arc<dyn Store>,
     peppers: Arc<Peppers>,
@@ -59,6 +60,9 @@ pub struct KeyService {
     audit: Audit,
     broadcaster: Broadcaster,
     clock: Clock,
+    /// The person at a browser this service acts for (their address and device go in the audit
+    /// log); `None` for the operator's commands and the system.
+    client: Option<Client>,
 }
 
 impl KeyService {
@@ -70,7 +74,18 @@ impl KeyService {
         broadcaster: Broadcaster,
         clock: Clock,
     ) -> Self {
-        KeyService { store, peppers, cache, audit, broadcaster, clock }
+        KeyService { store, peppers, cache, audit, broadcaster, clock, client: None }
+    }
+
+    /// The same service, acting for the person at `client`: every change it makes is audited
+    /// with their address and device.
+    pub fn for_client(&self, client: &Client) -> KeyService {
+        KeyService { client: Some(client.clone()), ..self.clone() }
+    }
+
+    async fn audit_change(&self, user: UserId, event: &str, metadata: serde_json::Value) {
+        let (ip, user_agent) = self.client.as_ref().map_or((None, None), |c| (c.ip, c.user_agent.as_deref()));
+        self.audit.from_client(Some(user), event, metadata, Severity::Info, ip, user_agent).await;
     }
 
     pub async fn create(&self, req: NewKeyRequest) -> ServiceResult<CreatedKey> {
@@ -105,9 +120,7 @@ impl KeyService {
                 created_at: req.created_at.unwrap_or_else(|| self.clock.now()),
             })
             .await?;
-        self.audit
-            .info(
-                Some(req.user),
+        self.audit_change(req.user,
                 "key_created",
                 serde_json::json!({"key_id": record.id, "env": req.env, "expires_at": req.expires_at.map(|t| t.unix_timestamp()),
                                    "spend_limit_micros": req.spend_limit.map(|m| m.0), "period": req.limit_period.as_str()}),
@@ -149,16 +162,15 @@ impl KeyService {
         let record = self.store.set_key_limits(user, key, limits).await?;
         self.forget(&record).await;
         let micros = |m: Option<MicroCredits>| m.map(|m| m.0);
-        self.audit
-            .info(
-                Some(user),
-                "key_limits_changed",
-                serde_json::json!({"key_id": key, "per_request_micros": micros(limits.caps.per_request),
+        self.audit_change(
+            user,
+            "key_limits_changed",
+            serde_json::json!({"key_id": key, "per_request_micros": micros(limits.caps.per_request),
                                    "per_hour_micros": micros(limits.caps.per_hour),
                                    "spend_limit_micros": micros(limits.spend_limit),
                                    "period": limits.period.as_str()}),
-            )
-            .await;
+        )
+        .await;
         Ok(record)
     }
 
@@ -175,14 +187,13 @@ impl KeyService {
         let record = self.store.rotate_key(user, key, &secret, until, now).await?;
         self.forget(&current).await;
         self.forget(&record).await;
-        self.audit
-            .info(
-                Some(user),
-                "key_rotated",
-                serde_json::json!({"key_id": key, "old_valid_until": until.unix_timestamp(),
+        self.audit_change(
+            user,
+            "key_rotated",
+            serde_json::json!({"key_id": key, "old_valid_until": until.unix_timestamp(),
                                    "overlap_secs": overlap.as_secs()}),
-            )
-            .await;
+        )
+        .await;
         Ok(CreatedKey { record, key: full })
     }
 
@@ -192,7 +203,7 @@ impl KeyService {
         let before = self.get(user, key).await?;
         let record = self.store.retire_previous_secret(user, key).await?;
         self.forget(&before).await;
-        self.audit.info(Some(user), "key_old_secret_retired", serde_json::json!({"key_id": key})).await;
+        self.audit_change(user, "key_old_secret_retired", serde_json::json!({"key_id": key})).await;
         Ok(record)
     }
 
@@ -210,7 +221,7 @@ impl KeyService {
             KeyState::Deactivated => "key_deactivated",
             KeyState::Deleted => "key_deleted",
         };
-        self.audit.info(Some(user), event, serde_json::json!({"key_id": key})).await;
+        self.audit_change(user, event, serde_json::json!({"key_id": key})).await;
         Ok(record)
     }
 

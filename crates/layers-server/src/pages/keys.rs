@@ -411,7 +411,7 @@ async fn create_key(
         expires_at,
         created_at: None,
     };
-    let created = match state.core.keys.create(req).await {
+    let created = match state.core.keys.for_client(&who.client).create(req).await {
         Ok(c) => c,
         Err(layers_core::ServiceError::Invalid(p)) => return Ok(Err(p)),
         Err(e) => return Err(PageError::service(e)),
@@ -632,7 +632,7 @@ pub async fn set_limits(
         })
     })();
     let problem = match parsed {
-        Ok(limits) => match state.core.keys.set_limits(who.user.user_id, k.id, limits).await {
+        Ok(limits) => match state.core.keys.for_client(&who.client).set_limits(who.user.user_id, k.id, limits).await {
             Ok(_) => return Ok(Redirect::to(&format!("/dashboard/keys/{}?notice=limits", k.id)).into_response()),
             Err(layers_core::ServiceError::Invalid(p)) => p,
             Err(e) => return Err(PageError::service(e)),
@@ -654,8 +654,13 @@ pub async fn rotate(
     if !OVERLAPS.iter().any(|(s, _)| *s == secs) {
         return Err(PageError::BadForm);
     }
-    let created =
-        state.core.keys.rotate(who.user.user_id, k.id, Duration::from_secs(secs)).await.map_err(PageError::service)?;
+    let created = state
+        .core
+        .keys
+        .for_client(&who.client)
+        .rotate(who.user.user_id, k.id, Duration::from_secs(secs))
+        .await
+        .map_err(PageError::service)?;
     let until = created.record.previous.as_ref().map(|p| p.valid_until);
     Ok(page(StatusCode::OK, render_secret(&state, &who, &created, until)))
 }
@@ -668,7 +673,13 @@ pub async fn retire_old_secret(
 ) -> Result<Response, PageError> {
     who.check_csrf(&state, &form.csrf)?;
     let k = own_key(&state, &who, key_id(&id)?).await?;
-    state.core.keys.retire_previous(who.user.user_id, k.id).await.map_err(PageError::service)?;
+    state
+        .core
+        .keys
+        .for_client(&who.client)
+        .retire_previous(who.user.user_id, k.id)
+        .await
+        .map_err(PageError::service)?;
     Ok(Redirect::to(&format!("/dashboard/keys/{}?notice=retired", k.id)).into_response())
 }
 
@@ -686,7 +697,7 @@ pub async fn set_state(
         "delete" => (KeyState::Deleted, "deleted"),
         _ => return Err(PageError::BadForm),
     };
-    state.core.keys.set_state(who.user.user_id, k.id, to).await.map_err(PageError::service)?;
+    state.core.keys.for_client(&who.client).set_state(who.user.user_id, k.id, to).await.map_err(PageError::service)?;
     Ok(Redirect::to(&format!("/dashboard/keys?notice={done}")).into_response())
 }
 

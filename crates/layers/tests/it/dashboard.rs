@@ -262,6 +262,12 @@ async fn rotation_keeps_the_old_secret_for_the_overlap_then_only_the_new_one_wor
     assert!(rows.iter().all(|r| r.key_id.map(|k| k.to_string()) == Some(id.clone())));
     let events = b.get("/dashboard/security?group=keys").await;
     assert!(events.body.contains("data-event=\"key_rotated\""));
+    // Changes made at a browser carry its address in the audit log.
+    let audited = d.app.store().audit_events(user.id, 100).await.unwrap();
+    for kind in ["key_created", "key_rotated", "key_old_secret_retired", "key_deactivated", "key_reactivated"] {
+        let e = audited.iter().find(|e| e.event_type == kind).unwrap_or_else(|| panic!("no {kind}"));
+        assert!(e.ip_address.is_some(), "{kind} without the address");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
