@@ -405,3 +405,48 @@ async fn a_paused_nodes_late_settlement_is_refused_not_applied_twice() {
     assert_eq!(balance.0, 10_000_000, "nothing charged, nothing charged twice");
     store.close().await;
 }
+
+/// A key's daily limit holds like a balance does, on two nodes at once: exactly ⌊limit / cost⌋
+/// requests of the day pass, and the next UTC day the same number again (SPEC §4.2 I5, for
+/// calendar limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_key_limit_is_exact_on_two_nodes_and_resets_the_next_day() {
+    let Some((a, mock)) = app_with(AppOptions::default().postgres(), NO_RATE_LIMITS).await else { return };
+    let b = layers_testkit::TestApp::spawn_with(
+        AppOptions::default()
+            .second_node_of(&a)
+            .with_mock(&mock)
+            .config(PRICED_MODEL)
+            .config(EXACT_MODEL)
+            .config(NO_RATE_LIMITS),
+    )
+    .await
+    .unwrap();
+    mock.latency(5, 60);
+    let (user, key) = a.user_with_key("daily-two-nodes@example.com", "10.00").await;
+    let id = a.core.keys.list(user.id).await.unwrap()[0].id;
+    let limits = layers_store::KeyLimits {
+        spend_limit: Some(MicroCredits(1_000_000)),
+        period: layers_domain::dashboard::SpendPeriod::Day,
+        ..Default::default()
+    };
+    a.core.keys.set_limits(user.id, id, limits).await.unwrap();
+    let urls = [a.url.clone(), b.url.clone()];
+    let (ok, refused) = burst(&urls, &key, 60).await;
+    println!("daily limit 1.00 on two nodes, 60 requests: {ok} succeeded, {refused} refused");
+    assert_eq!(ok, EXACT_SUCCESSES, "exactly what the day's limit pays for");
+    at_rest(&a, &user).await;
+    at_rest(&b, &user).await;
+    let spent_today: i64 =
+        a.store().recent_usage(user.id, 1_000, None).await.unwrap().iter().map(|u| u.charged.0).sum();
+    assert_eq!(spent_today, ok as i64 * EXACT_COST);
+    // The next UTC day on both nodes: the limit starts again, the balance pays.
+    for node in [&a, &b] {
+        node.core.clock.advance(Duration::from_secs(86_400));
+    }
+    let (again, _) = burst(&urls, &key, 60).await;
+    assert_eq!(again, EXACT_SUCCESSES, "a new day, the same limit");
+    let balance = at_rest(&a, &user).await;
+    assert_eq!(balance.0, 10_000_000 - 2 * EXACT_SUCCESSES as i64 * EXACT_COST);
+    ledger_invariants(a.store(), user.id).await;
+}
