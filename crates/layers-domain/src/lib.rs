@@ -4,8 +4,8 @@
 //! Components:
 //! - [`money`]: micro-credits, per-token rates, markup and the cost of a request.
 //! - [`credit`]: caps, estimates and the lease book that holds and settles credit.
-//! - [`dashboard`]: calendar periods of key limits, runway, alert thresholds, CSV cells and
-//!   webhook signatures.
+//! - [`dashboard`]: calendar periods of key limits, runway, alert thresholds, CSV cells.
+//! - [`webhook_signature`]: webhook signatures in Stripe's scheme, sent and received.
 //! - [`key_format`]: the `lyr_{live,test}_sk_` API key format with its checksum.
 //! - [`base62`]: fixed-width base62 encoding used by keys and ids.
 //! - [`hex`]: lower-case hexadecimal.
@@ -34,6 +34,7 @@ pub mod routing;
 pub mod tier;
 pub mod tokens;
 pub mod usage;
+pub mod webhook_signature;
 
 pub use ids::{KeyId, RequestId, UserId};
 pub use key_format::{ApiKey, KeyEnv, KeyFormatError};

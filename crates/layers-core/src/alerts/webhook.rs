@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use layers_domain::dashboard::signature;
+use layers_domain::webhook_signature as signature;
 use layers_providers::fetch::is_public;
 
 use super::Alert;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use layers_domain::dashboard::signature;
+use layers_domain::webhook_signature as signature;
 use layers_domain::MicroCredits;
 use layers_store::User;
 use layers_testkit::app::MOCK_MODEL;

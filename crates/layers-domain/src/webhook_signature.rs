@@ -1,7 +1,10 @@
-//! Signatures of the alert webhooks Layers sends, in Stripe's scheme so receivers can reuse
-//! their code: the header `Layers-Signature: t=<unix seconds>,v1=<hex HMAC-SHA-256>` where the
-//! HMAC is keyed by the endpoint's secret over `<t>.<raw body>`. A receiver recomputes it,
-//! compares in constant time, and refuses a timestamp more than five minutes from its clock.
+//! Webhook signatures in Stripe's scheme, both ways: the alert webhooks Layers sends
+//! (`Layers-Signature`) and the events Stripe sends us (`Stripe-Signature`). The header is
+//! `t=<unix seconds>,v1=<hex HMAC-SHA-256>[,v1=…]` where each HMAC is keyed by an endpoint
+//! secret over `<t>.<raw body>`. A receiver recomputes it over the bytes it received, compares
+//! in constant time, accepts any `v1` under any of its current secrets (secrets rotate), ignores
+//! other schemes (`v0`), and refuses a timestamp more than five minutes from its clock, either
+//! way.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -18,26 +21,35 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 /// Whether `header` signs `body` with `secret`, within the tolerance of `now` (Unix seconds).
 pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
+    verify_any(&[secret], header, body, now)
+}
+
+/// Whether `header` signs `body` with any of `secrets` (during a rotation, old and new), within
+/// the tolerance of `now`. A header with more than one `t` is refused.
+pub fn verify_any(secrets: &[&[u8]], header: &str, body: &[u8], now: i64) -> bool {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.push(v.to_owned()),
+            Some(("t", v)) if timestamp.is_none() => timestamp = Some(v.parse::<i64>().ok()),
+            // Two timestamps: which one was signed is ambiguous.
+            Some(("t", _)) => return false,
+            Some(("v1", v)) => signatures.extend(crate::hex::decode(v)),
             _ => {}
         }
     }
-    let Some(t) = timestamp else { return false };
-    if (now - t).abs() > TOLERANCE_SECS {
+    let Some(Some(t)) = timestamp else { return false };
+    if (now - t).abs() > TOLERANCE_SECS || signatures.len() > 16 {
         return false;
     }
-    signatures.iter().any(|s| {
-        let Some(bytes) = crate::hex::decode(s) else { return false };
-        let mut m = keyed(secret);
-        m.update(t.to_string().as_bytes());
-        m.update(b".");
-        m.update(body);
-        m.verify_slice(&bytes).is_ok()
+    secrets.iter().any(|secret| {
+        signatures.iter().any(|candidate| {
+            let mut m = keyed(secret);
+            m.update(t.to_string().as_bytes());
+            m.update(b".");
+            m.update(body);
+            m.verify_slice(candidate).is_ok()
+        })
     })
 }
 
@@ -78,6 +90,25 @@ mod tests {
         assert!(verify(b"s", &header, b"x", 1_000 + TOLERANCE_SECS));
         assert!(!verify(b"s", &header, b"x", 1_000 + TOLERANCE_SECS + 1));
         assert!(!verify(b"s", &header, b"x", 1_000 - TOLERANCE_SECS - 1));
+    }
+
+    #[test]
+    fn any_current_secret_and_any_v1_verifies_and_other_schemes_do_not() {
+        let body = b"{\"id\":\"evt_1\",\"object\":\"event\"}";
+        let good = sign(b"whsec_new", 1_700_000_000, body);
+        let v1 = good.split_once(",v1=").unwrap().1;
+        // Stripe sends every signature of every active secret, and a v0 scheme we ignore.
+        let header = format!("t=1700000000, v1={}, v0={v1}, v1={v1}", "ab".repeat(32));
+        assert!(verify_any(&[b"whsec_old", b"whsec_new"], &header, body, 1_700_000_100));
+        assert!(!verify_any(&[b"whsec_old"], &header, body, 1_700_000_100), "not the old secret alone");
+        assert!(!verify_any(&[], &header, body, 1_700_000_100));
+        let only_v0 = format!("t=1700000000,v0={v1}");
+        assert!(!verify_any(&[b"whsec_new"], &only_v0, body, 1_700_000_100), "v0 is not trusted");
+        let two_times = format!("t=1700000000,t=1600000000,v1={v1}");
+        assert!(!verify_any(&[b"whsec_new"], &two_times, body, 1_700_000_100));
+        assert!(!verify_any(&[b"whsec_new"], "", body, 0));
+        assert!(!verify_any(&[b"whsec_new"], "t=abc,v1=00", body, 0));
+        assert!(!verify_any(&[b"whsec_new"], &good, b"{\"id\":\"evt_2\"}", 1_700_000_000), "a tampered body");
     }
 
     #[test]
