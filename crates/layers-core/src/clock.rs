@@ -25,10 +25,11 @@ impl Clock {
         u64::try_from(now.as_millis()).unwrap_or(u64::MAX).saturating_add(self.ahead())
     }
 
-    /// The current time, as the services read it.
+    /// The current time, as the services read it (the system's, should the clock be moved past
+    /// what a date can hold).
     pub fn now(&self) -> time::OffsetDateTime {
-        let ms = i128::from(self.unix_ms());
-        time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        let ns = i128::from(self.unix_ms()) * 1_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or_else(|_| time::OffsetDateTime::now_utc())
     }
 
     /// Milliseconds since `epoch` (a monotonic start point a component keeps).

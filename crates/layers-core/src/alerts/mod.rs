@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use layers_domain::dashboard::{alerts as rules, SpendPeriod};
+use layers_domain::dashboard::alerts as rules;
 use layers_domain::{KeyId, MicroCredits, UserId};
 use layers_store::{AlertFiring, AlertSettings, KeyRecord, KeyState, Store};
 use rand::TryRngCore;
@@ -263,7 +263,7 @@ impl AlertService {
                 let quiet = self.firing(user, "key_limit", key.id.to_string(), period.clone(), i64::from(*lower));
                 self.store.claim_alert(&quiet).await?;
             }
-            let label = format!("\"{}\" ({}...{})", key.name, key.display_prefix, key.last4);
+            let label = key_label(&key.name, &key.display_prefix, &key.last4);
             let alert = Alert {
                 kind: "key_limit",
                 subject: format!("Your Layers API key {label} reached {top}% of its limit"),
@@ -341,7 +341,7 @@ impl AlertService {
                 continue;
             }
             let Ok(Some(account)) = self.store.user(key.user_id).await else { continue };
-            let label = format!("\"{}\" ({}...{})", key.name, key.display_prefix, key.last4);
+            let label = key_label(&key.name, &key.display_prefix, &key.last4);
             let expires = key
                 .expires_at
                 .format(&time::format_description::well_known::Rfc3339)
@@ -362,6 +362,11 @@ impl AlertService {
     fn link(&self, path: &str) -> String {
         format!("{}{path}", self.public_url.trim_end_matches('/'))
     }
+}
+
+/// A key as mails name it: `"name" (prefix...last4)` (ASCII, so subjects stay unencoded).
+fn key_label(name: &str, prefix: &str, last4: &str) -> String {
+    format!("\"{name}\" ({prefix}...{last4})")
 }
 
 /// What each key has spent in its limit's current period (lifetime for a total limit).
@@ -386,9 +391,4 @@ pub async fn period_spend(
             (k.id, spent)
         })
         .collect())
-}
-
-/// The next reset of a key's limit, for the keys page.
-pub fn next_reset(period: SpendPeriod, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
-    period.next_reset(now)
 }

@@ -150,6 +150,11 @@ impl DashboardService {
         Ok(UsagePage { rows, next, summary, days })
     }
 
+    /// The filter's rows summed by day, model, key and provider (no page of rows).
+    pub async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> ServiceResult<UsageSummary> {
+        Ok(self.store.usage_summary(user, filter).await?)
+    }
+
     pub async fn usage_row(&self, user: UserId, id: Uuid) -> ServiceResult<Option<UsageRecord>> {
         Ok(self.store.usage_row(user, id).await?)
     }

@@ -30,8 +30,7 @@ pub(super) struct Outgoing {
 
 impl Outgoing {
     pub fn now(&self) -> OffsetDateTime {
-        let ns = i128::from(self.clock.unix_ms()) * 1_000_000;
-        OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or_else(|_| OffsetDateTime::now_utc())
+        self.clock.now()
     }
 
     pub fn link(&self, path: &str, token: &str) -> String {

@@ -2,7 +2,7 @@
 //! resets at 00:00 UTC, a weekly one on Monday 00:00 UTC, a monthly one on the 1st at 00:00 UTC.
 //! Days are counted as Unix days (days since 1970-01-01, UTC), the unit spend is rolled up in.
 
-use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset, Weekday};
+use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
 
 /// How a key's spend limit resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -94,9 +94,6 @@ fn first_of_next_month(date: Date) -> Option<Date> {
     Date::from_calendar_date(year, month, 1).ok()
 }
 
-/// Monday is the first day of a week everywhere on the dashboard (ISO 8601).
-pub const WEEK_STARTS: Weekday = Weekday::Monday;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +134,6 @@ mod tests {
         assert_eq!(SpendPeriod::Week.next_reset(mon), Some(datetime!(2026-12-14 00:00 UTC)));
         // Sunday night still belongs to the week that started on Monday.
         assert_eq!(SpendPeriod::Week.next_reset(datetime!(2026-12-06 23:59 UTC)), Some(mon));
-        assert_eq!(WEEK_STARTS, Weekday::Monday);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use http::{header, StatusCode};
 use layers_core::dashboard::UsagePage;
-use layers_core::records::{KeyRecord, StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageTotals};
+use layers_core::records::{KeyRecord, StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageSummary, UsageTotals};
 use layers_domain::{KeyId, MicroCredits};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -137,14 +137,22 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let user = who.user.user_id;
     let keys = state.core.keys.list(user).await.map_err(PageError::service)?;
-    let all = state.core.dashboard.usage(user, &UsageFilter::default(), None).await.map_err(PageError::service)?;
-    let (view, problem) = match q.filter() {
-        Ok(filter) => (state.core.dashboard.usage(user, &filter, q.cursor()).await.map_err(PageError::service)?, None),
-        Err(p) => (all.clone(), Some(p)),
+    let dashboard = &state.core.dashboard;
+    let (filter, cursor, problem) = match q.filter() {
+        Ok(filter) => (filter, q.cursor(), None),
+        Err(p) => (UsageFilter::default(), None, Some(p)),
+    };
+    let view = dashboard.usage(user, &filter, cursor).await.map_err(PageError::service)?;
+    // The filters offer every model and provider the account used: the unfiltered summary,
+    // which is the view's own when nothing is filtered.
+    let choices = if filter == UsageFilter::default() {
+        view.summary.clone()
+    } else {
+        dashboard.usage_summary(user, &UsageFilter::default()).await.map_err(PageError::service)?
     };
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let csrf = who.csrf(&state);
-    let content = render(&q, &view, &all, &keys, problem);
+    let content = render(&q, &view, &choices, &keys, problem);
     Ok(page(status, layout::app("Usage", Section::Usage, &who.user.email, &csrf, content)))
 }
 
@@ -156,7 +164,7 @@ fn options(current: &str, values: impl Iterator<Item = (String, String)>) -> Mar
     }
 }
 
-fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], problem: Option<&str>) -> Markup {
+fn render(q: &UsageQuery, v: &UsagePage, choices: &UsageSummary, keys: &[KeyRecord], problem: Option<&str>) -> Markup {
     let names: HashMap<KeyId, &KeyRecord> = keys.iter().map(|k| (k.id, k)).collect();
     let key_name =
         |id: Option<KeyId>| id.and_then(|id| names.get(&id)).map_or("(deleted key)".to_owned(), |k| k.name.clone());
@@ -185,14 +193,14 @@ fn render(q: &UsageQuery, v: &UsagePage, all: &UsagePage, keys: &[KeyRecord], pr
                 label for="f-model" { "Model" }
                 select id="f-model" name="model" {
                     option value="" { "All models" }
-                    (options(&q.model, all.summary.by_model.iter().map(|(m, _)| (m.clone(), m.clone()))))
+                    (options(&q.model, choices.by_model.iter().map(|(m, _)| (m.clone(), m.clone()))))
                 }
             }
             div class="field" {
                 label for="f-provider" { "Provider" }
                 select id="f-provider" name="provider" {
                     option value="" { "All providers" }
-                    (options(&q.provider, all.summary.by_provider.iter().map(|(p, _)| (p.clone(), p.clone()))))
+                    (options(&q.provider, choices.by_provider.iter().map(|(p, _)| (p.clone(), p.clone()))))
                 }
             }
             div class="field" {
