@@ -29,6 +29,7 @@ pub mod key_format;
 pub mod limits;
 pub mod model;
 pub mod money;
+pub mod payments;
 pub mod ratelimit;
 pub mod routing;
 pub mod tier;

@@ -12,6 +12,7 @@
 
 mod error;
 mod migrations;
+mod payments;
 pub mod postgres;
 pub mod records;
 mod settlement;
@@ -47,6 +48,7 @@ pub trait Store:
     + SessionStore
     + IdentityStore
     + AlertStore
+    + PaymentStore
     + CacheEventStore
     + std::fmt::Debug
     + 'static

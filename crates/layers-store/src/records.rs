@@ -614,3 +614,134 @@ pub struct TwoFactor {
     /// The last TOTP step a code was accepted for.
     pub last_step: Option<i64>,
 }
+
+/// An account's billing state at Stripe, as the webhooks left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BillingAccount {
+    pub customer: Option<String>,
+    pub subscription_id: Option<String>,
+    pub subscription_status: Option<String>,
+    pub plan: Option<Tier>,
+    pub period_end: Option<OffsetDateTime>,
+    /// Set when repeated refunds flagged the account for an operator's review.
+    pub review_flagged_at: Option<OffsetDateTime>,
+}
+
+/// A Stripe event, recorded once with its effect (its id is unique).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeEventRecord {
+    pub id: String,
+    pub event_type: String,
+}
+
+/// Credits a payment grants: a top-up, an auto top-up or a plan's monthly credits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentGrant {
+    /// The PaymentIntent (or, without one, the charge or invoice) that paid: refunds and
+    /// disputes find the grant by it, and it makes the grant's ledger entry unique.
+    pub payment_ref: String,
+    pub paid_cents: i64,
+    pub credits: MicroCredits,
+    pub kind: TransactionKind,
+    pub reason: String,
+    /// The Checkout Session that sold it, marked completed.
+    pub checkout_session: Option<String>,
+}
+
+/// A subscription's state as Stripe has it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionState {
+    pub subscription_id: String,
+    pub status: String,
+    pub plan: Option<Tier>,
+    pub period_end: Option<OffsetDateTime>,
+}
+
+/// An invoice or receipt, listed on the billing page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    pub id: String,
+    pub number: Option<String>,
+    pub amount_paid_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub hosted_url: Option<String>,
+    pub pdf_url: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// What one Stripe event (or an auto top-up's own answer) changes, applied in one transaction
+/// with the event's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentEffect {
+    Grant(PaymentGrant),
+    /// The charge's cumulative refund is now `amount_refunded_cents`.
+    Refund {
+        payment_ref: String,
+        amount_refunded_cents: i64,
+    },
+    DisputeOpened {
+        dispute_id: String,
+        payment_ref: String,
+        amount_cents: i64,
+    },
+    /// A dispute ended; won gives back what it held.
+    DisputeClosed {
+        dispute_id: String,
+        won: bool,
+    },
+    Subscription(SubscriptionState),
+    Invoice(InvoiceRecord),
+    AutoTopUpSucceeded {
+        trigger: String,
+    },
+    AutoTopUpFailed {
+        trigger: String,
+    },
+}
+
+/// What applying an event did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PaymentOutcome {
+    /// The event id was already recorded: nothing changed.
+    pub duplicate: bool,
+    /// Credits added and removed by this event.
+    pub credited: MicroCredits,
+    pub debited: MicroCredits,
+    pub balance_after: Option<MicroCredits>,
+    /// A debit ended the account's credit leases.
+    pub leases_revoked: bool,
+    /// The tier changed to this.
+    pub tier_changed: Option<Tier>,
+    /// A refund or dispute was debited, and the account now has this many within the window.
+    pub refunds_in_window: Option<i64>,
+    /// This event flagged the account for review.
+    pub flagged_for_review: bool,
+    /// This failure turned auto top-up off.
+    pub auto_topup_disabled: bool,
+    /// A refund, dispute or payment named a payment this account never had.
+    pub unknown_payment: bool,
+}
+
+/// A Checkout Session Layers created, and whether its payment was credited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutRecord {
+    pub session_id: String,
+    pub user_id: UserId,
+    /// `payment` or `subscription`.
+    pub mode: String,
+    /// Credits the purchase grants (zero for a subscription).
+    pub credits: MicroCredits,
+    pub created_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// An account's auto top-up rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoTopUp {
+    pub enabled: bool,
+    pub threshold: MicroCredits,
+    pub amount_credits: i64,
+    pub failures: i32,
+    pub updated_at: OffsetDateTime,
+}

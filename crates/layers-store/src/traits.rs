@@ -236,6 +236,38 @@ pub trait AlertStore: Send + Sync {
     async fn claim_alert(&self, firing: &AlertFiring) -> StoreResult<bool>;
 }
 
+/// Payments through Stripe (SPEC §7). Invariant: an event's id is recorded in the same
+/// transaction as its effect, so a replay, or the same event delivered concurrently, changes
+/// nothing; every change of a balance is a ledger entry.
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    async fn billing_account(&self, user: UserId) -> StoreResult<BillingAccount>;
+    /// Records the account's Stripe customer; the first one recorded wins and is returned.
+    async fn set_stripe_customer(&self, user: UserId, customer: &str, at: OffsetDateTime) -> StoreResult<String>;
+    /// The account a Stripe customer belongs to (work for no single user).
+    async fn user_of_stripe_customer(&self, customer: &str) -> StoreResult<Option<UserId>>;
+    /// Applies an event's effects with its record, in one transaction (`event` is `None` for an
+    /// effect Layers learns from Stripe's answer to its own call, idempotent by itself).
+    async fn apply_payment(
+        &self,
+        user: UserId,
+        event: Option<&StripeEventRecord>,
+        effects: &[PaymentEffect],
+        at: OffsetDateTime,
+    ) -> StoreResult<PaymentOutcome>;
+    /// Whether this event id was already processed.
+    async fn stripe_event_seen(&self, user: UserId, event_id: &str) -> StoreResult<bool>;
+    async fn record_checkout(&self, checkout: &CheckoutRecord) -> StoreResult<()>;
+    async fn checkout(&self, user: UserId, session_id: &str) -> StoreResult<Option<CheckoutRecord>>;
+    /// The account's invoices and receipts, newest first.
+    async fn invoices(&self, user: UserId, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
+    async fn auto_topup(&self, user: UserId) -> StoreResult<Option<AutoTopUp>>;
+    /// Sets the rule; (re-)enabling it clears the failure count.
+    async fn set_auto_topup(&self, user: UserId, rule: &AutoTopUp) -> StoreResult<()>;
+    /// Claims one auto top-up trigger: true for the one caller (of any node) that should buy.
+    async fn claim_auto_topup(&self, user: UserId, trigger: &str, at: OffsetDateTime) -> StoreResult<bool>;
+}
+
 #[async_trait]
 pub trait CacheEventStore: Send + Sync {
     /// Events created after `since` (database clock), oldest first.

@@ -16,63 +16,11 @@ use time::OffsetDateTime;
 impl LedgerStore for PgStore {
     async fn apply_transaction(&self, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
         let mut tx = self.begin_as(t.user_id).await?;
-        // The row lock serialises every movement of this balance, so the duplicate check and
-        // the new balance below see all committed entries.
-        let (balance, leased): (i64, i64) =
-            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE")
-                .bind(t.user_id.0)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
-        let duplicate: Option<i32> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = $1")
-            .bind(&t.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if duplicate.is_some() {
-            return Ok(LedgerOutcome::Duplicate);
+        let outcome = apply_entry(&mut tx, t).await?;
+        if matches!(outcome, LedgerOutcome::Applied { .. }) {
+            tx.commit().await?;
         }
-        let (after, revoke) = match settlement::entry(t, balance, leased) {
-            Ok(decided) => decided,
-            Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
-            Err(EntryRefused::Error(err)) => return Err(err),
-        };
-        if revoke {
-            // A refund took credit that leases hold: they end, and charges against them are
-            // refused, so usage never takes the balance further down.
-            sqlx::query(
-                "UPDATE credit_leases SET state = 'expired', ended_at = now() WHERE user_id = $1 AND state = 'active'",
-            )
-            .bind(t.user_id.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
-             idempotency_key, reason, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(t.id)
-        .bind(t.user_id.0)
-        .bind(t.kind.as_str())
-        .bind(t.amount.0)
-        .bind(after.0)
-        .bind(&t.idempotency_key)
-        .bind(&t.reason)
-        .bind(&t.request_id)
-        .bind(t.created_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE credit_balances SET balance_micros = $1, updated_at = $2, \
-             leased_micros = CASE WHEN $4 THEN 0 ELSE leased_micros END WHERE user_id = $3",
-        )
-        .bind(after.0)
-        .bind(t.created_at)
-        .bind(t.user_id.0)
-        .bind(revoke)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(LedgerOutcome::Applied { balance_after: after })
+        Ok(outcome)
     }
 
     async fn balance(&self, user: UserId) -> StoreResult<MicroCredits> {
@@ -158,4 +106,65 @@ impl LedgerStore for PgStore {
         tx.commit().await?;
         Ok(at)
     }
+}
+
+/// Appends one ledger entry inside the caller's transaction (which must hold the balance's
+/// lock: SQLite's write lock, or PostgreSQL's row lock taken here); the caller commits.
+pub(super) async fn apply_entry(conn: &mut sqlx::PgConnection, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
+    // The row lock serialises every movement of this balance, so the duplicate check and
+    // the new balance below see all committed entries.
+    let (balance, leased): (i64, i64) =
+        sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE")
+            .bind(t.user_id.0)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+    let duplicate: Option<i32> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = $1")
+        .bind(&t.idempotency_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if duplicate.is_some() {
+        return Ok(LedgerOutcome::Duplicate);
+    }
+    let (after, revoke) = match settlement::entry(t, balance, leased) {
+        Ok(decided) => decided,
+        Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
+        Err(EntryRefused::Error(err)) => return Err(err),
+    };
+    if revoke {
+        // A refund took credit that leases hold: they end, and charges against them are
+        // refused, so usage never takes the balance further down.
+        sqlx::query(
+            "UPDATE credit_leases SET state = 'expired', ended_at = now() WHERE user_id = $1 AND state = 'active'",
+        )
+        .bind(t.user_id.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
+         idempotency_key, reason, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(t.id)
+    .bind(t.user_id.0)
+    .bind(t.kind.as_str())
+    .bind(t.amount.0)
+    .bind(after.0)
+    .bind(&t.idempotency_key)
+    .bind(&t.reason)
+    .bind(&t.request_id)
+    .bind(t.created_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE credit_balances SET balance_micros = $1, updated_at = $2, \
+         leased_micros = CASE WHEN $4 THEN 0 ELSE leased_micros END WHERE user_id = $3",
+    )
+    .bind(after.0)
+    .bind(t.created_at)
+    .bind(t.user_id.0)
+    .bind(revoke)
+    .execute(&mut *conn)
+    .await?;
+    Ok(LedgerOutcome::Applied { balance_after: after })
 }

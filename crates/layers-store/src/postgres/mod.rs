@@ -11,6 +11,7 @@ mod events;
 mod identity;
 mod keys;
 mod ledger;
+mod payments;
 mod rows;
 mod sessions;
 mod usage;

@@ -14,65 +14,13 @@ use time::OffsetDateTime;
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn apply_transaction(&self, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
-        // BEGIN IMMEDIATE holds the write lock, so the checks below cannot race.
+        // BEGIN IMMEDIATE holds the write lock, so the checks in `apply_entry` cannot race.
         let mut tx = self.begin_write().await?;
-        let duplicate: Option<i64> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = ?")
-            .bind(&t.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if duplicate.is_some() {
-            return Ok(LedgerOutcome::Duplicate);
+        let outcome = apply_entry(&mut tx, t).await?;
+        if matches!(outcome, LedgerOutcome::Applied { .. }) {
+            tx.commit().await?;
         }
-        let (balance, leased): (i64, i64) =
-            sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
-                .bind(t.user_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound { entity: "credit balance" })?;
-        let (after, revoke) = match settlement::entry(t, balance, leased) {
-            Ok(decided) => decided,
-            Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
-            Err(EntryRefused::Error(err)) => return Err(err),
-        };
-        if revoke {
-            // A refund took credit that leases hold: they end, and charges against them are
-            // refused, so usage never takes the balance further down.
-            sqlx::query(
-                "UPDATE credit_leases SET state = 'expired', ended_at = ? WHERE user_id = ? AND state = 'active'",
-            )
-            .bind(ms(t.created_at))
-            .bind(t.user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        let at = ms(t.created_at);
-        sqlx::query(
-            "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
-             idempotency_key, reason, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(t.id.to_string())
-        .bind(t.user_id.to_string())
-        .bind(t.kind.as_str())
-        .bind(t.amount.0)
-        .bind(after.0)
-        .bind(&t.idempotency_key)
-        .bind(&t.reason)
-        .bind(&t.request_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE credit_balances SET balance_micros = ?, updated_at = ?, \
-             leased_micros = CASE WHEN ? THEN 0 ELSE leased_micros END WHERE user_id = ?",
-        )
-        .bind(after.0)
-        .bind(at)
-        .bind(revoke)
-        .bind(t.user_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(LedgerOutcome::Applied { balance_after: after })
+        Ok(outcome)
     }
 
     async fn balance(&self, user: UserId) -> StoreResult<MicroCredits> {
@@ -147,4 +95,63 @@ impl LedgerStore for SqliteStore {
         .await?;
         Ok(at.map(super::rows::from_ms))
     }
+}
+
+/// Appends one ledger entry inside the caller's transaction (which must hold the balance's
+/// lock: SQLite's write lock, or PostgreSQL's row lock taken here); the caller commits.
+pub(super) async fn apply_entry(conn: &mut sqlx::SqliteConnection, t: &NewTransaction) -> StoreResult<LedgerOutcome> {
+    let duplicate: Option<i64> = sqlx::query_scalar("SELECT 1 FROM credit_transactions WHERE idempotency_key = ?")
+        .bind(&t.idempotency_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if duplicate.is_some() {
+        return Ok(LedgerOutcome::Duplicate);
+    }
+    let (balance, leased): (i64, i64) =
+        sqlx::query_as("SELECT balance_micros, leased_micros FROM credit_balances WHERE user_id = ?")
+            .bind(t.user_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "credit balance" })?;
+    let (after, revoke) = match settlement::entry(t, balance, leased) {
+        Ok(decided) => decided,
+        Err(EntryRefused::Outcome(outcome)) => return Ok(outcome),
+        Err(EntryRefused::Error(err)) => return Err(err),
+    };
+    if revoke {
+        // A refund took credit that leases hold: they end, and charges against them are
+        // refused, so usage never takes the balance further down.
+        sqlx::query("UPDATE credit_leases SET state = 'expired', ended_at = ? WHERE user_id = ? AND state = 'active'")
+            .bind(ms(t.created_at))
+            .bind(t.user_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let at = ms(t.created_at);
+    sqlx::query(
+        "INSERT INTO credit_transactions (id, user_id, kind, amount_micros, balance_after_micros, \
+         idempotency_key, reason, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.user_id.to_string())
+    .bind(t.kind.as_str())
+    .bind(t.amount.0)
+    .bind(after.0)
+    .bind(&t.idempotency_key)
+    .bind(&t.reason)
+    .bind(&t.request_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE credit_balances SET balance_micros = ?, updated_at = ?, \
+         leased_micros = CASE WHEN ? THEN 0 ELSE leased_micros END WHERE user_id = ?",
+    )
+    .bind(after.0)
+    .bind(at)
+    .bind(revoke)
+    .bind(t.user_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(LedgerOutcome::Applied { balance_after: after })
 }

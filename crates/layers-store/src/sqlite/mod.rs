@@ -10,6 +10,7 @@ mod events;
 mod identity;
 mod keys;
 mod ledger;
+mod payments;
 mod rows;
 mod sessions;
 mod usage;

@@ -12,5 +12,6 @@ mod keys;
 mod lease_props;
 mod ledger;
 mod migrations;
+mod payments;
 mod records;
 mod rls;

@@ -28,6 +28,22 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
             at: crate::support::now(),
         };
         assert!(store.claim_alert(&firing).await.unwrap());
+        store.set_stripe_customer(u.id, &format!("cus_{}", u.id), crate::support::now()).await.unwrap();
+        let invoice = layers_store::InvoiceRecord {
+            id: format!("in_{}", u.id),
+            number: None,
+            amount_paid_cents: 1,
+            currency: "usd".into(),
+            status: "paid".into(),
+            hosted_url: None,
+            pdf_url: None,
+            created_at: crate::support::now(),
+        };
+        let event = layers_store::StripeEventRecord { id: format!("evt_{}", u.id), event_type: "invoice.paid".into() };
+        store
+            .apply_payment(u.id, Some(&event), &[layers_store::PaymentEffect::Invoice(invoice)], crate::support::now())
+            .await
+            .unwrap();
     }
 
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
@@ -46,6 +62,9 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
         "alert_settings",
         "alert_firings",
         "key_spend_days",
+        "billing_accounts",
+        "stripe_events",
+        "stripe_invoices",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
         assert_eq!(n, 0, "{table} visible without app.user_id");
@@ -58,7 +77,7 @@ async fn one_user_cannot_read_or_change_another_users_rows() {
     assert_eq!(emails, vec!["alice@example.com".to_owned()]);
     let owners: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT user_id FROM api_keys").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(owners, vec![alice.id.0]);
-    for table in ["alert_settings", "alert_firings"] {
+    for table in ["alert_settings", "alert_firings", "billing_accounts", "stripe_events", "stripe_invoices"] {
         let users: Vec<uuid::Uuid> =
             sqlx::query_scalar(&format!("SELECT user_id FROM {table}")).fetch_all(&mut *tx).await.unwrap();
         assert_eq!(users, vec![alice.id.0], "{table} shows Alice's rows only");
