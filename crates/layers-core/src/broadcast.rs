@@ -125,7 +125,10 @@ pub fn spawn_subscriber(redis: Redis, followers: Followers, stats: Arc<Broadcast
                     stats.received.fetch_add(1, Ordering::Relaxed);
                     match Notice::decode(&payload) {
                         Some(Notice::Key(hash)) => cache.remove(&hash),
-                        Some(Notice::Account(user)) => cache.remove_user(user),
+                        Some(Notice::Account(user)) => {
+                            cache.remove_user(user);
+                            billing.account_changed(user);
+                        }
                         Some(Notice::Block(ip, until)) => guard.block_local(ip, until),
                         Some(Notice::Reclaim(user, epoch)) => billing.reclaim_requested(user, epoch),
                         None => tracing::warn!("ignored an unknown notice on the events channel"),

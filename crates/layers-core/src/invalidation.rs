@@ -49,7 +49,10 @@ pub fn spawn_follower(store: Arc<dyn Store>, cache: Arc<KeyCache>, billing: Bill
                             (CacheScope::Key, Some(hash), _) => cache.remove(hash),
                             (CacheScope::Credit, _, Some(epoch)) => billing.reclaim_requested(event.user_id, epoch),
                             (CacheScope::Credit, _, None) => {}
-                            _ => cache.remove_user(event.user_id),
+                            _ => {
+                                cache.remove_user(event.user_id);
+                                billing.account_changed(event.user_id);
+                            }
                         }
                     }
                     since = now - OVERLAP;

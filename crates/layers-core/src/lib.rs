@@ -38,6 +38,7 @@ pub mod keys;
 pub mod last_used;
 pub mod media;
 pub mod messages_dialect;
+pub mod payments;
 pub mod ratelimit;
 pub mod readiness;
 pub mod records;
@@ -101,6 +102,8 @@ pub struct CoreSettings {
     pub webhooks: alerts::WebhookPolicy,
     /// How far this node's clock runs ahead of the system's (zero but in tests).
     pub clock_ahead: Duration,
+    /// Stripe, when card payments are on.
+    pub payments: Option<payments::PaymentSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,8 @@ pub enum CoreError {
     Providers(#[from] layers_providers::adapter::BuildError),
     #[error("the Redis settings are invalid")]
     Redis(#[from] RedisError),
+    #[error("the HTTP client could not be built")]
+    Http(#[source] reqwest::Error),
 }
 
 /// The running services of one node.
@@ -125,6 +130,8 @@ pub struct Core {
     pub identity: identity::IdentityService,
     pub dashboard: dashboard::DashboardService,
     pub alerts: Arc<alerts::AlertService>,
+    /// Card payments through Stripe (`None` when not configured).
+    pub payments: Option<Arc<payments::PaymentService>>,
     pub chat: ChatService,
     pub catalogue: Arc<Catalogue>,
     pub billing: Billing,
@@ -202,7 +209,23 @@ impl Core {
             alerts::AlertReach { webhooks: settings.webhooks, public_url: settings.identity.public_url.clone() },
             tasks.clone(),
         ));
-        alerts::spawn(alerts.clone(), billing.clone(), &tasks);
+        let payments = match settings.payments {
+            Some(p) => {
+                let parts = payments::PaymentParts {
+                    store: store.clone(),
+                    audit: audit.clone(),
+                    broadcaster: broadcaster.clone(),
+                    billing: billing.clone(),
+                    mailer: mailer.clone(),
+                    clock: clock.clone(),
+                };
+                let service = Arc::new(payments::PaymentService::new(parts, p).map_err(CoreError::Http)?);
+                payments::jobs::spawn(service.clone(), &tasks);
+                Some(service)
+            }
+            None => None,
+        };
+        alerts::spawn(alerts.clone(), payments.clone(), billing.clone(), &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
         invalidation::spawn_follower(store.clone(), cache.clone(), billing.clone(), &tasks, settings.invalidation_poll);
 
@@ -234,6 +257,7 @@ impl Core {
             catalogue,
             dashboard,
             alerts,
+            payments,
             billing,
             limiter,
             ip_guard,

@@ -75,6 +75,10 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             mail,
             webhooks: settings.webhooks,
             clock_ahead: settings.clock_ahead,
+            payments: settings.payments.map(|mut p| {
+                p.public_url = public_url.trim_end_matches('/').to_owned();
+                p
+            }),
         },
         store,
     )

@@ -1,5 +1,5 @@
 //! The alert job of each node: accounts charged since the last round are checked every few
-//! seconds; key expiry reminders every ten minutes. Which node sends an alert is decided by
+//! seconds (alerts, then auto top-up); key expiry reminders every ten minutes. Which node sends an alert is decided by
 //! the database (`claim_alert`), so nodes never send one twice.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::AlertService;
 use crate::billing::Billing;
+use crate::payments::PaymentService;
 use crate::tasks::Tasks;
 
 /// How often charged accounts are checked.
@@ -16,7 +17,7 @@ pub const REMIND_EVERY: Duration = Duration::from_secs(600);
 /// When the first reminders run after start.
 pub const FIRST_REMINDERS_AFTER: Duration = Duration::from_secs(60);
 
-pub fn spawn(alerts: Arc<AlertService>, billing: Billing, tasks: &Tasks) {
+pub fn spawn(alerts: Arc<AlertService>, payments: Option<Arc<PaymentService>>, billing: Billing, tasks: &Tasks) {
     let cancel = tasks.cancelled();
     tasks.spawn("alerts", async move {
         let mut check = tokio::time::interval(CHECK_EVERY);
@@ -31,6 +32,11 @@ pub fn spawn(alerts: Arc<AlertService>, billing: Billing, tasks: &Tasks) {
                     for user in billing.take_charged() {
                         if let Err(err) = alerts.check(user).await {
                             tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "alert check failed");
+                        }
+                        if let Some(payments) = &payments {
+                            if let Err(err) = payments.check_auto_topup(user).await {
+                                tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "auto top-up failed");
+                            }
                         }
                     }
                 }

@@ -246,6 +246,19 @@ impl Billing {
         });
     }
 
+    /// The account changed (a refund or dispute may have ended its leases): this node's
+    /// leases of it are renewed now, and those the database ended are dropped.
+    pub fn account_changed(&self, user: UserId) {
+        let accounts = self.inner.registry.of_user(user);
+        if accounts.is_empty() {
+            return;
+        }
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn("credit-lease-check", async move {
+            upkeep::renew_these(&inner, accounts).await;
+        });
+    }
+
     /// Ends every lease of this node, giving unspent credit back (graceful shutdown, after the
     /// settlement writer has flushed).
     pub async fn release_all(&self) {

@@ -93,10 +93,14 @@ fn end_lease(account: &KeyAccount, b: &mut Book) -> LeaseReturn {
 }
 
 async fn renew(inner: &Arc<Inner>) {
+    renew_these(inner, inner.registry.all()).await;
+}
+
+/// Renews the leases of these accounts now; one the database ended (a refund took the credit it
+/// held) is dropped here at once, so the account's next request asks for a new one.
+pub(super) async fn renew_these(inner: &Arc<Inner>, accounts: Vec<Arc<KeyAccount>>) {
     // One snapshot per account, taken under its lock: the lease it had, if the database has it.
-    let leases: Vec<(Arc<KeyAccount>, Uuid)> = inner
-        .registry
-        .all()
+    let leases: Vec<(Arc<KeyAccount>, Uuid)> = accounts
         .into_iter()
         .filter_map(|a| {
             let id = {

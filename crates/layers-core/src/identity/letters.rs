@@ -159,6 +159,20 @@ pub fn key_expiring(to: &str, key_label: &str, expires: &str, days: i32, keys_pa
     )
 }
 
+/// Auto top-up turned itself off after repeated failed payments.
+pub fn auto_topup_off(to: &str, failures: i32, billing_page: &str) -> Mail {
+    letter(
+        to,
+        "Auto top-up is off: your card was declined",
+        &[
+            &format!("Layers tried {failures} times in a row to buy credits with your saved card, and each payment failed, so auto top-up is now off."),
+            "When your balance runs out, requests with your live keys are refused. Update your card in the billing portal, then turn auto top-up on again, or buy credits now.",
+        ],
+        Some(("Open billing", billing_page)),
+        "You get this because auto top-up was on for your Layers account.",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,9 @@ const ALIASES: &[(&str, &str)] = &[
 const IGNORED: &[&str] = &["CONFIG"];
 const IGNORED_PREFIXES: &[&str] = &["TEST_"];
 /// Settings whose environment value is a comma-separated list.
-const LISTS: &[&str] = &["allowed_origins", "security.trusted_proxies"];
+const LISTS: &[&str] = &["allowed_origins", "security.trusted_proxies", "stripe.webhook_secrets", "stripe.packs"];
+/// Lists whose items are numbers.
+const NUMBER_LISTS: &[&str] = &["stripe.packs"];
 
 /// Applies every `LAYERS_*` variable of `env` to `table`.
 pub fn overlay(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
@@ -52,7 +54,13 @@ pub fn overlay(table: &mut toml::Table, env: &BTreeMap<String, String>, problems
                 text.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.into()))
+                    .map(|s| {
+                        if NUMBER_LISTS.contains(&dotted.as_str()) {
+                            scalar(s)
+                        } else {
+                            toml::Value::String(s.into())
+                        }
+                    })
                     .collect(),
             )
         } else if from_file {

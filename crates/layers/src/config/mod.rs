@@ -6,6 +6,7 @@ mod catalogue;
 mod env;
 mod secret;
 mod settings;
+mod stripe;
 mod traffic;
 mod validate;
 
@@ -41,6 +42,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub sessions: SessionsConfig,
     pub alerts: AlertsConfig,
+    pub stripe: stripe::StripeConfig,
     pub testing: TestingConfig,
     pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
@@ -521,6 +523,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "email", &mut c.email, problems);
     take(&mut t, "sessions", &mut c.sessions, problems);
     take(&mut t, "alerts", &mut c.alerts, problems);
+    take(&mut t, "stripe", &mut c.stripe, problems);
     take(&mut t, "testing", &mut c.testing, problems);
     take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);

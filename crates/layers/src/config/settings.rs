@@ -64,6 +64,8 @@ pub struct Settings {
     pub webhooks: layers_core::alerts::WebhookPolicy,
     /// How far the node's clock runs ahead of the system's (tests of the binary only).
     pub clock_ahead: Duration,
+    /// Card payments through Stripe, when `[stripe]` is configured.
+    pub payments: Option<layers_core::payments::PaymentSettings>,
 }
 
 #[derive(Clone)]

@@ -83,6 +83,8 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         ));
     }
     let oidc = check_oidc(&c, production, problems);
+    // The public URL (where Checkout sends people back) is set at start-up, like the e-mails'.
+    let payments = super::stripe::check_stripe(&c, production, "", problems);
     Some(Settings {
         listen: listen.ok()?,
         production,
@@ -118,6 +120,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         oidc,
         webhooks: layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
         clock_ahead,
+        payments,
     })
 }
 
