@@ -43,7 +43,12 @@ impl AppState {
             secure: identity.public_url.starts_with("https://"),
             max_age_secs: identity.sessions.absolute.as_secs(),
         };
-        let csp = crate::pages::content_security_policy(identity.oidc.as_ref().map(|o| o.issuer.as_str()));
+        let mut continue_to: Vec<String> = identity.oidc.iter().map(|o| o.issuer.clone()).collect();
+        if let Some(payments) = &core.payments {
+            continue_to.extend(payments.page_origins());
+        }
+        let continue_to: Vec<&str> = continue_to.iter().map(String::as_str).collect();
+        let csp = crate::pages::content_security_policy(&continue_to);
         AppState {
             csp,
             cookies,

@@ -94,6 +94,11 @@ impl DashboardService {
         self.clock.now()
     }
 
+    /// A tier's requests per minute per key, as configured.
+    pub fn tier_rate(&self, tier: layers_domain::Tier) -> u32 {
+        self.rates.for_tier(tier)
+    }
+
     pub async fn overview(&self, user: UserId) -> ServiceResult<Overview> {
         let now = self.now();
         let account = self.store.user(user).await?.ok_or(crate::error::ServiceError::NotFound("account"))?;

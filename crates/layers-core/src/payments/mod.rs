@@ -118,6 +118,16 @@ impl PaymentService {
         &self.settings
     }
 
+    /// Where the browser is sent to pay and to manage the plan: Stripe's Checkout and portal,
+    /// or the API base itself when it is not Stripe's (a test double serves both pages).
+    pub fn page_origins(&self) -> Vec<String> {
+        if self.settings.api_base == "https://api.stripe.com" {
+            vec!["https://checkout.stripe.com".into(), "https://billing.stripe.com".into()]
+        } else {
+            vec![self.settings.api_base.clone()]
+        }
+    }
+
     /// The plan a tier is sold as, if it is on sale.
     pub fn plan(&self, tier: Tier) -> Option<&PlanSettings> {
         self.settings.plans.iter().find(|p| p.tier == tier)

@@ -7,3 +7,4 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod stripe_webhook;

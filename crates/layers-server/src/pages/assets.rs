@@ -8,7 +8,7 @@ const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/copy.js");
 
 /// Where pages link the stylesheet (the version is bumped when the file changes).
-pub const CSS_PATH: &str = "/assets/app-v2.css";
+pub const CSS_PATH: &str = "/assets/app-v3.css";
 /// The one script: copy buttons, a convenience over the selectable fields pages show anyway.
 pub const JS_PATH: &str = "/assets/copy-v1.js";
 

@@ -94,6 +94,18 @@ pub fn event_label(kind: &str) -> &str {
         "late_settlement_refused" => "Late charge refused",
         "login_refused_suspended" => "Login refused: account suspended",
         "password_check_failed" => "Wrong password for a sensitive action",
+        "checkout_started" => "Checkout started",
+        "credits_purchased" => "Credits purchased",
+        "credits_refunded" => "Credits removed by a refund or dispute",
+        "balance_negative" => "Balance below zero: live keys paused",
+        "plan_changed" => "Plan changed",
+        "payment_failed" => "Payment failed",
+        "invoice_payment_failed" => "Invoice payment failed",
+        "account_flagged_for_review" => "Account flagged for review",
+        "auto_topup_changed" => "Auto top-up changed",
+        "auto_topup_started" => "Auto top-up charged",
+        "auto_topup_failed" => "Auto top-up payment failed",
+        "auto_topup_disabled" => "Auto top-up turned off after failures",
         other => other,
     }
 }

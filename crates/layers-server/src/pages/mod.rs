@@ -38,14 +38,20 @@ use crate::state::AppState;
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The content security policy of every page: nothing inline, nothing from elsewhere. Forms
-/// post here only; the one form that continues elsewhere ("Continue with Google") is answered by
-/// a redirect to the identity provider, which `form-action` must name (browsers apply it to the
-/// redirects of a form's submission too).
-pub fn content_security_policy(identity_provider: Option<&str>) -> HeaderValue {
-    let origin = identity_provider.and_then(origin_of).map(|o| format!(" {o}")).unwrap_or_default();
+/// post here only; the forms that continue elsewhere ("Continue with Google", buying through
+/// Stripe Checkout, the billing portal) are answered by a redirect there, whose origin
+/// `form-action` must name (browsers apply it to the redirects of a form's submission too).
+pub fn content_security_policy(continue_to: &[&str]) -> HeaderValue {
+    let mut origins = String::new();
+    for o in continue_to.iter().filter_map(|u| origin_of(u)) {
+        if !origins.contains(&format!(" {o}")) {
+            origins.push(' ');
+            origins.push_str(&o);
+        }
+    }
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         form-action 'self'{origin}; frame-ancestors 'none'; base-uri 'none'"
+         form-action 'self'{origins}; frame-ancestors 'none'; base-uri 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
@@ -86,6 +92,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/dashboard/usage.csv", get(usage::csv))
         .route("/dashboard/usage/{id}", get(usage::detail))
         .route("/dashboard/billing", get(billing::show))
+        .route("/dashboard/billing/buy", post(billing::buy))
+        .route("/dashboard/billing/plan", post(billing::plan))
+        .route("/dashboard/billing/portal", post(billing::portal))
+        .route("/dashboard/billing/auto-topup", post(billing::auto_topup))
+        .route("/dashboard/billing/checkout/success", get(billing::success))
+        .route("/dashboard/billing/checkout/cancelled", get(billing::cancelled))
         .route("/dashboard/security", get(security::show))
         .route("/dashboard/security/lock-down", post(security::lock_down))
         .route("/dashboard/settings", get(settings::show))
@@ -246,16 +258,25 @@ mod tests {
 
     #[test]
     fn the_policy_names_the_identity_provider_for_form_action_and_nothing_else() {
-        let plain = content_security_policy(None);
+        let plain = content_security_policy(&[]);
         assert_eq!(
             plain.to_str().unwrap(),
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         );
-        let google = content_security_policy(Some("https://accounts.google.com"));
+        let google = content_security_policy(&["https://accounts.google.com"]);
         assert!(google.to_str().unwrap().contains("form-action 'self' https://accounts.google.com;"));
-        let local = content_security_policy(Some("http://127.0.0.1:4000/realm?x=1"));
+        let local = content_security_policy(&["http://127.0.0.1:4000/realm?x=1"]);
         assert!(local.to_str().unwrap().contains("form-action 'self' http://127.0.0.1:4000;"));
-        let odd = content_security_policy(Some("https://evil.example; script-src *"));
+        let odd = content_security_policy(&["https://evil.example; script-src *"]);
         assert!(!odd.to_str().unwrap().contains("script-src *"), "an issuer cannot inject a directive");
+        let stripe = content_security_policy(&[
+            "https://accounts.google.com",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+            "https://checkout.stripe.com",
+        ]);
+        assert!(stripe.to_str().unwrap().contains(
+            "form-action 'self' https://accounts.google.com https://checkout.stripe.com https://billing.stripe.com;"
+        ));
     }
 }
