@@ -215,7 +215,7 @@ impl Core {
                     store: store.clone(),
                     audit: audit.clone(),
                     broadcaster: broadcaster.clone(),
-                    billing: billing.clone(),
+                    billing: Some(billing.clone()),
                     mailer: mailer.clone(),
                     clock: clock.clone(),
                 };

@@ -8,6 +8,7 @@
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
 //! - [`mock_gemini`]: Google's Gemini API, streaming included.
+//! - [`mock_stripe`]: Stripe's API as Layers uses it, stateful, with hosted pay and portal pages.
 //! - [`oidc`]: a local OpenID Connect provider (Google's part), with knobs for attacks.
 //! - [`python`]: the venv with the official SDKs, for SDK-level tests.
 //! - [`redis`]: the shared test Redis with a prefix per test, or a private `redis-server`.
@@ -24,6 +25,7 @@ pub mod mock_anthropic;
 pub mod mock_gemini;
 pub mod mock_openai;
 pub mod mock_server;
+pub mod mock_stripe;
 pub mod oidc;
 pub mod process;
 pub mod python;
@@ -37,6 +39,7 @@ pub use browser::{Browser, Page};
 pub use mock_anthropic::MockAnthropic;
 pub use mock_gemini::MockGemini;
 pub use mock_openai::{MockOpenAi, Reply};
+pub use mock_stripe::MockStripe;
 pub use oidc::{Attack, MockOidc, OidcUser};
 pub use smtp::MailCatcher;
 pub use webhook::WebhookCatcher;

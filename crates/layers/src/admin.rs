@@ -15,7 +15,7 @@ use layers_core::tasks::Tasks;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
 use layers_store::{CapOverrides, KeyLimits, KeyRecord, KeyState, RateOverrides, Store};
 
-use crate::cli::{AdminCommand, CreditsCommand, DemoCommand, KeyCommand, LeasesCommand, UserCommand};
+use crate::cli::{AdminCommand, CreditsCommand, DemoCommand, KeyCommand, LeasesCommand, StripeCommand, UserCommand};
 use crate::config::Settings;
 use crate::output::emit;
 use crate::startup;
@@ -64,6 +64,29 @@ async fn dispatch(
             key(&accounts, &keys, command).await?;
         }
         AdminCommand::Credits { command } => credits(&accounts, command).await?,
+        AdminCommand::Stripe { command: StripeCommand::Reconcile } => {
+            let Some(payments) = settings.payments.clone() else {
+                bail!("Stripe is not configured: set [stripe] secret_key and webhook_secrets (or LAYERS_STRIPE__SECRET_KEY)");
+            };
+            let tasks = Tasks::new();
+            let mailer =
+                layers_core::identity::mailer::Mailer::start(startup::mail_transport(&settings.email)?, &tasks);
+            let service = layers_core::payments::PaymentService::for_operator(
+                store.clone(),
+                payments,
+                audit,
+                broadcaster,
+                mailer,
+            )?;
+            let r = service.reconcile().await;
+            // The e-mails a reconciliation queued (auto top-up turned off) go out before exit.
+            tasks.shutdown(std::time::Duration::from_secs(10)).await;
+            let r = r?;
+            emit(&format!(
+                "listed {} applied {} already_applied {} ignored {} unreadable {}",
+                r.listed, r.applied, r.already_applied, r.ignored, r.unreadable
+            ));
+        }
         AdminCommand::Demo { command: DemoCommand::Seed { email, days } } => {
             if settings.production {
                 bail!("demo data is refused in production (LAYERS_ENV=production)");

@@ -57,6 +57,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: LeasesCommand,
     },
+    /// Stripe payments.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
     /// Demo data for trying the dashboard (refused in production).
     Demo {
         #[command(subcommand)]
@@ -71,6 +76,14 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StripeCommand {
+    /// Lists the events Stripe could not deliver within `[stripe] reconcile_window_hours` and
+    /// applies each (idempotent: an event already applied changes nothing); prints
+    /// "listed N applied N already_applied N ignored N unreadable N".
+    Reconcile,
 }
 
 #[derive(Debug, Subcommand)]

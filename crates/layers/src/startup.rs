@@ -98,7 +98,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
 
 /// The SMTP transport, or the console mailer (development only: validation refuses it in
 /// production).
-fn mail_transport(email: &EmailSettings) -> anyhow::Result<Arc<dyn Transport>> {
+pub(crate) fn mail_transport(email: &EmailSettings) -> anyhow::Result<Arc<dyn Transport>> {
     match &email.smtp_url {
         Some(url) => Ok(Arc::new(SmtpTransport::new(url.expose(), &email.from)?)),
         None => {

@@ -277,7 +277,9 @@ impl PaymentService {
             // This node at once; the others through Redis or the change feed (the store wrote
             // an account event with a tier change).
             self.broadcaster.publish(crate::broadcast::Notice::Account(user)).await;
-            self.billing.account_changed(user);
+            if let Some(billing) = &self.billing {
+                billing.account_changed(user);
+            }
         }
         if let Some(tier) = o.tier_changed {
             self.audit.info(Some(user), "plan_changed", serde_json::json!({"tier": tier, "cause": cause})).await;

@@ -84,7 +84,8 @@ pub struct PaymentService {
     settings: PaymentSettings,
     audit: Audit,
     broadcaster: Broadcaster,
-    billing: crate::billing::Billing,
+    /// This node's leases (`None` in an operator command, which holds none).
+    billing: Option<crate::billing::Billing>,
     mailer: Mailer,
     clock: Clock,
 }
@@ -94,7 +95,7 @@ pub(crate) struct PaymentParts {
     pub store: Arc<dyn Store>,
     pub audit: Audit,
     pub broadcaster: Broadcaster,
-    pub billing: crate::billing::Billing,
+    pub billing: Option<crate::billing::Billing>,
     pub mailer: Mailer,
     pub clock: Clock,
 }
@@ -112,6 +113,19 @@ impl PaymentService {
         let stripe = stripe::StripeClient::new(&settings.api_base, settings.secret_key.clone())?;
         let PaymentParts { store, audit, broadcaster, billing, mailer, clock } = parts;
         Ok(PaymentService { store, stripe, settings, audit, broadcaster, billing, mailer, clock })
+    }
+
+    /// The service as an operator command runs it (`layers admin stripe reconcile`): no leases
+    /// of its own; serving nodes learn of changes through Redis or the database feed.
+    pub fn for_operator(
+        store: Arc<dyn Store>,
+        settings: PaymentSettings,
+        audit: Audit,
+        broadcaster: Broadcaster,
+        mailer: Mailer,
+    ) -> Result<PaymentService, reqwest::Error> {
+        let parts = PaymentParts { store, audit, broadcaster, billing: None, mailer, clock: Clock::system() };
+        PaymentService::new(parts, settings)
     }
 
     pub fn settings(&self) -> &PaymentSettings {
