@@ -26,6 +26,7 @@ mod money_exact;
 mod money_partition;
 mod multinode;
 mod oidc;
+mod payments;
 mod ratelimit;
 mod readme;
 mod routing;
