@@ -40,6 +40,9 @@ impl StripeCall {
     }
 }
 
+/// An idempotent call's fields and answer (status, body).
+type Remembered = (Vec<(String, String)>, u16, Value);
+
 #[derive(Default)]
 struct World {
     base: String,
@@ -56,7 +59,7 @@ struct World {
     prices: HashMap<String, i64>,
     /// Every event, oldest first, and whether a delivery of it succeeded.
     events: Vec<(Value, bool)>,
-    idempotency: HashMap<String, (Vec<(String, String)>, u16, Value)>,
+    idempotency: HashMap<String, Remembered>,
     webhook: Option<String>,
     auto_deliver: bool,
     now_offset: i64,
@@ -342,24 +345,24 @@ fn record(ctx: &Ctx, method: &str, path: &str, query: &str, headers: &HeaderMap,
 }
 
 /// Authorisation, then the idempotency rules: `Ok(form)` to go on, or the answer.
-fn begin(ctx: &Ctx, path: &str, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Response> {
+fn begin(ctx: &Ctx, path: &str, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Box<Response>> {
     let form: Vec<(String, String)> = form_urlencoded_pairs(body);
     record(ctx, "POST", path, "", headers, &form);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
-        return Err(error(StatusCode::UNAUTHORIZED, "invalid_request_error", None, "Invalid API Key provided"));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "invalid_request_error", None, "Invalid API Key provided")));
     }
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else { return Ok(form) };
     let w = ctx.world.lock().unwrap();
     if let Some((sent, status, answer)) = w.idempotency.get(&format!("{path} {key}")) {
         if *sent != form {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "idempotency_error",
                 None,
                 "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-            ));
+            )));
         }
-        return Err((StatusCode::from_u16(*status).unwrap(), Json(answer.clone())).into_response());
+        return Err(Box::new((StatusCode::from_u16(*status).unwrap(), Json(answer.clone())).into_response()));
     }
     Ok(form)
 }
@@ -404,7 +407,7 @@ async fn create_customer(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes
     let path = "/v1/customers";
     let form = match begin(&ctx, path, &headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let customer = {
         let mut w = ctx.world.lock().unwrap();
@@ -421,7 +424,7 @@ async fn create_session(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes)
     let path = "/v1/checkout/sessions";
     let form = match begin(&ctx, path, &headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut w = ctx.world.lock().unwrap();
     let mode = field(&form, "mode").unwrap_or_default().to_owned();
@@ -567,7 +570,7 @@ async fn create_portal(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
     let path = "/v1/billing_portal/sessions";
     let form = match begin(&ctx, path, &headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut w = ctx.world.lock().unwrap();
     let id = w.id("bps");
@@ -680,7 +683,7 @@ async fn create_intent(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
     let path = "/v1/payment_intents";
     let form = match begin(&ctx, path, &headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (status, answer, events) = {
         let mut w = ctx.world.lock().unwrap();

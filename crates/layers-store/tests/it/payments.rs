@@ -205,7 +205,7 @@ conformance!(customers_invoices_and_auto_top_up, |store: Arc<dyn Store>| async m
         }
         assert_eq!(won, 1, "one claim per trigger");
         let failed = PaymentEffect::AutoTopUpFailed { trigger: trigger.clone() };
-        let out = store.apply_payment(u.id, None, &[failed.clone()], now()).await.unwrap();
+        let out = store.apply_payment(u.id, None, std::slice::from_ref(&failed), now()).await.unwrap();
         assert_eq!(out.auto_topup_disabled, attempt == 2);
         // The webhook reporting the same failure counts nothing more.
         store

@@ -348,3 +348,46 @@ fn production_keeps_metrics_off_the_public_listener_unless_a_token_is_set() {
     assert!(matches!(s.metrics_access, MetricsAccess::Off));
     assert_eq!(s.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
 }
+
+#[test]
+fn stripe_settings_come_from_the_environment_with_lists_comma_separated() {
+    let s = load(
+        None,
+        &env(&[
+            ("LAYERS_STRIPE__SECRET_KEY", "sk_test_0123456789"),
+            ("LAYERS_STRIPE__WEBHOOK_SECRETS", "whsec_new_0123456789abcdef, whsec_old_0123456789abcdef"),
+            ("LAYERS_STRIPE__PACKS", "500,2000, 10000"),
+            ("LAYERS_STRIPE__PLANS__PRO", "price_pro_123"),
+            ("LAYERS_STRIPE__INCLUDED_CREDITS__PRO", "1000"),
+            ("LAYERS_STRIPE__AUTO_TOPUP", "false"),
+        ]),
+    )
+    .unwrap();
+    let p = s.payments.expect("payments on");
+    assert_eq!(p.webhook_secrets.len(), 2);
+    assert_eq!(p.packs, vec![500, 2_000, 10_000]);
+    assert_eq!(p.plans.len(), 1);
+    assert_eq!(p.plans[0].price_id, "price_pro_123");
+    assert_eq!(p.plans[0].monthly_credits, 1_000);
+    assert!(!p.auto_topup);
+    assert_eq!(p.api_base, "https://api.stripe.com");
+    // Off unless a secret key is set.
+    assert!(load(None, &env(&[])).unwrap().payments.is_none());
+}
+
+#[test]
+fn stripe_without_a_webhook_secret_or_with_a_test_key_in_production_is_refused() {
+    let got = paths(load(None, &env(&[("LAYERS_STRIPE__SECRET_KEY", "sk_test_0123456789")])).unwrap_err());
+    assert_eq!(got, vec!["stripe.webhook_secrets"], "no way to verify a webhook: refused everywhere");
+    let mut prod = production_env();
+    prod.insert("LAYERS_STRIPE__SECRET_KEY".into(), "sk_test_0123456789".into());
+    prod.insert("LAYERS_STRIPE__WEBHOOK_SECRETS".into(), "whsec_0123456789abcdef".into());
+    prod.insert("LAYERS_STRIPE__API_BASE".into(), "http://127.0.0.1:9999".into());
+    let got = paths(load(None, &prod).unwrap_err());
+    assert_eq!(got, vec!["stripe.secret_key", "stripe.api_base"]);
+    let got = paths(load(None, &env(&[("LAYERS_STRIPE__WEBHOOK_SECRETS", "whsec_0123456789abcdef")])).unwrap_err());
+    assert_eq!(got, vec!["stripe.secret_key"], "a webhook secret without a key is a half-configured Stripe");
+    let f = file("[stripe]\nsecret_key = \"sk_test_1\"\nwebhook_secrets = [\"whsec_0123456789abcdef\"]\nplans = { pro = \"prod_123\" }\npacks = [10]\n");
+    let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
+    assert_eq!(got, vec!["stripe.packs", "stripe.plans.pro"]);
+}

@@ -587,3 +587,40 @@ async fn the_billing_page_sells_credits_and_never_credits_on_the_redirect() {
     assert!(billing.body.contains("MOCK-"), "the invoice is listed");
     assert!(billing.body.contains("Purchase"));
 }
+
+#[tokio::test]
+async fn the_operator_reconciles_from_the_command_line() {
+    let s = shop().await;
+    let user = s.app.create_user("cli@example.com", Tier::Free).await;
+    let session = checkout(&s, &user, 700).await;
+    s.stripe.complete_checkout(session["id"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("layers.toml");
+    let toml = format!(
+        "data_dir = \"{}\"\n[database]\nurl = \"{}\"\n[keys]\npepper = \"{}\"\n{}",
+        dir.path().display(),
+        s.app.db.url,
+        layers_testkit::app::TEST_PEPPER,
+        s.stripe.config("")
+    );
+    std::fs::write(&config, toml).unwrap();
+    let run = || {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+                .args(["admin", "stripe", "reconcile"])
+                .env("LAYERS_CONFIG", &config)
+                .env("LAYERS_LOG__LEVEL", "warn")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "listed 3 applied 2 already_applied 0 ignored 1 unreadable 0");
+    assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
+    // The events are still "undelivered" at Stripe: a second run finds them applied.
+    let out = run().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "listed 3 applied 0 already_applied 2 ignored 1 unreadable 0");
+    assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
+}
