@@ -138,6 +138,7 @@ pub(crate) async fn apply(
                     out.tier_changed = Some(tier);
                 }
             }
+            PaymentEffect::CheckoutCompleted { session_id } => tx.complete_checkout(user, session_id, at).await?,
             PaymentEffect::Invoice(invoice) => tx.upsert_invoice(user, invoice).await?,
             PaymentEffect::AutoTopUpSucceeded { trigger } => {
                 tx.finish_attempt(user, trigger, "succeeded").await?;

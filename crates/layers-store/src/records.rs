@@ -691,6 +691,10 @@ pub enum PaymentEffect {
         won: bool,
     },
     Subscription(SubscriptionState),
+    /// A Checkout Session that bought a plan was paid.
+    CheckoutCompleted {
+        session_id: String,
+    },
     Invoice(InvoiceRecord),
     AutoTopUpSucceeded {
         trigger: String,

@@ -62,6 +62,7 @@ struct World {
     idempotency: HashMap<String, Remembered>,
     webhook: Option<String>,
     auto_deliver: bool,
+    delay: Option<std::time::Duration>,
     now_offset: i64,
 }
 
@@ -181,6 +182,11 @@ impl MockStripe {
         let mut w = self.world.lock().unwrap();
         w.webhook = Some(url.to_owned());
         w.auto_deliver = automatically;
+    }
+
+    /// Automatic deliveries wait this long after the call that caused them.
+    pub fn delay_deliveries(&self, by: std::time::Duration) {
+        self.world.lock().unwrap().delay = Some(by);
     }
 
     pub fn calls(&self) -> Vec<StripeCall> {
@@ -315,14 +321,14 @@ async fn post_event(url: &str, event: &Value) -> u16 {
 /// Delivers events in order when the mock delivers automatically (like Stripe, after the API
 /// call that caused them has answered).
 fn deliver_later(ctx: &Ctx, events: Vec<Value>) {
-    let (url, auto) = {
+    let (url, auto, delay) = {
         let w = ctx.world.lock().unwrap();
-        (w.webhook.clone(), w.auto_deliver)
+        (w.webhook.clone(), w.auto_deliver, w.delay.unwrap_or(std::time::Duration::from_millis(50)))
     };
     let (Some(url), true) = (url, auto) else { return };
     let world = ctx.world.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(delay).await;
         for e in events {
             if (200..300).contains(&post_event(&url, &e).await) {
                 mark_delivered(&world, &e);
@@ -349,7 +355,12 @@ fn begin(ctx: &Ctx, path: &str, headers: &HeaderMap, body: &Bytes) -> Result<Vec
     let form: Vec<(String, String)> = form_urlencoded_pairs(body);
     record(ctx, "POST", path, "", headers, &form);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
-        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "invalid_request_error", None, "Invalid API Key provided")));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided",
+        )));
     }
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else { return Ok(form) };
     let w = ctx.world.lock().unwrap();

@@ -188,6 +188,7 @@ impl PaymentService {
                     let current: wire::Subscription = self.stripe.get(&format!("/v1/subscriptions/{id}"), &[]).await?;
                     effects.push(PaymentEffect::Subscription(self.state_of(&current)));
                 }
+                effects.push(PaymentEffect::CheckoutCompleted { session_id: session.id.clone() });
             }
             // Paid later (a bank debit): `async_payment_succeeded` grants it.
             _ => {}
@@ -232,7 +233,7 @@ impl PaymentService {
                     paid_cents: invoice.amount_paid,
                     credits: layers_domain::MicroCredits(plan.monthly_credits.saturating_mul(1_000_000)),
                     kind: TransactionKind::SubscriptionGrant,
-                    reason: format!("monthly credits of the {} plan", plan.tier),
+                    reason: format!("monthly credits of the {} plan", plan_label(plan.tier)),
                     checkout_session: None,
                 }));
             }
@@ -313,4 +314,11 @@ impl PaymentService {
             self.auto_topup_turned_off(user).await;
         }
     }
+}
+
+/// A plan's name as people read it ("Pro").
+fn plan_label(tier: layers_domain::Tier) -> String {
+    let name = tier.as_str();
+    let mut chars = name.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

@@ -543,7 +543,7 @@ pub async fn success(
     let csrf = who.csrf(&state);
     let subscription = record.mode == "subscription";
     let (title, text) = match (done, subscription) {
-        (true, false) => ("Credits added", format!("{} were added to your balance.", credits(record.credits))),
+        (true, false) => ("Credits added", format!("{} credits were added to your balance.", credits(record.credits))),
         (true, true) => ("Plan active", "Your plan is active and your new rate limits apply to every key.".to_owned()),
         (false, _) => (
             "Payment received, credits on the way",

@@ -617,10 +617,16 @@ async fn the_operator_reconciles_from_the_command_line() {
     };
     let out = run().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "listed 3 applied 2 already_applied 0 ignored 1 unreadable 0");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "listed 3 applied 2 already_applied 0 ignored 1 unreadable 0"
+    );
     assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
     // The events are still "undelivered" at Stripe: a second run finds them applied.
     let out = run().await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "listed 3 applied 0 already_applied 2 ignored 1 unreadable 0");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "listed 3 applied 0 already_applied 2 ignored 1 unreadable 0"
+    );
     assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
 }
