@@ -52,20 +52,24 @@ pub enum AmountError {
 /// Reads a custom top-up typed in dollars ("25", "25.5", "25.50", "$1,000") as credits (cents).
 pub fn parse_dollars(text: &str, bounds: TopUpBounds) -> Result<i64, AmountError> {
     let cleaned: String = text.trim().trim_start_matches('$').chars().filter(|c| *c != ',').collect();
-    let (whole, frac) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+    let (whole, frac) = match cleaned.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (cleaned.as_str(), None),
+    };
     let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !(frac.is_empty() || (frac.len() <= 2 && digits(frac))) {
+    if !digits(whole) || frac.is_some_and(|f| f.len() > 2 || !digits(f)) {
         return Err(AmountError::Malformed);
     }
     let dollars: i64 = whole.parse().map_err(|_| AmountError::Malformed)?;
-    let cents: i64 = if frac.is_empty() {
-        0
-    } else {
-        let c: i64 = frac.parse().map_err(|_| AmountError::Malformed)?;
-        if frac.len() == 1 {
-            c * 10
-        } else {
-            c
+    let cents: i64 = match frac {
+        None => 0,
+        Some(f) => {
+            let c: i64 = f.parse().map_err(|_| AmountError::Malformed)?;
+            if f.len() == 1 {
+                c * 10
+            } else {
+                c
+            }
         }
     };
     let credits = dollars * 100 + cents;
