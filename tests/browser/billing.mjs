@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bin, chromium, chromiumPath, freePort, shots, waitFor } from './lib/support.mjs';
+import { bin, chromium, chromiumPath, freePort, screenshotter, serverEnv, waitFor } from './lib/support.mjs';
 
 const stripeBin = process.env.MOCK_STRIPE_BIN ?? 'target/debug/mock-stripe';
 const port = await freePort();
@@ -31,13 +31,7 @@ const stripeUrl = await new Promise((resolve, reject) => {
   stripe.once('exit', (code) => reject(new Error(`mock-stripe exited (${code})`)));
 });
 
-const env = {
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LAYERS_'))),
-  LAYERS_LISTEN: `127.0.0.1:${port}`,
-  LAYERS_PUBLIC_URL: base,
-  LAYERS_DATABASE_URL: `sqlite://${dir}/layers.db`,
-  LAYERS_DATA_DIR: dir,
-  LAYERS_LOG__LEVEL: 'info',
+const env = serverEnv(port, dir, {
   LAYERS_STRIPE__SECRET_KEY: 'sk_test_layers_mock_0123456789',
   LAYERS_STRIPE__WEBHOOK_SECRETS: 'whsec_layers_mock_0123456789abcdef',
   LAYERS_STRIPE__API_BASE: stripeUrl,
@@ -45,8 +39,7 @@ const env = {
   LAYERS_STRIPE__PLANS__PRO: 'price_pro_mock',
   LAYERS_STRIPE__PLANS__TEAM: 'price_team_mock',
   LAYERS_STRIPE__INCLUDED_CREDITS__PRO: '1000',
-  NO_COLOR: '1',
-};
+});
 
 let log = '';
 const server = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -74,12 +67,7 @@ const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--
 try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 860 }, javaScriptEnabled: false });
   const page = await desktop.newPage();
-  const shot = async (name) => {
-    await page.screenshot({ path: path.join(shots, `${name}-desktop.png`), fullPage: true });
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.screenshot({ path: path.join(shots, `${name}-phone.png`), fullPage: true });
-    await page.setViewportSize({ width: 1280, height: 860 });
-  };
+  const shot = screenshotter(page, path);
   const text = async (selector) => (await page.textContent(selector).catch(() => null))?.trim();
   const email = 'ada@example.com';
   const password = 'analytical engine notes';

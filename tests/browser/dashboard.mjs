@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { bin, chromium, chromiumPath, freePort, shots, waitFor } from './lib/support.mjs';
+import { bin, chromium, chromiumPath, freePort, screenshotter, serverEnv, shots, waitFor } from './lib/support.mjs';
 
 
 
@@ -55,18 +55,7 @@ output_per_mtok = 0.60
 context_window = 128000
 max_output_tokens = 16384
 `);
-const env = {
-  // The server reads every LAYERS_* variable as a setting: pass none of the caller's.
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LAYERS_'))),
-  LAYERS_CONFIG: config,
-  LAYERS_LISTEN: `127.0.0.1:${port}`,
-  LAYERS_PUBLIC_URL: base,
-  LAYERS_DATABASE_URL: `sqlite://${dir}/layers.db`,
-  LAYERS_DATA_DIR: dir,
-  LAYERS_LOG__LEVEL: 'info',
-  MOCK_OPENAI_KEY: 'sk-mock-upstream',
-  NO_COLOR: '1',
-};
+const env = serverEnv(port, dir, { LAYERS_CONFIG: config, MOCK_OPENAI_KEY: 'sk-mock-upstream' });
 
 let log = '';
 let server = null;
@@ -113,12 +102,7 @@ const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--
 try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 860 }, javaScriptEnabled: false });
   const page = await desktop.newPage();
-  const shot = async (name) => {
-    await page.screenshot({ path: path.join(shots, `${name}-desktop.png`), fullPage: true });
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.screenshot({ path: path.join(shots, `${name}-phone.png`), fullPage: true });
-    await page.setViewportSize({ width: 1280, height: 860 });
-  };
+  const shot = screenshotter(page, path);
   const email = 'grace@example.com';
   const password = 'compiler nanoseconds';
   const logIn = async () => {

@@ -28,3 +28,30 @@ export async function waitFor(what, find, log, ms = 15000) {
     await sleep(50);
   }
 }
+
+/**
+ * The environment of a `layers serve` on 127.0.0.1:`port` with its data in `dir` (SQLite), plus
+ * `extra`. The server reads every LAYERS_* variable as a setting: none of the caller's pass.
+ */
+export function serverEnv(port, dir, extra = {}) {
+  return {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LAYERS_'))),
+    LAYERS_LISTEN: `127.0.0.1:${port}`,
+    LAYERS_PUBLIC_URL: `http://127.0.0.1:${port}`,
+    LAYERS_DATABASE_URL: `sqlite://${dir}/layers.db`,
+    LAYERS_DATA_DIR: dir,
+    LAYERS_LOG__LEVEL: 'info',
+    NO_COLOR: '1',
+    ...extra,
+  };
+}
+
+/** Screenshots `page` as `<name>-desktop.png` (1280 wide) and `<name>-phone.png` (390 wide). */
+export function screenshotter(page, path) {
+  return async (name) => {
+    await page.screenshot({ path: path.join(shots, `${name}-desktop.png`), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(shots, `${name}-phone.png`), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 860 });
+  };
+}
