@@ -13,17 +13,40 @@ use crate::records::{
     StripeEventRecord, SubscriptionState, TransactionKind,
 };
 
+/// What recording a payment found.
+pub(crate) enum NewPayment {
+    Inserted,
+    /// Already recorded: granted before.
+    Duplicate,
+    /// A refund of it arrived first (cumulative `refunded_cents`): the row now holds the grant,
+    /// with nothing refunded yet.
+    RefundedEarly {
+        refunded_cents: i64,
+    },
+}
+
 /// The row operations of one transaction, on behalf of one user.
 #[async_trait]
 pub(crate) trait PaymentTx: Send {
+    /// Serialises every payment of the account (PostgreSQL: the balance row's lock, taken
+    /// before anything is read; SQLite: the write lock the transaction already holds).
+    async fn lock_account(&mut self, user: UserId) -> StoreResult<()>;
     /// Records the event id; false when it was already recorded.
     async fn insert_event(&mut self, user: UserId, event: &StripeEventRecord, at: OffsetDateTime) -> StoreResult<bool>;
-    /// Records a payment; false when it was already recorded.
-    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<bool>;
+    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<NewPayment>;
+    /// Keeps a refund of a payment not granted yet (the largest cumulative amount seen).
+    async fn record_early_refund(
+        &mut self,
+        user: UserId,
+        payment_ref: &str,
+        cents: i64,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
     async fn paid_grant(&mut self, user: UserId, payment_ref: &str) -> StoreResult<Option<PaidGrant>>;
     async fn set_refunded(&mut self, user: UserId, payment_ref: &str, p: &PaidGrant) -> StoreResult<()>;
     async fn ledger(&mut self, t: &NewTransaction) -> StoreResult<LedgerOutcome>;
-    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<()>;
+    /// Marks a session Layers created for this account completed; false when there is none.
+    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<bool>;
     /// Records an open dispute; false when it was already recorded.
     async fn insert_dispute(
         &mut self,
@@ -42,7 +65,9 @@ pub(crate) trait PaymentTx: Send {
         at: OffsetDateTime,
     ) -> StoreResult<Option<i64>>;
     async fn billing_account(&mut self, user: UserId) -> StoreResult<BillingAccount>;
-    async fn save_subscription(&mut self, user: UserId, s: &SubscriptionState, at: OffsetDateTime) -> StoreResult<()>;
+    /// Stores the state unless one observed later is stored; false when it was older.
+    async fn save_subscription(&mut self, user: UserId, s: &SubscriptionState, at: OffsetDateTime)
+        -> StoreResult<bool>;
     async fn tier(&mut self, user: UserId) -> StoreResult<Tier>;
     /// Sets the tier and announces the account to every node's cache.
     async fn set_tier(&mut self, user: UserId, tier: Tier, at: OffsetDateTime) -> StoreResult<()>;
@@ -72,6 +97,7 @@ pub(crate) async fn apply(
     at: OffsetDateTime,
 ) -> StoreResult<PaymentOutcome> {
     let mut out = PaymentOutcome::default();
+    tx.lock_account(user).await?;
     if let Some(event) = event {
         if !tx.insert_event(user, event, at).await? {
             out.duplicate = true;
@@ -81,17 +107,15 @@ pub(crate) async fn apply(
     let mut refunded = false;
     for effect in effects {
         match effect {
-            PaymentEffect::Grant(g) => grant(tx, user, g, at, &mut out).await?,
+            PaymentEffect::Grant(g) => {
+                if grant(tx, user, g, at, &mut out).await? {
+                    refunded = true;
+                }
+            }
             PaymentEffect::Refund { payment_ref, amount_refunded_cents } => {
-                let Some(paid) = tx.paid_grant(user, payment_ref).await? else {
-                    out.unknown_payment = true;
-                    continue;
-                };
-                let Some((debit, after)) = refunds::refund_debit(paid, *amount_refunded_cents) else { continue };
-                let key = format!("stripe:refund:{payment_ref}:{}", after.refunded_cents);
-                debit_entry(tx, user, debit, key, "refund", at, &mut out).await?;
-                tx.set_refunded(user, payment_ref, &after).await?;
-                refunded = true;
+                if refund(tx, user, payment_ref, *amount_refunded_cents, at, &mut out).await? {
+                    refunded = true;
+                }
             }
             PaymentEffect::DisputeOpened { dispute_id, payment_ref, amount_cents } => {
                 let Some(paid) = tx.paid_grant(user, payment_ref).await? else {
@@ -131,17 +155,24 @@ pub(crate) async fn apply(
                 if !plans::replaces(current.subscription_id.as_deref(), &s.subscription_id, &s.status) {
                     continue;
                 }
-                tx.save_subscription(user, s, at).await?;
+                if !tx.save_subscription(user, s, at).await? {
+                    continue;
+                }
                 let tier = plans::tier_of(s.plan, &s.status);
                 if tx.tier(user).await? != tier {
                     tx.set_tier(user, tier, at).await?;
                     out.tier_changed = Some(tier);
                 }
             }
-            PaymentEffect::CheckoutCompleted { session_id } => tx.complete_checkout(user, session_id, at).await?,
+            PaymentEffect::CheckoutCompleted { session_id } => {
+                tx.complete_checkout(user, session_id, at).await?;
+            }
             PaymentEffect::Invoice(invoice) => tx.upsert_invoice(user, invoice).await?,
             PaymentEffect::AutoTopUpSucceeded { trigger } => {
-                tx.finish_attempt(user, trigger, "succeeded").await?;
+                // Only the attempt's own success resets the count (a late one changes nothing).
+                if !tx.finish_attempt(user, trigger, "succeeded").await? {
+                    continue;
+                }
                 if let Some((_, enabled)) = tx.auto_topup_failures(user).await? {
                     tx.set_auto_topup_failures(user, 0, enabled).await?;
                 }
@@ -169,35 +200,70 @@ pub(crate) async fn apply(
     Ok(out)
 }
 
+/// Credits a payment once; true when a refund that arrived before it was taken back at once.
 async fn grant(
     tx: &mut dyn PaymentTx,
     user: UserId,
     g: &PaymentGrant,
     at: OffsetDateTime,
     out: &mut PaymentOutcome,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     if let Some(session) = &g.checkout_session {
-        tx.complete_checkout(user, session, at).await?;
+        // Only a purchase Layers started for this account (not a Payment Link, not another
+        // account's session) is credited.
+        if !tx.complete_checkout(user, session, at).await? {
+            out.unknown_checkout = true;
+            return Ok(false);
+        }
     }
-    if !tx.insert_payment(user, g, at).await? || g.credits.0 <= 0 {
-        return Ok(());
-    }
-    let entry = NewTransaction {
-        id: uuid::Uuid::new_v4(),
-        user_id: user,
-        kind: g.kind,
-        amount: g.credits,
-        idempotency_key: grant_key(&g.payment_ref),
-        reason: Some(g.reason.clone()),
-        request_id: None,
-        allow_negative: false,
-        created_at: at,
+    let early = match tx.insert_payment(user, g, at).await? {
+        NewPayment::Duplicate => return Ok(false),
+        NewPayment::Inserted => None,
+        NewPayment::RefundedEarly { refunded_cents } => Some(refunded_cents),
     };
-    if let LedgerOutcome::Applied { balance_after } = tx.ledger(&entry).await? {
-        out.credited = MicroCredits(out.credited.0 + g.credits.0);
-        out.balance_after = Some(balance_after);
+    if g.credits.0 > 0 {
+        let entry = NewTransaction {
+            id: uuid::Uuid::new_v4(),
+            user_id: user,
+            kind: g.kind,
+            amount: g.credits,
+            idempotency_key: grant_key(&g.payment_ref),
+            reason: Some(g.reason.clone()),
+            request_id: None,
+            allow_negative: false,
+            created_at: at,
+        };
+        if let LedgerOutcome::Applied { balance_after } = tx.ledger(&entry).await? {
+            out.credited = MicroCredits(out.credited.0 + g.credits.0);
+            out.balance_after = Some(balance_after);
+        }
     }
-    Ok(())
+    match early {
+        Some(cents) => refund(tx, user, &g.payment_ref, cents, at, out).await,
+        None => Ok(false),
+    }
+}
+
+/// Takes back what the charge's cumulative refund adds; a refund of a payment not granted yet
+/// is kept for its grant. True when something was debited.
+async fn refund(
+    tx: &mut dyn PaymentTx,
+    user: UserId,
+    payment_ref: &str,
+    amount_refunded_cents: i64,
+    at: OffsetDateTime,
+    out: &mut PaymentOutcome,
+) -> StoreResult<bool> {
+    let Some(paid) = tx.paid_grant(user, payment_ref).await? else {
+        out.unknown_payment = true;
+        tx.record_early_refund(user, payment_ref, amount_refunded_cents, at).await?;
+        return Ok(false);
+    };
+    let Some((debit, after)) = refunds::refund_debit(paid, amount_refunded_cents) else { return Ok(false) };
+    let key = format!("stripe:refund:{payment_ref}:{}", after.refunded_cents);
+    debit_entry(tx, user, debit, key, "refund", at, out).await?;
+    tx.set_refunded(user, payment_ref, &after).await?;
+    Ok(true)
 }
 
 /// A refund's or dispute's debit: the one ledger entry that may take a balance below zero.

@@ -655,6 +655,8 @@ pub struct SubscriptionState {
     pub status: String,
     pub plan: Option<Tier>,
     pub period_end: Option<OffsetDateTime>,
+    /// When Layers asked Stripe for it: a state fetched earlier never replaces one fetched later.
+    pub observed_at: OffsetDateTime,
 }
 
 /// An invoice or receipt, listed on the billing page.
@@ -723,8 +725,11 @@ pub struct PaymentOutcome {
     pub flagged_for_review: bool,
     /// This failure turned auto top-up off.
     pub auto_topup_disabled: bool,
-    /// A refund, dispute or payment named a payment this account never had.
+    /// A refund or dispute named a payment this account was not (yet) credited for; a refund is
+    /// kept, and taken back when the grant arrives.
     pub unknown_payment: bool,
+    /// A purchase named a Checkout Session Layers did not create for this account: not credited.
+    pub unknown_checkout: bool,
 }
 
 /// A Checkout Session Layers created, and whether its payment was credited.

@@ -264,8 +264,12 @@ pub trait PaymentStore: Send + Sync {
     async fn auto_topup(&self, user: UserId) -> StoreResult<Option<AutoTopUp>>;
     /// Sets the rule; (re-)enabling it clears the failure count.
     async fn set_auto_topup(&self, user: UserId, rule: &AutoTopUp) -> StoreResult<()>;
-    /// Claims one auto top-up trigger: true for the one caller (of any node) that should buy.
+    /// Claims one auto top-up trigger: true for the one caller (of any node) that should buy
+    /// (again, when an earlier claim's purchase is still unanswered after
+    /// `autotopup::RETRY_UNANSWERED_AFTER_SECS`).
     async fn claim_auto_topup(&self, user: UserId, trigger: &str, at: OffsetDateTime) -> StoreResult<bool>;
+    /// Auto top-up purchases started since `since`.
+    async fn auto_topups_since(&self, user: UserId, since: OffsetDateTime) -> StoreResult<i64>;
 }
 
 #[async_trait]

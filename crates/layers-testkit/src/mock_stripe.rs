@@ -63,6 +63,8 @@ struct World {
     webhook: Option<String>,
     auto_deliver: bool,
     delay: Option<std::time::Duration>,
+    /// PaymentIntent creations still to fail with a 500 (Stripe having a bad minute).
+    failing_intents: usize,
     now_offset: i64,
 }
 
@@ -195,6 +197,11 @@ impl MockStripe {
 
     pub fn calls_to(&self, method: &str, path: &str) -> Vec<StripeCall> {
         self.calls().into_iter().filter(|c| c.method == method && c.path == path).collect()
+    }
+
+    /// The next `n` PaymentIntent creations answer 500 without creating anything.
+    pub fn fail_next_intents(&self, n: usize) {
+        self.world.lock().unwrap().failing_intents = n;
     }
 
     /// Cards of this customer decline from now on.
@@ -698,6 +705,10 @@ async fn create_intent(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
     };
     let (status, answer, events) = {
         let mut w = ctx.world.lock().unwrap();
+        if w.failing_intents > 0 {
+            w.failing_intents -= 1;
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, "An unknown error occurred");
+        }
         let customer = field(&form, "customer").unwrap_or_default().to_owned();
         let amount: i64 = field(&form, "amount").and_then(|a| a.parse().ok()).unwrap_or(0);
         let pm = field(&form, "payment_method").unwrap_or_default().to_owned();

@@ -82,9 +82,12 @@ async fn dispatch(
             // The e-mails a reconciliation queued (auto top-up turned off) go out before exit.
             tasks.shutdown(std::time::Duration::from_secs(10)).await;
             let r = r?;
+            if r.failed > 0 {
+                bail!("{} of {} events could not be applied now (see the log); run it again", r.failed, r.listed);
+            }
             emit(&format!(
-                "listed {} applied {} already_applied {} ignored {} unreadable {}",
-                r.listed, r.applied, r.already_applied, r.ignored, r.unreadable
+                "listed {} applied {} already_applied {} ignored {} unreadable {} failed {}",
+                r.listed, r.applied, r.already_applied, r.ignored, r.unreadable, r.failed
             ));
         }
         AdminCommand::Demo { command: DemoCommand::Seed { email, days } } => {

@@ -82,7 +82,8 @@ pub enum AdminCommand {
 pub enum StripeCommand {
     /// Lists the events Stripe could not deliver within `[stripe] reconcile_window_hours` and
     /// applies each (idempotent: an event already applied changes nothing); prints
-    /// "listed N applied N already_applied N ignored N unreadable N".
+    /// "listed N applied N already_applied N ignored N unreadable N failed N" (exit 1 when some
+    /// could not be applied now).
     Reconcile,
 }
 

@@ -19,7 +19,9 @@ pub const FIRST_REMINDERS_AFTER: Duration = Duration::from_secs(60);
 
 pub fn spawn(alerts: Arc<AlertService>, payments: Option<Arc<PaymentService>>, billing: Billing, tasks: &Tasks) {
     let cancel = tasks.cancelled();
+    let tasks_for_checks = tasks.clone();
     tasks.spawn("alerts", async move {
+        let tasks = tasks_for_checks;
         let mut check = tokio::time::interval(CHECK_EVERY);
         // The first reminders a minute after start: a node (re)starting, or a fleet rolling
         // over, does not query the database for them at once.
@@ -34,9 +36,7 @@ pub fn spawn(alerts: Arc<AlertService>, payments: Option<Arc<PaymentService>>, b
                             tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "alert check failed");
                         }
                         if let Some(payments) = &payments {
-                            if let Err(err) = payments.check_auto_topup(user).await {
-                                tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "auto top-up failed");
-                            }
+                            payments.check_auto_topup_soon(user, &tasks);
                         }
                     }
                 }

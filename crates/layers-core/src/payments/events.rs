@@ -45,9 +45,18 @@ fn at(unix: i64) -> OffsetDateTime {
 impl PaymentService {
     /// Applies an event Stripe signed (or Layers fetched from Stripe), once.
     pub async fn process_event(&self, event: &Event) -> PaymentResult<Result<Processed, Unreadable>> {
-        let plan = match self.plan_event(event).await? {
-            Ok(plan) => plan,
-            Err(unreadable) => return Ok(Err(unreadable)),
+        let plan = match self.plan_event(event).await {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(unreadable)) => return Ok(Err(unreadable)),
+            // Stripe does not know the object the event names (deleted, or another account's):
+            // no retry will change that.
+            Err(super::PaymentError::Stripe(super::StripeError::Api { status, .. }))
+                if (400..500).contains(&status) && status != 409 && status != 429 =>
+            {
+                tracing::warn!(event_id = %event.id, event_type = %event.kind, status, "Stripe refused to show the event's object; ignored");
+                return Ok(Ok(Processed::Ignored("Stripe does not show the event's object")));
+            }
+            Err(err) => return Err(err),
         };
         let (user, effects) = match plan {
             Plan::Apply { user, effects } => (user, effects),
@@ -91,11 +100,10 @@ impl PaymentService {
             "customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted" => {
                 let Ok(sub) = object::<wire::Subscription>(event) else { return Ok(Err(Unreadable)) };
                 // The event's copy may be older than another already applied: ask Stripe.
-                let current: wire::Subscription =
-                    self.stripe.get(&format!("/v1/subscriptions/{}", sub.id), &[]).await?;
+                let (current, asked) = self.fetch_subscription(&sub.id).await?;
                 match self.owner(current.customer.as_deref()).await? {
                     Some(user) => {
-                        Plan::Apply { user, effects: vec![PaymentEffect::Subscription(self.state_of(&current))] }
+                        Plan::Apply { user, effects: vec![PaymentEffect::Subscription(self.state_of(&current, asked))] }
                     }
                     None => Plan::Ignore("no account has this customer"),
                 }
@@ -145,6 +153,13 @@ impl PaymentService {
         Ok(Ok(plan))
     }
 
+    /// A subscription as Stripe has it now, and when Layers asked.
+    async fn fetch_subscription(&self, id: &str) -> PaymentResult<(wire::Subscription, OffsetDateTime)> {
+        let asked = self.clock.now();
+        let current = self.stripe.get(&format!("/v1/subscriptions/{id}"), &[]).await?;
+        Ok((current, asked))
+    }
+
     /// The account a Stripe customer belongs to.
     async fn owner(&self, customer: Option<&str>) -> PaymentResult<Option<UserId>> {
         match customer {
@@ -153,11 +168,17 @@ impl PaymentService {
         }
     }
 
-    fn state_of(&self, sub: &wire::Subscription) -> SubscriptionState {
+    fn state_of(&self, sub: &wire::Subscription, observed_at: OffsetDateTime) -> SubscriptionState {
         let item = sub.items.data.first();
         let plan = item.and_then(|i| self.plan_of_price(&i.price.id)).map(|p| p.tier);
         let end = sub.current_period_end.or_else(|| item.and_then(|i| i.current_period_end));
-        SubscriptionState { subscription_id: sub.id.clone(), status: sub.status.clone(), plan, period_end: end.map(at) }
+        SubscriptionState {
+            subscription_id: sub.id.clone(),
+            status: sub.status.clone(),
+            plan,
+            period_end: end.map(at),
+            observed_at,
+        }
     }
 
     async fn checkout_completed(&self, session: wire::CheckoutSession) -> PaymentResult<Plan> {
@@ -170,7 +191,13 @@ impl PaymentService {
         }
         let mut effects = Vec::new();
         match session.mode.as_str() {
-            "payment" if session.payment_status == "paid" => {
+            // Only a top-up Layers sold (its metadata, in US dollars); the store also requires
+            // the session to be one it recorded for this account.
+            "payment"
+                if session.payment_status == "paid"
+                    && session.metadata.get("purpose").map(String::as_str) == Some("top_up")
+                    && session.currency.as_deref() == Some("usd") =>
+            {
                 let paid = session.amount_total.unwrap_or(0);
                 let bonus = session.metadata.get("bonus_percent").and_then(|b| b.parse().ok()).unwrap_or(0);
                 let Some(credits) = credits_for(paid, bonus) else { return Ok(Plan::Ignore("an amount out of range")) };
@@ -185,8 +212,8 @@ impl PaymentService {
             }
             "subscription" => {
                 if let Some(id) = &session.subscription {
-                    let current: wire::Subscription = self.stripe.get(&format!("/v1/subscriptions/{id}"), &[]).await?;
-                    effects.push(PaymentEffect::Subscription(self.state_of(&current)));
+                    let (current, asked) = self.fetch_subscription(id).await?;
+                    effects.push(PaymentEffect::Subscription(self.state_of(&current, asked)));
                 }
                 effects.push(PaymentEffect::CheckoutCompleted { session_id: session.id.clone() });
             }
@@ -222,10 +249,11 @@ impl PaymentService {
                 .await;
             return Ok(Plan::Apply { user, effects });
         }
-        // A plan's monthly credits, with each paid invoice of its subscription.
-        let from_subscription = invoice.billing_reason.as_deref().is_some_and(|r| r.starts_with("subscription"));
-        if let (Some(sub), true) = (&invoice.subscription, from_subscription) {
-            let current: wire::Subscription = self.stripe.get(&format!("/v1/subscriptions/{sub}"), &[]).await?;
+        // A plan's monthly credits, with the first and each renewal invoice of its subscription
+        // that was paid (not a proration when the plan changes, not a free invoice).
+        let renewal = matches!(invoice.billing_reason.as_deref(), Some("subscription_create" | "subscription_cycle"));
+        if let (Some(sub), true) = (&invoice.subscription, renewal && invoice.amount_paid > 0) {
+            let (current, _) = self.fetch_subscription(sub).await?;
             let plan = current.items.data.first().and_then(|i| self.plan_of_price(&i.price.id));
             if let Some(plan) = plan.filter(|p| p.monthly_credits > 0) {
                 effects.push(PaymentEffect::Grant(PaymentGrant {
@@ -308,7 +336,10 @@ impl PaymentService {
             self.audit.record(Some(user), "account_flagged_for_review", meta, Severity::Critical, None).await;
         }
         if o.unknown_payment {
-            tracing::warn!(user_id = %user, cause, "a Stripe event names a payment this account never made");
+            tracing::warn!(user_id = %user, cause, "a Stripe event names a payment not credited (yet); a refund is kept for it");
+        }
+        if o.unknown_checkout {
+            tracing::warn!(user_id = %user, cause, "a paid Checkout Session Layers did not create; not credited");
         }
         if o.auto_topup_disabled {
             self.auto_topup_turned_off(user).await;

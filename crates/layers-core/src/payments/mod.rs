@@ -88,6 +88,7 @@ pub struct PaymentService {
     billing: Option<crate::billing::Billing>,
     mailer: Mailer,
     clock: Clock,
+    checks: autotopup::Checks,
 }
 
 /// The services payments act through.
@@ -112,7 +113,17 @@ impl PaymentService {
     pub(crate) fn new(parts: PaymentParts, settings: PaymentSettings) -> Result<PaymentService, reqwest::Error> {
         let stripe = stripe::StripeClient::new(&settings.api_base, settings.secret_key.clone())?;
         let PaymentParts { store, audit, broadcaster, billing, mailer, clock } = parts;
-        Ok(PaymentService { store, stripe, settings, audit, broadcaster, billing, mailer, clock })
+        Ok(PaymentService {
+            store,
+            stripe,
+            settings,
+            audit,
+            broadcaster,
+            billing,
+            mailer,
+            clock,
+            checks: Default::default(),
+        })
     }
 
     /// The service as an operator command runs it (`layers admin stripe reconcile`): no leases

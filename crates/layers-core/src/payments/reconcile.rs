@@ -18,6 +18,8 @@ pub struct ReconcileReport {
     pub already_applied: u64,
     pub ignored: u64,
     pub unreadable: u64,
+    /// Events that could not be applied this time (the next run tries again).
+    pub failed: u64,
 }
 
 impl PaymentService {
@@ -26,6 +28,9 @@ impl PaymentService {
         let since =
             self.clock.now().unix_timestamp() - i64::try_from(self.settings.reconcile_window.as_secs()).unwrap_or(0);
         let mut report = ReconcileReport::default();
+        // Every page first (Stripe lists newest first), then the events oldest first: a payment
+        // before its refund, a subscription's creation before its changes.
+        let mut events: Vec<wire::Event> = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut query = vec![
@@ -37,19 +42,24 @@ impl PaymentService {
                 query.push(("starting_after", id.clone()));
             }
             let page: wire::List<wire::Event> = self.stripe.get("/v1/events", &query).await?;
-            // Newest first: apply oldest first, the order they happened in.
-            for event in page.data.iter().rev() {
-                report.listed += 1;
-                match self.process_event(event).await? {
-                    Ok(Processed::Applied { duplicate: false, .. }) => report.applied += 1,
-                    Ok(Processed::Applied { duplicate: true, .. }) => report.already_applied += 1,
-                    Ok(Processed::Ignored(_)) => report.ignored += 1,
-                    Err(_) => report.unreadable += 1,
-                }
-            }
             after = page.data.last().map(|e| e.id.clone());
+            events.extend(page.data);
             if !page.has_more || after.is_none() {
                 break;
+            }
+        }
+        for event in events.iter().rev() {
+            report.listed += 1;
+            match self.process_event(event).await {
+                Ok(Ok(Processed::Applied { duplicate: false, .. })) => report.applied += 1,
+                Ok(Ok(Processed::Applied { duplicate: true, .. })) => report.already_applied += 1,
+                Ok(Ok(Processed::Ignored(_))) => report.ignored += 1,
+                Ok(Err(_)) => report.unreadable += 1,
+                Err(err) => {
+                    // One event that cannot be applied now does not hold back the others.
+                    report.failed += 1;
+                    tracing::warn!(event_id = %event.id, error = %crate::error::chain(&err), "could not reconcile a Stripe event");
+                }
             }
         }
         if report.applied > 0 {

@@ -37,13 +37,6 @@ pub enum StripeError {
     Malformed(#[source] serde_json::Error),
 }
 
-impl StripeError {
-    /// Whether the card was declined (the call reached Stripe and the bank said no).
-    pub fn is_card_error(&self) -> bool {
-        matches!(self, StripeError::Api { kind, .. } if kind == "card_error")
-    }
-}
-
 #[derive(Clone)]
 pub struct StripeClient {
     http: reqwest::Client,

@@ -8,6 +8,12 @@ use crate::MicroCredits;
 
 /// Consecutive failures after which auto top-up turns off.
 pub const MAX_FAILURES: i32 = 3;
+/// Purchases an account's auto top-up makes in 24 hours at most (a runaway spend, or a rule
+/// whose amount does not lift the balance over its threshold, stops there).
+pub const MAX_PER_DAY: i64 = 5;
+/// A purchase whose outcome is unknown (Stripe did not answer) is tried again, under the same
+/// idempotency key, after this many seconds.
+pub const RETRY_UNANSWERED_AFTER_SECS: i64 = 120;
 
 /// The account's rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

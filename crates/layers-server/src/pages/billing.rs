@@ -116,7 +116,7 @@ async fn render(state: &AppState, who: &SignedIn, top: Option<Markup>) -> Result
             (Some(p), Some(v)) => {
                 (buy_panel(p, &csrf, reauth))
                 (plan_panel(state, p, v, overview.tier, &csrf, reauth))
-                @if p.settings().auto_topup { (auto_topup_panel(p, v, &csrf)) }
+                @if p.settings().auto_topup { (auto_topup_panel(p, v, &csrf, reauth)) }
                 (invoices_panel(v))
             }
             _ => {
@@ -236,6 +236,7 @@ fn plan_panel(state: &AppState, p: &PaymentService, v: &BillingView, tier: Tier,
                 @if v.account.customer.is_some() {
                     form method="post" action="/dashboard/billing/portal" {
                         input type="hidden" name="csrf" value=(csrf);
+                        (password_field(reauth, "password-portal"))
                         button class="btn secondary" type="submit" { "Manage billing" }
                     }
                 }
@@ -266,6 +267,7 @@ fn plan_panel(state: &AppState, p: &PaymentService, v: &BillingView, tier: Tier,
                         } @else if live {
                             form method="post" action="/dashboard/billing/portal" {
                                 input type="hidden" name="csrf" value=(csrf);
+                                (password_field(reauth, &format!("password-portal-{}", plan.tier)))
                                 button class="btn secondary" type="submit" { "Change in portal" }
                             }
                         } @else {
@@ -284,7 +286,7 @@ fn plan_panel(state: &AppState, p: &PaymentService, v: &BillingView, tier: Tier,
     }
 }
 
-fn auto_topup_panel(p: &PaymentService, v: &BillingView, csrf: &str) -> Markup {
+fn auto_topup_panel(p: &PaymentService, v: &BillingView, csrf: &str, reauth: bool) -> Markup {
     let rule = v.auto_topup.as_ref();
     let enabled = rule.is_some_and(|r| r.enabled);
     let threshold = rule.map(|r| r.threshold.0 / MICROS_PER_CENT).unwrap_or(500);
@@ -318,6 +320,7 @@ fn auto_topup_panel(p: &PaymentService, v: &BillingView, csrf: &str) -> Markup {
                         input id="topup-amount" name="amount" type="number" min=(p.settings().custom.min_credits) max=(p.settings().custom.max_credits) step="1" value=(amount) required;
                     }
                 }
+                (password_field(reauth, "password-auto-topup"))
                 div class="form-actions" { button class="btn secondary" type="submit" { "Save auto top-up" } }
             }
         }
@@ -496,6 +499,8 @@ pub struct AutoTopUpForm {
     enabled: Option<String>,
     threshold: String,
     amount: String,
+    #[serde(default)]
+    password: Option<String>,
 }
 
 pub async fn auto_topup(
@@ -505,6 +510,10 @@ pub async fn auto_topup(
 ) -> Result<Response, PageError> {
     who.check_csrf(&state, &form.csrf)?;
     let p = payments(&state)?;
+    // It lets Layers charge the card while the person is away: the password, after 15 minutes.
+    if let Some(stop) = confirm(&state, &who, form.password).await {
+        return Ok(stop);
+    }
     let problem = match (form.threshold.trim().parse::<i64>(), form.amount.trim().parse::<i64>()) {
         (Ok(threshold), Ok(amount)) => {
             match p.set_auto_topup(who.user.user_id, form.enabled.is_some(), threshold, amount).await {

@@ -10,6 +10,8 @@ CREATE TABLE billing_accounts (
     plan                text CHECK (plan IS NULL OR plan IN ('free', 'starter', 'pro', 'team')),
     period_end          timestamptz,
     review_flagged_at   timestamptz,
+    -- When the subscription state stored was fetched: an older fetch never replaces it.
+    observed_at         timestamptz,
     updated_at          timestamptz NOT NULL
 );
 
@@ -38,6 +40,8 @@ CREATE TABLE stripe_payments (
     granted_micros  bigint NOT NULL CHECK (granted_micros >= 0),
     refunded_cents  bigint NOT NULL DEFAULT 0,
     refunded_micros bigint NOT NULL DEFAULT 0,
+    -- A refund that arrived before its payment's grant: the grant, when it comes, takes it back.
+    pending         boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL
 );
 

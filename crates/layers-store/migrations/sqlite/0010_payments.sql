@@ -10,6 +10,8 @@ CREATE TABLE billing_accounts (
     plan                TEXT CHECK (plan IS NULL OR plan IN ('free', 'starter', 'pro', 'team')),
     period_end          INTEGER,
     review_flagged_at   INTEGER,
+    -- When the subscription state stored was fetched: an older fetch never replaces it.
+    observed_at         INTEGER,
     updated_at          INTEGER NOT NULL
 );
 
@@ -38,6 +40,8 @@ CREATE TABLE stripe_payments (
     granted_micros  INTEGER NOT NULL CHECK (granted_micros >= 0),
     refunded_cents  INTEGER NOT NULL DEFAULT 0,
     refunded_micros INTEGER NOT NULL DEFAULT 0,
+    -- A refund that arrived before its payment's grant: the grant, when it comes, takes it back.
+    pending         INTEGER NOT NULL DEFAULT 0,
     created_at      INTEGER NOT NULL
 );
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::PgStore;
 use crate::error::{StoreError, StoreResult};
-use crate::payments::{self, PaymentTx};
+use crate::payments::{self, NewPayment, PaymentTx};
 use crate::records::{
     AutoTopUp, BillingAccount, CheckoutRecord, InvoiceRecord, LedgerOutcome, NewTransaction, PaymentEffect,
     PaymentGrant, PaymentOutcome, StripeEventRecord, SubscriptionState,
@@ -47,7 +47,15 @@ impl PaymentTx for Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<bool> {
+    async fn lock_account(&mut self, user: UserId) -> StoreResult<()> {
+        sqlx::query("SELECT 1 FROM credit_balances WHERE user_id = $1 FOR UPDATE")
+            .bind(user.0)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<NewPayment> {
         let done = sqlx::query(
             "INSERT INTO stripe_payments (payment_ref, user_id, paid_cents, granted_micros, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_ref) DO NOTHING",
@@ -59,13 +67,56 @@ impl PaymentTx for Tx {
         .bind(at)
         .execute(&mut *self.0)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(NewPayment::Inserted);
+        }
+        let early: Option<i64> = sqlx::query_scalar(
+            "SELECT refunded_cents FROM stripe_payments WHERE payment_ref = $1 AND user_id = $2 AND pending",
+        )
+        .bind(&g.payment_ref)
+        .bind(user.0)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        let Some(refunded_cents) = early else { return Ok(NewPayment::Duplicate) };
+        sqlx::query(
+            "UPDATE stripe_payments SET paid_cents = $1, granted_micros = $2, refunded_cents = 0, \
+             refunded_micros = 0, pending = false WHERE payment_ref = $3 AND user_id = $4",
+        )
+        .bind(g.paid_cents)
+        .bind(g.credits.0)
+        .bind(&g.payment_ref)
+        .bind(user.0)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(NewPayment::RefundedEarly { refunded_cents })
+    }
+
+    async fn record_early_refund(
+        &mut self,
+        user: UserId,
+        payment_ref: &str,
+        cents: i64,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO stripe_payments (payment_ref, user_id, paid_cents, granted_micros, refunded_cents, pending, \
+             created_at) VALUES ($1, $2, 0, 0, $3, true, $4) ON CONFLICT (payment_ref) DO UPDATE \
+             SET refunded_cents = GREATEST(stripe_payments.refunded_cents, excluded.refunded_cents) \
+             WHERE stripe_payments.pending AND stripe_payments.user_id = excluded.user_id",
+        )
+        .bind(payment_ref)
+        .bind(user.0)
+        .bind(cents)
+        .bind(at)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
     }
 
     async fn paid_grant(&mut self, user: UserId, payment_ref: &str) -> StoreResult<Option<PaidGrant>> {
         let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT paid_cents, granted_micros, refunded_cents, refunded_micros FROM stripe_payments \
-             WHERE payment_ref = $1 AND user_id = $2",
+             WHERE payment_ref = $1 AND user_id = $2 AND NOT pending",
         )
         .bind(payment_ref)
         .bind(user.0)
@@ -96,16 +147,16 @@ impl PaymentTx for Tx {
         super::ledger::apply_entry(&mut self.0, t).await
     }
 
-    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE stripe_checkouts SET completed_at = $1 WHERE session_id = $2 AND user_id = $3 AND completed_at IS NULL",
+    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE stripe_checkouts SET completed_at = COALESCE(completed_at, $1) WHERE session_id = $2 AND user_id = $3",
         )
         .bind(at)
         .bind(session)
         .bind(user.0)
         .execute(&mut *self.0)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_dispute(
@@ -154,21 +205,27 @@ impl PaymentTx for Tx {
         billing_account(&mut self.0, user).await
     }
 
-    async fn save_subscription(&mut self, user: UserId, s: &SubscriptionState, at: OffsetDateTime) -> StoreResult<()> {
+    async fn save_subscription(
+        &mut self,
+        user: UserId,
+        s: &SubscriptionState,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool> {
         ensure_billing_row(&mut self.0, user, at).await?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE billing_accounts SET subscription_id = $1, subscription_status = $2, plan = $3, period_end = $4, \
-             updated_at = $5 WHERE user_id = $6",
+             observed_at = $5, updated_at = $6 WHERE user_id = $7 AND (observed_at IS NULL OR observed_at <= $5)",
         )
         .bind(&s.subscription_id)
         .bind(&s.status)
         .bind(s.plan.map(Tier::as_str))
         .bind(s.period_end)
+        .bind(s.observed_at)
         .bind(at)
         .bind(user.0)
         .execute(&mut *self.0)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn tier(&mut self, user: UserId) -> StoreResult<Tier> {
@@ -198,7 +255,8 @@ impl PaymentTx for Tx {
         sqlx::query(
             "INSERT INTO stripe_invoices (invoice_id, user_id, number, amount_paid_cents, currency, status, \
              hosted_url, pdf_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (invoice_id) DO UPDATE \
-             SET number = excluded.number, amount_paid_cents = excluded.amount_paid_cents, status = excluded.status, \
+             SET number = excluded.number, amount_paid_cents = excluded.amount_paid_cents, \
+             status = CASE WHEN stripe_invoices.status = 'paid' THEN 'paid' ELSE excluded.status END, \
              hosted_url = excluded.hosted_url, pdf_url = excluded.pdf_url WHERE stripe_invoices.user_id = excluded.user_id",
         )
         .bind(&i.id)
@@ -444,16 +502,30 @@ impl PaymentStore for PgStore {
 
     async fn claim_auto_topup(&self, user: UserId, trigger: &str, at: OffsetDateTime) -> StoreResult<bool> {
         let mut tx = self.begin_as(user).await?;
+        let stale = at - time::Duration::seconds(layers_domain::payments::autotopup::RETRY_UNANSWERED_AFTER_SECS);
         let done = sqlx::query(
             "INSERT INTO auto_topup_attempts (user_id, trigger_key, state, created_at) VALUES ($1, $2, 'pending', $3) \
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (user_id, trigger_key) DO UPDATE SET created_at = excluded.created_at \
+             WHERE auto_topup_attempts.state = 'pending' AND auto_topup_attempts.created_at < $4",
         )
         .bind(user.0)
         .bind(trigger)
         .bind(at)
+        .bind(stale)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn auto_topups_since(&self, user: UserId, since: OffsetDateTime) -> StoreResult<i64> {
+        let mut tx = self.begin_as(user).await?;
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*)::bigint FROM auto_topup_attempts WHERE user_id = $1 AND created_at >= $2",
+        )
+        .bind(user.0)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?)
     }
 }

@@ -10,7 +10,7 @@ use super::accounts::INSERT_ACCOUNT_EVENT;
 use super::rows::{from_ms, ms, opt_ms};
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
-use crate::payments::{self, PaymentTx};
+use crate::payments::{self, NewPayment, PaymentTx};
 use crate::records::{
     AutoTopUp, BillingAccount, CheckoutRecord, InvoiceRecord, LedgerOutcome, NewTransaction, PaymentEffect,
     PaymentGrant, PaymentOutcome, StripeEventRecord, SubscriptionState,
@@ -48,7 +48,12 @@ impl PaymentTx for Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<bool> {
+    async fn lock_account(&mut self, _user: UserId) -> StoreResult<()> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        Ok(())
+    }
+
+    async fn insert_payment(&mut self, user: UserId, g: &PaymentGrant, at: OffsetDateTime) -> StoreResult<NewPayment> {
         let done = sqlx::query(
             "INSERT INTO stripe_payments (payment_ref, user_id, paid_cents, granted_micros, created_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (payment_ref) DO NOTHING",
@@ -60,13 +65,56 @@ impl PaymentTx for Tx {
         .bind(ms(at))
         .execute(&mut *self.0)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(NewPayment::Inserted);
+        }
+        let early: Option<i64> = sqlx::query_scalar(
+            "SELECT refunded_cents FROM stripe_payments WHERE payment_ref = ? AND user_id = ? AND pending",
+        )
+        .bind(&g.payment_ref)
+        .bind(user.to_string())
+        .fetch_optional(&mut *self.0)
+        .await?;
+        let Some(refunded_cents) = early else { return Ok(NewPayment::Duplicate) };
+        sqlx::query(
+            "UPDATE stripe_payments SET paid_cents = ?, granted_micros = ?, refunded_cents = 0, \
+             refunded_micros = 0, pending = 0 WHERE payment_ref = ? AND user_id = ?",
+        )
+        .bind(g.paid_cents)
+        .bind(g.credits.0)
+        .bind(&g.payment_ref)
+        .bind(user.to_string())
+        .execute(&mut *self.0)
+        .await?;
+        Ok(NewPayment::RefundedEarly { refunded_cents })
+    }
+
+    async fn record_early_refund(
+        &mut self,
+        user: UserId,
+        payment_ref: &str,
+        cents: i64,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO stripe_payments (payment_ref, user_id, paid_cents, granted_micros, refunded_cents, pending, \
+             created_at) VALUES (?, ?, 0, 0, ?, 1, ?) ON CONFLICT (payment_ref) DO UPDATE \
+             SET refunded_cents = MAX(stripe_payments.refunded_cents, excluded.refunded_cents) \
+             WHERE stripe_payments.pending AND stripe_payments.user_id = excluded.user_id",
+        )
+        .bind(payment_ref)
+        .bind(user.to_string())
+        .bind(cents)
+        .bind(ms(at))
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
     }
 
     async fn paid_grant(&mut self, user: UserId, payment_ref: &str) -> StoreResult<Option<PaidGrant>> {
         let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT paid_cents, granted_micros, refunded_cents, refunded_micros FROM stripe_payments \
-             WHERE payment_ref = ? AND user_id = ?",
+             WHERE payment_ref = ? AND user_id = ? AND NOT pending",
         )
         .bind(payment_ref)
         .bind(user.to_string())
@@ -97,16 +145,16 @@ impl PaymentTx for Tx {
         super::ledger::apply_entry(&mut self.0, t).await
     }
 
-    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE stripe_checkouts SET completed_at = ? WHERE session_id = ? AND user_id = ? AND completed_at IS NULL",
+    async fn complete_checkout(&mut self, user: UserId, session: &str, at: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE stripe_checkouts SET completed_at = COALESCE(completed_at, ?) WHERE session_id = ? AND user_id = ?",
         )
         .bind(ms(at))
         .bind(session)
         .bind(user.to_string())
         .execute(&mut *self.0)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_dispute(
@@ -155,21 +203,28 @@ impl PaymentTx for Tx {
         billing_account(&mut self.0, user).await
     }
 
-    async fn save_subscription(&mut self, user: UserId, s: &SubscriptionState, at: OffsetDateTime) -> StoreResult<()> {
+    async fn save_subscription(
+        &mut self,
+        user: UserId,
+        s: &SubscriptionState,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool> {
         ensure_billing_row(&mut self.0, user, at).await?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE billing_accounts SET subscription_id = ?, subscription_status = ?, plan = ?, period_end = ?, \
-             updated_at = ? WHERE user_id = ?",
+             observed_at = ?, updated_at = ? WHERE user_id = ? AND (observed_at IS NULL OR observed_at <= ?)",
         )
         .bind(&s.subscription_id)
         .bind(&s.status)
         .bind(s.plan.map(Tier::as_str))
         .bind(opt_ms(s.period_end))
+        .bind(ms(s.observed_at))
         .bind(ms(at))
         .bind(user.to_string())
+        .bind(ms(s.observed_at))
         .execute(&mut *self.0)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn tier(&mut self, user: UserId) -> StoreResult<Tier> {
@@ -196,7 +251,8 @@ impl PaymentTx for Tx {
         sqlx::query(
             "INSERT INTO stripe_invoices (invoice_id, user_id, number, amount_paid_cents, currency, status, \
              hosted_url, pdf_url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (invoice_id) DO UPDATE \
-             SET number = excluded.number, amount_paid_cents = excluded.amount_paid_cents, status = excluded.status, \
+             SET number = excluded.number, amount_paid_cents = excluded.amount_paid_cents, \
+             status = CASE WHEN stripe_invoices.status = 'paid' THEN 'paid' ELSE excluded.status END, \
              hosted_url = excluded.hosted_url, pdf_url = excluded.pdf_url WHERE stripe_invoices.user_id = excluded.user_id",
         )
         .bind(&i.id)
@@ -434,15 +490,26 @@ impl PaymentStore for SqliteStore {
     }
 
     async fn claim_auto_topup(&self, user: UserId, trigger: &str, at: OffsetDateTime) -> StoreResult<bool> {
+        let stale = at - time::Duration::seconds(layers_domain::payments::autotopup::RETRY_UNANSWERED_AFTER_SECS);
         let done = sqlx::query(
             "INSERT INTO auto_topup_attempts (user_id, trigger_key, state, created_at) VALUES (?, ?, 'pending', ?) \
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (user_id, trigger_key) DO UPDATE SET created_at = excluded.created_at \
+             WHERE auto_topup_attempts.state = 'pending' AND auto_topup_attempts.created_at < ?",
         )
         .bind(user.to_string())
         .bind(trigger)
         .bind(ms(at))
+        .bind(ms(stale))
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn auto_topups_since(&self, user: UserId, since: OffsetDateTime) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM auto_topup_attempts WHERE user_id = ? AND created_at >= ?")
+            .bind(user.to_string())
+            .bind(ms(since))
+            .fetch_one(self.pool())
+            .await?)
     }
 }

@@ -22,7 +22,7 @@ fn grant(payment: &str, cents: i64, credits: i64) -> PaymentEffect {
         credits: MicroCredits(credits * CREDIT),
         kind: TransactionKind::Purchase,
         reason: "credit top-up".into(),
-        checkout_session: Some(format!("cs_{payment}")),
+        checkout_session: None,
     })
 }
 
@@ -42,11 +42,25 @@ conformance!(an_event_applies_once_even_a_hundred_times_at_once, |store: Arc<dyn
     };
     store.record_checkout(&checkout).await.unwrap();
     assert_eq!(store.checkout(u.id, "cs_pi_1").await.unwrap().unwrap().completed_at, None);
+    let bought = |payment: &str| {
+        let PaymentEffect::Grant(mut g) = grant(payment, 2_500, 2_500) else { unreachable!() };
+        g.checkout_session = Some("cs_pi_1".into());
+        PaymentEffect::Grant(g)
+    };
+    // A paid session Layers never created (a Payment Link, another account's): not credited.
+    let mut stranger = bought("pi_0");
+    if let PaymentEffect::Grant(g) = &mut stranger {
+        g.checkout_session = Some("cs_unknown".into());
+    }
+    let out = apply(&store, u.id, "evt_0", stranger).await;
+    assert!(out.unknown_checkout);
+    assert_eq!(out.credited, MicroCredits::ZERO);
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let store = store.clone();
         let id = u.id;
-        tasks.push(tokio::spawn(async move { apply(&store, id, "evt_1", grant("pi_1", 2_500, 2_500)).await }));
+        let effect = bought("pi_1");
+        tasks.push(tokio::spawn(async move { apply(&store, id, "evt_1", effect).await }));
     }
     let mut applied = 0;
     for t in tasks {
@@ -138,6 +152,7 @@ conformance!(subscriptions_set_the_tier_and_an_old_one_cannot_end_a_new_one, |st
             status: status.into(),
             plan,
             period_end: Some(now()),
+            observed_at: now(),
         })
     };
     let out = apply(&store, u.id, "evt_s1", sub("sub_1", "active", Some(Tier::Pro))).await;
@@ -157,6 +172,38 @@ conformance!(subscriptions_set_the_tier_and_an_old_one_cannot_end_a_new_one, |st
     let billing = store.billing_account(u.id).await.unwrap();
     assert_eq!(billing.subscription_id.as_deref(), Some("sub_2"));
     assert_eq!(billing.subscription_status.as_deref(), Some("canceled"));
+    // A state fetched before the one stored (two deliveries racing) does not replace it.
+    let stale = PaymentEffect::Subscription(SubscriptionState {
+        subscription_id: "sub_2".into(),
+        status: "active".into(),
+        plan: Some(Tier::Team),
+        period_end: None,
+        observed_at: now() - time::Duration::seconds(5),
+    });
+    assert_eq!(apply(&store, u.id, "evt_s6", stale).await.tier_changed, None);
+    assert_eq!(store.user(u.id).await.unwrap().unwrap().tier, Tier::Free);
+});
+
+conformance!(a_refund_that_arrives_before_its_grant_is_taken_back_with_it, |store: Arc<dyn Store>| async move {
+    let u = user(&store, "early@example.com").await;
+    let refund = |cents| PaymentEffect::Refund { payment_ref: "pi_e".into(), amount_refunded_cents: cents };
+    let first = apply(&store, u.id, "evt_e1", refund(400)).await;
+    assert!(first.unknown_payment);
+    assert_eq!(first.debited, MicroCredits::ZERO);
+    // A dispute of a payment not granted takes nothing either.
+    let dispute =
+        PaymentEffect::DisputeOpened { dispute_id: "dp_e".into(), payment_ref: "pi_e".into(), amount_cents: 1_000 };
+    assert_eq!(apply(&store, u.id, "evt_e2", dispute).await.debited, MicroCredits::ZERO);
+    // The grant arrives (late, or reconciled): credited, and the early refund taken back.
+    let out = apply(&store, u.id, "evt_e3", grant("pi_e", 1_000, 1_000)).await;
+    assert_eq!(out.credited, MicroCredits(1_000 * CREDIT));
+    assert_eq!(out.debited, MicroCredits(400 * CREDIT));
+    assert_eq!(store.balance(u.id).await.unwrap(), MicroCredits(600 * CREDIT));
+    // The same refund delivered again, and the rest refunded later: exact.
+    assert_eq!(apply(&store, u.id, "evt_e4", refund(400)).await.debited, MicroCredits::ZERO);
+    assert_eq!(apply(&store, u.id, "evt_e5", refund(1_000)).await.debited, MicroCredits(600 * CREDIT));
+    assert_eq!(store.balance(u.id).await.unwrap(), MicroCredits::ZERO);
+    assert_eq!(store.ledger_sum(u.id).await.unwrap(), MicroCredits::ZERO);
 });
 
 conformance!(customers_invoices_and_auto_top_up, |store: Arc<dyn Store>| async move {
@@ -221,6 +268,12 @@ conformance!(customers_invoices_and_auto_top_up, |store: Arc<dyn Store>| async m
     }
     let after = store.auto_topup(u.id).await.unwrap().unwrap();
     assert!(!after.enabled, "three failures turn it off");
+    assert_eq!(store.auto_topups_since(u.id, now() - time::Duration::hours(1)).await.unwrap(), 3);
+    // An attempt Stripe never answered is claimed again after a while (same trigger, so the
+    // same idempotency key), not before.
+    assert!(store.claim_auto_topup(u.id, "t:unanswered", now()).await.unwrap());
+    assert!(!store.claim_auto_topup(u.id, "t:unanswered", now() + time::Duration::seconds(60)).await.unwrap());
+    assert!(store.claim_auto_topup(u.id, "t:unanswered", now() + time::Duration::seconds(121)).await.unwrap());
     // Turning it on again starts the count afresh.
     store.set_auto_topup(u.id, &rule).await.unwrap();
     let again = store.auto_topup(u.id).await.unwrap().unwrap();

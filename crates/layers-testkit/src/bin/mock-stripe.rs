@@ -3,6 +3,8 @@
 //! Layers' webhook as it happens (signed like Stripe), `--delay-ms N` after N ms (so a story
 //! can see "credits on the way" before they land).
 
+#![allow(clippy::print_stdout)] // the URL on stdout is this tool's output
+
 use layers_testkit::MockStripe;
 
 #[tokio::main]

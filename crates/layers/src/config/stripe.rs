@@ -96,7 +96,7 @@ pub(super) fn check_stripe(
             problems.push(Problem::new("stripe.webhook_secrets", "each secret must be Stripe's whsec_… value"));
         }
     }
-    let api_base = s.api_base.clone().unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+    let api_base = s.api_base.as_deref().unwrap_or(DEFAULT_API_BASE).trim_end_matches('/').to_owned();
     if production && api_base != DEFAULT_API_BASE {
         problems.push(Problem::new("stripe.api_base", format!("must be {DEFAULT_API_BASE} in production")));
     }

@@ -619,14 +619,48 @@ async fn the_operator_reconciles_from_the_command_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "listed 3 applied 2 already_applied 0 ignored 1 unreadable 0"
+        "listed 3 applied 2 already_applied 0 ignored 1 unreadable 0 failed 0"
     );
     assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
     // The events are still "undelivered" at Stripe: a second run finds them applied.
     let out = run().await.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "listed 3 applied 0 already_applied 2 ignored 1 unreadable 0"
+        "listed 3 applied 0 already_applied 2 ignored 1 unreadable 0 failed 0"
     );
     assert_eq!(balance(&s.app, &user).await, 700 * CREDIT);
+}
+
+#[tokio::test]
+async fn a_stripe_outage_during_auto_top_up_is_not_a_declined_card() {
+    let s = shop().await;
+    s.stripe.deliver_to(&format!("{}/webhooks/stripe", s.app.url), true);
+    let user = s.app.create_user("outage-auto@example.com", Tier::Pro).await;
+    s.app.grant(&user, "1.02").await;
+    let key = s.app.create_key(&user, KeyEnv::Live).await;
+    auto_topup_ready(&s, &user, "cus_outage", 500).await;
+    // Stripe answers 500 to every try of this minute (the client retries twice itself).
+    s.stripe.fail_next_intents(3);
+    assert_eq!(s.app.chat(&key, &exact()).send().await.unwrap().status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while s.stripe.calls_to("POST", "/v1/payment_intents").len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no auto top-up tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rule = s.app.store().auto_topup(user.id).await.unwrap().unwrap();
+    assert_eq!((rule.enabled, rule.failures), (true, 0), "an unanswered call is no failure");
+    let first_key = s.stripe.calls_to("POST", "/v1/payment_intents")[0].idempotency_key.clone();
+    // Two minutes later the same purchase is tried again, under the same idempotency key.
+    s.app.core.clock.advance(Duration::from_secs(121));
+    assert_eq!(s.app.chat(&key, &exact()).send().await.unwrap().status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while balance(&s.app, &user).await < 500 * CREDIT {
+        assert!(tokio::time::Instant::now() < deadline, "the retried purchase was not credited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = s.stripe.calls_to("POST", "/v1/payment_intents");
+    assert_eq!(calls.len(), 4);
+    assert!(calls.iter().all(|c| c.idempotency_key == first_key), "one purchase, one key");
+    assert_eq!(s.stripe.intents().len(), 1, "one PaymentIntent exists");
 }
