@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use layers_domain::{MicroCredits, Tier, UserId};
-use layers_store::{CapOverrides, LedgerOutcome, NewTransaction, NewUser, RateOverrides, Store, TransactionKind, User};
+use layers_store::{
+    CapOverrides, LedgerOutcome, NewTransaction, NewUser, RateOverrides, Severity, Store, TransactionKind, User,
+    UserStatus,
+};
 use time::OffsetDateTime;
 
 pub use layers_store::{UsageCursor, UsageRecord};
@@ -61,6 +64,59 @@ impl AccountService {
         self.broadcaster.publish(Notice::Account(user)).await;
         self.audit.info(Some(user), "tier_changed", serde_json::json!({"tier": tier})).await;
         Ok(())
+    }
+
+    /// Suspends an account (every node refuses its keys within a second, and its sessions end)
+    /// or lifts the suspension; doing it twice changes nothing more.
+    pub async fn set_status(&self, user: UserId, status: UserStatus) -> ServiceResult<()> {
+        let before = self.store.user(user).await?.ok_or(ServiceError::NotFound("account"))?.status;
+        if before == status {
+            return Ok(());
+        }
+        self.store.set_user_status(user, status).await?;
+        self.broadcaster.publish(Notice::Account(user)).await;
+        let event = match status {
+            UserStatus::Suspended => {
+                let sessions = self.store.revoke_all_sessions(user, OffsetDateTime::now_utc()).await?;
+                self.audit
+                    .record(
+                        Some(user),
+                        "account_suspended",
+                        serde_json::json!({"sessions_ended": sessions}),
+                        Severity::Critical,
+                        None,
+                    )
+                    .await;
+                return Ok(());
+            }
+            UserStatus::Active => "account_unsuspended",
+        };
+        self.audit.record(Some(user), event, serde_json::json!({}), Severity::Warning, None).await;
+        Ok(())
+    }
+
+    /// Ends every session of one account (an operator's "log out this user").
+    pub async fn revoke_sessions(&self, user: UserId) -> ServiceResult<u64> {
+        let n = self.store.revoke_all_sessions(user, OffsetDateTime::now_utc()).await?;
+        self.audit
+            .record(
+                Some(user),
+                "sessions_revoked",
+                serde_json::json!({"sessions": n, "by": "operator"}),
+                Severity::Warning,
+                None,
+            )
+            .await;
+        Ok(n)
+    }
+
+    /// Ends every session of every account (an operator's "log out everyone").
+    pub async fn revoke_every_session(&self) -> ServiceResult<u64> {
+        let n = self.store.revoke_every_session(OffsetDateTime::now_utc()).await?;
+        self.audit
+            .record(None, "all_sessions_revoked", serde_json::json!({"sessions": n}), Severity::Critical, None)
+            .await;
+        Ok(n)
     }
 
     /// Overrides the tier's spend caps for this account (`None` inherits the tier's).

@@ -207,6 +207,18 @@ impl KeyService {
         Ok(record)
     }
 
+    /// A key by its id, whoever owns it (operator commands).
+    pub async fn find_by_id(&self, id: KeyId) -> ServiceResult<Option<KeyRecord>> {
+        let Some(owner) = self.store.key_owner(id).await? else { return Ok(None) };
+        Ok(self.store.keys_of_user(owner).await?.into_iter().find(|k| k.id == id))
+    }
+
+    /// Keys not yet re-issued since the pepper was rotated (their hash uses an older version;
+    /// they keep working until the old pepper is removed from `keys.old_peppers`).
+    pub async fn on_old_pepper(&self) -> ServiceResult<Vec<KeyRecord>> {
+        Ok(self.store.keys_on_old_pepper(self.peppers.current_version()).await?)
+    }
+
     /// Keys whose display prefix is `prefix` (incident response).
     pub async fn find_by_prefix(&self, prefix: &str) -> ServiceResult<Vec<KeyRecord>> {
         Ok(self.store.keys_by_prefix(prefix).await?)

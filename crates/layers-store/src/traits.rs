@@ -68,6 +68,11 @@ pub trait KeyStore: Send + Sync {
     async fn retire_previous_secret(&self, user: UserId, key: KeyId) -> StoreResult<KeyRecord>;
     /// Records last-used times (batched by each node; older times never overwrite newer).
     async fn touch_keys(&self, used: &[(KeyId, OffsetDateTime)]) -> StoreResult<()>;
+    /// The account a key belongs to (operator commands act on a key by id).
+    async fn key_owner(&self, key: KeyId) -> StoreResult<Option<UserId>>;
+    /// Keys not deleted whose hash uses a pepper version older than `current` (not yet
+    /// re-issued after a pepper rotation).
+    async fn keys_on_old_pepper(&self, current: i32) -> StoreResult<Vec<KeyRecord>>;
 }
 
 #[async_trait]
@@ -142,6 +147,8 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_session(&self, user: UserId, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
     /// Revokes every session of the user; returns how many were open.
     async fn revoke_all_sessions(&self, user: UserId, at: OffsetDateTime) -> StoreResult<u64>;
+    /// Ends every live session of every account ("log out everyone", an incident command).
+    async fn revoke_every_session(&self, at: OffsetDateTime) -> StoreResult<u64>;
 }
 
 /// How people get into their accounts: passwords, confirmed addresses and e-mailed links.

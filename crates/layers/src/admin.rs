@@ -13,14 +13,20 @@ use layers_core::keys::{KeyService, NewKeyRequest};
 use layers_core::redis_conn::Redis;
 use layers_core::tasks::Tasks;
 use layers_domain::{KeyEnv, MicroCredits, Tier};
-use layers_store::{CapOverrides, KeyLimits, KeyRecord, KeyState, RateOverrides, Store};
+use layers_store::{CapOverrides, KeyLimits, KeyRecord, KeyState, RateOverrides, Store, UserStatus};
 
-use crate::cli::{AdminCommand, CreditsCommand, DemoCommand, KeyCommand, LeasesCommand, StripeCommand, UserCommand};
+use crate::cli::{
+    AdminCommand, CreditsCommand, DemoCommand, KeyCommand, KeyTarget, LeasesCommand, SessionsCommand, StripeCommand,
+    UserCommand,
+};
 use crate::config::Settings;
 use crate::output::emit;
 use crate::startup;
 
 pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::User { command: whole @ (UserCommand::Export { .. } | UserCommand::Delete { .. }) } = command {
+        return whole_account(settings, whole).await;
+    }
     let store = startup::open_store(&settings.database, settings.production).await?;
     // With Redis, changes reach every serving node at once; without it (or if it is down) they
     // arrive through the database's invalidation feed within a poll.
@@ -45,7 +51,37 @@ async fn dispatch(
     let audit = Audit::new(store.clone());
     let accounts = AccountService::new(store.clone(), audit.clone(), broadcaster.clone());
     match command {
-        AdminCommand::User { command } => user(&accounts, command).await?,
+        AdminCommand::User { command } => user(&accounts, &store, command).await?,
+        AdminCommand::Sessions { command: SessionsCommand::Revoke { email, all } } => {
+            let ended = match (email, all) {
+                (Some(email), _) => accounts.revoke_sessions(accounts.user_by_email(&email).await?.id).await?,
+                (None, true) => accounts.revoke_every_session().await?,
+                (None, false) => bail!("name an account with --email, or everyone with --all"),
+            };
+            emit(&ended.to_string());
+        }
+        AdminCommand::Audit { email, types, since, severity, limit } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let worst = severity.as_deref().map(severity_rank).unwrap_or(0);
+            let events = match email {
+                Some(email) => {
+                    let user = accounts.user_by_email(&email).await?;
+                    let filter = layers_store::AuditFilter { types: types.clone(), since, before: None };
+                    store.audit_events_filtered(user.id, &filter, limit).await?
+                }
+                None => {
+                    let mut all = store.system_audit_events(None, 10_000).await?;
+                    all.retain(|e| {
+                        (types.is_empty() || types.contains(&e.event_type)) && since.is_none_or(|s| e.created_at >= s)
+                    });
+                    all
+                }
+            };
+            for e in events.iter().filter(|e| severity_rank(e.severity.as_str()) >= worst).take(limit as usize) {
+                let ip = e.ip_address.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+                emit(&format!("{}\t{}\t{}\t{ip}\t{}", e.created_at, e.severity.as_str(), e.event_type, e.metadata));
+            }
+        }
         AdminCommand::SecurityEvents { event_type, limit } => {
             for e in store.system_audit_events(event_type.as_deref(), limit).await? {
                 let ip = e.ip_address.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
@@ -104,8 +140,56 @@ async fn dispatch(
     Ok(())
 }
 
-async fn user(accounts: &AccountService, command: UserCommand) -> anyhow::Result<()> {
+/// Export or delete an account: the same services the dashboard's "Export my data" and
+/// "Delete account" use, started for the command and stopped after it.
+async fn whole_account(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
+    if let UserCommand::Delete { yes: false, .. } = command {
+        bail!("deleting an account cannot be undone: add --yes");
+    }
+    let prepared = startup::prepare(settings).await?;
+    let core = prepared.core.clone();
+    let done = async {
+        match command {
+            UserCommand::Export { email } => {
+                let user = core.accounts.user_by_email(&email).await?;
+                let document = core.identity.export_for_operator(user.id).await?;
+                emit(&serde_json::to_string_pretty(&document)?);
+            }
+            UserCommand::Delete { email, .. } => {
+                let user = core.accounts.user_by_email(&email).await?;
+                core.delete_account_for_operator(user.id).await?;
+                emit(&user.id.to_string());
+            }
+            _ => {}
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    core.shutdown().await;
+    core.close().await;
+    done
+}
+
+async fn user(accounts: &AccountService, store: &Arc<dyn Store>, command: UserCommand) -> anyhow::Result<()> {
     match command {
+        UserCommand::Suspend { email } => {
+            let user = accounts.user_by_email(&email).await?;
+            accounts.set_status(user.id, UserStatus::Suspended).await?;
+            emit(&user.id.to_string());
+        }
+        UserCommand::Unsuspend { email } => {
+            let user = accounts.user_by_email(&email).await?;
+            accounts.set_status(user.id, UserStatus::Active).await?;
+            emit(&user.id.to_string());
+        }
+        UserCommand::Usage { email, limit } => {
+            let user = accounts.user_by_email(&email).await?;
+            for u in store.recent_usage(user.id, limit, None).await? {
+                let key = u.key_id.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
+                emit(&format!("{}\t{}\t{key}\t{}\t{}\t{}", u.created_at, u.request_id, u.model, u.status, u.charged));
+            }
+        }
+        UserCommand::Export { .. } | UserCommand::Delete { .. } => unreachable!("handled by dispatch"),
         UserCommand::Create { email, tier } => {
             let tier: Tier = tier.parse()?;
             let user = accounts.create_user(&email, tier).await?;
@@ -157,13 +241,29 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
                 .await?;
             emit(created.key.expose());
         }
-        KeyCommand::Deactivate { prefix } => {
-            let key = key_by_prefix(keys, &prefix).await?;
-            let done = keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?;
+        KeyCommand::Deactivate { target } => {
+            let key = key_of(keys, &target).await?;
+            let done = match key.state {
+                KeyState::Deactivated => key,
+                _ => keys.set_state(key.user_id, key.id, KeyState::Deactivated).await?,
+            };
             emit(&done.id.to_string());
         }
-        KeyCommand::SetLimits { prefix, per_request, per_hour, spend_limit } => {
-            let key = key_by_prefix(keys, &prefix).await?;
+        KeyCommand::Reactivate { target } => {
+            let key = key_of(keys, &target).await?;
+            let done = match key.state {
+                KeyState::Active => key,
+                _ => keys.set_state(key.user_id, key.id, KeyState::Active).await?,
+            };
+            emit(&done.id.to_string());
+        }
+        KeyCommand::OldPepper => {
+            for k in keys.on_old_pepper().await? {
+                emit(&key_line(&k));
+            }
+        }
+        KeyCommand::SetLimits { target, per_request, per_hour, spend_limit } => {
+            let key = key_of(keys, &target).await?;
             let caps = CapOverrides {
                 per_request: limit_arg(per_request.as_deref(), key.caps.per_request)?,
                 per_hour: limit_arg(per_hour.as_deref(), key.caps.per_hour)?,
@@ -176,18 +276,7 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
         KeyCommand::List { email } => {
             let user = accounts.user_by_email(&email).await?;
             for k in keys.list(user.id).await? {
-                let last_used = k.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
-                emit(&format!(
-                    "{}\t{}…{}\t{}\t{}\t{}\t{}\t{}",
-                    k.id,
-                    k.display_prefix,
-                    k.last4,
-                    k.env,
-                    k.state.as_str(),
-                    k.name,
-                    k.created_at,
-                    last_used
-                ));
+                emit(&key_line(&k));
             }
         }
     }
@@ -221,17 +310,69 @@ async fn credits(accounts: &AccountService, command: CreditsCommand) -> anyhow::
     Ok(())
 }
 
-/// The one live key with this display prefix.
-async fn key_by_prefix(keys: &Keys, prefix: &str) -> anyhow::Result<KeyRecord> {
-    let mut found = keys.find_by_prefix(prefix.trim()).await?;
+/// One key, as `key list` prints it: id, prefix…last4, env, state, name, created, last used.
+fn key_line(k: &KeyRecord) -> String {
+    let last_used = k.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
+    format!(
+        "{}\t{}…{}\t{}\t{}\t{}\t{}\t{}",
+        k.id,
+        k.display_prefix,
+        k.last4,
+        k.env,
+        k.state.as_str(),
+        k.name,
+        k.created_at,
+        last_used
+    )
+}
+
+/// The key a command names: by id, or the one key (not deleted) with that display prefix; an
+/// ambiguous prefix is refused with every key that shares it, to choose one by id.
+async fn key_of(keys: &Keys, target: &KeyTarget) -> anyhow::Result<KeyRecord> {
+    if let Some(id) = &target.id {
+        let id: layers_domain::KeyId = id.trim().parse().map_err(|_| anyhow::anyhow!("--id {id:?} is not a key id"))?;
+        return match keys.find_by_id(id).await? {
+            Some(k) if k.state != KeyState::Deleted => Ok(k),
+            Some(_) => bail!("key {id} is deleted"),
+            None => bail!("no key has the id {id}"),
+        };
+    }
+    let prefix = target.prefix.as_deref().unwrap_or_default().trim();
+    let mut found = keys.find_by_prefix(prefix).await?;
     found.retain(|k| k.state != KeyState::Deleted);
     match found.len() {
         0 => bail!("no key has the display prefix {prefix:?}"),
         1 => Ok(found.remove(0)),
         n => bail!(
-            "{n} keys share this prefix ({}); act on them from the dashboard by id",
-            found.iter().map(|k| k.id.to_string()).collect::<Vec<_>>().join(", ")
+            "{n} keys share the prefix {prefix:?}; name one with --id:\n{}",
+            found.iter().map(key_line).collect::<Vec<_>>().join("\n")
         ),
+    }
+}
+
+/// `--since`: an RFC 3339 time, or an age like 30m, 24h, 7d.
+fn parse_since(text: &str) -> anyhow::Result<time::OffsetDateTime> {
+    let now = time::OffsetDateTime::now_utc();
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(t);
+    }
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 =
+        n.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: an RFC 3339 time or an age like 30m, 24h, 7d"))?;
+    let age = match unit {
+        "m" => time::Duration::minutes(n),
+        "h" => time::Duration::hours(n),
+        "d" => time::Duration::days(n),
+        _ => bail!("--since {text:?}: an RFC 3339 time or an age like 30m, 24h, 7d"),
+    };
+    Ok(now - age)
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
     }
 }
 

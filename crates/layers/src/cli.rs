@@ -57,6 +57,29 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: LeasesCommand,
     },
+    /// Sessions of the dashboard.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// The audit trail: one account's events (`--email`), or those of no account (failed
+    /// authentications, IP blocks, "log out everyone"), newest first; prints
+    /// "TIME SEVERITY EVENT IP DETAILS" per line.
+    Audit {
+        #[arg(long)]
+        email: Option<String>,
+        /// Only these event types (repeatable), e.g. --type login_failed --type key_created.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Only events at or after this time: RFC 3339 (2026-12-01T00:00:00Z) or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this severity or worse.
+        #[arg(long, value_parser = ["info", "warning", "critical"])]
+        severity: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Stripe payments.
     Stripe {
         #[command(subcommand)]
@@ -76,6 +99,30 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End dashboard sessions: one account's (`--email`) or everyone's (`--all`); prints how
+    /// many ended. Audited; running it again ends nothing more.
+    Revoke {
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        email: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Which key: by id (always one) or by display prefix (refused when two keys share it).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyTarget {
+    /// The key's id (from `key list` or the dashboard).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The key's display prefix, e.g. lyr_live_sk_ab12 (as in a leaked key's first characters).
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +177,38 @@ pub enum UserCommand {
         #[arg(long)]
         per_hour: Option<String>,
     },
+    /// Suspend an account: every node refuses its keys within a second, its sessions end, it
+    /// cannot log in; prints its id. Audited; doing it twice changes nothing more.
+    Suspend {
+        #[arg(long)]
+        email: String,
+    },
+    /// Lift a suspension; prints the account's id.
+    Unsuspend {
+        #[arg(long)]
+        email: String,
+    },
+    /// The account's recent requests, newest first: "TIME REQUEST_ID KEY MODEL STATUS CHARGED".
+    Usage {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Everything of the account as one JSON document (a GDPR access request), on stdout.
+    Export {
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete an account (a GDPR erasure request): its keys are refused within a second, its
+    /// personal data erased, its ledger and usage kept de-identified; prints its id.
+    Delete {
+        #[arg(long)]
+        email: String,
+        /// Required: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Override the tier's rate limits for an account ("default" inherits the tier's).
     SetRateLimit {
         #[arg(long)]
@@ -159,8 +238,8 @@ pub enum KeyCommand {
     },
     /// Set a key's caps and spend limit, in credits ("default" removes one); prints its id.
     SetLimits {
-        #[arg(long)]
-        prefix: String,
+        #[command(flatten)]
+        target: KeyTarget,
         #[arg(long)]
         per_request: Option<String>,
         #[arg(long)]
@@ -168,11 +247,20 @@ pub enum KeyCommand {
         #[arg(long)]
         spend_limit: Option<String>,
     },
-    /// Deactivate a key by its display prefix (e.g. lyr_live_sk_ab12); prints its id.
+    /// Deactivate a key (every node refuses it within a second); prints its id. Audited;
+    /// running it again changes nothing more.
     Deactivate {
-        #[arg(long)]
-        prefix: String,
+        #[command(flatten)]
+        target: KeyTarget,
     },
+    /// Reactivate a deactivated key; prints its id.
+    Reactivate {
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// Keys still hashed under an older pepper version (not re-issued since the pepper was
+    /// rotated), one per line like `key list`.
+    OldPepper,
     /// List an account's keys, one per line, tab-separated.
     List {
         #[arg(long)]
@@ -191,7 +279,9 @@ pub enum CreditsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Remove credits with a reason (never below zero); prints the new balance.
+    /// Change the balance by a signed amount with a reason: `--credits -2` removes 2 credits,
+    /// `--credits 2` adds 2 (a removal never takes the balance below zero); prints the new
+    /// balance.
     Adjust {
         #[arg(long)]
         email: String,

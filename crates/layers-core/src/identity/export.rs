@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use layers_domain::UserId;
+
 use super::{Client, IdentityResult, IdentityService, SessionUser};
 use layers_store::Severity;
 
@@ -18,8 +20,22 @@ fn ts(t: OffsetDateTime) -> String {
 }
 
 impl IdentityService {
+    /// The person's own export, from the settings page (audited with their address).
     pub async fn export(&self, s: &SessionUser, client: &Client) -> IdentityResult<Value> {
-        let user = s.user_id;
+        let document = self.export_account(s.user_id).await?;
+        self.audit(Some(s.user_id), "data_exported", Severity::Info, client).await;
+        Ok(document)
+    }
+
+    /// An export an operator made for the account (`layers admin user export`, a GDPR request
+    /// that came by mail): the same document, audited as the operator's.
+    pub async fn export_for_operator(&self, user: UserId) -> IdentityResult<Value> {
+        let document = self.export_account(user).await?;
+        self.audit.info(Some(user), "data_exported", json!({"by": "operator"})).await;
+        Ok(document)
+    }
+
+    async fn export_account(&self, user: UserId) -> IdentityResult<Value> {
         let account = self.store.user(user).await?;
         let keys: Vec<Value> = self
             .store
@@ -115,7 +131,6 @@ impl IdentityService {
             }
             _ => json!({"enabled": false}),
         };
-        self.audit(Some(user), "data_exported", Severity::Info, client).await;
         Ok(json!({
             "exported_at": ts(self.now()),
             "account": account.map(|a| json!({

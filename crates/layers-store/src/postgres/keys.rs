@@ -233,6 +233,25 @@ impl KeyStore for PgStore {
         sqlx::query("SELECT layers_touch_keys($1, $2)").bind(&ids).bind(&times).execute(self.pool()).await?;
         Ok(())
     }
+
+    async fn key_owner(&self, key: KeyId) -> StoreResult<Option<UserId>> {
+        let owner: Option<Uuid> =
+            sqlx::query_scalar("SELECT layers_key_owner($1)").bind(key.0).fetch_one(self.pool()).await?;
+        Ok(owner.map(UserId))
+    }
+
+    async fn keys_on_old_pepper(&self, current: i32) -> StoreResult<Vec<KeyRecord>> {
+        let owners: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT id, user_id FROM layers_keys_on_old_pepper($1)")
+            .bind(current)
+            .fetch_all(self.pool())
+            .await?;
+        let mut found = Vec::with_capacity(owners.len());
+        for (key_id, user_id) in owners {
+            let keys = self.keys_of_user(UserId(user_id)).await?;
+            found.extend(keys.into_iter().filter(|k| k.id.0 == key_id));
+        }
+        Ok(found)
+    }
 }
 
 /// The user's key, locked, unless it is deleted; `NotFound` otherwise.

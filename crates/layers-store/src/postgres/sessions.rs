@@ -80,4 +80,10 @@ impl SessionStore for PgStore {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+
+    async fn revoke_every_session(&self, at: OffsetDateTime) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT layers_revoke_every_session($1)").bind(at).fetch_one(self.pool()).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }

@@ -257,6 +257,24 @@ impl KeyStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn key_owner(&self, key: KeyId) -> StoreResult<Option<UserId>> {
+        let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM api_keys WHERE id = ?")
+            .bind(key.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        owner.map(|s| s.parse().map(UserId).map_err(|_| StoreError::Corrupt { column: "user_id" })).transpose()
+    }
+
+    async fn keys_on_old_pepper(&self, current: i32) -> StoreResult<Vec<KeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE state <> 'deleted' AND pepper_version < ? ORDER BY created_at, id"
+        ))
+        .bind(current)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::key).collect()
+    }
 }
 
 /// The user's key, unless it is deleted; `NotFound` otherwise.

@@ -70,4 +70,12 @@ impl SessionStore for SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    async fn revoke_every_session(&self, at: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE revoked_at IS NULL")
+            .bind(ms(at))
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -17,6 +17,7 @@ mod disconnect_bytes;
 mod edge;
 mod gemini;
 mod hostile_upstream;
+mod incident;
 mod lifecycle;
 mod limits;
 mod media;
