@@ -148,3 +148,110 @@ fn check_config_reports_every_problem_and_exits_78() {
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
+
+/// A production configuration `check-config` accepts, as environment variables.
+const PRODUCTION: &[(&str, &str)] = &[
+    ("LAYERS_ENV", "production"),
+    ("LAYERS_PUBLIC_URL", "https://layers.example"),
+    ("LAYERS_DATABASE_URL", "postgres://layers:db-password-x@db.internal/layers"),
+    ("LAYERS_KEYS__PEPPER", "0123456789abcdef0123456789abcdef-long-enough"),
+    ("LAYERS_EMAIL__SMTP_URL", "smtps://resend:re_secret@smtp.resend.com:465"),
+    ("LAYERS_EMAIL__FROM", "Layers <no-reply@layers.example>"),
+];
+
+/// `layers check-config` with the production settings, one changed (`Some`) or removed
+/// (`None`): exit code and everything printed.
+fn check_production(changes: &[(&str, Option<&str>)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layers"));
+    cmd.current_dir(dir.path()).arg("check-config").env_remove("LAYERS_CONFIG");
+    for (k, v) in PRODUCTION {
+        if !changes.iter().any(|(c, _)| c == k) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in changes {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[test]
+fn production_refuses_each_weak_setting_naming_it_and_the_fix() {
+    let (code, text) = check_production(&[]);
+    assert_eq!(code, Some(0), "the base is a valid production configuration: {text}");
+    // (what is weak, the change, the setting named, words of the fix)
+    let cases: &[(&str, &[(&str, Option<&str>)], &str, &str)] = &[
+        ("no pepper", &[("LAYERS_KEYS__PEPPER", None)], "keys.pepper", "LAYERS_KEYS__PEPPER"),
+        ("a short pepper", &[("LAYERS_KEYS__PEPPER", Some("short"))], "keys.pepper", "32"),
+        ("SQLite", &[("LAYERS_DATABASE_URL", Some("sqlite://./data/layers.db"))], "database.url", "PostgreSQL"),
+        ("the console mailer", &[("LAYERS_EMAIL__SMTP_URL", None)], "email.smtp_url", "smtp"),
+        (
+            "SMTP in clear",
+            &[("LAYERS_EMAIL__SMTP_URL", Some("smtp://u:p@smtp.example.com:587"))],
+            "email.smtp_url",
+            "tls",
+        ),
+        ("no sender", &[("LAYERS_EMAIL__FROM", None)], "email.from", "no-reply@"),
+        ("a plain-HTTP public URL", &[("LAYERS_PUBLIC_URL", Some("http://layers.example"))], "public_url", "https://"),
+        ("no public URL", &[("LAYERS_PUBLIC_URL", None)], "public_url", "https://"),
+        ("any origin", &[("LAYERS_ALLOWED_ORIGINS", Some("*"))], "allowed_origins[0]", "list each origin"),
+        (
+            "trusting every proxy",
+            &[("LAYERS_SECURITY__TRUSTED_PROXIES", Some("0.0.0.0/0"))],
+            "security.trusted_proxies",
+            "/0",
+        ),
+        (
+            "private alert webhooks",
+            &[("LAYERS_ALERTS__ALLOW_PRIVATE_WEBHOOKS", Some("true"))],
+            "alerts.allow_private_webhooks",
+            "false",
+        ),
+        (
+            "a clock ahead",
+            &[("LAYERS_TESTING__CLOCK_AHEAD_SECS", Some("60"))],
+            "testing.clock_ahead_secs",
+            "must not be set",
+        ),
+        (
+            "Stripe without a webhook secret",
+            &[("LAYERS_STRIPE__SECRET_KEY", Some("sk_live_0123456789"))],
+            "stripe.webhook_secrets",
+            "whsec_",
+        ),
+        (
+            "a Stripe test key",
+            &[
+                ("LAYERS_STRIPE__SECRET_KEY", Some("sk_test_0123456789")),
+                ("LAYERS_STRIPE__WEBHOOK_SECRETS", Some("whsec_0123456789abcdef")),
+            ],
+            "stripe.secret_key",
+            "sk_live_",
+        ),
+        (
+            "a Stripe that is not Stripe",
+            &[
+                ("LAYERS_STRIPE__SECRET_KEY", Some("sk_live_0123456789")),
+                ("LAYERS_STRIPE__WEBHOOK_SECRETS", Some("whsec_0123456789abcdef")),
+                ("LAYERS_STRIPE__API_BASE", Some("https://stripe.evil.example")),
+            ],
+            "stripe.api_base",
+            "https://api.stripe.com",
+        ),
+    ];
+    for (what, changes, setting, fix) in cases {
+        let (code, text) = check_production(changes);
+        assert_eq!(code, Some(78), "{what}: refused with the configuration exit code: {text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains(setting))
+            .unwrap_or_else(|| panic!("{what}: {setting} not named in {text}"));
+        assert!(line.contains(fix) || text.contains(fix), "{what}: the fix ({fix}) is said: {text}");
+        assert!(!text.contains("db-password-x") && !text.contains("re_secret"), "{what}: no secret printed: {text}");
+    }
+}
