@@ -63,6 +63,8 @@ pub struct KeyService {
     /// The person at a browser this service acts for (their address and device go in the audit
     /// log); `None` for the operator's commands and the system.
     client: Option<Client>,
+    /// The anomaly rules (rapid key creation), on serving nodes.
+    anomalies: Option<Arc<crate::alerts::AlertService>>,
 }
 
 impl KeyService {
@@ -74,7 +76,12 @@ impl KeyService {
         broadcaster: Broadcaster,
         clock: Clock,
     ) -> Self {
-        KeyService { store, peppers, cache, audit, broadcaster, clock, client: None }
+        KeyService { store, peppers, cache, audit, broadcaster, clock, client: None, anomalies: None }
+    }
+
+    /// The same service, with the rapid-key-creation rule checked after each key created.
+    pub fn with_anomalies(self, alerts: Arc<crate::alerts::AlertService>) -> KeyService {
+        KeyService { anomalies: Some(alerts), ..self }
     }
 
     /// The same service, acting for the person at `client`: every change it makes is audited
@@ -126,6 +133,11 @@ impl KeyService {
                                    "spend_limit_micros": req.spend_limit.map(|m| m.0), "period": req.limit_period.as_str()}),
             )
             .await;
+        if let Some(anomalies) = &self.anomalies {
+            if let Err(err) = anomalies.key_created(req.user).await {
+                tracing::warn!(error = %crate::error::chain(&err), user_id = %req.user, "the key creation rule could not run");
+            }
+        }
         Ok(CreatedKey { record, key })
     }
 

@@ -104,6 +104,8 @@ pub struct CoreSettings {
     pub clock_ahead: Duration,
     /// Stripe, when card payments are on.
     pub payments: Option<payments::PaymentSettings>,
+    /// The anomaly rules' thresholds and the operator's webhook.
+    pub anomaly: alerts::AnomalySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,7 +208,11 @@ impl Core {
             mailer.clone(),
             audit.clone(),
             webhook_secrets,
-            alerts::AlertReach { webhooks: settings.webhooks, public_url: settings.identity.public_url.clone() },
+            alerts::AlertReach {
+                webhooks: settings.webhooks,
+                public_url: settings.identity.public_url.clone(),
+                anomaly: settings.anomaly,
+            },
             tasks.clone(),
         ));
         let payments = match settings.payments {
@@ -231,7 +237,8 @@ impl Core {
 
         Ok(Core {
             auth: Authenticator::new(store.clone(), peppers.clone(), cache.clone(), last_used, clock.clone()),
-            keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone(), clock.clone()),
+            keys: KeyService::new(store.clone(), peppers, cache, audit.clone(), broadcaster.clone(), clock.clone())
+                .with_anomalies(alerts.clone()),
             identity: identity::IdentityService::new(
                 store.clone(),
                 mailer,

@@ -19,6 +19,7 @@
 //! - [`tokens`]: conservative token estimates used before upstream usage is known.
 //! - [`usage`]: token usage reported by an upstream.
 
+pub mod anomaly;
 pub mod base62;
 pub mod credit;
 pub mod dashboard;

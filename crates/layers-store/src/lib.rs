@@ -49,6 +49,7 @@ pub trait Store:
     + IdentityStore
     + AlertStore
     + PaymentStore
+    + AnomalyStore
     + CacheEventStore
     + std::fmt::Debug
     + 'static

@@ -279,6 +279,22 @@ pub trait PaymentStore: Send + Sync {
     async fn auto_topups_since(&self, user: UserId, since: OffsetDateTime) -> StoreResult<i64>;
 }
 
+/// Anomaly holds (issue 16): a usage spike holds an account to a lower rate limit for a while.
+#[async_trait]
+pub trait AnomalyStore: Send + Sync {
+    /// Holds the account to `requests_per_minute` until `until`, keeping its own override to
+    /// put back, and announces the change to every node; false when a hold is already on.
+    async fn hold_account(
+        &self,
+        user: UserId,
+        requests_per_minute: u32,
+        until: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Ends the holds whose time is up (each once, whichever node asks): the accounts released.
+    async fn release_anomaly_holds(&self, now: OffsetDateTime) -> StoreResult<Vec<UserId>>;
+}
+
 #[async_trait]
 pub trait CacheEventStore: Send + Sync {
     /// Events created after `since` (database clock), oldest first.

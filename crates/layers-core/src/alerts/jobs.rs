@@ -14,6 +14,8 @@ use crate::tasks::Tasks;
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often the expiry reminders run.
 pub const REMIND_EVERY: Duration = Duration::from_secs(600);
+/// How often anomaly holds whose time is up are released.
+pub const RELEASE_HOLDS_EVERY: Duration = Duration::from_secs(15);
 /// When the first reminders run after start.
 pub const FIRST_REMINDERS_AFTER: Duration = Duration::from_secs(60);
 
@@ -27,6 +29,7 @@ pub fn spawn(alerts: Arc<AlertService>, payments: Option<Arc<PaymentService>>, b
         // over, does not query the database for them at once.
         let start = tokio::time::Instant::now() + FIRST_REMINDERS_AFTER;
         let mut remind = tokio::time::interval_at(start, REMIND_EVERY);
+        let mut release = tokio::time::interval(RELEASE_HOLDS_EVERY);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -35,9 +38,17 @@ pub fn spawn(alerts: Arc<AlertService>, payments: Option<Arc<PaymentService>>, b
                         if let Err(err) = alerts.check(user).await {
                             tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "alert check failed");
                         }
+                        if let Err(err) = alerts.check_usage_anomalies(user).await {
+                            tracing::warn!(error = %crate::error::chain(&err), user_id = %user, "anomaly check failed");
+                        }
                         if let Some(payments) = &payments {
                             payments.check_auto_topup_soon(user, &tasks);
                         }
+                    }
+                }
+                _ = release.tick() => {
+                    if let Err(err) = alerts.release_holds().await {
+                        tracing::warn!(error = %crate::error::chain(&err), "could not release anomaly holds");
                     }
                 }
                 _ = remind.tick() => {

@@ -3,6 +3,7 @@
 //! database's `alert_firings` row decides which node sends it), by e-mail and, when configured,
 //! to a webhook signed like Stripe's. Every alert sent is in the audit log.
 
+mod anomaly;
 mod jobs;
 mod webhook;
 
@@ -25,6 +26,7 @@ use crate::identity::mailer::Mailer;
 use crate::identity::two_factor::SecretBox;
 use crate::tasks::Tasks;
 
+pub use anomaly::{AnomalySettings, AnomalyStats, OperatorHook};
 pub use jobs::spawn;
 pub use webhook::WebhookPolicy;
 
@@ -41,6 +43,7 @@ const WEBHOOKS_AT_ONCE: usize = 16;
 pub struct AlertReach {
     pub webhooks: WebhookPolicy,
     pub public_url: String,
+    pub anomaly: AnomalySettings,
 }
 
 /// What the alerts page shows and edits.
@@ -97,6 +100,10 @@ pub struct AlertService {
     deliveries: Arc<Semaphore>,
     /// Alerts sent per account in the current hour (this node): (hour, count).
     budget: Mutex<HashMap<UserId, (i64, u32)>>,
+    anomaly: AnomalySettings,
+    anomaly_stats: AnomalyStats,
+    /// When each account's usage was last examined for anomalies (this node).
+    usage_checks: Mutex<HashMap<UserId, time::OffsetDateTime>>,
 }
 
 impl AlertService {
@@ -120,6 +127,9 @@ impl AlertService {
             tasks,
             deliveries: Arc::new(Semaphore::new(WEBHOOKS_AT_ONCE)),
             budget: Mutex::new(HashMap::new()),
+            anomaly: reach.anomaly,
+            anomaly_stats: AnomalyStats::default(),
+            usage_checks: Mutex::new(HashMap::new()),
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     rate_limits(&mut out, core);
     redis(&mut out, core);
     ip_guard(&mut out, core);
+    anomalies(&mut out, core);
     routing(&mut out, core.chat.router());
     let mut resp = out.into_response();
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -213,6 +214,20 @@ fn redis(out: &mut String, core: &Core) {
             "Invalidations and blocks received from other nodes over Redis.",
             core.notices.received.load(Ordering::Relaxed),
         );
+    }
+}
+
+/// Anomalies raised by this node, by rule.
+fn anomalies(out: &mut String, core: &Core) {
+    let stats = core.alerts.anomaly_stats();
+    let _ = writeln!(out, "# HELP layers_anomalies_total Anomaly rules fired on this node, by rule.");
+    let _ = writeln!(out, "# TYPE layers_anomalies_total counter");
+    for (rule, n) in [
+        ("rapid_key_creation", &stats.rapid_key_creation),
+        ("usage_spike", &stats.usage_spike),
+        ("expensive_models", &stats.expensive_models),
+    ] {
+        let _ = writeln!(out, "layers_anomalies_total{{rule=\"{rule}\"}} {}", n.load(Ordering::Relaxed));
     }
 }
 

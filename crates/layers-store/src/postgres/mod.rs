@@ -5,6 +5,7 @@
 
 mod accounts;
 mod alerts;
+mod anomaly;
 mod audit;
 mod credits;
 mod events;

@@ -18,7 +18,13 @@ const ALIASES: &[(&str, &str)] = &[
 const IGNORED: &[&str] = &["CONFIG"];
 const IGNORED_PREFIXES: &[&str] = &["TEST_"];
 /// Settings whose environment value is a comma-separated list.
-const LISTS: &[&str] = &["allowed_origins", "security.trusted_proxies", "stripe.webhook_secrets", "stripe.packs"];
+const LISTS: &[&str] = &[
+    "allowed_origins",
+    "security.trusted_proxies",
+    "stripe.webhook_secrets",
+    "stripe.packs",
+    "anomaly.expensive_models",
+];
 /// Lists whose items are numbers.
 const NUMBER_LISTS: &[&str] = &["stripe.packs"];
 

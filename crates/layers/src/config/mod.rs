@@ -2,6 +2,7 @@
 //! Invariant: every problem is reported with its setting path, all at once; a loaded
 //! [`Settings`] is valid, so nothing downstream re-checks it.
 
+mod anomaly;
 mod catalogue;
 mod env;
 mod secret;
@@ -43,6 +44,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub alerts: AlertsConfig,
     pub stripe: stripe::StripeConfig,
+    pub anomaly: anomaly::AnomalyConfig,
     pub testing: TestingConfig,
     pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
@@ -524,6 +526,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "sessions", &mut c.sessions, problems);
     take(&mut t, "alerts", &mut c.alerts, problems);
     take(&mut t, "stripe", &mut c.stripe, problems);
+    take(&mut t, "anomaly", &mut c.anomaly, problems);
     take(&mut t, "testing", &mut c.testing, problems);
     take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);

@@ -66,6 +66,8 @@ pub struct Settings {
     pub clock_ahead: Duration,
     /// Card payments through Stripe, when `[stripe]` is configured.
     pub payments: Option<layers_core::payments::PaymentSettings>,
+    /// The anomaly rules' thresholds and the operator's webhook.
+    pub anomaly: layers_core::alerts::AnomalySettings,
 }
 
 #[derive(Clone)]

@@ -85,6 +85,11 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
     let oidc = check_oidc(&c, production, problems);
     // The public URL (where Checkout sends people back) is set at start-up, like the e-mails'.
     let payments = super::stripe::check_stripe(&c, production, "", problems);
+    let anomaly = super::anomaly::check_anomaly(
+        &c,
+        layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
+        problems,
+    );
     Some(Settings {
         listen: listen.ok()?,
         production,
@@ -121,6 +126,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         webhooks: layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
         clock_ahead,
         payments,
+        anomaly,
     })
 }
 

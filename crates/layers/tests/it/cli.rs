@@ -149,6 +149,9 @@ fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
 
+/// Settings changed (`Some`) or removed (`None`).
+type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
 /// A production configuration `check-config` accepts, as environment variables.
 const PRODUCTION: &[(&str, &str)] = &[
     ("LAYERS_ENV", "production"),
@@ -161,7 +164,7 @@ const PRODUCTION: &[(&str, &str)] = &[
 
 /// `layers check-config` with the production settings, one changed (`Some`) or removed
 /// (`None`): exit code and everything printed.
-fn check_production(changes: &[(&str, Option<&str>)]) -> (Option<i32>, String) {
+fn check_production(changes: Changes) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_layers"));
     cmd.current_dir(dir.path()).arg("check-config").env_remove("LAYERS_CONFIG");
@@ -185,7 +188,7 @@ fn production_refuses_each_weak_setting_naming_it_and_the_fix() {
     let (code, text) = check_production(&[]);
     assert_eq!(code, Some(0), "the base is a valid production configuration: {text}");
     // (what is weak, the change, the setting named, words of the fix)
-    let cases: &[(&str, &[(&str, Option<&str>)], &str, &str)] = &[
+    let cases: &[(&str, Changes, &str, &str)] = &[
         ("no pepper", &[("LAYERS_KEYS__PEPPER", None)], "keys.pepper", "LAYERS_KEYS__PEPPER"),
         ("a short pepper", &[("LAYERS_KEYS__PEPPER", Some("short"))], "keys.pepper", "32"),
         ("SQLite", &[("LAYERS_DATABASE_URL", Some("sqlite://./data/layers.db"))], "database.url", "PostgreSQL"),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::print_stdout)]
 
 mod accounts;
+mod anomaly;
 mod anthropic;
 mod architecture;
 mod auth;

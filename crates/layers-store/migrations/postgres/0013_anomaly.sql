@@ -1,0 +1,31 @@
+-- Anomaly rules (issue 16): a usage spike holds the account to a lower rate limit for a while;
+-- the account's own override is kept here and put back when the hold ends.
+CREATE TABLE anomaly_holds (
+    user_id      uuid PRIMARY KEY REFERENCES users (id),
+    previous_rpm bigint,
+    until        timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL
+);
+ALTER TABLE anomaly_holds ENABLE ROW LEVEL SECURITY;
+ALTER TABLE anomaly_holds FORCE ROW LEVEL SECURITY;
+CREATE POLICY layers_app_own_rows ON anomaly_holds TO layers_app
+    USING (user_id = layers_current_user()) WITH CHECK (user_id = layers_current_user());
+DO $$ BEGIN EXECUTE format('CREATE POLICY layers_owner_all ON anomaly_holds TO %I USING (true) WITH CHECK (true)', current_user); END $$;
+GRANT SELECT, INSERT ON anomaly_holds TO layers_app;
+
+-- Ends every hold whose time is up: the account's own rate override comes back, and every
+-- node hears of it through the change feed. Work for no single user; one node does each.
+CREATE FUNCTION layers_release_anomaly_holds(p_now timestamptz) RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE h record;
+BEGIN
+    FOR h IN DELETE FROM anomaly_holds WHERE until <= p_now RETURNING user_id, previous_rpm LOOP
+        UPDATE users SET requests_per_minute = h.previous_rpm, updated_at = p_now WHERE id = h.user_id;
+        INSERT INTO cache_events (scope, key_hash, user_id) VALUES ('account', NULL, h.user_id);
+        RETURN NEXT h.user_id;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION layers_release_anomaly_holds(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION layers_release_anomaly_holds(timestamptz) TO layers_app;
