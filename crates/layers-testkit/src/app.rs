@@ -219,6 +219,7 @@ impl TestApp {
 
     /// `None` when the options ask for PostgreSQL and the run allows skipping it.
     pub async fn spawn_with(opts: AppOptions) -> Option<TestApp> {
+        crate::logs::capture();
         let db = match (&opts.shared_db, opts.backend) {
             (Some((url, postgres)), _) => TestDatabase::shared(url, *postgres),
             (None, Backend::Sqlite) => TestDatabase::sqlite(),

@@ -5,6 +5,7 @@
 //! - [`app`]: `TestApp::spawn()` and its verbs (`create_user`, `create_key`, `post_chat`…).
 //! - [`browser`]: a cookie-keeping form client, for page tests at the HTTP level.
 //! - [`files`]: fixed files over HTTP, for fetch-by-URL tests.
+//! - [`logs`]: the suite's logs kept for the privacy scan (`log-scan`).
 //! - [`mock_openai`]: an OpenAI-compatible upstream speaking the documented wire format.
 //! - [`mock_anthropic`]: Anthropic's Messages API, streaming included.
 //! - [`mock_gemini`]: Google's Gemini API, streaming included.
@@ -21,6 +22,7 @@
 pub mod app;
 pub mod browser;
 pub mod files;
+pub mod logs;
 pub mod mock_anthropic;
 pub mod mock_gemini;
 pub mod mock_openai;
