@@ -44,6 +44,7 @@ pub mod readiness;
 pub mod records;
 pub mod redact;
 pub mod redis_conn;
+pub mod retention;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub struct CoreSettings {
     pub payments: Option<payments::PaymentSettings>,
     /// The anomaly rules' thresholds and the operator's webhook.
     pub anomaly: alerts::AnomalySettings,
+    /// How long usage rows are kept (`None`: for ever).
+    pub usage_retention: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +236,9 @@ impl Core {
         };
         alerts::spawn(alerts.clone(), payments.clone(), billing.clone(), &tasks);
         last_used.spawn_flusher(store.clone(), &tasks, Duration::from_secs(30));
+        if let Some(keep) = settings.usage_retention {
+            retention::spawn(store.clone(), clock.clone(), keep, &tasks);
+        }
         invalidation::spawn_follower(store.clone(), cache.clone(), billing.clone(), &tasks, settings.invalidation_poll);
 
         Ok(Core {
@@ -275,6 +281,11 @@ impl Core {
             store,
             tasks,
         })
+    }
+
+    /// Prunes usage rows older than `keep` now (the retention job does it hourly).
+    pub async fn prune_usage(&self, keep: Duration) -> ServiceResult<u64> {
+        retention::prune(self.store.as_ref(), &self.clock, keep).await
     }
 
     /// Closes the store's connections; call last, after [`Core::shutdown`].

@@ -119,6 +119,9 @@ pub trait UsageStore: Send + Sync {
     async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> StoreResult<UsageSummary>;
     /// One usage row of the user by its internal id.
     async fn usage_row(&self, user: UserId, id: Uuid) -> StoreResult<Option<UsageRecord>>;
+    /// Deletes at most `limit` usage rows older than `before` (the retention setting), of every
+    /// account; the ledger, the spend roll-ups and the audit trail stay. How many went.
+    async fn prune_usage(&self, before: OffsetDateTime, limit: u32) -> StoreResult<u64>;
 }
 
 #[async_trait]

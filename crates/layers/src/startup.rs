@@ -76,6 +76,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             webhooks: settings.webhooks,
             clock_ahead: settings.clock_ahead,
             anomaly: settings.anomaly,
+            usage_retention: settings.usage_retention,
             payments: settings.payments.map(|mut p| {
                 p.public_url = public_url.trim_end_matches('/').to_owned();
                 p

@@ -133,6 +133,15 @@ impl UsageStore for PgStore {
         tx.commit().await?;
         row.as_ref().map(rows::usage).transpose()
     }
+
+    async fn prune_usage(&self, before: time::OffsetDateTime, limit: u32) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT layers_prune_usage($1, $2)")
+            .bind(before)
+            .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 /// `WHERE` for the user's rows the filter selects.

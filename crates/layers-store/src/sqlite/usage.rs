@@ -133,6 +133,18 @@ impl UsageStore for SqliteStore {
             .await?;
         row.as_ref().map(rows::usage).transpose()
     }
+
+    async fn prune_usage(&self, before: time::OffsetDateTime, limit: u32) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM usage_logs WHERE rowid IN \
+             (SELECT rowid FROM usage_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        )
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// `WHERE` for the user's rows the filter selects.

@@ -137,9 +137,8 @@ fn has_email(line: &str) -> bool {
 /// A whole key (`lyr_live_sk_` + more than a display prefix's four characters).
 fn has_full_key(line: &str) -> bool {
     ["lyr_live_sk_", "lyr_test_sk_"].iter().any(|prefix| {
-        line.match_indices(prefix).any(|(at, _)| {
-            line[at + prefix.len()..].bytes().take_while(u8::is_ascii_alphanumeric).count() > 8
-        })
+        line.match_indices(prefix)
+            .any(|(at, _)| line[at + prefix.len()..].bytes().take_while(u8::is_ascii_alphanumeric).count() > 8)
     })
 }
 

@@ -45,6 +45,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub stripe: stripe::StripeConfig,
     pub anomaly: anomaly::AnomalyConfig,
+    pub privacy: PrivacyConfig,
     pub testing: TestingConfig,
     pub oidc: OidcConfig,
     pub providers: Vec<ProviderConfig>,
@@ -300,6 +301,15 @@ pub struct AlertsConfig {
     pub allow_private_webhooks: Option<bool>,
 }
 
+/// `[privacy]`: data minimisation.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Delete usage rows (each request's model, tokens, latency, charge) older than this many
+    /// days; the ledger, per-day spend and the audit trail are kept. Unset: kept for ever.
+    pub usage_retention_days: Option<u32>,
+}
+
 /// `[testing]`: knobs for tests of a running binary (production refuses every one).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -527,6 +537,7 @@ fn from_table(mut t: toml::Table, problems: &mut Vec<Problem>) -> Config {
     take(&mut t, "alerts", &mut c.alerts, problems);
     take(&mut t, "stripe", &mut c.stripe, problems);
     take(&mut t, "anomaly", &mut c.anomaly, problems);
+    take(&mut t, "privacy", &mut c.privacy, problems);
     take(&mut t, "testing", &mut c.testing, problems);
     take(&mut t, "oidc", &mut c.oidc, problems);
     take(&mut t, "providers", &mut c.providers, problems);

@@ -68,6 +68,8 @@ pub struct Settings {
     pub payments: Option<layers_core::payments::PaymentSettings>,
     /// The anomaly rules' thresholds and the operator's webhook.
     pub anomaly: layers_core::alerts::AnomalySettings,
+    /// How long usage rows are kept (`privacy.usage_retention_days`).
+    pub usage_retention: Option<Duration>,
 }
 
 #[derive(Clone)]

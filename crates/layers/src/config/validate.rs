@@ -83,6 +83,17 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         ));
     }
     let oidc = check_oidc(&c, production, problems);
+    let usage_retention = match c.privacy.usage_retention_days {
+        None => None,
+        Some(d) if d < 7 => {
+            problems.push(Problem::new(
+                "privacy.usage_retention_days",
+                "must be at least 7: the dashboard's runway and charts read the last week",
+            ));
+            None
+        }
+        Some(d) => Some(Duration::from_secs(u64::from(d) * 86_400)),
+    };
     // The public URL (where Checkout sends people back) is set at start-up, like the e-mails'.
     let payments = super::stripe::check_stripe(&c, production, "", problems);
     let anomaly = super::anomaly::check_anomaly(
@@ -127,6 +138,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         clock_ahead,
         payments,
         anomaly,
+        usage_retention,
     })
 }
 

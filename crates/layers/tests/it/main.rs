@@ -29,6 +29,7 @@ mod money_partition;
 mod multinode;
 mod oidc;
 mod payments;
+mod privacy;
 mod ratelimit;
 mod readme;
 mod routing;
