@@ -25,11 +25,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .or_else(|| parts.headers.get("x-api-key"))
-            .map(|v| v.to_str().unwrap_or(""));
+        let header = credential(&parts.headers);
         let ip = parts.extensions.get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let admitted = state.core.admit(header, ip).await;
         // The rate headers are written for a refusal by the limit as for an admission.
@@ -48,6 +44,32 @@ impl FromRequestParts<AppState> for Authenticated {
         span.record("user_id", tracing::field::display(principal.user_id));
         span.record("key_id", tracing::field::display(principal.key_id));
         Ok(Authenticated(principal))
+    }
+}
+
+/// The credential a request carries. Two `Authorization` headers, two `x-api-key` headers, or
+/// both with different keys are ambiguous (a proxy in front may read another one than we do):
+/// such a request is refused as a malformed key, never served as either.
+fn credential(headers: &http::HeaderMap) -> Option<&str> {
+    const AMBIGUOUS: &str = "Bearer (ambiguous credentials)";
+    let auth: Vec<&http::HeaderValue> = headers.get_all(http::header::AUTHORIZATION).iter().collect();
+    let api_key: Vec<&http::HeaderValue> = headers.get_all("x-api-key").iter().collect();
+    if auth.len() > 1 || api_key.len() > 1 {
+        return Some(AMBIGUOUS);
+    }
+    let auth = auth.first().map(|v| v.to_str().unwrap_or(""));
+    let api_key = api_key.first().map(|v| v.to_str().unwrap_or(""));
+    match (auth, api_key) {
+        (Some(a), Some(k)) => {
+            let bearer = a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")).unwrap_or(a).trim();
+            if bearer == k.trim() {
+                Some(a)
+            } else {
+                Some(AMBIGUOUS)
+            }
+        }
+        (Some(a), None) => Some(a),
+        (None, k) => k,
     }
 }
 

@@ -141,3 +141,44 @@ async fn the_server_role_is_confined_and_the_owner_is_not() {
     let mut server = PgConnection::connect(&layers_store::testing::postgres_admin_url()).await.unwrap();
     server.execute(format!("DROP ROLE IF EXISTS {login}").as_str()).await.unwrap();
 }
+
+/// Every table that holds a `user_id`, now and in every later migration, has row-level security
+/// enabled and forced, and shows the server's role nothing without an account named.
+#[tokio::test]
+async fn every_table_holding_user_data_is_under_forced_row_level_security() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let store = db.store().await;
+    let u = user(&store, "everywhere@example.com").await;
+    key(&store, &u, 9).await;
+    let mut owner = PgConnection::connect(&db.url).await.unwrap();
+    let tables: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r' AND EXISTS \
+           (SELECT 1 FROM information_schema.columns col WHERE col.table_schema = n.nspname \
+            AND col.table_name = c.relname AND col.column_name = 'user_id') ORDER BY 1",
+    )
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 20, "found the user tables: {tables:?}");
+    for (table, enabled, forced) in &tables {
+        assert!(*enabled && *forced, "{table}: row-level security enabled and forced");
+    }
+    let mut app = PgConnection::connect(&db.url).await.unwrap();
+    app.execute(format!("SET ROLE {APP_ROLE}").as_str()).await.unwrap();
+    for (table, _, _) in &tables {
+        // Without an account named, nothing is visible, and nothing can be written for one.
+        let seen = sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut app).await;
+        match seen {
+            Ok(n) => assert_eq!(n, 0, "{table} visible without app.user_id"),
+            Err(err) => assert!(err.to_string().contains("permission denied"), "{table}: {err}"),
+        }
+        let wrote = sqlx::query(&format!("UPDATE {table} SET user_id = user_id")).execute(&mut app).await;
+        if let Ok(done) = wrote {
+            assert_eq!(done.rows_affected(), 0, "{table}: rows changed without app.user_id");
+        }
+    }
+    let _ = owner.close().await;
+    let _ = app.close().await;
+}

@@ -6,6 +6,7 @@ mod accounts;
 mod anomaly;
 mod anthropic;
 mod architecture;
+mod attacks;
 mod auth;
 mod billing;
 mod billing_load;

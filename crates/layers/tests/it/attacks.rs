@@ -1,0 +1,332 @@
+//! The attack suite (issue 16): what an attacker who read the reference implementation's
+//! security guide would try first, each against the real server. Every answer must be a clear
+//! 4xx (never a 5xx, never someone else's data), and the server must stay up.
+
+use std::time::Duration;
+
+use layers_domain::{KeyEnv, Tier};
+use layers_testkit::{AppOptions, Browser, MailCatcher, MockOpenAi, TestApp};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::accounts::{log_in, signed_up, PASSWORD};
+use crate::billing::{exact, EXACT_MODEL};
+
+struct Target {
+    app: TestApp,
+    mail: MailCatcher,
+    _mock: MockOpenAi,
+}
+
+async fn target() -> Target {
+    let mail = MailCatcher::start().await;
+    let mock = MockOpenAi::start().await;
+    let mut opts = AppOptions::default();
+    opts.env.push(("LAYERS_ALLOWED_ORIGINS".into(), "https://app.example.com".into()));
+    let opts = opts
+        .with_mock(&mock)
+        .config(EXACT_MODEL)
+        .config(&format!("[email]\nsmtp_url = \"{}\"\nfrom = \"Layers <no-reply@layers.test>\"\n", mail.url));
+    Target { app: TestApp::spawn_with(opts).await.unwrap(), mail, _mock: mock }
+}
+
+async fn person(t: &Target, email: &str) -> (Browser, layers_store::User, String) {
+    let mut b = signed_up(&t.app, &t.mail, email).await;
+    assert_eq!(log_in(&mut b, email, PASSWORD, "").await.location(), Some("/dashboard"));
+    let user = t.app.core.accounts.user_by_email(email).await.unwrap();
+    t.app.core.accounts.set_tier(user.id, Tier::Pro).await.unwrap();
+    t.app.grant(&user, "5").await;
+    let key = t.app.create_key(&user, KeyEnv::Live).await;
+    (b, user, key)
+}
+
+/// Sends raw bytes and returns the status line's code (0 when the server closed at once).
+async fn raw(app: &TestApp, request: &[u8]) -> u16 {
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.unwrap_or(Ok(0)).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+async fn alive(app: &TestApp) {
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200, "the server is still up");
+}
+
+#[tokio::test]
+async fn the_reference_test_mode_header_opens_no_route() {
+    let t = target().await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let headers = [
+        ("x-layers-test-mode", "layers-integration-test-2026"),
+        ("x-layers-test-mode", "true"),
+        ("x-layers-test-secret", "layers-integration-test-2026"),
+    ];
+    let api: &[(&str, &str)] = &[
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/api/v1/chat"),
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/images/generations"),
+        ("GET", "/api/v1/balance"),
+        ("GET", "/api/v1/usage"),
+        ("GET", "/api/v1/generation?id=req_x"),
+    ];
+    for (method, path) in api {
+        let mut req = client.request(method.parse().unwrap(), format!("{}{path}", t.app.url));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req.json(&exact()).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} with the test-mode header");
+    }
+    for path in [
+        "/dashboard",
+        "/dashboard/keys",
+        "/dashboard/usage",
+        "/dashboard/billing",
+        "/dashboard/security",
+        "/dashboard/settings",
+    ] {
+        let mut req = client.get(format!("{}{path}", t.app.url));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/login"), "{path}: to the login page");
+    }
+}
+
+#[tokio::test]
+async fn another_persons_keys_sessions_usage_and_purchases_are_out_of_reach() {
+    let t = target().await;
+    let (mut alice, _, alice_key) = person(&t, "alice@example.com").await;
+    let (mut bob, bob_user, bob_key) = person(&t, "bob@example.com").await;
+    let r = t.app.chat(&bob_key, &exact()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let bob_request = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let bob_row = t.app.wait_for_usage(&bob_user, 1).await.remove(0);
+    let bob_key_id = t.app.store().keys_of_user(bob_user.id).await.unwrap()[0].id;
+
+    // Alice's session: Bob's key, Bob's request, Bob's key's state form.
+    assert_eq!(alice.get(&format!("/dashboard/keys/{bob_key_id}")).await.status, 404);
+    assert_eq!(alice.get(&format!("/dashboard/usage/{}", bob_row.id)).await.status, 404);
+    let page = alice.get("/dashboard/keys").await;
+    let off = alice
+        .post(&format!("/dashboard/keys/{bob_key_id}/state"), &[("csrf", &page.csrf()), ("state", "deactivated")])
+        .await;
+    assert_eq!(off.status, 404);
+    assert_eq!(t.app.chat(&bob_key, &exact()).send().await.unwrap().status(), 200, "Bob's key still works");
+    // Alice's key: Bob's request by id.
+    let r = t.app.get(&format!("/api/v1/generation?id={bob_request}")).bearer_auth(&alice_key).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Bob's session cookie is Bob's: Alice's CSRF token does not work with it.
+    let bob_page = bob.get("/dashboard/keys").await;
+    let forged = bob.post("/dashboard/keys", &[("csrf", &page.csrf()), ("name", "x"), ("env", "live")]).await;
+    assert_eq!(forged.status, 403, "a CSRF token from another session is refused");
+    assert_eq!(bob_page.status, 200);
+    // A made-up Checkout Session of someone else.
+    assert_eq!(alice.get("/dashboard/billing/checkout/success?session_id=cs_test_bobs").await.status, 404);
+}
+
+#[tokio::test]
+async fn sql_and_script_injection_are_text() {
+    let t = target().await;
+    let (mut b, user, key) = person(&t, "mallory@example.com").await;
+    let evil = "<script>alert(1)</script>' OR '1'='1'; DROP TABLE api_keys; --";
+    let page = b.get("/dashboard/keys").await;
+    let created = b.post("/dashboard/keys", &[("csrf", &page.csrf()), ("name", evil), ("env", "live")]).await;
+    assert_eq!(created.status, 200);
+    let list = b.get("/dashboard/keys").await;
+    assert!(!list.body.contains("<script>alert(1)"), "rendered as text");
+    assert!(list.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(t.app.store().keys_of_user(user.id).await.unwrap().len(), 2, "the table is there, both keys too");
+    for query in [
+        "/dashboard/usage?model=%27%20OR%201%3D1--",
+        "/dashboard/usage?provider=%3Cscript%3E",
+        "/dashboard/usage?key=%27%3B--",
+        "/dashboard/usage?from=%27&until=%3Cb%3E",
+        "/dashboard/usage.csv?model=%27%20OR%20%271%27%3D%271",
+        "/dashboard/security?type=%27%20OR%201%3D1--",
+    ] {
+        let p = b.get(query).await;
+        assert!(p.status < 500, "{query}: {}", p.status);
+        assert!(!p.body.contains("<script>") || !p.body.contains("%3Cscript%3E"), "{query}");
+    }
+    let filtered = b.get("/dashboard/usage?model=%27%20OR%201%3D1--").await;
+    assert!(filtered.status == 200 || filtered.status == 400);
+    for model in ["' OR 1=1 --", "<script>", "mock/exact'; --"] {
+        let r = t
+            .app
+            .chat(&key, &json!({"model": model, "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!((400..500).contains(&r.status().as_u16()), "{model}: {}", r.status());
+        // The error names the model, as OpenAI's does: as JSON, which no browser runs.
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+    let r = t.app.get("/api/v1/generation?id=%27%20OR%201%3D1--").bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    alive(&t.app).await;
+}
+
+#[tokio::test]
+async fn oversized_and_deeply_nested_json_are_refused_cleanly() {
+    let t = target().await;
+    let (_, _, key) = person(&t, "big@example.com").await;
+    let huge =
+        format!(r#"{{"model":"mock/exact","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(12 << 20));
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await;
+    match r {
+        Ok(r) => assert_eq!(r.status(), 413),
+        // The server may close the connection once the limit is passed: also a refusal.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let body = format!(r#"{{"model":"mock/exact","messages":{deep}}}"#);
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let deep_object = format!("{}{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(deep_object)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    alive(&t.app).await;
+}
+
+#[tokio::test]
+async fn ambiguous_and_smuggled_requests_are_refused() {
+    let t = target().await;
+    let (_, _, key) = person(&t, "smuggle@example.com").await;
+    let body = serde_json::to_string(&exact()).unwrap();
+    // Two credentials: refused, not served as either.
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .header("authorization", format!("Bearer {key}"))
+        .header("authorization", "Bearer lyr_live_sk_someoneelse")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "two Authorization headers");
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-api-key", "lyr_live_sk_someoneelse")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "Authorization and x-api-key naming different keys");
+    let r = t
+        .app
+        .http
+        .post(format!("{}/v1/chat/completions", t.app.url))
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-api-key", &key)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the same key twice is not ambiguous");
+    // Request smuggling at the HTTP layer.
+    let len = body.len();
+    let both = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    assert_eq!(raw(&t.app, both.as_bytes()).await, 400, "Content-Length with Transfer-Encoding");
+    let bare_cr =
+        format!("GET /api/v1/balance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\rX-Injected: 1\r\n\r\n");
+    assert_eq!(raw(&t.app, bare_cr.as_bytes()).await, 400, "a bare CR in a header");
+    let lf_only_value = format!(
+        "GET /api/v1/balance HTTP/1.1\r\nHost: x\r\nX-A: a\nInjected: b\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    let status = raw(&t.app, lf_only_value.as_bytes()).await;
+    assert!(status == 400 || status == 200, "a bare LF splits headers at most: {status}");
+    let two_lengths = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 2\r\nContent-Length: {len}\r\n\r\n{body}"
+    );
+    assert_eq!(raw(&t.app, two_lengths.as_bytes()).await, 400, "two different Content-Lengths");
+    alive(&t.app).await;
+}
+
+#[tokio::test]
+async fn cors_answers_only_listed_origins() {
+    let t = target().await;
+    let (_, _, key) = person(&t, "cors@example.com").await;
+    for origin in ["https://evil.example", "null", "https://app.example.com.evil.example", "http://app.example.com"] {
+        let pre = t
+            .app
+            .http
+            .request(reqwest::Method::OPTIONS, format!("{}/v1/chat/completions", t.app.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(pre.headers().get("access-control-allow-origin").is_none(), "preflight from {origin}");
+        let r = t.app.get("/api/v1/balance").bearer_auth(&key).header("origin", origin).send().await.unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none(), "{origin}");
+        assert!(r.headers().get("access-control-allow-credentials").is_none());
+    }
+    let r = t
+        .app
+        .get("/api/v1/balance")
+        .bearer_auth(&key)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com", "the listed origin is served");
+    // Pages never answer cross-origin reads, and refuse cross-site posts.
+    let page = t.app.get("/login").header("origin", "https://evil.example").send().await.unwrap();
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    let post = t
+        .app
+        .http
+        .post(format!("{}/login", t.app.url))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("email", "cors@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 403);
+}
