@@ -152,6 +152,9 @@ struct Inner {
     broadcaster: Broadcaster,
     /// Calendar limits reset by this clock's UTC days.
     clock: Clock,
+    /// Requests refused as too expensive go to the audit trail, once a minute per account.
+    audit: crate::audit::Audit,
+    expensive_noted: std::sync::Mutex<std::collections::HashMap<UserId, i64>>,
 }
 
 // === impl Billing ===
@@ -177,6 +180,7 @@ impl Billing {
             journal::replay(path, &store, &stats).await;
         }
         let node = Uuid::now_v7();
+        let store_for_audit = store.clone();
         let inner = Arc::new(Inner {
             sink: settler::spawn(store.clone(), stats.clone(), &settings, tasks),
             gate: DbGate::new(settings.db_timeout),
@@ -188,6 +192,8 @@ impl Billing {
             stats,
             broadcaster,
             clock,
+            audit: crate::audit::Audit::new(store_for_audit),
+            expensive_noted: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         upkeep::spawn(&inner, tasks);
         tracing::info!(node = %node, "billing engine started");

@@ -87,6 +87,32 @@ impl Plan<'_> {
     }
 }
 
+/// An unusually expensive request (refused by the per-request cap) goes to the account's audit
+/// trail: the first of each minute per account on this node, off the request path.
+fn note_expensive(
+    inner: &Arc<Inner>,
+    user: layers_domain::UserId,
+    key: layers_domain::KeyId,
+    estimate: MicroCredits,
+    cap: MicroCredits,
+) {
+    let minute = inner.clock.now().unix_timestamp().div_euclid(60);
+    {
+        let mut noted = inner.expensive_noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if noted.len() > 100_000 {
+            noted.retain(|_, m| *m == minute);
+        }
+        if noted.insert(user, minute) == Some(minute) {
+            return;
+        }
+    }
+    let audit = inner.audit.clone();
+    inner.tasks.spawn("audit-expensive-request", async move {
+        let metadata = serde_json::json!({"key_id": key.to_string(), "estimate": estimate.credits_text(), "cap": cap.credits_text()});
+        audit.record(Some(user), "expensive_request_refused", metadata, layers_store::Severity::Warning, None).await;
+    });
+}
+
 pub(super) async fn reserve(inner: &Arc<Inner>, r: ReserveRequest<'_>) -> Result<Reserved, BillingError> {
     let p = r.principal;
     let mut caps = EffectiveCaps::resolve(
@@ -103,7 +129,10 @@ pub(super) async fn reserve(inner: &Arc<Inner>, r: ReserveRequest<'_>) -> Result
                 plan.output = n;
                 plan.lowered = true;
             }
-            _ => return Err(BillingError::TooExpensive { estimate: plan.estimate(), cap }),
+            _ => {
+                note_expensive(inner, p.user_id, p.key_id, plan.estimate(), cap);
+                return Err(BillingError::TooExpensive { estimate: plan.estimate(), cap });
+            }
         }
     }
     let per_request_cap = caps.per_request;

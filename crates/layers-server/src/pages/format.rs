@@ -106,6 +106,13 @@ pub fn event_label(kind: &str) -> &str {
         "auto_topup_started" => "Auto top-up charged",
         "auto_topup_failed" => "Auto top-up payment failed",
         "auto_topup_disabled" => "Auto top-up turned off after failures",
+        "expensive_request_refused" => "Request refused: above the per-request limit",
+        "anomaly_rapid_key_creation" => "Many keys created in an hour (flagged)",
+        "anomaly_usage_spike" => "Usage spike: rate limit lowered for a while",
+        "anomaly_hold_released" => "Usage spike hold ended",
+        "anomaly_expensive_models" => "High spend on high-cost models today",
+        "account_suspended" => "Account suspended by the operator",
+        "account_unsuspended" => "Account suspension lifted",
         other => other,
     }
 }

@@ -182,3 +182,27 @@ async fn every_table_holding_user_data_is_under_forced_row_level_security() {
     let _ = owner.close().await;
     let _ = app.close().await;
 }
+
+/// The audit trail, the ledger and Stripe's event records are append-only for the server's
+/// role: it may read and add, never change or delete.
+#[tokio::test]
+async fn the_audit_trail_and_the_ledger_are_append_only_for_the_server() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    db.store().await;
+    let mut owner = PgConnection::connect(&db.url).await.unwrap();
+    for table in ["audit_logs", "credit_transactions", "stripe_events"] {
+        for (privilege, allowed) in
+            [("SELECT", true), ("INSERT", true), ("UPDATE", false), ("DELETE", false), ("TRUNCATE", false)]
+        {
+            let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, $3)")
+                .bind(APP_ROLE)
+                .bind(table)
+                .bind(privilege)
+                .fetch_one(&mut owner)
+                .await
+                .unwrap();
+            assert_eq!(has, allowed, "{APP_ROLE} {privilege} on {table}");
+        }
+    }
+    let _ = owner.close().await;
+}

@@ -116,7 +116,7 @@ async fn another_persons_keys_sessions_usage_and_purchases_are_out_of_reach() {
     assert_eq!(alice.get(&format!("/dashboard/usage/{}", bob_row.id)).await.status, 404);
     let page = alice.get("/dashboard/keys").await;
     let off = alice
-        .post(&format!("/dashboard/keys/{bob_key_id}/state"), &[("csrf", &page.csrf()), ("state", "deactivated")])
+        .post(&format!("/dashboard/keys/{bob_key_id}/state"), &[("csrf", &page.csrf()), ("action", "deactivate")])
         .await;
     assert_eq!(off.status, 404);
     assert_eq!(t.app.chat(&bob_key, &exact()).send().await.unwrap().status(), 200, "Bob's key still works");
@@ -329,4 +329,84 @@ async fn cors_answers_only_listed_origins() {
         .await
         .unwrap();
     assert_eq!(post.status(), 403);
+}
+
+/// The audit trail of SPEC §8.4, as a person and their key produce it, each event written by
+/// the code path that caused it.
+#[tokio::test]
+async fn the_audit_trail_has_every_event_spec_8_4_lists() {
+    let t = target().await;
+    let (mut b, user, key) = person(&t, "trail@example.com").await;
+    // Login failed, then succeeded (the person logged in above).
+    let mut stranger = Browser::new(&t.app.url);
+    log_in(&mut stranger, "trail@example.com", "not the password", "").await;
+    // Keys: created, deactivated, deleted (through the page).
+    let page = b.get("/dashboard/keys").await;
+    let shown = b.post("/dashboard/keys", &[("csrf", &page.csrf()), ("name", "audited"), ("env", "live")]).await;
+    let at = shown.body.find("/dashboard/keys/").unwrap() + "/dashboard/keys/".len();
+    let id = shown.body[at..at + 36].to_owned();
+    let csrf = b.get("/dashboard/keys").await.csrf();
+    b.post(&format!("/dashboard/keys/{id}/state"), &[("csrf", &csrf), ("action", "deactivate")]).await;
+    b.post(&format!("/dashboard/keys/{id}/state"), &[("csrf", &csrf), ("action", "delete")]).await;
+    // Tier changed; credits granted.
+    t.app.core.accounts.set_tier(user.id, Tier::Starter).await.unwrap();
+    // An expensive request (above the per-request cap) and a rate limit hit.
+    t.app
+        .core
+        .accounts
+        .set_caps(
+            user.id,
+            layers_store::CapOverrides { per_request: Some(layers_domain::MicroCredits(10_000)), per_hour: None },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = t
+        .app
+        .chat(&key, &json!({"model": "mock/exact", "max_tokens": 4000, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    t.app
+        .core
+        .accounts
+        .set_rate(user.id, layers_store::RateOverrides { requests_per_minute: Some(1), tokens_per_minute: None })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        t.app.get("/api/v1/balance").bearer_auth(&key).send().await.unwrap();
+    }
+    // Data exported; password changed (other sessions end); sessions revoked everywhere.
+    let settings = b.get("/dashboard/settings").await;
+    b.post("/dashboard/settings/export", &[("csrf", &settings.csrf()), ("password", PASSWORD)]).await;
+    let settings = b.get("/dashboard/settings").await;
+    b.post(
+        "/dashboard/settings/password",
+        &[("csrf", &settings.csrf()), ("current", PASSWORD), ("new", "a much newer passphrase")],
+    )
+    .await;
+    let settings = b.get("/dashboard/settings").await;
+    b.post("/dashboard/settings/sessions/everywhere", &[("csrf", &settings.csrf())]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kinds: Vec<String> =
+        t.app.store().audit_events(user.id, 500).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    for want in [
+        "account_created",
+        "login_failed",
+        "login_succeeded",
+        "key_created",
+        "key_deactivated",
+        "key_deleted",
+        "tier_changed",
+        "credits_granted",
+        "expensive_request_refused",
+        "rate_limit_exceeded",
+        "data_exported",
+        "password_changed",
+        "sessions_revoked",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "{want} missing from {kinds:?}");
+    }
 }
