@@ -222,6 +222,22 @@ async fn after_a_pepper_rotation_old_keys_work_and_are_listed_until_reissued() {
     let listed = ok(&o, &["key", "old-pepper"]).await;
     assert_eq!(listed.lines().count(), 1);
     assert!(!listed.contains(&new_key[..16]));
+    // A node running the rotated configuration serves both: the old key under version 1, the
+    // new one under version 2.
+    let mut opts = AppOptions::default().second_node_of(&o.app).with_mock(&o._mock);
+    opts.env.push(("LAYERS_KEYS__PEPPER".into(), "a-brand-new-pepper-0123456789-abcdefghijklmnop".into()));
+    opts.env.push(("LAYERS_KEYS__PEPPER_VERSION".into(), "2".into()));
+    opts.env.push(("LAYERS_KEYS__OLD_PEPPERS__1".into(), layers_testkit::app::TEST_PEPPER.into()));
+    let rotated_node = TestApp::spawn_with(opts).await.unwrap();
+    assert_eq!(status_of(&rotated_node, &old_key).await, 200, "old keys keep working until re-issued");
+    assert_eq!(status_of(&rotated_node, &new_key).await, 200);
+    // Once the old pepper is removed, keys still on it stop working.
+    let mut opts = AppOptions::default().second_node_of(&o.app).with_mock(&o._mock);
+    opts.env.push(("LAYERS_KEYS__PEPPER".into(), "a-brand-new-pepper-0123456789-abcdefghijklmnop".into()));
+    opts.env.push(("LAYERS_KEYS__PEPPER_VERSION".into(), "2".into()));
+    let retired = TestApp::spawn_with(opts).await.unwrap();
+    assert_eq!(status_of(&retired, &old_key).await, 401);
+    assert_eq!(status_of(&retired, &new_key).await, 200);
 }
 
 #[tokio::test]
