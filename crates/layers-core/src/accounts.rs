@@ -69,7 +69,12 @@ impl AccountService {
     /// Suspends an account (every node refuses its keys within a second, and its sessions end)
     /// or lifts the suspension; doing it twice changes nothing more.
     pub async fn set_status(&self, user: UserId, status: UserStatus) -> ServiceResult<()> {
-        let before = self.store.user(user).await?.ok_or(ServiceError::NotFound("account"))?.status;
+        let account = self.store.user(user).await?.ok_or(ServiceError::NotFound("account"))?;
+        // A deleted account stays suspended: its erasure is not undone by lifting a suspension.
+        if account.email.ends_with("@deleted.invalid") {
+            return Err(ServiceError::Invalid("this account was deleted"));
+        }
+        let before = account.status;
         if before == status {
             return Ok(());
         }

@@ -227,6 +227,7 @@ impl Core {
                     billing: Some(billing.clone()),
                     mailer: mailer.clone(),
                     clock: clock.clone(),
+                    anomalies: Some(alerts.clone()),
                 };
                 let service = Arc::new(payments::PaymentService::new(parts, p).map_err(CoreError::Http)?);
                 payments::jobs::spawn(service.clone(), &tasks);

@@ -52,22 +52,18 @@ impl FromRequestParts<AppState> for Authenticated {
 /// such a request is refused as a malformed key, never served as either.
 fn credential(headers: &http::HeaderMap) -> Option<&str> {
     const AMBIGUOUS: &str = "Bearer (ambiguous credentials)";
-    let auth: Vec<&http::HeaderValue> = headers.get_all(http::header::AUTHORIZATION).iter().collect();
-    let api_key: Vec<&http::HeaderValue> = headers.get_all("x-api-key").iter().collect();
+    // An empty header is no credential (SDKs send `x-api-key: ""` when its variable is empty).
+    let present = |name| -> Vec<&str> {
+        headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{1}").trim()).filter(|v| !v.is_empty()).collect()
+    };
+    let auth = present(http::header::AUTHORIZATION.as_str());
+    let api_key = present("x-api-key");
     if auth.len() > 1 || api_key.len() > 1 {
         return Some(AMBIGUOUS);
     }
-    let auth = auth.first().map(|v| v.to_str().unwrap_or(""));
-    let api_key = api_key.first().map(|v| v.to_str().unwrap_or(""));
-    match (auth, api_key) {
-        (Some(a), Some(k)) => {
-            let bearer = a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")).unwrap_or(a).trim();
-            if bearer == k.trim() {
-                Some(a)
-            } else {
-                Some(AMBIGUOUS)
-            }
-        }
+    match (auth.first().copied(), api_key.first().copied()) {
+        (Some(a), Some(k)) if layers_core::auth::bearer_token(a) == k => Some(a),
+        (Some(_), Some(_)) => Some(AMBIGUOUS),
         (Some(a), None) => Some(a),
         (None, k) => k,
     }

@@ -102,6 +102,39 @@ impl TestDatabase {
 }
 
 impl TestDatabase {
+    /// Moves an account's usage rows and anomaly holds `days` into the past, as if they were
+    /// that old (the database's own clock decides what retention and holds do on PostgreSQL).
+    /// Runs as the owner, outside the server's role.
+    pub async fn age_account(&self, user: layers_domain::UserId, days: i64) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            for table in ["usage_logs", "anomaly_holds"] {
+                let column = if table == "usage_logs" { "created_at" } else { "until" };
+                sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = {column} - make_interval(days => $1) WHERE user_id = $2"
+                ))
+                .bind(i32::try_from(days).unwrap_or(i32::MAX))
+                .bind(user.0)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("age {table}: {e}"));
+            }
+            let _ = conn.close().await;
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("connect: {e}"));
+            for (table, column) in [("usage_logs", "created_at"), ("anomaly_holds", "until")] {
+                sqlx::query(&format!("UPDATE {table} SET {column} = {column} - ? WHERE user_id = ?"))
+                    .bind(days * 86_400_000)
+                    .bind(user.to_string())
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("age {table}: {e}"));
+            }
+            let _ = conn.close().await;
+        }
+    }
+
     /// Moves a lease's expiry into the past, as if its node had stopped renewing it an hour ago
     /// (the next reap ends it). Runs as the owner, outside the server's role.
     pub async fn expire_lease(&self, lease: uuid::Uuid) {

@@ -119,6 +119,14 @@ pub trait UsageStore: Send + Sync {
     async fn usage_summary(&self, user: UserId, filter: &UsageFilter) -> StoreResult<UsageSummary>;
     /// One usage row of the user by its internal id.
     async fn usage_row(&self, user: UserId, id: Uuid) -> StoreResult<Option<UsageRecord>>;
+    /// What the account was charged per model in [`from`, `until`): one grouped sum, for the
+    /// anomaly rules.
+    async fn spend_by_model(
+        &self,
+        user: UserId,
+        from: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<Vec<(String, MicroCredits)>>;
     /// Deletes at most `limit` usage rows older than `before` (the retention setting), of every
     /// account; the ledger, the spend roll-ups and the audit trail stay. How many went.
     async fn prune_usage(&self, before: OffsetDateTime, limit: u32) -> StoreResult<u64>;
@@ -285,8 +293,9 @@ pub trait PaymentStore: Send + Sync {
 /// Anomaly holds (issue 16): a usage spike holds an account to a lower rate limit for a while.
 #[async_trait]
 pub trait AnomalyStore: Send + Sync {
-    /// Holds the account to `requests_per_minute` until `until`, keeping its own override to
-    /// put back, and announces the change to every node; false when a hold is already on.
+    /// Holds the account to `requests_per_minute` (or its own lower limit) until `until`,
+    /// keeping its own override to put back, and announces the change to every node; false when
+    /// a hold was already on (it then lasts until the later end).
     async fn hold_account(
         &self,
         user: UserId,
@@ -294,7 +303,9 @@ pub trait AnomalyStore: Send + Sync {
         until: OffsetDateTime,
         at: OffsetDateTime,
     ) -> StoreResult<bool>;
-    /// Ends the holds whose time is up (each once, whichever node asks): the accounts released.
+    /// Ends the holds whose time is up (each once, whichever node asks), putting the account's
+    /// own override back unless an operator changed it meanwhile: the accounts released. On
+    /// PostgreSQL the database's clock decides (`now` is for SQLite's single process).
     async fn release_anomaly_holds(&self, now: OffsetDateTime) -> StoreResult<Vec<UserId>>;
 }
 

@@ -8,6 +8,17 @@ use std::sync::Once;
 
 static INIT: Once = Once::new();
 
+/// What is kept: everything of ours at debug level, the libraries' warnings.
+pub const LEVEL: &str =
+    "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,tower=info,lettre=info";
+
+/// A file for a child process's logs (`layers serve` started by a test), when kept.
+pub fn process_log(name: &str) -> Option<std::fs::File> {
+    let dir = std::env::var("LAYERS_TEST_LOG_DIR").ok()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}-{}.jsonl", std::process::id()))).ok()
+}
+
 /// Installs the capturing subscriber once per process (no-op without `LAYERS_TEST_LOG_DIR`).
 pub fn capture() {
     INIT.call_once(|| {
@@ -17,9 +28,7 @@ pub fn capture() {
         }
         let path = std::path::Path::new(&dir).join(format!("{}.jsonl", std::process::id()));
         let Ok(file) = std::fs::File::create(path) else { return };
-        let filter = tracing_subscriber::EnvFilter::new(
-            "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,tower=info,lettre=info",
-        );
+        let filter = tracing_subscriber::EnvFilter::new(LEVEL);
         let _ = tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)

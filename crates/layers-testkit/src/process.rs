@@ -21,6 +21,10 @@ impl ServeProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // The suite's privacy scan reads what this process logs too (see `crate::logs`).
+        if let Some(file) = crate::logs::process_log(&format!("serve-{port}")) {
+            cmd.env("LAYERS_LOG__FORMAT", "json").env("LAYERS_LOG__LEVEL", crate::logs::LEVEL).stderr(file);
+        }
         let child = cmd.spawn().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();

@@ -67,7 +67,7 @@ async fn dispatch(
                 Some(email) => {
                     let user = accounts.user_by_email(&email).await?;
                     let filter = layers_store::AuditFilter { types: types.clone(), since, before: None };
-                    store.audit_events_filtered(user.id, &filter, limit).await?
+                    store.audit_events_filtered(user.id, &filter, 10_000).await?
                 }
                 None => {
                     let mut all = store.system_audit_events(None, 10_000).await?;
@@ -146,6 +146,9 @@ async fn whole_account(settings: Settings, command: UserCommand) -> anyhow::Resu
     if let UserCommand::Delete { yes: false, .. } = command {
         bail!("deleting an account cannot be undone: add --yes");
     }
+    // The services only: no metrics listener (a server on this host may hold its address).
+    let mut settings = settings;
+    settings.metrics_listen = None;
     let prepared = startup::prepare(settings).await?;
     let core = prepared.core.clone();
     let done = async {
@@ -285,21 +288,33 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
 
 async fn credits(accounts: &AccountService, command: CreditsCommand) -> anyhow::Result<()> {
     match command {
-        CreditsCommand::Grant { email, credits, reason } => {
+        CreditsCommand::Grant { email, credits, reason, idempotency_key } => {
             let amount = parse_credits(&credits)?;
             if !amount.is_positive() {
                 bail!("--credits must be positive for a grant; use `credits adjust` to remove credits");
             }
             let user = accounts.user_by_email(&email).await?;
-            let balance =
-                accounts.change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None }).await?;
+            let balance = accounts
+                .change_credits(CreditChange {
+                    user: user.id,
+                    amount,
+                    reason,
+                    idempotency_key: idempotency_key.map(|k| format!("operator:{k}")),
+                })
+                .await?;
             emit(&balance.to_string());
         }
-        CreditsCommand::Adjust { email, credits, reason } => {
+        CreditsCommand::Adjust { email, credits, reason, idempotency_key } => {
             let amount = parse_credits(&credits)?;
             let user = accounts.user_by_email(&email).await?;
-            let balance =
-                accounts.change_credits(CreditChange { user: user.id, amount, reason, idempotency_key: None }).await?;
+            let balance = accounts
+                .change_credits(CreditChange {
+                    user: user.id,
+                    amount,
+                    reason,
+                    idempotency_key: idempotency_key.map(|k| format!("operator:{k}")),
+                })
+                .await?;
             emit(&balance.to_string());
         }
         CreditsCommand::Show { email } => {
@@ -356,7 +371,8 @@ fn parse_since(text: &str) -> anyhow::Result<time::OffsetDateTime> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
         return Ok(t);
     }
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let split = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = text.split_at(split);
     let n: i64 =
         n.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: an RFC 3339 time or an age like 30m, 24h, 7d"))?;
     let age = match unit {

@@ -278,6 +278,9 @@ pub enum CreditsCommand {
         credits: String,
         #[arg(long)]
         reason: String,
+        /// Makes a retried command apply once (e.g. the ticket number).
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Change the balance by a signed amount with a reason: `--credits -2` removes 2 credits,
     /// `--credits 2` adds 2 (a removal never takes the balance below zero); prints the new
@@ -289,6 +292,9 @@ pub enum CreditsCommand {
         credits: String,
         #[arg(long)]
         reason: String,
+        /// Makes a retried command apply once (e.g. the ticket number).
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Print the available balance in credits.
     Show {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use layers_domain::anomaly::{self as rules, Thresholds};
 use layers_domain::dashboard::period::day_start;
 use layers_domain::{MicroCredits, UserId};
-use layers_store::{Severity, UsageFilter};
+use layers_store::Severity;
 use serde_json::json;
 
 use super::{Alert, AlertService};
@@ -43,6 +43,7 @@ pub struct AnomalyStats {
     pub rapid_key_creation: AtomicU64,
     pub usage_spike: AtomicU64,
     pub expensive_models: AtomicU64,
+    pub repeated_refunds: AtomicU64,
 }
 
 /// How often one account's usage is examined on one node at most.
@@ -78,45 +79,74 @@ impl AlertService {
         let t = self.anomaly.thresholds.clone();
         let now = self.clock.now();
         let hour_ago = now - time::Duration::hours(1);
-        let last_hour = self.spent(user, hour_ago, now).await?;
-        if last_hour >= t.spike_min {
-            let week_before = hour_ago - time::Duration::hours(rules::BASELINE_HOURS);
-            let baseline = self.spent(user, week_before, hour_ago).await?;
-            if rules::spike(last_hour, baseline, &t) {
-                self.usage_spike(user, last_hour, baseline, &t).await?;
+        let day = layers_domain::dashboard::period::day_of(now);
+        let today = day_start(day);
+        // One grouped sum since the start of the day or the hour, whichever is earlier.
+        let since = today.min(hour_ago);
+        let recent = self.store.spend_by_model(user, since, now + time::Duration::seconds(1)).await?;
+        if t.spike_factor > 0 {
+            let last_hour = if since == hour_ago {
+                MicroCredits(recent.iter().map(|(_, c)| c.0).sum())
+            } else {
+                self.spent(user, hour_ago, now + time::Duration::seconds(1)).await?
+            };
+            if last_hour >= t.spike_min && last_hour.0 > 0 {
+                let baseline = self.baseline(user, hour_ago).await?;
+                if rules::spike(last_hour, baseline, &t) {
+                    self.usage_spike(user, last_hour, baseline, &t).await?;
+                }
             }
         }
-        let today = day_start(layers_domain::dashboard::period::day_of(now));
-        let filter =
-            UsageFilter { from: Some(today), until: Some(now + time::Duration::seconds(1)), ..UsageFilter::default() };
-        let summary = self.store.usage_summary(user, &filter).await?;
-        let expensive: Vec<(&String, MicroCredits)> = summary
-            .by_model
-            .iter()
-            .filter(|(m, _)| rules::is_expensive(m, &t.expensive_models))
-            .map(|(m, totals)| (m, totals.charged))
-            .collect();
-        let spent = MicroCredits(expensive.iter().map(|(_, c)| c.0).sum());
-        if rules::expensive_day(spent, &t) {
-            let models: Vec<&String> = expensive.iter().map(|(m, _)| *m).collect();
-            let data = json!({"spent_today": spent.credits_text(), "threshold": t.expensive_per_day.credits_text(),
-                              "models": models});
-            let tell = Alert {
-                kind: "expensive_models",
-                subject: format!("You spent {} credits on high-cost models today", spent.credits_text()),
-                lines: vec![format!(
-                    "Today (UTC) your requests to high-cost models ({}) were charged {} credits (US${}), past the {} credits at which we alert you.",
-                    models.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
-                    spent.credits_text(),
-                    spent.usd_text(),
-                    t.expensive_per_day.credits_text(),
-                ), "If this is not you, lock your account down from the Security page and rotate your keys.".to_owned()],
-                data: data.clone(),
+        if t.expensive_per_day.0 > 0 {
+            let today_spend = if since == today {
+                recent
+            } else {
+                self.store.spend_by_model(user, today, now + time::Duration::seconds(1)).await?
             };
-            let day = layers_domain::dashboard::period::day_of(now).to_string();
-            self.raise(user, "expensive_models", day, Severity::Warning, data, Some(tell)).await?;
+            let expensive: Vec<(&String, MicroCredits)> = today_spend
+                .iter()
+                .filter(|(m, _)| rules::is_expensive(m, &t.expensive_models))
+                .map(|(m, c)| (m, *c))
+                .collect();
+            let spent = MicroCredits(expensive.iter().map(|(_, c)| c.0).sum());
+            if rules::expensive_day(spent, &t) {
+                let models: Vec<&String> = expensive.iter().map(|(m, _)| *m).collect();
+                let data = json!({"spent_today": spent.credits_text(), "threshold": t.expensive_per_day.credits_text(),
+                                  "models": models});
+                let tell = Alert {
+                    kind: "expensive_models",
+                    subject: format!("You spent {} credits on high-cost models today", spent.credits_text()),
+                    lines: vec![format!(
+                        "Today (UTC) your requests to high-cost models ({}) were charged {} credits (US${}), past the {} credits at which we alert you.",
+                        models.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                        spent.credits_text(),
+                        spent.usd_text(),
+                        t.expensive_per_day.credits_text(),
+                    ), "If this is not you, lock your account down from the Security page and rotate your keys.".to_owned()],
+                    data: data.clone(),
+                };
+                self.raise(user, "expensive_models", day.to_string(), Severity::Warning, data, Some(tell)).await?;
+            }
         }
         Ok(())
+    }
+
+    /// The account's spend in the week before `hour_ago`, read once per account and hour.
+    async fn baseline(&self, user: UserId, hour_ago: time::OffsetDateTime) -> ServiceResult<MicroCredits> {
+        let hour = hour_ago.unix_timestamp().div_euclid(3600);
+        if let Some((h, v)) = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&user) {
+            if *h == hour {
+                return Ok(*v);
+            }
+        }
+        let week_before = hour_ago - time::Duration::hours(rules::BASELINE_HOURS);
+        let value = self.spent(user, week_before, hour_ago).await?;
+        let mut cache = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() > 100_000 {
+            cache.retain(|_, (h, _)| *h == hour);
+        }
+        cache.insert(user, (hour, value));
+        Ok(value)
     }
 
     async fn usage_spike(
@@ -145,6 +175,15 @@ impl AlertService {
         Ok(())
     }
 
+    /// Repeated refunds or disputes flagged the account for review (the payments' rule): the
+    /// metric and the operator's webhook, like the other rules (the audit event is the
+    /// payments').
+    pub async fn refunds_flagged(&self, user: UserId, refunds_in_window: Option<i64>) {
+        self.anomaly_stats.repeated_refunds.fetch_add(1, Ordering::Relaxed);
+        let data = json!({"refunds_in_30_days": refunds_in_window});
+        self.tell_operator(user, "repeated_refunds", String::new(), Severity::Critical, data);
+    }
+
     /// Ends the spike holds whose time is up (on any node; each once).
     pub async fn release_holds(&self) -> ServiceResult<usize> {
         let released = self.store.release_anomaly_holds(self.clock.now()).await?;
@@ -160,8 +199,7 @@ impl AlertService {
         from: time::OffsetDateTime,
         until: time::OffsetDateTime,
     ) -> ServiceResult<MicroCredits> {
-        let filter = UsageFilter { from: Some(from), until: Some(until), ..UsageFilter::default() };
-        Ok(self.store.usage_summary(user, &filter).await?.total.charged)
+        Ok(MicroCredits(self.store.spend_by_model(user, from, until).await?.iter().map(|(_, c)| c.0).sum()))
     }
 
     fn usage_check_due(&self, user: UserId) -> bool {
@@ -208,6 +246,7 @@ impl AlertService {
         tell_user: Option<Alert>,
     ) {
         let counter = match rule {
+            "repeated_refunds" => &self.anomaly_stats.repeated_refunds,
             "rapid_key_creation" => &self.anomaly_stats.rapid_key_creation,
             "usage_spike" => &self.anomaly_stats.usage_spike,
             _ => &self.anomaly_stats.expensive_models,
@@ -226,6 +265,18 @@ impl AlertService {
                 ));
             }
         }
+        self.tell_operator(user, rule, period, severity, data);
+    }
+
+    /// POSTs the anomaly to the operator's webhook, signed, off the caller's path.
+    fn tell_operator(
+        &self,
+        user: UserId,
+        rule: &'static str,
+        period: String,
+        severity: Severity,
+        data: serde_json::Value,
+    ) {
         let Some(hook) = self.anomaly.operator.clone() else { return };
         let alert = Alert {
             kind: "anomaly",

@@ -104,6 +104,8 @@ pub struct AlertService {
     anomaly_stats: AnomalyStats,
     /// When each account's usage was last examined for anomalies (this node).
     usage_checks: Mutex<HashMap<UserId, time::OffsetDateTime>>,
+    /// Each account's spend in the week before the current hour, per hour (this node).
+    baselines: Mutex<HashMap<UserId, (i64, MicroCredits)>>,
 }
 
 impl AlertService {
@@ -130,6 +132,7 @@ impl AlertService {
             anomaly: reach.anomaly,
             anomaly_stats: AnomalyStats::default(),
             usage_checks: Mutex::new(HashMap::new()),
+            baselines: Mutex::new(HashMap::new()),
         }
     }
 

@@ -184,7 +184,8 @@ impl Authenticator {
 }
 
 /// Takes the token from `Bearer <token>` (scheme case-insensitive), or the whole value.
-fn bearer_token(raw: &str) -> &str {
+/// The key in an `Authorization` value (`Bearer <key>`, any case) or the value itself.
+pub fn bearer_token(raw: &str) -> &str {
     let raw = raw.trim();
     match raw.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),

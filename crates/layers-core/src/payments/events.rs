@@ -334,6 +334,9 @@ impl PaymentService {
         if o.flagged_for_review {
             let meta = serde_json::json!({"refunds_in_window": o.refunds_in_window});
             self.audit.record(Some(user), "account_flagged_for_review", meta, Severity::Critical, None).await;
+            if let Some(anomalies) = &self.anomalies {
+                anomalies.refunds_flagged(user, o.refunds_in_window).await;
+            }
         }
         if o.unknown_payment {
             tracing::warn!(user_id = %user, cause, "a Stripe event names a payment not credited (yet); a refund is kept for it");

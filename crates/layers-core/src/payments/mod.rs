@@ -89,6 +89,7 @@ pub struct PaymentService {
     mailer: Mailer,
     clock: Clock,
     checks: autotopup::Checks,
+    anomalies: Option<Arc<crate::alerts::AlertService>>,
 }
 
 /// The services payments act through.
@@ -99,6 +100,8 @@ pub(crate) struct PaymentParts {
     pub billing: Option<crate::billing::Billing>,
     pub mailer: Mailer,
     pub clock: Clock,
+    /// The anomaly rules (repeated refunds reach the operator like the others).
+    pub anomalies: Option<Arc<crate::alerts::AlertService>>,
 }
 
 /// What the billing page shows of an account's payments.
@@ -112,7 +115,7 @@ pub struct BillingView {
 impl PaymentService {
     pub(crate) fn new(parts: PaymentParts, settings: PaymentSettings) -> Result<PaymentService, reqwest::Error> {
         let stripe = stripe::StripeClient::new(&settings.api_base, settings.secret_key.clone())?;
-        let PaymentParts { store, audit, broadcaster, billing, mailer, clock } = parts;
+        let PaymentParts { store, audit, broadcaster, billing, mailer, clock, anomalies } = parts;
         Ok(PaymentService {
             store,
             stripe,
@@ -123,6 +126,7 @@ impl PaymentService {
             mailer,
             clock,
             checks: Default::default(),
+            anomalies,
         })
     }
 
@@ -135,7 +139,8 @@ impl PaymentService {
         broadcaster: Broadcaster,
         mailer: Mailer,
     ) -> Result<PaymentService, reqwest::Error> {
-        let parts = PaymentParts { store, audit, broadcaster, billing: None, mailer, clock: Clock::system() };
+        let parts =
+            PaymentParts { store, audit, broadcaster, billing: None, mailer, clock: Clock::system(), anomalies: None };
         PaymentService::new(parts, settings)
     }
 

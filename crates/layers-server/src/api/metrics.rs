@@ -226,6 +226,7 @@ fn anomalies(out: &mut String, core: &Core) {
         ("rapid_key_creation", &stats.rapid_key_creation),
         ("usage_spike", &stats.usage_spike),
         ("expensive_models", &stats.expensive_models),
+        ("repeated_refunds", &stats.repeated_refunds),
     ] {
         let _ = writeln!(out, "layers_anomalies_total{{rule=\"{rule}\"}} {}", n.load(Ordering::Relaxed));
     }

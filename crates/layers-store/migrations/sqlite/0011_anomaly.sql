@@ -3,6 +3,8 @@
 CREATE TABLE anomaly_holds (
     user_id      TEXT PRIMARY KEY REFERENCES users (id),
     previous_rpm INTEGER,
+    -- What the hold set: the release puts `previous_rpm` back only while this is still in force.
+    held_rpm     INTEGER NOT NULL,
     until        INTEGER NOT NULL,
     created_at   INTEGER NOT NULL
 );

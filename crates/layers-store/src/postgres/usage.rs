@@ -134,6 +134,26 @@ impl UsageStore for PgStore {
         row.as_ref().map(rows::usage).transpose()
     }
 
+    async fn spend_by_model(
+        &self,
+        user: UserId,
+        from: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+    ) -> StoreResult<Vec<(String, layers_domain::MicroCredits)>> {
+        let mut tx = self.begin_as(user).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT model, COALESCE(SUM(charged_micros), 0)::bigint FROM usage_logs \
+             WHERE user_id = $1 AND created_at >= $2 AND created_at < $3 GROUP BY model",
+        )
+        .bind(user.0)
+        .bind(from)
+        .bind(until)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(m, c)| (m, layers_domain::MicroCredits(c))).collect())
+    }
+
     async fn prune_usage(&self, before: time::OffsetDateTime, limit: u32) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT layers_prune_usage($1, $2)")
             .bind(before)

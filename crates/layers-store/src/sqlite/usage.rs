@@ -134,6 +134,24 @@ impl UsageStore for SqliteStore {
         row.as_ref().map(rows::usage).transpose()
     }
 
+    async fn spend_by_model(
+        &self,
+        user: UserId,
+        from: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+    ) -> StoreResult<Vec<(String, layers_domain::MicroCredits)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT model, COALESCE(SUM(charged_micros), 0) FROM usage_logs \
+             WHERE user_id = ? AND created_at >= ? AND created_at < ? GROUP BY model",
+        )
+        .bind(user.to_string())
+        .bind(ms(from))
+        .bind(ms(until))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(m, c)| (m, layers_domain::MicroCredits(c))).collect())
+    }
+
     async fn prune_usage(&self, before: time::OffsetDateTime, limit: u32) -> StoreResult<u64> {
         let done = sqlx::query(
             "DELETE FROM usage_logs WHERE rowid IN \

@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod anomaly;
 mod credits;
 mod dashboard;
 mod identity;

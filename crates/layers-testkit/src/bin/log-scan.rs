@@ -18,6 +18,11 @@ const PASSWORDS: &[&str] = &[
     "attacker chosen passphrase",
     "compiler nanoseconds",
     "analytical engine notes",
+    "not the password",
+    "nope nope nope",
+    "a much newer passphrase",
+    "a fresh long passphrase",
+    "not it at all",
 ];
 /// Text only secrets, tokens and prompts contain.
 const MARKERS: &[(&str, &str)] = &[

@@ -139,6 +139,7 @@ async fn a_suspended_account_is_refused_everywhere_and_comes_back() {
     ok(&o, &["user", "unsuspend", "--email", "suspect@example.com"]).await;
     until_status(&o.app, &key, 200).await;
     // The operator sees the account's recent requests and its security events.
+    o.app.wait_for_usage(&user, 2).await;
     let usage = ok(&o, &["user", "usage", "--email", "suspect@example.com", "--limit", "5"]).await;
     assert!(usage.lines().count() >= 2 && usage.contains(layers_testkit::app::MOCK_MODEL), "{usage}");
     let warnings = ok(&o, &["audit", "--email", "suspect@example.com", "--severity", "warning", "--since", "1h"]).await;
@@ -164,6 +165,26 @@ async fn credits_adjust_is_a_signed_change_and_never_goes_below_zero() {
         admin(&o, &["credits", "adjust", "--email", "money@example.com", "--credits", "-10", "--reason", "x"]).await;
     assert!(!success && err.contains("cannot cover"), "{err}");
     assert_eq!(o.app.store().balance(user.id).await.unwrap(), MicroCredits(6_000_000));
+    // A retried command with the same idempotency key applies once.
+    for _ in 0..2 {
+        let out = ok(
+            &o,
+            &[
+                "credits",
+                "grant",
+                "--email",
+                "money@example.com",
+                "--credits",
+                "1",
+                "--reason",
+                "ticket 42",
+                "--idempotency-key",
+                "T-42",
+            ],
+        )
+        .await;
+        assert_eq!(out, "7.000000");
+    }
     let (success, _, err) =
         admin(&o, &["credits", "adjust", "--email", "money@example.com", "--credits", "-1", "--reason", " "]).await;
     assert!(!success && err.contains("reason"), "{err}");
