@@ -8,7 +8,7 @@ use http::HeaderValue;
 use layers_core::codes::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{account, chat, health, media, messages, metrics, models, stripe_webhook};
+use crate::api::{account, chat, health, media, messages, metrics, models, security_txt, stripe_webhook};
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
 use crate::pages;
@@ -36,6 +36,7 @@ pub fn build_router(state: AppState) -> Router {
             post(stripe_webhook::stripe_webhook)
                 .layer(axum::extract::DefaultBodyLimit::max(stripe_webhook::MAX_EVENT_BYTES)),
         )
+        .route("/.well-known/security.txt", get(security_txt::security_txt))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::public_metrics))

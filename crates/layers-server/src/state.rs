@@ -29,6 +29,8 @@ pub struct AppState {
     pub cookies: Cookies,
     /// The pages' content security policy.
     pub csp: http::HeaderValue,
+    /// Where vulnerabilities are reported (`/.well-known/security.txt`), when published.
+    pub disclosure_contact: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
         let csp = crate::pages::content_security_policy(&continue_to);
         AppState {
             csp,
+            disclosure_contact: None,
             cookies,
             core,
             cors,
@@ -65,6 +68,11 @@ impl AppState {
 
     pub fn with_metrics_access(mut self, access: MetricsAccess) -> Self {
         self.metrics_access = access;
+        self
+    }
+
+    pub fn with_disclosure_contact(mut self, contact: Option<String>) -> Self {
+        self.disclosure_contact = contact.map(Arc::from);
         self
     }
 }

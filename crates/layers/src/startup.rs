@@ -89,7 +89,8 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     let mut edge = settings.edge;
     edge.max_connections = fit_connection_cap(edge.max_connections);
     let state = AppState::new(core.clone(), CorsPolicy::new(settings.allowed_origins), settings.proxies, edge)
-        .with_metrics_access(settings.metrics_access);
+        .with_metrics_access(settings.metrics_access)
+        .with_disclosure_contact(settings.disclosure_contact.clone());
     let metrics = match settings.metrics_listen {
         Some(addr) => Some(bind(addr).with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?),
         None => None,

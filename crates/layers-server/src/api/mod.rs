@@ -7,4 +7,5 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod security_txt;
 pub mod stripe_webhook;

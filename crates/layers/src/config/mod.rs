@@ -237,6 +237,9 @@ pub struct SecurityConfig {
     pub trusted_proxies: Vec<String>,
     /// The header trusted proxies put the client's IP in (default `x-forwarded-for`).
     pub client_ip_header: Option<String>,
+    /// Where vulnerabilities are reported (`mailto:security@example.com` or an https URL),
+    /// published at `/.well-known/security.txt` (RFC 9116); unset: not published.
+    pub disclosure_contact: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

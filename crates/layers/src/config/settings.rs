@@ -70,6 +70,8 @@ pub struct Settings {
     pub anomaly: layers_core::alerts::AnomalySettings,
     /// How long usage rows are kept (`privacy.usage_retention_days`).
     pub usage_retention: Option<Duration>,
+    /// Published at `/.well-known/security.txt` (`security.disclosure_contact`).
+    pub disclosure_contact: Option<String>,
 }
 
 #[derive(Clone)]

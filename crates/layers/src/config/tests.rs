@@ -391,3 +391,13 @@ fn stripe_without_a_webhook_secret_or_with_a_test_key_in_production_is_refused()
     let got = paths(load(Some(f.path()), &env(&[])).unwrap_err());
     assert_eq!(got, vec!["stripe.packs", "stripe.plans.pro"]);
 }
+
+#[test]
+fn the_disclosure_contact_is_a_mailto_or_https_address() {
+    let ok = load(None, &env(&[("LAYERS_SECURITY__DISCLOSURE_CONTACT", "mailto:security@example.com")])).unwrap();
+    assert_eq!(ok.disclosure_contact.as_deref(), Some("mailto:security@example.com"));
+    for bad in ["security@example.com", "http://example.com/report", "javascript:alert(1)"] {
+        let got = paths(load(None, &env(&[("LAYERS_SECURITY__DISCLOSURE_CONTACT", bad)])).unwrap_err());
+        assert_eq!(got, vec!["security.disclosure_contact"], "{bad}");
+    }
+}

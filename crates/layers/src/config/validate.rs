@@ -94,6 +94,26 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         }
         Some(d) => Some(Duration::from_secs(u64::from(d) * 86_400)),
     };
+    let disclosure_contact = match c.security.disclosure_contact.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(contact)
+            if (contact.starts_with("mailto:") && contact.contains('@')) || contact.starts_with("https://") =>
+        {
+            if contact.chars().any(char::is_control) {
+                problems.push(Problem::new("security.disclosure_contact", "must be one line"));
+                None
+            } else {
+                Some(contact.to_owned())
+            }
+        }
+        Some(_) => {
+            problems.push(Problem::new(
+                "security.disclosure_contact",
+                "must be mailto:security@your.domain or an https:// URL",
+            ));
+            None
+        }
+    };
     // The public URL (where Checkout sends people back) is set at start-up, like the e-mails'.
     let payments = super::stripe::check_stripe(&c, production, "", problems);
     let anomaly = super::anomaly::check_anomaly(
@@ -139,6 +159,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         payments,
         anomaly,
         usage_retention,
+        disclosure_contact,
     })
 }
 

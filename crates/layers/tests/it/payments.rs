@@ -664,3 +664,27 @@ async fn a_stripe_outage_during_auto_top_up_is_not_a_declined_card() {
     assert!(calls.iter().all(|c| c.idempotency_key == first_key), "one purchase, one key");
     assert_eq!(s.stripe.intents().len(), 1, "one PaymentIntent exists");
 }
+
+#[tokio::test]
+async fn an_event_for_one_account_cannot_credit_another() {
+    let s = shop().await;
+    let alice = s.app.create_user("alice-pay@example.com", Tier::Free).await;
+    let bob = s.app.create_user("bob-pay@example.com", Tier::Free).await;
+    let session = checkout(&s, &alice, 1_000).await;
+    let mut events = s.stripe.complete_checkout(session["id"].as_str().unwrap());
+    // A signed event whose session names Bob while its customer is Alice's: not credited to
+    // either (the customer decides the account, and the metadata must agree).
+    let completed = events.iter_mut().find(|e| e["type"] == "checkout.session.completed").unwrap();
+    completed["data"]["object"]["metadata"]["layers_user"] = json!(bob.id.to_string());
+    completed["data"]["object"]["client_reference_id"] = json!(bob.id.to_string());
+    let forged = completed.clone();
+    assert_eq!(s.stripe.deliver(&forged).await, 200);
+    assert_eq!(balance(&s.app, &bob).await, 0);
+    assert_eq!(balance(&s.app, &alice).await, 0);
+    // A customer no account has: acknowledged, nothing credited.
+    let mut stranger = forged.clone();
+    stranger["id"] = json!("evt_stranger");
+    stranger["data"]["object"]["customer"] = json!("cus_nobody");
+    assert_eq!(s.stripe.deliver(&stranger).await, 200);
+    assert_eq!(balance(&s.app, &bob).await, 0);
+}
