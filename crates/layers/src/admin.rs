@@ -287,25 +287,14 @@ async fn key(accounts: &AccountService, keys: &KeyService, command: KeyCommand) 
 }
 
 async fn credits(accounts: &AccountService, command: CreditsCommand) -> anyhow::Result<()> {
+    let grant = matches!(command, CreditsCommand::Grant { .. });
     match command {
-        CreditsCommand::Grant { email, credits, reason, idempotency_key } => {
+        CreditsCommand::Grant { email, credits, reason, idempotency_key }
+        | CreditsCommand::Adjust { email, credits, reason, idempotency_key } => {
             let amount = parse_credits(&credits)?;
-            if !amount.is_positive() {
+            if grant && !amount.is_positive() {
                 bail!("--credits must be positive for a grant; use `credits adjust` to remove credits");
             }
-            let user = accounts.user_by_email(&email).await?;
-            let balance = accounts
-                .change_credits(CreditChange {
-                    user: user.id,
-                    amount,
-                    reason,
-                    idempotency_key: idempotency_key.map(|k| format!("operator:{k}")),
-                })
-                .await?;
-            emit(&balance.to_string());
-        }
-        CreditsCommand::Adjust { email, credits, reason, idempotency_key } => {
-            let amount = parse_credits(&credits)?;
             let user = accounts.user_by_email(&email).await?;
             let balance = accounts
                 .change_credits(CreditChange {

@@ -80,12 +80,7 @@ impl KeyStore for PgStore {
             .bind(display_prefix)
             .fetch_all(self.pool())
             .await?;
-        let mut found = Vec::with_capacity(owners.len());
-        for (key_id, user_id) in owners {
-            let keys = self.keys_of_user(UserId(user_id)).await?;
-            found.extend(keys.into_iter().filter(|k| k.id.0 == key_id));
-        }
-        Ok(found)
+        self.keys_of_owners(owners).await
     }
 
     async fn set_key_state(&self, user: UserId, key: KeyId, state: KeyState) -> StoreResult<KeyRecord> {
@@ -245,6 +240,14 @@ impl KeyStore for PgStore {
             .bind(current)
             .fetch_all(self.pool())
             .await?;
+        self.keys_of_owners(owners).await
+    }
+}
+
+impl PgStore {
+    /// The keys a `SECURITY DEFINER` listing named as (key, owner), each read under its owner's
+    /// row-level security.
+    async fn keys_of_owners(&self, owners: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<KeyRecord>> {
         let mut found = Vec::with_capacity(owners.len());
         for (key_id, user_id) in owners {
             let keys = self.keys_of_user(UserId(user_id)).await?;

@@ -229,55 +229,44 @@ async fn ambiguous_and_smuggled_requests_are_refused() {
     let (_, _, key) = person(&t, "smuggle@example.com").await;
     let body = serde_json::to_string(&exact()).unwrap();
     // Two credentials: refused, not served as either.
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .header("authorization", format!("Bearer {key}"))
-        .header("authorization", "Bearer lyr_live_sk_someoneelse")
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "two Authorization headers");
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", "lyr_live_sk_someoneelse")
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "Authorization and x-api-key naming different keys");
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", &key)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "the same key twice is not ambiguous");
-    for (auth, api_key) in [(format!("BEARER {key}"), key.clone()), (format!("Bearer {key}"), String::new())] {
-        let r = t
-            .app
-            .http
-            .post(format!("{}/v1/chat/completions", t.app.url))
-            .header("authorization", auth)
-            .header("x-api-key", api_key)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "the same key in another case, or an empty x-api-key, is one credential");
+    let chat = |headers: Vec<(&'static str, String)>| {
+        let mut req =
+            t.app.http.post(format!("{}/v1/chat/completions", t.app.url)).header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.body(body.clone()).send()
+    };
+    let bearer = format!("Bearer {key}");
+    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+        (
+            vec![("authorization", bearer.clone()), ("authorization", "Bearer lyr_live_sk_someoneelse".into())],
+            401,
+            "two Authorization headers",
+        ),
+        (
+            vec![("authorization", bearer.clone()), ("x-api-key", "lyr_live_sk_someoneelse".into())],
+            401,
+            "Authorization and x-api-key naming different keys",
+        ),
+        (
+            vec![("authorization", bearer.clone()), ("x-api-key", key.clone())],
+            200,
+            "the same key twice is not ambiguous",
+        ),
+        (
+            vec![("authorization", format!("BEARER {key}")), ("x-api-key", key.clone())],
+            200,
+            "the same key in another case",
+        ),
+        (
+            vec![("authorization", bearer.clone()), ("x-api-key", String::new())],
+            200,
+            "an empty x-api-key is no credential",
+        ),
+    ];
+    for (headers, want, what) in cases {
+        assert_eq!(chat(headers).await.unwrap().status(), want, "{what}");
     }
     // Request smuggling at the HTTP layer.
     let len = body.len();
