@@ -238,7 +238,9 @@ async fn ambiguous_and_smuggled_requests_are_refused() {
         req.body(body.clone()).send()
     };
     let bearer = format!("Bearer {key}");
-    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+    // (headers, the answer, what it shows)
+    type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("authorization", bearer.clone()), ("authorization", "Bearer lyr_live_sk_someoneelse".into())],
             401,
