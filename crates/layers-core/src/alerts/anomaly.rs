@@ -80,16 +80,9 @@ impl AlertService {
         let now = self.clock.now();
         let hour_ago = now - time::Duration::hours(1);
         let day = layers_domain::dashboard::period::day_of(now);
-        let today = day_start(day);
-        // One grouped sum since the start of the day or the hour, whichever is earlier.
-        let since = today.min(hour_ago);
-        let recent = self.store.spend_by_model(user, since, now + time::Duration::seconds(1)).await?;
+        let end = now + time::Duration::seconds(1);
         if t.spike_factor > 0 {
-            let last_hour = if since == hour_ago {
-                MicroCredits(recent.iter().map(|(_, c)| c.0).sum())
-            } else {
-                self.spent(user, hour_ago, now + time::Duration::seconds(1)).await?
-            };
+            let last_hour = self.spent(user, hour_ago, end).await?;
             if last_hour >= t.spike_min && last_hour.0 > 0 {
                 let baseline = self.baseline(user, hour_ago).await?;
                 if rules::spike(last_hour, baseline, &t) {
@@ -98,17 +91,13 @@ impl AlertService {
             }
         }
         if t.expensive_per_day.0 > 0 {
-            let today_spend = if since == today {
-                recent
-            } else {
-                self.store.spend_by_model(user, today, now + time::Duration::seconds(1)).await?
-            };
+            let today_spend = self.store.spend_by_model(user, day_start(day), end).await?;
             let expensive: Vec<(&String, MicroCredits)> = today_spend
                 .iter()
                 .filter(|(m, _)| rules::is_expensive(m, &t.expensive_models))
                 .map(|(m, c)| (m, *c))
                 .collect();
-            let spent = MicroCredits(expensive.iter().map(|(_, c)| c.0).sum());
+            let spent = total(expensive.iter().map(|(_, c)| *c));
             if rules::expensive_day(spent, &t) {
                 let models: Vec<&String> = expensive.iter().map(|(m, _)| *m).collect();
                 let data = json!({"spent_today": spent.credits_text(), "threshold": t.expensive_per_day.credits_text(),
@@ -199,7 +188,7 @@ impl AlertService {
         from: time::OffsetDateTime,
         until: time::OffsetDateTime,
     ) -> ServiceResult<MicroCredits> {
-        Ok(MicroCredits(self.store.spend_by_model(user, from, until).await?.iter().map(|(_, c)| c.0).sum()))
+        Ok(total(self.store.spend_by_model(user, from, until).await?.into_iter().map(|(_, c)| c)))
     }
 
     fn usage_check_due(&self, user: UserId) -> bool {
@@ -298,4 +287,8 @@ impl AlertService {
             }
         });
     }
+}
+
+fn total(amounts: impl Iterator<Item = MicroCredits>) -> MicroCredits {
+    MicroCredits(amounts.map(|c| c.0).sum())
 }

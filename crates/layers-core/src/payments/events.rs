@@ -326,7 +326,7 @@ impl PaymentService {
             let meta = serde_json::json!({"micro_credits": o.debited.0, "cause": cause,
                                           "balance_micros": o.balance_after.map(|b| b.0)});
             self.audit.record(Some(user), "credits_refunded", meta, Severity::Warning, None).await;
-            if Self::negative(o.balance_after) {
+            if o.balance_after.is_some_and(|b| b.0 < 0) {
                 let meta = serde_json::json!({"balance_micros": o.balance_after.map(|b| b.0)});
                 self.audit.record(Some(user), "balance_negative", meta, Severity::Warning, None).await;
             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use layers_domain::payments::TopUpBounds;
-use layers_domain::{MicroCredits, Tier, UserId};
+use layers_domain::{Tier, UserId};
 use layers_store::{AutoTopUp, BillingAccount, CheckoutRecord, InvoiceRecord, Store};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -200,10 +200,5 @@ impl PaymentService {
         let created: wire::Customer =
             self.stripe.post("/v1/customers", &form, &format!("layers-customer-{user}")).await?;
         Ok(self.store.set_stripe_customer(user, &created.id, self.clock.now()).await?)
-    }
-
-    /// Whether a balance is below zero now (refunds and disputes only can do that).
-    pub(crate) fn negative(balance: Option<MicroCredits>) -> bool {
-        balance.is_some_and(|b| b.0 < 0)
     }
 }
