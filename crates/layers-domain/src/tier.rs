@@ -26,6 +26,16 @@ impl Tier {
             Tier::Team => "team",
         }
     }
+
+    /// The name people read ("Pro").
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Free => "Free",
+            Tier::Starter => "Starter",
+            Tier::Pro => "Pro",
+            Tier::Team => "Team",
+        }
+    }
 }
 
 impl std::str::FromStr for Tier {
@@ -51,5 +61,6 @@ mod tests {
             assert_eq!(t.as_str().parse::<Tier>().unwrap(), t);
         }
         assert!("gold".parse::<Tier>().is_err());
+        assert_eq!(Tier::Pro.label(), "Pro");
     }
 }

@@ -261,7 +261,7 @@ impl PaymentService {
                     paid_cents: invoice.amount_paid,
                     credits: layers_domain::MicroCredits(plan.monthly_credits.saturating_mul(1_000_000)),
                     kind: TransactionKind::SubscriptionGrant,
-                    reason: format!("monthly credits of the {} plan", plan_label(plan.tier)),
+                    reason: format!("monthly credits of the {} plan", plan.tier.label()),
                     checkout_session: None,
                 }));
             }
@@ -348,11 +348,4 @@ impl PaymentService {
             self.auto_topup_turned_off(user).await;
         }
     }
-}
-
-/// A plan's name as people read it ("Pro").
-fn plan_label(tier: layers_domain::Tier) -> String {
-    let name = tier.as_str();
-    let mut chars = name.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::format::{count, credits, credits_short, date, tier_name, timestamp, usd_approx, when};
+use super::format::{count, credits, credits_short, date, timestamp, usd_approx, when};
 use super::layout::{self, notice, Section, Tone};
 use super::session::SignedIn;
 use super::{page, PageError, PageForm};
@@ -103,7 +103,7 @@ async fn render(state: &AppState, who: &SignedIn, top: Option<Markup>) -> Result
             }
             div class="stat" {
                 span class="stat-label" { "Plan" }
-                span class="stat-value" data-test="plan" { (tier_name(overview.tier)) }
+                span class="stat-value" data-test="plan" { (overview.tier.label()) }
                 span class="stat-sub" { (count(i64::from(overview.requests_per_minute))) " requests per minute per key" }
             }
             div class="stat" {
@@ -257,7 +257,7 @@ fn plan_panel(state: &AppState, p: &PaymentService, v: &BillingView, tier: Tier,
                 }
                 @for plan in &p.settings().plans {
                     div class=(if tier == plan.tier { "plan current" } else { "plan" }) {
-                        h3 { (tier_name(plan.tier)) }
+                        h3 { (plan.tier.label()) }
                         p class="plan-rate" { (count(i64::from(state.core.dashboard.tier_rate(plan.tier)))) " requests/min per key" }
                         @if plan.monthly_credits > 0 {
                             p class="muted small" { (layers_domain::money::group_thousands(&plan.monthly_credits.to_string())) " credits included each month" }
@@ -276,7 +276,7 @@ fn plan_panel(state: &AppState, p: &PaymentService, v: &BillingView, tier: Tier,
                                 input type="hidden" name="nonce" value=(nonce());
                                 input type="hidden" name="tier" value=(plan.tier.as_str());
                                 (password_field(reauth, &format!("password-plan-{}", plan.tier)))
-                                button class="btn" type="submit" data-test=(format!("plan-{}", plan.tier)) { "Choose " (tier_name(plan.tier)) }
+                                button class="btn" type="submit" data-test=(format!("plan-{}", plan.tier)) { "Choose " (plan.tier.label()) }
                             }
                         }
                     }

@@ -164,13 +164,6 @@ pub fn usd_approx(m: MicroCredits) -> String {
     format!("≈ {sign}${}.{:02}", layers_domain::money::group_thousands(&(abs / 100).to_string()), abs % 100)
 }
 
-/// A plan's name: `Free`, `Pro`…
-pub fn tier_name(tier: layers_domain::Tier) -> String {
-    let name = tier.to_string();
-    let mut chars = name.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
-}
-
 /// A whole number with thousands separated.
 pub fn count(n: i64) -> String {
     let grouped = layers_domain::money::group_thousands(&n.unsigned_abs().to_string());
@@ -195,7 +188,6 @@ mod tests {
         assert_eq!(credits_short(MicroCredits(-5_559_999)), "-5.55");
         assert_eq!(usd_approx(MicroCredits(1_492_332_333)), "≈ $14.92");
         assert_eq!(usd_approx(MicroCredits(-300_000_000)), "≈ -$3.00");
-        assert_eq!(tier_name(layers_domain::Tier::Pro), "Pro");
         assert_eq!(timestamp(datetime!(2026-12-01 05:04:03 UTC)), "2026-12-01 05:04:03 UTC");
         assert_eq!(iso_date(datetime!(2026-02-09 23:00 UTC)), "2026-02-09");
         assert_eq!(device(Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120")), "Chrome on Linux");

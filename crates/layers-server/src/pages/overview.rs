@@ -10,7 +10,7 @@ use layers_domain::dashboard::runway::{Runway, WINDOW_DAYS};
 use layers_domain::MicroCredits;
 use maud::{html, Markup};
 
-use super::format::{count, credits, credits_short, tier_name, usd_approx};
+use super::format::{count, credits, credits_short, usd_approx};
 use super::layout::{self, Section};
 use super::session::SignedIn;
 use super::{chart, page, PageError};
@@ -91,7 +91,7 @@ fn render(o: &Overview) -> Markup {
             section class="panel" {
                 div class="panel-head" {
                     h2 { "Plan and limits" }
-                    span class="badge brand" { (tier_name(o.tier)) }
+                    span class="badge brand" { (o.tier.label()) }
                 }
                 table class="facts" {
                     tr { th { "Requests per minute, per key" } td class="num" { (count(i64::from(o.requests_per_minute))) } }
