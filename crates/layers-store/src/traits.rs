@@ -273,8 +273,6 @@ pub trait PaymentStore: Send + Sync {
         effects: &[PaymentEffect],
         at: OffsetDateTime,
     ) -> StoreResult<PaymentOutcome>;
-    /// Whether this event id was already processed.
-    async fn stripe_event_seen(&self, user: UserId, event_id: &str) -> StoreResult<bool>;
     async fn record_checkout(&self, checkout: &CheckoutRecord) -> StoreResult<()>;
     async fn checkout(&self, user: UserId, session_id: &str) -> StoreResult<Option<CheckoutRecord>>;
     /// The account's invoices and receipts, newest first.

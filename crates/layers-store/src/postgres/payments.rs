@@ -389,17 +389,6 @@ impl PaymentStore for PgStore {
         Ok(outcome)
     }
 
-    async fn stripe_event_seen(&self, user: UserId, event_id: &str) -> StoreResult<bool> {
-        let mut tx = self.begin_as(user).await?;
-        let seen: Option<i64> =
-            sqlx::query_scalar("SELECT 1::bigint FROM stripe_events WHERE event_id = $1 AND user_id = $2")
-                .bind(event_id)
-                .bind(user.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        Ok(seen.is_some())
-    }
-
     async fn record_checkout(&self, c: &CheckoutRecord) -> StoreResult<()> {
         let mut tx = self.begin_as(c.user_id).await?;
         sqlx::query(

@@ -387,15 +387,6 @@ impl PaymentStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn stripe_event_seen(&self, user: UserId, event_id: &str) -> StoreResult<bool> {
-        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM stripe_events WHERE event_id = ? AND user_id = ?")
-            .bind(event_id)
-            .bind(user.to_string())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(seen.is_some())
-    }
-
     async fn record_checkout(&self, c: &CheckoutRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO stripe_checkouts (session_id, user_id, mode, credits_micros, created_at) VALUES (?, ?, ?, ?, ?) \
