@@ -34,15 +34,9 @@ pub async fn prune(store: &dyn Store, clock: &Clock, keep: Duration) -> ServiceR
 }
 
 pub(crate) fn spawn(store: Arc<dyn Store>, clock: Clock, keep: Duration, tasks: &Tasks) {
-    let cancel = tasks.cancelled();
-    tasks.spawn("usage-retention", async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+    tasks.spawn_every("usage-retention", FIRST_AFTER, EVERY, move || {
+        let (store, clock) = (store.clone(), clock.clone());
+        async move {
             match prune(store.as_ref(), &clock, keep).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned usage rows past the retention period"),

@@ -33,6 +33,32 @@ impl Tasks {
         self.background.spawn(fut);
     }
 
+    /// Spawns a background task that runs `work` every `every`, the first time `first_after`
+    /// from now, until shutdown (a round that runs late is not made up for with a burst).
+    pub fn spawn_every<F, Fut>(
+        &self,
+        name: &'static str,
+        first_after: std::time::Duration,
+        every: std::time::Duration,
+        mut work: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let cancel = self.cancelled();
+        self.spawn(name, async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first_after, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                work().await;
+            }
+        });
+    }
+
     /// Spawns request work: it runs to its own end (bounded by the request's deadlines) and
     /// shutdown waits for it before stopping the background tasks.
     pub fn spawn_work<F>(&self, name: &'static str, fut: F)

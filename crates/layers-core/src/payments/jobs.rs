@@ -10,16 +10,10 @@ use crate::tasks::Tasks;
 const FIRST_AFTER: Duration = Duration::from_secs(60);
 
 pub fn spawn(payments: Arc<PaymentService>, tasks: &Tasks) {
-    let cancel = tasks.cancelled();
     let every = payments.settings.reconcile_every;
-    tasks.spawn("stripe-reconcile", async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+    tasks.spawn_every("stripe-reconcile", FIRST_AFTER, every, move || {
+        let payments = payments.clone();
+        async move {
             if let Err(err) = payments.reconcile().await {
                 tracing::warn!(error = %crate::error::chain(&err), "Stripe reconciliation failed; the next run retries");
             }
