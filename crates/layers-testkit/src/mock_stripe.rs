@@ -9,12 +9,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::mock_server::{MockServer, Recorder};
@@ -358,8 +357,12 @@ fn record(ctx: &Ctx, method: &str, path: &str, query: &str, headers: &HeaderMap,
 }
 
 /// Authorisation, then the idempotency rules: `Ok(form)` to go on, or the answer.
-fn begin(ctx: &Ctx, path: &str, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Box<Response>> {
-    let form: Vec<(String, String)> = form_urlencoded_pairs(body);
+fn begin(
+    ctx: &Ctx,
+    path: &str,
+    headers: &HeaderMap,
+    form: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, Box<Response>> {
     record(ctx, "POST", path, "", headers, &form);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
         return Err(Box::new(error(
@@ -391,39 +394,13 @@ fn remember(ctx: &Ctx, path: &str, headers: &HeaderMap, form: Vec<(String, Strin
     }
 }
 
-fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn create_customer(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_customer(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     let path = "/v1/customers";
-    let form = match begin(&ctx, path, &headers, &body) {
+    let form = match begin(&ctx, path, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -438,9 +415,13 @@ async fn create_customer(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes
     Json(customer).into_response()
 }
 
-async fn create_session(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_session(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     let path = "/v1/checkout/sessions";
-    let form = match begin(&ctx, path, &headers, &body) {
+    let form = match begin(&ctx, path, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -584,9 +565,13 @@ async fn pay(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
     Redirect::to(&success).into_response()
 }
 
-async fn create_portal(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_portal(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     let path = "/v1/billing_portal/sessions";
-    let form = match begin(&ctx, path, &headers, &body) {
+    let form = match begin(&ctx, path, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -697,9 +682,13 @@ async fn payment_methods(State(ctx): State<Ctx>, Path(id): Path<String>, headers
     Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
 }
 
-async fn create_intent(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_intent(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     let path = "/v1/payment_intents";
-    let form = match begin(&ctx, path, &headers, &body) {
+    let form = match begin(&ctx, path, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
     };
