@@ -51,6 +51,17 @@ async fn raw(app: &TestApp, request: &[u8]) -> u16 {
     head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
+/// A chat request with this raw JSON body.
+async fn chat_body(app: &TestApp, key: &str, body: String) -> reqwest::Result<reqwest::Response> {
+    app.http
+        .post(format!("{}/v1/chat/completions", app.url))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
 async fn alive(app: &TestApp) {
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200, "the server is still up");
 }
@@ -181,15 +192,7 @@ async fn oversized_and_deeply_nested_json_are_refused_cleanly() {
     let (_, _, key) = person(&t, "big@example.com").await;
     let huge =
         format!(r#"{{"model":"mock/exact","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(12 << 20));
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await;
+    let r = chat_body(&t.app, &key, huge).await;
     match r {
         Ok(r) => assert_eq!(r.status(), 413),
         // The server may close the connection once the limit is passed: also a refusal.
@@ -197,28 +200,10 @@ async fn oversized_and_deeply_nested_json_are_refused_cleanly() {
     }
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!(r#"{{"model":"mock/exact","messages":{deep}}}"#);
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = chat_body(&t.app, &key, body).await.unwrap();
     assert_eq!(r.status(), 400);
     let deep_object = format!("{}{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
-    let r = t
-        .app
-        .http
-        .post(format!("{}/v1/chat/completions", t.app.url))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body(deep_object)
-        .send()
-        .await
-        .unwrap();
+    let r = chat_body(&t.app, &key, deep_object).await.unwrap();
     assert_eq!(r.status(), 400);
     alive(&t.app).await;
 }
