@@ -46,28 +46,8 @@ impl PaymentService {
             // The card can then pay auto top-ups while the person is away.
             form.push(("payment_intent_data[setup_future_usage]", "off_session".to_owned()));
         }
-        let session = self.create_session(user, form, &format!("layers-checkout-{user}-{nonce}")).await?;
-        self.store
-            .record_checkout(&CheckoutRecord {
-                session_id: session.id.clone(),
-                user_id: user,
-                mode: "payment".into(),
-                credits: granted,
-                created_at: self.clock.now(),
-                completed_at: None,
-            })
-            .await?;
-        self.audit
-            .info(
-                Some(user),
-                "checkout_started",
-                serde_json::json!({"credits": credits, "checkout_session": session.id}),
-            )
-            .await;
-        session
-            .url
-            .map(Redirect)
-            .ok_or_else(|| ServiceError::Refused("Stripe did not return a payment page".into()).into())
+        let started = serde_json::json!({"credits": credits});
+        self.create_session(user, form, &format!("layers-checkout-{user}-{nonce}"), granted, started).await
     }
 
     /// Subscribes to `tier`'s plan through Checkout; an account with a live subscription is
@@ -95,24 +75,8 @@ impl PaymentService {
             ("success_url", self.link("/dashboard/billing/checkout/success?session_id={CHECKOUT_SESSION_ID}")),
             ("cancel_url", self.link("/dashboard/billing/checkout/cancelled")),
         ];
-        let session = self.create_session(user, form, &format!("layers-plan-{user}-{nonce}")).await?;
-        self.store
-            .record_checkout(&CheckoutRecord {
-                session_id: session.id.clone(),
-                user_id: user,
-                mode: "subscription".into(),
-                credits: MicroCredits::ZERO,
-                created_at: self.clock.now(),
-                completed_at: None,
-            })
-            .await?;
-        self.audit
-            .info(Some(user), "checkout_started", serde_json::json!({"plan": tier, "checkout_session": session.id}))
-            .await;
-        session
-            .url
-            .map(Redirect)
-            .ok_or_else(|| ServiceError::Refused("Stripe did not return a payment page".into()).into())
+        let started = serde_json::json!({"plan": tier});
+        self.create_session(user, form, &format!("layers-plan-{user}-{nonce}"), MicroCredits::ZERO, started).await
     }
 
     /// A customer portal session: plan changes, payment methods, cancellation, invoices.
@@ -125,14 +89,36 @@ impl PaymentService {
         Ok(Redirect(session.url))
     }
 
+    /// Creates the Checkout Session `form` describes, records it (it grants `credits` when paid;
+    /// a plan grants none), audits its start, and says where the browser goes.
     async fn create_session(
         &self,
-        _user: UserId,
+        user: UserId,
         form: Vec<(&str, String)>,
         key: &str,
-    ) -> PaymentResult<wire::CheckoutSession> {
+        credits: MicroCredits,
+        mut started: serde_json::Value,
+    ) -> PaymentResult<Redirect> {
+        // The form's own `mode` (payment or subscription) is the record's.
+        let mode = form.iter().find(|(k, _)| *k == "mode").map(|(_, v)| v.clone()).unwrap_or_default();
         let form: Vec<(String, String)> = form.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        Ok(self.stripe.post("/v1/checkout/sessions", &form, key).await?)
+        let session: wire::CheckoutSession = self.stripe.post("/v1/checkout/sessions", &form, key).await?;
+        self.store
+            .record_checkout(&CheckoutRecord {
+                session_id: session.id.clone(),
+                user_id: user,
+                mode,
+                credits,
+                created_at: self.clock.now(),
+                completed_at: None,
+            })
+            .await?;
+        started["checkout_session"] = serde_json::json!(session.id);
+        self.audit.info(Some(user), "checkout_started", started).await;
+        session
+            .url
+            .map(Redirect)
+            .ok_or_else(|| ServiceError::Refused("Stripe did not return a payment page".into()).into())
     }
 
     /// Sets the account's auto top-up rule (buy `amount_credits` when the balance is below
