@@ -2,48 +2,46 @@
 //! usage. Serves test keys and the embedded default. Invariant: the same request always gets
 //! the same content and the same usage.
 
+mod reply;
+mod schema;
+
 use layers_domain::{tokens, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use self::reply::{Output, Reply};
 use crate::adapter::ChatCall;
-use crate::chat::{ChatRequest, Role};
 use crate::error::ProviderError;
 use crate::reply::{ChunkStream, Completion, StreamEvent};
 use crate::usage_json::usage_value;
 
-/// Characters of the user's message echoed back.
-const ECHO_CHARS: usize = 200;
-
 #[derive(Debug, Default)]
 pub struct SandboxAdapter;
 
-/// The reply the sandbox gives to a request, split into token-sized pieces.
-struct Reply {
-    pieces: Vec<String>,
-    finish_reason: &'static str,
-    usage: Usage,
-}
-
 impl SandboxAdapter {
     pub async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, ProviderError> {
-        let reply = Reply::for_request(call.request);
+        let reply = Reply::for_request(call.request)?;
+        let text = reply.text();
+        let message = match &reply.output {
+            Output::Text => json!({"role": "assistant", "content": text, "refusal": null}),
+            Output::ToolCall { id, name } => json!({
+                "role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": text}}],
+            }),
+        };
+        let choices: Vec<Value> = (0..reply.n)
+            .map(|index| {
+                json!({"index": index, "message": message, "logprobs": null, "finish_reason": reply.finish_reason})
+            })
+            .collect();
         let mut body = envelope(call, "chat.completion");
-        body.insert(
-            "choices".into(),
-            json!([{
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.pieces.concat(), "refusal": null},
-                "logprobs": null,
-                "finish_reason": reply.finish_reason,
-            }]),
-        );
+        body.insert("choices".into(), Value::Array(choices));
         body.insert("usage".into(), usage_value(&reply.usage, None));
         Ok(Completion { body, usage: Some(reply.usage) })
     }
 
     pub async fn stream(&self, call: &ChatCall<'_>) -> Result<ChunkStream, ProviderError> {
-        let reply = Reply::for_request(call.request);
+        let reply = Reply::for_request(call.request)?;
         let base = envelope(call, "chat.completion.chunk");
         let chunk = |choices: Value, usage: Option<Value>| {
             let mut c = base.clone();
@@ -53,14 +51,28 @@ impl SandboxAdapter {
             }
             Ok(StreamEvent::Chunk(c))
         };
-        let delta =
-            |d: Value, finish: Value| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
-        let mut events = Vec::with_capacity(reply.pieces.len() + 4);
-        events.push(chunk(delta(json!({"role": "assistant", "content": ""}), Value::Null), None));
-        for piece in &reply.pieces {
-            events.push(chunk(delta(json!({"content": piece}), Value::Null), None));
+        let delta = |index: u32, d: Value, finish: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": finish}]);
+        let mut events = Vec::with_capacity((reply.pieces.len() + 2) * reply.n as usize + 2);
+        for index in 0..reply.n {
+            match &reply.output {
+                Output::Text => {
+                    events.push(chunk(delta(index, json!({"role": "assistant", "content": ""}), Value::Null), None));
+                    for piece in &reply.pieces {
+                        events.push(chunk(delta(index, json!({"content": piece}), Value::Null), None));
+                    }
+                }
+                Output::ToolCall { id, name } => {
+                    let opening = json!({"role": "assistant", "content": null, "tool_calls": [
+                        {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]});
+                    events.push(chunk(delta(index, opening, Value::Null), None));
+                    for piece in &reply.pieces {
+                        let more = json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
+                        events.push(chunk(delta(index, more, Value::Null), None));
+                    }
+                }
+            }
+            events.push(chunk(delta(index, json!({}), json!(reply.finish_reason)), None));
         }
-        events.push(chunk(delta(json!({}), json!(reply.finish_reason)), None));
         events.push(chunk(json!([]), Some(usage_value(&reply.usage, None))));
         events.push(Ok(StreamEvent::Done));
         Ok(Box::pin(futures_util::stream::iter(events)))
@@ -145,65 +157,15 @@ fn envelope(call: &ChatCall<'_>, object: &str) -> Map<String, Value> {
     m
 }
 
-// === impl Reply ===
-
-impl Reply {
-    fn for_request(req: &ChatRequest) -> Reply {
-        let said =
-            req.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.joined_text()).unwrap_or_default();
-        let echo: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(ECHO_CHARS).collect();
-        let text = format!(
-            "Hello from the Layers sandbox. You said: \"{echo}\". This answer is deterministic and no model was called."
-        );
-        let mut pieces = split_tokens(&text);
-        let mut finish_reason = "stop";
-        if let Some(max) = req.output_cap() {
-            if pieces.len() > max as usize {
-                pieces.truncate(max as usize);
-                finish_reason = "length";
-            }
-        }
-        let parts = req.prompt_parts();
-        // The sandbox counts what a tokenizer would see of the messages' text, not the bound.
-        let text: usize = req.messages.iter().map(|m| m.joined_text().len()).sum();
-        let prompt = tokens::typical_prompt(&tokens::PromptParts { text_bytes: text as u64, tools: false, ..parts });
-        let usage = Usage { prompt_tokens: prompt, completion_tokens: pieces.len() as u32, ..Usage::default() };
-        Reply { pieces, finish_reason, usage }
-    }
-}
-
-/// Splits text like a BPE tokenizer roughly does: a word with its leading space is one piece.
-fn split_tokens(text: &str) -> Vec<String> {
-    let mut pieces: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut prev_space = false;
-    for c in text.chars() {
-        let is_space = c.is_whitespace();
-        if is_space && !prev_space && !current.is_empty() {
-            pieces.push(std::mem::take(&mut current));
-        }
-        current.push(c);
-        prev_space = is_space;
-    }
-    if !current.is_empty() {
-        pieces.push(current);
-    }
-    pieces
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::ChatRequest;
     use futures_util::StreamExt;
     use tokio::time::Instant;
 
     fn call_with(body: &str) -> ChatRequest {
         serde_json::from_str(body).unwrap()
-    }
-
-    #[test]
-    fn splits_like_words() {
-        assert_eq!(split_tokens("Hello big  world"), vec!["Hello", " big", "  world"]);
     }
 
     #[tokio::test]
@@ -260,5 +222,43 @@ mod tests {
         let c = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(c.usage.unwrap().completion_tokens, 3);
         assert_eq!(c.body["choices"][0]["finish_reason"], "length");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_tool_call_is_the_completed_one_and_n_gives_n_choices() {
+        let req = call_with(
+            r#"{"model":"sandbox/echo","n":2,"messages":[{"role":"user","content":"weather in 'Paris'"}],
+                "tools":[{"type":"function","function":{"name":"get_weather",
+                  "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}"#,
+        );
+        let call = ChatCall {
+            request: &req,
+            upstream_model: "echo",
+            request_id: "r",
+            deadline: Instant::now(),
+            model_output_cap: 100,
+        };
+        let done = SandboxAdapter.complete(&call).await.unwrap();
+        assert_eq!(done.body["choices"].as_array().unwrap().len(), 2);
+        let call_json = &done.body["choices"][1]["message"]["tool_calls"][0];
+        assert_eq!(call_json["function"]["arguments"], r#"{"city":"Paris"}"#);
+        let mut s = SandboxAdapter.stream(&call).await.unwrap();
+        let (mut args, mut id, mut finish) = (String::new(), None, None);
+        while let Some(ev) = s.next().await {
+            if let StreamEvent::Chunk(c) = ev.unwrap() {
+                let Some(choice) = c["choices"].get(0).filter(|ch| ch["index"] == 0) else { continue };
+                let tool = &choice["delta"]["tool_calls"][0];
+                if let Some(i) = tool["id"].as_str() {
+                    id = Some(i.to_owned());
+                }
+                args.push_str(tool["function"]["arguments"].as_str().unwrap_or_default());
+                if let Some(f) = choice["finish_reason"].as_str() {
+                    finish = Some(f.to_owned());
+                }
+            }
+        }
+        assert_eq!(args, r#"{"city":"Paris"}"#);
+        assert_eq!(id.as_deref(), call_json["id"].as_str());
+        assert_eq!(finish.as_deref(), Some("tool_calls"));
     }
 }

@@ -161,7 +161,7 @@ fn rate_limits_redis_and_security_settings_load() {
         [s.rate.free, s.rate.starter, s.rate.pro, s.rate.team].map(|t| t.requests_per_minute),
         [10, 60, 300, 1_000]
     );
-    assert_eq!(s.rate.test_key_requests_per_minute, 10);
+    assert_eq!(s.rate.test_key_requests_per_minute, 300);
     assert!(s.redis.is_none());
     assert_eq!((s.ip_guard.threshold, s.ip_guard.window.as_secs(), s.ip_guard.block_for.as_secs()), (50, 300, 900));
 

@@ -242,17 +242,24 @@ async fn pass(app: &TestApp, d: Duration) {
 }
 
 #[tokio::test]
-async fn test_keys_have_their_own_lower_limit() {
+async fn test_keys_have_their_own_limit_whatever_the_tier() {
     let app =
-        TestApp::spawn_with(AppOptions::default().config("[limits]\ntest_key_requests_per_minute = 5")).await.unwrap();
+        TestApp::spawn_with(AppOptions::default().config("[limits]\ntest_key_requests_per_minute = 15")).await.unwrap();
     let (user, live_key) = funded(&app, "tester@example.com", Tier::Team).await;
     let test_key = app.create_key(&user, KeyEnv::Test).await;
-    let seen = fire(std::slice::from_ref(&app.url), &test_key, 12, 4, None).await;
-    assert_eq!(count(&seen, 200), 5);
-    assert!(seen.iter().all(|s| s.limit == Some(5)));
+    let seen = fire(std::slice::from_ref(&app.url), &test_key, 18, 4, None).await;
+    assert_eq!(count(&seen, 200), 15);
+    assert!(seen.iter().all(|s| s.limit == Some(15)));
     let seen = fire(std::slice::from_ref(&app.url), &live_key, 12, 4, None).await;
     assert_eq!(count(&seen, 200), 12);
     assert!(seen.iter().all(|s| s.limit == Some(1_000)));
+    // The test limit is the key's own: a free account (10 a minute live) gets it too, so a
+    // client library's test suite runs on a new account's test key.
+    let (free, _) = funded(&app, "free-tester@example.com", Tier::Free).await;
+    let free_test_key = app.create_key(&free, KeyEnv::Test).await;
+    let seen = fire(std::slice::from_ref(&app.url), &free_test_key, 12, 4, None).await;
+    assert_eq!(count(&seen, 200), 12);
+    assert!(seen.iter().all(|s| s.limit == Some(15)));
 }
 
 #[tokio::test]
