@@ -44,6 +44,7 @@ pub mod readiness;
 pub mod records;
 pub mod redact;
 pub mod redis_conn;
+pub mod responses_dialect;
 pub mod retention;
 pub mod tasks;
 

@@ -8,7 +8,7 @@ use http::HeaderValue;
 use layers_core::codes::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{account, chat, health, media, messages, metrics, models, security_txt, stripe_webhook};
+use crate::api::{account, chat, health, media, messages, metrics, models, responses, security_txt, stripe_webhook};
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
 use crate::pages;
@@ -26,6 +26,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/balance", get(account::balance))
         .route("/api/v1/usage", get(account::usage))
         .route("/api/v1/generation", get(account::generation))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/messages", post(messages::messages).route_layer(from_fn(anthropic_dialect::anthropic_dialect)))
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()

@@ -2,12 +2,14 @@
 //! shape the reply. Invariant: every request that reaches a provider produces exactly one usage
 //! row, whichever way it ends.
 
+pub(crate) mod answer;
 mod complete;
 pub(crate) mod dispatch;
 pub(crate) mod meter;
 pub mod routing;
 mod stream;
 pub mod test_keys;
+pub mod translated;
 mod validate;
 
 use std::sync::Arc;

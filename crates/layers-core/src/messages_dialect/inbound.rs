@@ -45,7 +45,7 @@ pub(super) struct MessagesRequest {
 /// A string, or a list of blocks (`system`, `content`, a tool result's `content`). Read by hand
 /// rather than as an untagged enum so that an error inside a block is named by its index.
 #[derive(Debug)]
-pub(super) enum TextOr<T> {
+pub(crate) enum TextOr<T> {
     Text(String),
     Blocks(Vec<T>),
 }

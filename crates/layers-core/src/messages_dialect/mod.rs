@@ -7,21 +7,16 @@
 //! message), [`stream`] (OpenAI SSE → Anthropic SSE, incrementally), and
 //! `ChatService::messages`, the whole exchange for the HTTP handler.
 
-mod answer;
-mod inbound;
+pub(crate) mod inbound;
 pub mod request;
 pub mod response;
 pub mod stream;
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
-use futures_util::Stream;
 use serde_json::Value;
 
-use crate::chat::{CallContext, ChatError, ChatService, ClientStream, Credits, ReplyBody};
+use crate::chat::translated::TranslatedStream;
+use crate::chat::{CallContext, ChatError, ChatService, Credits, ReplyBody};
 use crate::codes::ErrorCode;
 
 /// A `/v1/messages` answer, already in Anthropic's shapes.
@@ -35,27 +30,11 @@ pub enum MessagesBody {
     /// A message object.
     Json(Bytes),
     /// Anthropic's SSE events, translated from the chat stream as it arrives.
-    Stream(MessagesStream),
+    Stream(Box<MessagesStream>),
 }
 
 /// The chat stream of a request, as Anthropic's events.
-pub struct MessagesStream {
-    chat: Box<ClientStream>,
-    translator: stream::MessagesSse,
-}
-
-impl Stream for MessagesStream {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match Pin::new(&mut *this.chat).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Bytes::from(this.translator.push(&chunk))))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
+pub type MessagesStream = TranslatedStream<stream::MessagesSse>;
 
 /// `anthropic-beta` values are passed on to Anthropic routes when they look like feature names.
 fn beta_features(header: Option<&str>) -> Option<String> {
@@ -88,10 +67,10 @@ impl ChatService {
                 let message = response::to_message(&completion, ctx.request_id.as_str());
                 MessagesBody::Json(Bytes::from(message.to_string()))
             }
-            ReplyBody::Stream(chat) => MessagesBody::Stream(MessagesStream {
+            ReplyBody::Stream(chat) => MessagesBody::Stream(Box::new(TranslatedStream::new(
                 chat,
-                translator: stream::MessagesSse::new(ctx.request_id.as_str(), &model),
-            }),
+                stream::MessagesSse::new(ctx.request_id.as_str(), &model),
+            ))),
         };
         Ok(MessagesReply { provider: reply.provider, credits: reply.credits, body })
     }
@@ -108,7 +87,7 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 }
 
 /// Anthropic's usage object for OpenAI usage (`prompt_tokens` includes cached tokens there).
-fn usage(openai: Option<answer::ChatUsage>) -> serde_json::Value {
+fn usage(openai: Option<crate::chat::answer::ChatUsage>) -> serde_json::Value {
     let u = openai.unwrap_or_default();
     let details = u.prompt_tokens_details.unwrap_or_default();
     let (cached, written) = (details.cached_tokens, details.cache_creation_tokens);

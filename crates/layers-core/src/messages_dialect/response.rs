@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::answer::{AnswerMessage, Choice, Completion};
 use super::{stop_reason, usage};
+use crate::chat::answer::{AnswerMessage, Choice, Completion};
 
 /// The message object for a completion body; `id` is derived from the request id.
 pub fn to_message(completion: &Value, request_id: &str) -> Value {

@@ -7,8 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::answer::{ChatUsage, Chunk};
 use super::{stop_reason, usage};
+use crate::chat::answer::{ChatUsage, Chunk};
+use crate::chat::translated::SseTranslator;
 use layers_providers::sse::{self, SseDecoder};
 use layers_providers::translate::ThinkingBlock;
 
@@ -50,6 +51,12 @@ impl MessagesSse {
 
     /// Feeds bytes of the chat stream; returns the Anthropic events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        SseTranslator::push(self, bytes)
+    }
+}
+
+impl SseTranslator for MessagesSse {
+    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut events = Vec::new();
         let mut out = Vec::new();
         if self.decoder.push(bytes, &mut events).is_err() {
@@ -61,7 +68,9 @@ impl MessagesSse {
         }
         out
     }
+}
 
+impl MessagesSse {
     fn event(&mut self, data: &str, out: &mut Vec<u8>) {
         if self.done {
             return;

@@ -7,5 +7,6 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod security_txt;
 pub mod stripe_webhook;

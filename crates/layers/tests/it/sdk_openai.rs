@@ -137,3 +137,18 @@ async fn the_openai_sdk_for_embeddings_and_images() {
     let rows = app.wait_for_usage(&user, 5).await;
     assert!(rows.iter().all(|r| r.status == 200 && r.cost.0 > 0), "{rows:?}");
 }
+
+#[tokio::test]
+async fn the_openai_sdk_on_the_sandbox_with_a_test_key() {
+    let Some(python) = sdk_python() else { return };
+    let app = TestApp::spawn().await;
+    let user = app.create_user("sandbox-sdk@example.com", layers_domain::Tier::Free).await;
+    let key = app.create_key(&user, KeyEnv::Test).await;
+    let out = run_script(
+        &python,
+        include_str!("sdk/openai_sandbox.py"),
+        &[("BASE_URL", format!("{}/v1", app.url)), ("API_KEY", key)],
+    )
+    .await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

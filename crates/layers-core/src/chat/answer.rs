@@ -1,12 +1,12 @@
 //! The OpenAI chat answer as the gateway writes it (a completion body or a stream chunk), read
-//! as types by the Messages dialect. Invariant: a field the translation reads is a typed field
+//! as types by the dialects that translate it (Messages, Responses). Invariant: a field the translation reads is a typed field
 //! here, so a renamed one is a compile error; fields it does not read are ignored.
 
 use layers_providers::translate::ThinkingBlock;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct Completion {
+pub(crate) struct Completion {
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
@@ -17,7 +17,7 @@ pub(super) struct Completion {
 
 /// A choice of a completion (`message`) or of a chunk (`delta`): the same fields.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct Choice {
+pub(crate) struct Choice {
     #[serde(default, alias = "delta")]
     pub message: AnswerMessage,
     #[serde(default)]
@@ -25,7 +25,7 @@ pub(super) struct Choice {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct AnswerMessage {
+pub(crate) struct AnswerMessage {
     #[serde(default)]
     pub content: Option<String>,
     #[serde(default)]
@@ -38,7 +38,7 @@ pub(super) struct AnswerMessage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct AnswerToolCall {
+pub(crate) struct AnswerToolCall {
     /// Which call a stream delta continues.
     #[serde(default)]
     pub index: u64,
@@ -50,7 +50,7 @@ pub(super) struct AnswerToolCall {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Called {
+pub(crate) struct Called {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -59,17 +59,20 @@ pub(super) struct Called {
 
 /// One chunk of the chat stream: choices and usage, or an error event.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct Chunk {
+pub(crate) struct Chunk {
     #[serde(default)]
     pub choices: Vec<Choice>,
     #[serde(default)]
     pub usage: Option<ChatUsage>,
     #[serde(default)]
     pub error: Option<ChunkError>,
+    /// The gateway's `layers` object (the exact charge), on the usage chunk.
+    #[serde(default)]
+    pub layers: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct ChunkError {
+pub(crate) struct ChunkError {
     #[serde(default)]
     pub message: Option<String>,
     #[serde(default)]
@@ -78,17 +81,25 @@ pub(super) struct ChunkError {
 
 /// OpenAI usage as the gateway writes it (`prompt_tokens` includes cached and written tokens).
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
-pub(super) struct ChatUsage {
+pub(crate) struct ChatUsage {
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetails>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
-pub(super) struct PromptDetails {
+pub(crate) struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub(crate) struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: u64,
     #[serde(default)]

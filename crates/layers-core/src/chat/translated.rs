@@ -1,0 +1,42 @@
+//! A chat stream translated, as it arrives, into another dialect's events (Anthropic Messages,
+//! OpenAI Responses). Invariant: the chat stream underneath is polled to its end, so metering,
+//! settlement and the disconnect drain work exactly as for a chat client.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::ClientStream;
+
+/// Turns bytes of the chat SSE into bytes of a dialect's SSE (whatever events they complete).
+pub trait SseTranslator: Send + Unpin {
+    fn push(&mut self, chat_bytes: &[u8]) -> Vec<u8>;
+}
+
+/// The chat stream of a request, as a dialect's events.
+pub struct TranslatedStream<T> {
+    chat: Box<ClientStream>,
+    translator: T,
+}
+
+impl<T: SseTranslator> TranslatedStream<T> {
+    pub fn new(chat: Box<ClientStream>, translator: T) -> Self {
+        TranslatedStream { chat, translator }
+    }
+}
+
+impl<T: SseTranslator> Stream for TranslatedStream<T> {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match Pin::new(&mut *this.chat).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Bytes::from(this.translator.push(&chunk))))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
