@@ -52,6 +52,13 @@ pub struct LockDown {
     pub keys_deactivated: usize,
 }
 
+/// A key and what it spent in its limit's current period.
+#[derive(Debug)]
+pub struct KeyStatus {
+    pub record: KeyRecord,
+    pub period_spent: MicroCredits,
+}
+
 #[derive(Clone, Debug)]
 pub struct KeyService {
     store: Arc<dyn Store>,
@@ -223,6 +230,19 @@ impl KeyService {
     pub async fn find_by_id(&self, id: KeyId) -> ServiceResult<Option<KeyRecord>> {
         let Some(owner) = self.store.key_owner(id).await? else { return Ok(None) };
         Ok(self.store.keys_of_user(owner).await?.into_iter().find(|k| k.id == id))
+    }
+
+    /// The calling key as `GET /api/v1/key` shows it: its record and what it has spent in its
+    /// limit's current period. `None` when the key is gone since it was authenticated.
+    pub async fn status(&self, user: UserId, id: KeyId) -> ServiceResult<Option<KeyStatus>> {
+        let keys = self.store.keys_of_user(user).await?;
+        let Some(record) = keys.into_iter().find(|k| k.id == id) else { return Ok(None) };
+        let spent = crate::alerts::period_spend(&*self.store, user, std::slice::from_ref(&record), self.clock.now())
+            .await?
+            .get(&id)
+            .copied()
+            .unwrap_or(MicroCredits::ZERO);
+        Ok(Some(KeyStatus { record, period_spent: spent }))
     }
 
     /// Keys not yet re-issued since the pepper was rotated (their hash uses an older version;

@@ -198,6 +198,13 @@ impl MicroCredits {
         decimal(i128::from(self.0), MICROS_PER_USD_DIGITS)
     }
 
+    /// US dollars as a JSON number, for the OpenRouter fields whose clients expect numbers
+    /// (`usage.cost`, `total_cost`): the double nearest the exact decimal. Amounts have at most
+    /// 15 significant digits below US$10 million, so the number prints as that exact decimal.
+    pub fn usd_number(self) -> f64 {
+        self.usd_text().parse().unwrap_or(0.0)
+    }
+
     /// Credits as pages show them: exact, with at least two decimals and thousands separated
     /// (`1,234.50`, `0.000123`, `-3.00`).
     pub fn credits_display(self) -> String {

@@ -159,3 +159,12 @@ fn amounts_on_pages_have_two_decimals_at_least_and_stay_exact() {
     assert_eq!(MicroCredits(-300_000_000).usd_display(), "-$3.00");
     assert_eq!(MicroCredits(10_000).usd_display(), "$0.0001");
 }
+
+#[test]
+fn usd_numbers_are_the_exact_decimal() {
+    // The double's shortest decimal is the exact amount, up to US$10M.
+    for micros in [1, 7, 54_000, 123_456_789, 99_999_999_999_999] {
+        let m = MicroCredits(micros);
+        assert_eq!(format!("{}", m.usd_number()), m.usd_text(), "{micros}");
+    }
+}

@@ -8,7 +8,9 @@ use http::HeaderValue;
 use layers_core::codes::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{account, chat, health, media, messages, metrics, models, responses, security_txt, stripe_webhook};
+use crate::api::{
+    account, chat, health, key, media, messages, metrics, models, responses, security_txt, stripe_webhook,
+};
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
 use crate::pages;
@@ -18,6 +20,12 @@ pub fn build_router(state: AppState) -> Router {
     let data_plane = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
+        // OpenRouter's base URL is `…/api/v1`: its clients switch by changing the host.
+        .route("/api/v1/chat/completions", post(chat::chat_completions))
+        .route("/api/v1/responses", post(responses::responses))
+        .route("/api/v1/embeddings", post(media::embeddings))
+        .route("/api/v1/models", get(models::list_models))
+        .route("/api/v1/key", get(key::current_key))
         .route("/v1/models", get(models::list_models))
         .route("/v1/embeddings", post(media::embeddings))
         .route("/v1/images/generations", post(media::images))

@@ -57,11 +57,22 @@ fn shape_body(
 ) -> Bytes {
     let mut body = completion.body;
     body.insert("model".into(), json!(public_model));
-    body.insert("usage".into(), usage_value(usage, upstream_usage));
+    let mut usage = usage_value(usage, upstream_usage);
+    add_cost(&mut usage, charged);
+    body.insert("usage".into(), usage);
     let reasoning = reasoning_of(&body);
     body.insert("layers".into(), layers_object(charged, latency_ms, reasoning));
     // Serialising a map of JSON values cannot fail.
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// OpenRouter's usage accounting: `cost`, the request's exact debit in US$ (a JSON number, as
+/// OpenRouter's clients read it; the same figure as `layers.credits_used`), and `is_byok`.
+pub(super) fn add_cost(usage: &mut Value, charged: MicroCredits) {
+    if let Value::Object(u) = usage {
+        u.insert("cost".into(), json!(charged.usd_number()));
+        u.insert("is_byok".into(), json!(false));
+    }
 }
 
 /// The `layers` object of a response: the exact charge (decimal credits, and micro-credits),

@@ -6,6 +6,7 @@ pub(crate) mod answer;
 mod complete;
 pub(crate) mod dispatch;
 pub(crate) mod meter;
+pub mod preferences;
 pub mod routing;
 mod stream;
 pub mod test_keys;
@@ -177,14 +178,38 @@ impl ChatService {
         &self.limits
     }
 
+    /// A chat request: its model, then each model of its `models` fallbacks until one answers.
     pub async fn chat(&self, ctx: &CallContext, mut req: ChatRequest) -> Result<ChatReply, ChatError> {
+        let prefs = preferences::take(&mut req)?;
+        if prefs.fallbacks.is_empty() {
+            return self.chat_model(ctx, req, &prefs.provider).await;
+        }
+        let mut result = self.chat_model(ctx, req.clone(), &prefs.provider).await;
+        for model in &prefs.fallbacks {
+            match &result {
+                Err(e) if falls_over(e) => {
+                    tracing::info!(model = %model, "falling back to the next model of `models`");
+                }
+                _ => return result,
+            }
+            result = self.chat_model(ctx, ChatRequest { model: model.clone(), ..req.clone() }, &prefs.provider).await;
+        }
+        result
+    }
+
+    async fn chat_model(
+        &self,
+        ctx: &CallContext,
+        mut req: ChatRequest,
+        provider: &preferences::ProviderPreferences,
+    ) -> Result<ChatReply, ChatError> {
         validate::check_limits(&req, &self.limits)?;
         let billed = ctx.principal.env == KeyEnv::Live;
         let entry = self.resolve(&req.model, billed)?;
         tracing::Span::current().record("model", entry.name());
         validate::check_against_model(&mut req, &entry)?;
         let fees = validate::search_fee(&req, &entry)?;
-        let route = self.route(ctx, entry).await?;
+        let route = self.prefer(self.route(ctx, entry).await?, provider)?;
         let parts = req.prompt_parts();
         let prompt_bound = tokens::prompt_upper_bound(&parts, &route.ceilings(self.bytes_per_token));
         let choices = req.n.unwrap_or(1).max(1);
@@ -307,6 +332,28 @@ impl ChatService {
         Ok(Route { entry, candidates, started: ctx.started })
     }
 
+    /// The route's candidates as the client's `provider` preferences arrange them.
+    fn prefer(&self, mut route: Route, prefs: &preferences::ProviderPreferences) -> Result<Route, ChatError> {
+        if let Err(param) = prefs.within_price(&route.entry.price) {
+            return Err(ChatError::Invalid {
+                message: format!("`{}` costs more than `{param}` allows", route.entry.name()),
+                param: Some(param.to_owned()),
+                code: ErrorCode::InvalidValue,
+            });
+        }
+        let names: Vec<&str> = route.candidates.iter().map(|c| c.provider.as_str()).collect();
+        let order = prefs.arrange(&names, |i| self.router.latency_ms(&route.candidates[i])).ok_or_else(|| {
+            ChatError::Invalid {
+                message: format!("No route of `{}` matches the `provider` preferences", route.entry.name()),
+                param: Some("provider".to_owned()),
+                code: ErrorCode::InvalidValue,
+            }
+        })?;
+        let mut slots: Vec<Option<Candidate>> = route.candidates.into_iter().map(Some).collect();
+        route.candidates = order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect();
+        Ok(route)
+    }
+
     pub(crate) fn meter_for(
         &self,
         ctx: &CallContext,
@@ -403,6 +450,20 @@ pub(crate) fn failed(candidate: &Candidate, mut meter: Meter, err: &ProviderErro
     tracing::debug!(provider = %candidate.provider, code = %failure.code, "no route served the request");
     meter.finish(Ending::Failed { code: failure.code, usage: None, generated_bytes: 0, final_usage: false });
     ChatError::Upstream(failure)
+}
+
+/// Whether a failed model lets the next of `models` be tried: anything about the model or its
+/// routes (not found, priced or arranged out, every route failed or refused the request), but
+/// never the client's credit, limits or a malformed request, which every model would meet.
+fn falls_over(e: &ChatError) -> bool {
+    match e {
+        ChatError::ModelNotFound { .. } => true,
+        ChatError::Invalid { param, .. } => {
+            param.as_deref().is_some_and(|p| p == "provider" || p.starts_with("provider.max_price") || p == "model")
+        }
+        ChatError::Upstream(f) => !matches!(f.code, ErrorCode::ClientClosed | ErrorCode::TestKeyDailyLimit),
+        ChatError::Billing(_) | ChatError::Internal(_) => false,
+    }
 }
 
 /// A model name as the client sent it, safe to echo (bounded, printable).

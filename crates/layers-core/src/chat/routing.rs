@@ -67,6 +67,9 @@ pub struct RoutingStats {
 pub struct Router {
     settings: RoutingSettings,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Each route's recent time to answer (to the first chunk of a stream), in ms, smoothed:
+    /// what `provider.sort: "latency"` orders by.
+    latency: Mutex<HashMap<String, u64>>,
     stats: RoutingStats,
     epoch: Instant,
     clock: Clock,
@@ -99,6 +102,7 @@ impl Router {
         Router {
             settings,
             breakers: Mutex::new(HashMap::new()),
+            latency: Mutex::new(HashMap::new()),
             stats: RoutingStats::default(),
             epoch: Instant::now(),
             clock,
@@ -115,6 +119,18 @@ impl Router {
         let mut open: Vec<String> = breakers.iter().filter(|(_, b)| b.is_open()).map(|(k, _)| k.clone()).collect();
         open.sort();
         open
+    }
+
+    /// The route's recent time to answer, once it has answered on this node.
+    pub(crate) fn latency_ms(&self, c: &Candidate) -> Option<u64> {
+        self.latency.lock().unwrap_or_else(|p| p.into_inner()).get(&c.key()).copied()
+    }
+
+    /// Folds one answer's time into the route's smoothed latency (new = ¾ old + ¼ this).
+    fn record_latency(&self, c: &Candidate, took_ms: u64) {
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let smoothed = latency.get(&c.key()).map_or(took_ms, |old| (old * 3 + took_ms) / 4);
+        latency.insert(c.key(), smoothed);
     }
 
     fn now_ms(&self) -> u64 {
@@ -239,9 +255,11 @@ impl Router {
                     return Served { index, result: Err(ProviderError::ClientGone) };
                 }
                 self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+                let began = Instant::now();
                 let err = match attempt(index).await {
                     Ok(answer) => {
                         self.record(c, None, probe);
+                        self.record_latency(c, began.elapsed().as_millis() as u64);
                         return Served { index, result: Ok(answer) };
                     }
                     Err(e) => e,

@@ -17,7 +17,7 @@ use layers_providers::{sse, ChunkStream, StreamEvent};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::complete::layers_object;
+use super::complete::{add_cost, layers_object};
 use super::meter::{Ending, Meter, Metered};
 use crate::failure::{describe, UpstreamFailure};
 use crate::tasks::Tasks;
@@ -133,6 +133,9 @@ impl ClientStream {
             if let Some(m) = metered {
                 let latency = self.started.elapsed().as_millis() as u64;
                 chunk.insert("layers".into(), layers_object(m.charged, latency, None));
+                if let Some(usage) = chunk.get_mut("usage") {
+                    add_cost(usage, m.charged);
+                }
             }
             out.extend_from_slice(&render(&chunk));
         }

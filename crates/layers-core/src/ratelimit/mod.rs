@@ -135,6 +135,11 @@ struct Inner {
 }
 
 impl RateLimiter {
+    /// The requests a minute `p` may make.
+    pub fn requests_per_minute(&self, p: &Principal) -> u32 {
+        self.inner.requests_limit(p)
+    }
+
     pub fn new(
         settings: RateSettings,
         redis: Option<Redis>,

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod chat;
 pub mod health;
+pub mod key;
 pub mod media;
 pub mod messages;
 pub mod metrics;
