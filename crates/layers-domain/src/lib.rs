@@ -20,6 +20,7 @@
 //! - [`usage`]: token usage reported by an upstream.
 
 pub mod anomaly;
+pub mod attribution;
 pub mod base62;
 pub mod credit;
 pub mod dashboard;

@@ -17,6 +17,21 @@ use crate::middleware::client_ip::ClientIp;
 use crate::middleware::rate_headers::RateSlot;
 use crate::state::AppState;
 
+/// The app a request says it came from (OpenRouter's `HTTP-Referer` and `X-Title` /
+/// `X-OpenRouter-Title` headers), cleaned by `App::from_headers`; never a rejection.
+#[derive(Debug, Default)]
+pub struct Attribution(pub layers_domain::attribution::App);
+
+impl<S: Send + Sync> FromRequestParts<S> for Attribution {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let title = header("x-title").or_else(|| header("x-openrouter-title"));
+        Ok(Attribution(layers_domain::attribution::App::from_headers(header("http-referer"), title)))
+    }
+}
+
 /// The caller, authenticated by `Authorization: Bearer <key>` (or `x-api-key`).
 #[derive(Debug)]
 pub struct Authenticated(pub Principal);

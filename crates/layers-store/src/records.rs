@@ -357,6 +357,11 @@ pub struct UsageRecord {
     pub streamed: bool,
     pub usage_estimated: bool,
     pub created_at: OffsetDateTime,
+    /// The app that made the request, as its `X-Title` header named it (OpenRouter's
+    /// attribution), bounded and printable.
+    pub app_title: Option<String>,
+    /// The app's origin (scheme, host and port of its `HTTP-Referer`; never a path).
+    pub app_origin: Option<String>,
 }
 
 /// A request to lease more credit for one key to one node.

@@ -129,6 +129,12 @@ pub async fn seed(
                     ..Usage::default()
                 }
             };
+            // Some requests come from apps that name themselves (OpenRouter's attribution).
+            let app = match draw.range(0, 3) {
+                0 => Some(("Support assistant", "https://support.acme.example")),
+                1 => Some(("Docs search", "https://docs.acme.example")),
+                _ => None,
+            };
             let price = price(model)?;
             let cost = price.cost(&usage);
             let held = price.cost(&Usage { completion_tokens: c_hi * 2, ..usage }).max(cost);
@@ -156,6 +162,8 @@ pub async fn seed(
                     streamed: draw.range(0, 1) == 0,
                     usage_estimated: false,
                     created_at: at,
+                    app_title: app.map(|(title, _)| title.to_owned()),
+                    app_origin: app.map(|(_, origin)| origin.to_owned()),
                 },
             ));
         }

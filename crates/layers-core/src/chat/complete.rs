@@ -22,6 +22,7 @@ pub(super) fn finish(
     mut meter: Meter,
     mut credits: Credits,
     client_gone: bool,
+    request_id: &str,
 ) -> ChatReply {
     let generated = generated_bytes(&completion.body);
     let upstream_usage = completion.body.get("usage").cloned();
@@ -34,6 +35,7 @@ pub(super) fn finish(
     let latency_ms = route.started.elapsed().as_millis() as u64;
     let body = shape_body(
         completion,
+        request_id,
         route.entry.name(),
         &metered.usage,
         upstream_usage.as_ref(),
@@ -49,6 +51,7 @@ pub(super) fn finish(
 
 fn shape_body(
     completion: Completion,
+    request_id: &str,
     public_model: &str,
     usage: &Usage,
     upstream_usage: Option<&Value>,
@@ -56,6 +59,7 @@ fn shape_body(
     latency_ms: u64,
 ) -> Bytes {
     let mut body = completion.body;
+    body.insert("id".into(), json!(answer_id(request_id)));
     body.insert("model".into(), json!(public_model));
     let mut usage = usage_value(usage, upstream_usage);
     add_cost(&mut usage, charged);
@@ -64,6 +68,12 @@ fn shape_body(
     body.insert("layers".into(), layers_object(charged, latency_ms, reasoning));
     // Serialising a map of JSON values cannot fail.
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The id of a chat answer, whichever provider made it: `gen-` and the request id, so
+/// `GET /api/v1/generation?id=` finds it as OpenRouter's clients ask (by the answer's id).
+pub(super) fn answer_id(request_id: &str) -> String {
+    format!("gen-{request_id}")
 }
 
 /// OpenRouter's usage accounting: `cost`, the request's exact debit in US$ (a JSON number, as

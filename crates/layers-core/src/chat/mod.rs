@@ -46,6 +46,8 @@ pub struct CallContext {
     pub request_id: RequestId,
     pub started: Instant,
     pub endpoint: &'static str,
+    /// The app the request says it came from (kept with its usage).
+    pub app: layers_domain::attribution::App,
 }
 
 #[derive(Debug)]
@@ -386,6 +388,8 @@ impl ChatService {
             streamed,
             usage_estimated: false,
             created_at: self.clock.now(),
+            app_title: ctx.app.title.clone(),
+            app_origin: ctx.app.origin.clone(),
         };
         Meter::new(
             self.billing.sink().clone(),
@@ -419,7 +423,7 @@ impl RouteCall {
         meter.served_by(&candidate.provider, &candidate.upstream_model);
         match served.result {
             Ok(Answer::Whole(completion)) => {
-                Ok(complete::finish(&route, candidate, completion, meter, credits, gone.is_cancelled()))
+                Ok(complete::finish(&route, candidate, completion, meter, credits, gone.is_cancelled(), &request_id))
             }
             Ok(Answer::Stream(chunks, first)) => {
                 let setup = StreamSetup {

@@ -17,7 +17,7 @@ use layers_providers::{sse, ChunkStream, StreamEvent};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::complete::{add_cost, layers_object};
+use super::complete::{add_cost, answer_id, layers_object};
 use super::meter::{Ending, Meter, Metered};
 use crate::failure::{describe, UpstreamFailure};
 use crate::tasks::Tasks;
@@ -38,6 +38,8 @@ pub struct ClientStream {
     state: Option<State>,
     first: Option<Map<String, Value>>,
     public_model: Arc<str>,
+    /// The answer's id on every chunk (`gen-<request id>`).
+    answer_id: Arc<str>,
     request_id: Arc<str>,
     show_usage: bool,
     started: Instant,
@@ -75,6 +77,7 @@ impl ClientStream {
             state: Some(State { inner, meter, usage: None, final_usage: false, generated_bytes: 0 }),
             first: Some(first),
             public_model: Arc::from(setup.public_model),
+            answer_id: Arc::from(answer_id(&setup.request_id)),
             request_id: Arc::from(setup.request_id),
             show_usage: setup.show_usage,
             started: setup.started,
@@ -101,6 +104,7 @@ impl ClientStream {
             state.final_usage = true;
         }
         let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+        chunk.insert("id".into(), json!(&*self.answer_id));
         chunk.insert("model".into(), json!(&*self.public_model));
         match usage {
             Some(raw) if self.show_usage => {

@@ -109,7 +109,15 @@ pub async fn generation(
             param: Some("id".into()),
             code: ErrorCode::InvalidValue,
         })?;
-    let Some(r) = state.core.accounts.generation(p.user_id, id).await.map_err(service)? else {
+    // The id of the answer (`gen-…`, `resp_…`, `msg_…`, as OpenRouter's clients pass it) or the
+    // request id itself.
+    let mut found = state.core.accounts.generation(p.user_id, id).await.map_err(service)?;
+    if found.is_none() {
+        if let Some(request_id) = ["gen-", "resp_", "msg_"].iter().find_map(|prefix| id.strip_prefix(prefix)) {
+            found = state.core.accounts.generation(p.user_id, request_id).await.map_err(service)?;
+        }
+    }
+    let Some(r) = found else {
         return Err(ApiError::NotFound {
             message: "No request with this id for this account (a request is listed once it has ended)".into(),
             code: ErrorCode::GenerationNotFound,
@@ -139,7 +147,16 @@ pub async fn generation(
         "credits_held": credits(r.held),
         "cost_credits": credits(r.cost),
         "shortfall_credits": credits(r.shortfall),
-        "total_cost": r.charged.usd_text(),
+        // OpenRouter's fields, as its clients read them: US$ as a JSON number (the exact
+        // debit), milliseconds, the app the request came from.
+        "total_cost": r.charged.usd_number(),
+        "total_cost_usd": r.charged.usd_text(),
+        "latency": r.latency_ms,
+        "native_tokens_prompt": r.usage.prompt_tokens,
+        "native_tokens_completion": r.usage.completion_tokens,
+        "is_byok": false,
+        "app_title": r.app_title,
+        "origin": r.app_origin.as_deref().unwrap_or(""),
     }})))
 }
 

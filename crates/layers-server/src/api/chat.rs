@@ -10,7 +10,7 @@ use layers_domain::RequestId;
 use layers_providers::ChatRequest;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated};
+use crate::extract::{ApiJson, Attribution, Authenticated};
 use crate::middleware::context::Started;
 use crate::state::AppState;
 
@@ -19,9 +19,10 @@ pub async fn chat_completions(
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
+    Attribution(app): Attribution,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "chat" };
+    let ctx = CallContext { principal, request_id, started, endpoint: "chat", app };
     let reply = state.core.chat.chat(&ctx, request).await?;
     Ok(render(reply))
 }

@@ -11,7 +11,7 @@ use layers_domain::RequestId;
 
 use crate::api::chat::reply_headers;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated};
+use crate::extract::{ApiJson, Attribution, Authenticated};
 use crate::middleware::context::Started;
 use crate::state::AppState;
 
@@ -20,9 +20,10 @@ pub async fn embeddings(
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
+    Attribution(app): Attribution,
     ApiJson(request): ApiJson<EmbeddingRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "embeddings" };
+    let ctx = CallContext { principal, request_id, started, endpoint: "embeddings", app };
     Ok(render(state.core.chat.embed(&ctx, request).await?))
 }
 
@@ -31,9 +32,10 @@ pub async fn images(
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
+    Attribution(app): Attribution,
     ApiJson(request): ApiJson<ImageRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "images" };
+    let ctx = CallContext { principal, request_id, started, endpoint: "images", app };
     Ok(render(state.core.chat.image(&ctx, request).await?))
 }
 

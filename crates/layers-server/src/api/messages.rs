@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::api::chat::{json_response, reply_headers, sse_response};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated};
+use crate::extract::{ApiJson, Attribution, Authenticated};
 use crate::middleware::context::Started;
 use crate::state::AppState;
 
@@ -22,10 +22,11 @@ pub async fn messages(
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
+    Attribution(app): Attribution,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
-    let ctx = CallContext { principal, request_id, started, endpoint: "messages" };
+    let ctx = CallContext { principal, request_id, started, endpoint: "messages", app };
     let reply = state.core.chat.messages(&ctx, &body, beta).await?;
     let mut resp = match reply.body {
         MessagesBody::Json(bytes) => json_response(bytes),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::api::chat::{json_response, reply_headers, sse_response};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated};
+use crate::extract::{ApiJson, Attribution, Authenticated};
 use crate::middleware::context::Started;
 use crate::state::AppState;
 
@@ -21,9 +21,10 @@ pub async fn responses(
     Extension(request_id): Extension<RequestId>,
     Extension(Started(started)): Extension<Started>,
     Authenticated(principal): Authenticated,
+    Attribution(app): Attribution,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "responses" };
+    let ctx = CallContext { principal, request_id, started, endpoint: "responses", app };
     let reply = state.core.chat.responses(&ctx, &body).await?;
     let mut resp = match reply.body {
         ResponsesBody::Json(bytes) => json_response(bytes),

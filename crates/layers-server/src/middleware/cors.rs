@@ -24,6 +24,10 @@ const ALLOW_HEADERS: &[&str] = &[
     "openai-organization",
     "openai-project",
     "openai-beta",
+    // OpenRouter's app attribution.
+    "http-referer",
+    "x-title",
+    "x-openrouter-title",
 ];
 const EXPOSE_HEADERS: &str = "x-request-id, request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, \
      x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, \

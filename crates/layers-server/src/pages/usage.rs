@@ -262,7 +262,12 @@ fn render(q: &UsageQuery, v: &UsagePage, choices: &UsageSummary, keys: &[KeyReco
                                     td class="when" { (when(r.created_at)) }
                                     td class="mono small" { a href=(format!("/dashboard/usage/{}", r.id)) { (short(&r.request_id)) } }
                                     td class="optional" { (key_name(r.key_id)) }
-                                    td { (r.model) }
+                                    td {
+                                        (r.model)
+                                        @if let Some(app) = &r.app_title {
+                                            br; span class="muted small" data-test="app" { (app) }
+                                        }
+                                    }
                                     td { (status_badge(r.status)) }
                                     td class="num optional" { (count(i64::from(r.usage.prompt_tokens))) " / " (count(i64::from(r.usage.completion_tokens))) }
                                     td class="num optional" { (credits(r.held)) }
@@ -352,6 +357,15 @@ pub async fn detail(
                     tr { th { "Model" } td { (r.model) } }
                     tr { th { "Provider" } td { (r.provider) " · " span class="mono small" { (r.upstream_model) } } }
                     tr { th { "Endpoint" } td { (r.endpoint) (if r.streamed { " · streamed" } else { "" }) } }
+                    @if r.app_title.is_some() || r.app_origin.is_some() {
+                        tr {
+                            th { "App" }
+                            td data-test="app" {
+                                (r.app_title.as_deref().unwrap_or("(untitled)"))
+                                @if let Some(origin) = &r.app_origin { " · " span class="mono small" { (origin) } }
+                            }
+                        }
+                    }
                     tr { th { "Status" } td { (status_badge(r.status)) @if let Some(code) = &r.error_code { " " span class="mono small" { (code) } } } }
                     tr { th { "Latency" } td { (count(r.latency_ms)) " ms" } }
                 }

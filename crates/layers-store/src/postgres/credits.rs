@@ -287,6 +287,8 @@ struct SettleWrite {
     u_streamed: Vec<bool>,
     u_estimated: Vec<bool>,
     u_created: Vec<OffsetDateTime>,
+    u_app_title: Vec<Option<String>>,
+    u_app_origin: Vec<Option<String>>,
     d_id: Vec<Uuid>,
     d_user: Vec<Uuid>,
     d_key: Vec<Option<Uuid>>,
@@ -335,6 +337,8 @@ impl SettleWrite {
         self.u_streamed.push(r.streamed);
         self.u_estimated.push(r.usage_estimated);
         self.u_created.push(r.created_at);
+        self.u_app_title.push(r.app_title.clone());
+        self.u_app_origin.push(r.app_origin.clone());
     }
 
     fn debit(&mut self, r: &UsageRecord, balance_after: i64) {
@@ -373,7 +377,7 @@ impl SettleWrite {
         sqlx::query(
             "SELECT layers_settle_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, \
-             $38, $39, $40, $41, $42, $43, $44, $45, $46, $47)",
+             $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49)",
         )
         .bind(self.u_id)
         .bind(self.u_request_id)
@@ -422,6 +426,8 @@ impl SettleWrite {
         .bind(self.s.1)
         .bind(self.s.2)
         .bind(self.s.3)
+        .bind(self.u_app_title)
+        .bind(self.u_app_origin)
         .execute(&mut **tx)
         .await?;
         Ok(())

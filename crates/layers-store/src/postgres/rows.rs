@@ -154,6 +154,8 @@ pub(crate) fn usage(row: &PgRow) -> StoreResult<UsageRecord> {
         streamed: row.try_get("streamed")?,
         usage_estimated: row.try_get("usage_estimated")?,
         created_at: row.try_get("created_at")?,
+        app_title: row.try_get("app_title")?,
+        app_origin: row.try_get("app_origin")?,
     })
 }
 

@@ -16,7 +16,8 @@ use crate::traits::UsageStore;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
      status, error_code, streamed, usage_estimated, created_at, charged_micros, cache_write_tokens, held_micros, \
-     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image";
+     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image, \
+     app_title, app_origin";
 
 #[async_trait]
 impl UsageStore for PgStore {
@@ -231,5 +232,7 @@ pub(super) fn to_json(r: &UsageRecord) -> StoreResult<serde_json::Value> {
         "rate_cached_input": r.rates.cached_input.micros_per_mtok(),
         "rate_cache_write": r.rates.cache_write_input.micros_per_mtok(),
         "rate_image": r.rates.per_image.0,
+        "app_title": r.app_title,
+        "app_origin": r.app_origin,
     }))
 }

@@ -12,13 +12,14 @@ use crate::error::StoreResult;
 use crate::records::{StatusClass, UsageCursor, UsageFilter, UsageRecord, UsageSummary, UsageTotals};
 use crate::traits::UsageStore;
 
-/// Rows per multi-row INSERT: 30 columns each stays far below SQLite's variable limit, and a
+/// Rows per multi-row INSERT: 32 columns each stays far below SQLite's variable limit, and a
 /// fixed size means one prepared statement, cached, for every full chunk.
 pub(super) const ROWS_PER_STATEMENT: usize = 50;
 const USAGE_COLS: &str = "id, request_id, user_id, key_id, model, provider, upstream_model, endpoint, \
      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, images, cost_micros, latency_ms, \
      status, error_code, streamed, usage_estimated, created_at, charged_micros, cache_write_tokens, held_micros, \
-     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image";
+     shortfall_micros, fees_micros, rate_input, rate_output, rate_cached_input, rate_cache_write, rate_image, \
+     app_title, app_origin";
 
 #[async_trait]
 impl UsageStore for SqliteStore {
@@ -241,12 +242,14 @@ pub(super) fn insert(
             .bind(r.rates.output.micros_per_mtok())
             .bind(r.rates.cached_input.micros_per_mtok())
             .bind(r.rates.cache_write_input.micros_per_mtok())
-            .bind(r.rates.per_image.0);
+            .bind(r.rates.per_image.0)
+            .bind(r.app_title.clone())
+            .bind(r.app_origin.clone());
     }
     q
 }
 
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; 30].join(", "));
+    let one = format!("({})", vec!["?"; 32].join(", "));
     format!("INSERT INTO usage_logs ({USAGE_COLS}) VALUES {} ON CONFLICT (id) DO NOTHING", vec![one; rows].join(", "))
 }

@@ -49,6 +49,8 @@ pub(crate) fn settlement(user: UserId, key: KeyId, lease: Option<Uuid>, charged:
             streamed: false,
             usage_estimated: false,
             created_at: now(),
+            app_title: Some("Settling app".into()),
+            app_origin: Some("https://settle.example".into()),
         },
         lease_id: lease,
     }
@@ -134,6 +136,10 @@ conformance!(settlement_debits_once_and_never_below_zero, |store: Arc<dyn Store>
     // A retried flush changes nothing.
     let again = store.settle(std::slice::from_ref(&a)).await.unwrap();
     assert_eq!(again[0].outcome, SettleOutcome::Duplicate);
+    // The settled row keeps the app it came from.
+    let row = store.usage_by_request(u.id, "req_x").await.unwrap().expect("the usage row");
+    assert_eq!(row.app_title.as_deref(), Some("Settling app"));
+    assert_eq!(row.app_origin.as_deref(), Some("https://settle.example"));
     let state = store.credit_state(u.id).await.unwrap();
     assert_eq!((state.balance.0, state.leased.0), (700, 700));
     assert_eq!(store.leases_of_user(u.id).await.unwrap()[0].amount.0, 700);

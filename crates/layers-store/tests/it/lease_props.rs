@@ -103,6 +103,8 @@ fn usage_row(id: Uuid, user: UserId, key: KeyId, charged: i64) -> UsageRecord {
         streamed: false,
         usage_estimated: false,
         created_at: now(),
+        app_title: None,
+        app_origin: None,
     }
 }
 

@@ -36,6 +36,9 @@ fn usage_row(user: &layers_store::User, key: Option<layers_domain::KeyId>, i: u3
         streamed: i.is_multiple_of(2),
         usage_estimated: false,
         created_at: now() - Duration::seconds(i64::from(100 - i)),
+        // Attribution round-trips (odd rows name their app).
+        app_title: (i % 2 == 1).then(|| format!("App {i}")),
+        app_origin: (i % 2 == 1).then(|| "https://app.example".to_owned()),
     }
 }
 

@@ -82,6 +82,40 @@ async fn a_failing_first_route_is_retried_then_the_second_serves_and_bills() {
 }
 
 #[tokio::test]
+async fn provider_preferences_arrange_a_models_routes() {
+    let (app, first, second) = two_routes(None, "attempts_per_route = 1\nbreaker_failures = 100").await;
+    let (_, key) = app.user_with_key("prefs@example.com", "10").await;
+    let with = |provider: Value| {
+        let mut body = chat_body(ROUTED, "hi");
+        body["provider"] = provider;
+        body
+    };
+    // `order` puts the second route first: the first is never called, and no upstream sees the field.
+    let resp = app.chat(&key, &with(serde_json::json!({"order": ["second"]}))).send().await.unwrap();
+    assert_eq!(resp.headers()["x-layers-provider"], "second");
+    assert_eq!(first.requests().len(), 0);
+    assert!(second.last_request().body.get("provider").is_none());
+    // `ignore` leaves only the second.
+    let resp = app.chat(&key, &with(serde_json::json!({"ignore": ["FIRST"]}))).send().await.unwrap();
+    assert_eq!(resp.headers()["x-layers-provider"], "second");
+    assert_eq!(first.requests().len(), 0);
+    // Without fallbacks a failing route is the answer: the second is not tried.
+    first.reply_with(Reply::Status { status: 500, message: "down".into(), retry_after: None });
+    let calls = second.requests().len();
+    let resp = app.chat(&key, &with(serde_json::json!({"allow_fallbacks": false}))).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(second.requests().len(), calls);
+    // With them (the default), the second serves.
+    let resp = app.chat(&key, &with(serde_json::json!({"order": ["first"]}))).send().await.unwrap();
+    assert_eq!(resp.headers()["x-layers-provider"], "second");
+    // A price ceiling under the model's price refuses it, naming the field.
+    let (status, err) =
+        error_of(app.chat(&key, &with(serde_json::json!({"max_price": {"completion": 1.5}}))).send().await.unwrap())
+            .await;
+    assert_eq!((status, err["param"].as_str()), (400, Some("provider.max_price.completion")));
+}
+
+#[tokio::test]
 async fn a_hanging_or_unreachable_first_route_falls_over() {
     let (app, first, second) = two_routes(None, "attempts_per_route = 1\nbreaker_failures = 100").await;
     first.reply_with(Reply::Hang);
