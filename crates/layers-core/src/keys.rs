@@ -57,6 +57,10 @@ pub struct LockDown {
 pub struct KeyStatus {
     pub record: KeyRecord,
     pub period_spent: MicroCredits,
+    /// Spent in the current UTC day, week and month.
+    pub day: MicroCredits,
+    pub week: MicroCredits,
+    pub month: MicroCredits,
 }
 
 #[derive(Clone, Debug)]
@@ -237,12 +241,19 @@ impl KeyService {
     pub async fn status(&self, user: UserId, id: KeyId) -> ServiceResult<Option<KeyStatus>> {
         let keys = self.store.keys_of_user(user).await?;
         let Some(record) = keys.into_iter().find(|k| k.id == id) else { return Ok(None) };
-        let spent = crate::alerts::period_spend(&*self.store, user, std::slice::from_ref(&record), self.clock.now())
+        let now = self.clock.now();
+        let spent = crate::alerts::period_spend(&*self.store, user, std::slice::from_ref(&record), now)
             .await?
             .get(&id)
             .copied()
             .unwrap_or(MicroCredits::ZERO);
-        Ok(Some(KeyStatus { record, period_spent: spent }))
+        // The UTC day, week and month so far (the month starts no later than the week).
+        let starts = [SpendPeriod::Day, SpendPeriod::Week, SpendPeriod::Month].map(|p| p.start_day(now).unwrap_or(0));
+        let first = starts.iter().copied().min().unwrap_or(0);
+        let days = self.store.key_spend_days(user, first).await?;
+        let since = |from: i64| days.iter().filter(|(k, day, _)| *k == id && *day >= from).map(|(_, _, s)| *s).sum();
+        let [day, week, month] = starts.map(since);
+        Ok(Some(KeyStatus { record, period_spent: spent, day, week, month }))
     }
 
     /// Keys not yet re-issued since the pepper was rotated (their hash uses an older version;

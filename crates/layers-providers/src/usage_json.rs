@@ -62,6 +62,19 @@ pub fn usage_value(usage: &Usage, upstream: Option<&Value>) -> Value {
         v["prompt_tokens_details"]["cache_creation_tokens"] = json!(usage.cache_write_tokens);
     }
     ensure_object(&mut v, "completion_tokens_details")["reasoning_tokens"] = json!(usage.reasoning_tokens);
+    // The other detail counts OpenAI (and OpenRouter) document, 0 unless the upstream said more.
+    let zero_unless_sent = |details: &mut Value, keys: &[&str]| {
+        for key in keys {
+            if details.get(*key).is_none() {
+                details[*key] = json!(0);
+            }
+        }
+    };
+    zero_unless_sent(&mut v["prompt_tokens_details"], &["audio_tokens"]);
+    zero_unless_sent(
+        &mut v["completion_tokens_details"],
+        &["audio_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens", "image_tokens"],
+    );
     v
 }
 

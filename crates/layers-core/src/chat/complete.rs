@@ -33,15 +33,8 @@ pub(super) fn finish(
         Ending::Completed { usage, generated_bytes }
     });
     let latency_ms = route.started.elapsed().as_millis() as u64;
-    let body = shape_body(
-        completion,
-        request_id,
-        route.entry.name(),
-        &metered.usage,
-        upstream_usage.as_ref(),
-        metered.charged,
-        latency_ms,
-    );
+    let names = Names { request_id, provider: &candidate.provider, public_model: route.entry.name() };
+    let body = shape_body(completion, &names, &metered.usage, upstream_usage.as_ref(), metered.charged, latency_ms);
     if credits.billed {
         credits.charged = Some(metered.charged);
         credits.remaining = metered.remaining;
@@ -49,25 +42,48 @@ pub(super) fn finish(
     ChatReply { provider: candidate.provider.clone(), credits, body: ReplyBody::Json(body) }
 }
 
+/// What the body names: its request (for its id), provider and public model.
+struct Names<'a> {
+    request_id: &'a str,
+    provider: &'a str,
+    public_model: &'a str,
+}
+
 fn shape_body(
     completion: Completion,
-    request_id: &str,
-    public_model: &str,
+    names: &Names<'_>,
     usage: &Usage,
     upstream_usage: Option<&Value>,
     charged: MicroCredits,
     latency_ms: u64,
 ) -> Bytes {
     let mut body = completion.body;
-    body.insert("id".into(), json!(answer_id(request_id)));
-    body.insert("model".into(), json!(public_model));
+    body.insert("id".into(), json!(answer_id(names.request_id)));
+    body.insert("provider".into(), json!(names.provider));
+    body.insert("model".into(), json!(names.public_model));
     let mut usage = usage_value(usage, upstream_usage);
     add_cost(&mut usage, charged);
     body.insert("usage".into(), usage);
+    openrouter_choice_fields(&mut body, "message");
     let reasoning = reasoning_of(&body);
     body.insert("layers".into(), layers_object(charged, latency_ms, reasoning));
     // Serialising a map of JSON values cannot fail.
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// OpenRouter's fields of each choice: `native_finish_reason` (null: the provider's own reason
+/// is translated away) and, in a message, `reasoning` (its reasoning text, or null).
+pub(super) fn openrouter_choice_fields(body: &mut Map<String, Value>, message_key: &str) {
+    let Some(Value::Array(choices)) = body.get_mut("choices") else { return };
+    for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
+        choice.entry("native_finish_reason").or_insert(Value::Null);
+        if let Some(Value::Object(m)) = choice.get_mut(message_key) {
+            if !m.contains_key("reasoning") && message_key == "message" {
+                let text = m.get("reasoning_content").cloned().unwrap_or(Value::Null);
+                m.insert("reasoning".into(), text);
+            }
+        }
+    }
 }
 
 /// The id of a chat answer, whichever provider made it: `gen-` and the request id, so
@@ -82,6 +98,8 @@ pub(super) fn add_cost(usage: &mut Value, charged: MicroCredits) {
     if let Value::Object(u) = usage {
         u.insert("cost".into(), json!(charged.usd_number()));
         u.insert("is_byok".into(), json!(false));
+        // What the provider itself charged is the operator's business, not the client's.
+        u.insert("cost_details".into(), json!({"upstream_inference_cost": null}));
     }
 }
 

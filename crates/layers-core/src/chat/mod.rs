@@ -428,6 +428,7 @@ impl RouteCall {
             Ok(Answer::Stream(chunks, first)) => {
                 let setup = StreamSetup {
                     public_model: route.entry.name().to_owned(),
+                    provider: candidate.provider.clone(),
                     request_id,
                     show_usage: req.wants_stream_usage(),
                     started: route.started,

@@ -17,7 +17,7 @@ use layers_providers::{sse, ChunkStream, StreamEvent};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::complete::{add_cost, answer_id, layers_object};
+use super::complete::{add_cost, answer_id, layers_object, openrouter_choice_fields};
 use super::meter::{Ending, Meter, Metered};
 use crate::failure::{describe, UpstreamFailure};
 use crate::tasks::Tasks;
@@ -25,6 +25,8 @@ use crate::tasks::Tasks;
 /// What the client stream needs besides the upstream stream.
 pub(crate) struct StreamSetup {
     pub public_model: String,
+    /// The provider serving the stream, named on every chunk as OpenRouter does.
+    pub provider: String,
     pub request_id: String,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
     pub show_usage: bool,
@@ -40,6 +42,7 @@ pub struct ClientStream {
     public_model: Arc<str>,
     /// The answer's id on every chunk (`gen-<request id>`).
     answer_id: Arc<str>,
+    provider: Arc<str>,
     request_id: Arc<str>,
     show_usage: bool,
     started: Instant,
@@ -78,6 +81,7 @@ impl ClientStream {
             first: Some(first),
             public_model: Arc::from(setup.public_model),
             answer_id: Arc::from(answer_id(&setup.request_id)),
+            provider: Arc::from(setup.provider),
             request_id: Arc::from(setup.request_id),
             show_usage: setup.show_usage,
             started: setup.started,
@@ -105,6 +109,8 @@ impl ClientStream {
         }
         let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
         chunk.insert("id".into(), json!(&*self.answer_id));
+        chunk.insert("provider".into(), json!(&*self.provider));
+        openrouter_choice_fields(&mut chunk, "delta");
         chunk.insert("model".into(), json!(&*self.public_model));
         match usage {
             Some(raw) if self.show_usage => {

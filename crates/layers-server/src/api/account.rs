@@ -123,7 +123,7 @@ pub async fn generation(
             code: ErrorCode::GenerationNotFound,
         });
     };
-    Ok(Json(json!({"data": {
+    let mut data = json!({"data": {
         "id": r.request_id,
         "model": r.model,
         "provider_name": r.provider,
@@ -147,17 +147,36 @@ pub async fn generation(
         "credits_held": credits(r.held),
         "cost_credits": credits(r.cost),
         "shortfall_credits": credits(r.shortfall),
-        // OpenRouter's fields, as its clients read them: US$ as a JSON number (the exact
-        // debit), milliseconds, the app the request came from.
+    }});
+    // OpenRouter's fields, as its clients read them: US$ as a JSON number (the exact debit),
+    // milliseconds, the app the request came from.
+    let openrouter = json!({
         "total_cost": r.charged.usd_number(),
         "total_cost_usd": r.charged.usd_text(),
         "latency": r.latency_ms,
         "native_tokens_prompt": r.usage.prompt_tokens,
         "native_tokens_completion": r.usage.completion_tokens,
         "is_byok": false,
+        "usage": r.charged.usd_number(),
+        "generation_time": r.latency_ms,
         "app_title": r.app_title,
         "origin": r.app_origin.as_deref().unwrap_or(""),
-    }})))
+        // What OpenRouter reports and Layers does not keep: the provider's own id and finish
+        // reason, moderation, search results, cache discounts, registered app ids.
+        "upstream_id": null,
+        "finish_reason": null,
+        "native_finish_reason": null,
+        "moderation_latency": null,
+        "cache_discount": null,
+        "upstream_inference_cost": null,
+        "app_id": null,
+        "num_media_prompt": null,
+        "num_search_results": null,
+    });
+    if let (Some(d), Value::Object(more)) = (data["data"].as_object_mut(), openrouter) {
+        d.extend(more);
+    }
+    Ok(Json(data))
 }
 
 fn credits(m: MicroCredits) -> String {

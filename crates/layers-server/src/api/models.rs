@@ -63,6 +63,7 @@ fn model_object(m: &ModelEntry) -> Value {
         "created": m.spec.created,
         "owned_by": m.spec.name.owner(),
         "canonical_slug": m.name(),
+        "hugging_face_id": null,
         "name": m.name(),
         "description": format!("{} through Layers", m.name()),
         "context_length": m.spec.context_window,
@@ -90,6 +91,7 @@ fn model_object(m: &ModelEntry) -> Value {
         },
         "per_request_limits": null,
         "supported_parameters": parameters,
+        "default_parameters": {},
     })
 }
 

@@ -190,3 +190,57 @@ async fn the_app_a_request_came_from_is_kept_and_shown() {
     let rows = app.wait_for_usage(&user, 2).await;
     assert!(rows.iter().any(|r| r.app_title.as_deref() == Some("Other App")));
 }
+
+/// The fields a run of `sdk/openrouter_switch.py` saw, per endpoint: path → JSON type.
+fn seen_fields(out: &str) -> serde_json::Map<String, Value> {
+    let line = out.lines().find_map(|l| l.strip_prefix("FIELDS ")).expect("the script prints its fields");
+    serde_json::from_str(line).unwrap()
+}
+
+#[tokio::test]
+async fn a_client_written_for_openrouter_sees_the_same_fields_on_layers() {
+    let Some(python) = layers_testkit::python::sdk_python() else { return };
+    let script = include_str!("sdk/openrouter_switch.py");
+    let openrouter = layers_testkit::MockOpenRouter::start().await;
+    let theirs = layers_testkit::python::run_script(
+        &python,
+        script,
+        &[
+            ("BASE_URL", openrouter.base_url.clone()),
+            ("API_KEY", "sk-or-v1-mock".to_owned()),
+            ("MODEL", "openai/gpt-4o-mini".to_owned()),
+        ],
+    )
+    .await;
+    let app = TestApp::spawn().await;
+    let (user, key) = app.user_with_key("switcher@example.com", "10").await;
+    let ours = layers_testkit::python::run_script(
+        &python,
+        script,
+        &[("BASE_URL", format!("{}/api/v1", app.url)), ("API_KEY", key), ("MODEL", "sandbox/echo".to_owned())],
+    )
+    .await;
+    let (theirs, ours) = (seen_fields(&theirs), seen_fields(&ours));
+    let mut missing = Vec::new();
+    for (endpoint, fields) in &theirs {
+        let Some(Value::Object(mine)) = ours.get(endpoint) else {
+            missing.push(format!("{endpoint}: not reached"));
+            continue;
+        };
+        for (path, kind) in fields.as_object().unwrap() {
+            match mine.get(path) {
+                None => missing.push(format!("{endpoint}: {path}")),
+                // A field one side leaves null (unknown there) is still the same field.
+                Some(k) if k != kind && k != "null" && kind != "null" => {
+                    missing.push(format!("{endpoint}: {path} is {k} here, {kind} on OpenRouter"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(missing.is_empty(), "fields an OpenRouter client reads that Layers lacks:\n{}", missing.join("\n"));
+    // And the app the client named is on its usage.
+    let rows = app.wait_for_usage(&user, 2).await;
+    assert!(rows.iter().all(|r| r.app_title.as_deref() == Some("My App")));
+    assert!(openrouter.requests().len() == 2);
+}
