@@ -35,7 +35,14 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/usage", get(account::usage))
         .route("/api/v1/generation", get(account::generation))
         .route("/v1/responses", post(responses::responses))
-        .route("/v1/messages", post(messages::messages).route_layer(from_fn(anthropic_dialect::anthropic_dialect)))
+        // Every path under /v1/messages speaks Anthropic's dialect, its 404s and 405s included.
+        .merge(
+            Router::new()
+                .route("/v1/messages", post(messages::messages).fallback(method_not_allowed))
+                .route("/v1/messages/count_tokens", post(messages::count_tokens).fallback(method_not_allowed))
+                .route("/v1/messages/{*rest}", axum::routing::any(messages::not_offered))
+                .layer(from_fn(anthropic_dialect::anthropic_dialect)),
+        )
         .route_layer(from_fn(rate_headers::rate_headers));
     Router::new()
         .merge(data_plane)

@@ -96,14 +96,14 @@ pub enum ChatError {
 #[derive(Debug)]
 pub struct ChatService {
     catalogue: Arc<Catalogue>,
-    providers: Providers,
+    pub(crate) providers: Providers,
     pub(crate) limits: RequestLimits,
     pub(crate) billing: Billing,
     limiter: RateLimiter,
     pub(crate) router: Arc<Router>,
     pub(crate) tasks: Tasks,
     bytes_per_token: u32,
-    test_keys: TestKeySettings,
+    pub(crate) test_keys: TestKeySettings,
     test_key_days: DailyCounts,
     /// Usage rows are dated by this clock (calendar limits and the dashboard follow it).
     clock: crate::clock::Clock,

@@ -138,8 +138,19 @@ fn check_billed_fields(req: &ChatRequest) -> Result<(), ChatError> {
 /// Anthropic beta features passed on to Anthropic routes: only those that do not change what a
 /// request can cost beyond its hold (a longer context window, one-hour cache writes at twice
 /// the input rate, server tools, uploaded files would).
-const PRICE_NEUTRAL_BETAS: [&str; 4] =
-    ["interleaved-thinking-", "fine-grained-tool-streaming-", "token-efficient-tools-", "output-128k-"];
+/// Claude Code sends `claude-code-`, `context-management-` and the thinking and streaming
+/// betas on every call.
+const PRICE_NEUTRAL_BETAS: [&str; 9] = [
+    "interleaved-thinking-",
+    "fine-grained-tool-streaming-",
+    "token-efficient-tools-",
+    "output-128k-",
+    "claude-code-",
+    "context-management-",
+    "effort-",
+    "structured-outputs-",
+    "token-counting-",
+];
 
 fn check_betas(header: &str) -> Result<(), ChatError> {
     for beta in header.split(',').map(str::trim).filter(|b| !b.is_empty()) {

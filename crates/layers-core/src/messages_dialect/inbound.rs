@@ -37,6 +37,15 @@ pub(super) struct MessagesRequest {
     pub tools: Option<Vec<Tool>>,
     #[serde(default)]
     pub tool_choice: Option<ToolChoice>,
+    /// `effort` (and what else Anthropic adds there).
+    #[serde(default)]
+    pub output_config: Option<OutputConfig>,
+    /// Structured outputs: `{"type": "json_schema", "schema": {…}}`.
+    #[serde(default)]
+    pub output_format: Option<OutputFormat>,
+    /// Server-side context editing (clearing old tool results): Anthropic's alone.
+    #[serde(default)]
+    pub context_management: Option<Value>,
     /// Everything else the client sent.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -85,6 +94,20 @@ pub(super) enum SystemBlock {
         #[serde(default)]
         cache_control: Option<IgnoredAny>,
     },
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct OutputConfig {
+    #[serde(default)]
+    pub effort: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum OutputFormat {
+    JsonSchema { schema: Value },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +200,26 @@ pub(super) enum BlockKind {
     RedactedThinking {
         data: String,
     },
+    /// A document (a PDF as base64, or plain text).
+    Document {
+        source: DocumentSource,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum DocumentSource {
+    Base64 {
+        #[serde(default)]
+        media_type: Option<String>,
+        data: String,
+    },
+    Text {
+        data: String,
+    },
+    Url {},
+    Content {},
+    File {},
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +252,7 @@ impl BlockKind {
             BlockKind::ToolResult { .. } => "tool_result",
             BlockKind::Thinking { .. } => "thinking",
             BlockKind::RedactedThinking { .. } => "redacted_thinking",
+            BlockKind::Document { .. } => "document",
         }
     }
 }

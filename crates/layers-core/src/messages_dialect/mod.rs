@@ -36,11 +36,15 @@ pub enum MessagesBody {
 /// The chat stream of a request, as Anthropic's events.
 pub type MessagesStream = TranslatedStream<stream::MessagesSse>;
 
-/// `anthropic-beta` values are passed on to Anthropic routes when they look like feature names.
+/// `anthropic-beta` values are passed on to Anthropic routes when they look like feature names;
+/// `oauth-…` is left out (Layers calls Anthropic with the operator's key, not the client's
+/// login).
 fn beta_features(header: Option<&str>) -> Option<String> {
-    header
-        .filter(|v| v.len() <= 512 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_,. ".contains(&b)))
-        .map(str::to_owned)
+    let header =
+        header.filter(|v| v.len() <= 512 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_,. ".contains(&b)))?;
+    let kept: Vec<&str> =
+        header.split(',').map(str::trim).filter(|b| !b.is_empty() && !b.starts_with("oauth-")).collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 impl ChatService {
@@ -52,12 +56,22 @@ impl ChatService {
         body: &Value,
         anthropic_beta: Option<&str>,
     ) -> Result<MessagesReply, ChatError> {
-        let mut chat = request::to_chat(body).map_err(|e| ChatError::Invalid {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        let anthropic_route = self.served_by_anthropic_only(ctx, model);
+        let mut chat = request::to_chat(body, anthropic_route).map_err(|e| ChatError::Invalid {
             message: e.message,
             param: Some(e.param),
             code: ErrorCode::InvalidRequest,
         })?;
-        chat.anthropic_beta = beta_features(anthropic_beta);
+        // Agents send the largest `max_tokens` Anthropic accepts; past this model's output cap
+        // it means "as much as it can write", not a mistake.
+        if let Some(cap) = self.output_cap_of(ctx, model) {
+            if chat.max_tokens.is_some_and(|m| m > cap) {
+                chat.max_tokens = Some(cap);
+            }
+        }
+        // Betas mean something to Anthropic only.
+        chat.anthropic_beta = if anthropic_route { beta_features(anthropic_beta) } else { None };
         let model = chat.model.clone();
         let reply = self.chat(ctx, chat).await?;
         let body = match reply.body {
@@ -73,6 +87,46 @@ impl ChatService {
             ))),
         };
         Ok(MessagesReply { provider: reply.provider, credits: reply.credits, body })
+    }
+}
+
+impl ChatService {
+    /// `POST /v1/messages/count_tokens`: the prompt's tokens as the gateway counts them (what
+    /// the sandbox reports as `input_tokens` for the same request; an estimate for a provider's
+    /// own tokenizer), without calling a provider or billing.
+    pub fn count_message_tokens(&self, ctx: &CallContext, body: &Value) -> Result<u32, ChatError> {
+        let mut body = body.clone();
+        if let Value::Object(m) = &mut body {
+            // count_tokens takes a Messages request without `max_tokens`.
+            m.entry("max_tokens").or_insert(serde_json::json!(1));
+        }
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let chat = request::to_chat(&body, self.served_by_anthropic_only(ctx, &model)).map_err(|e| {
+            ChatError::Invalid { message: e.message, param: Some(e.param), code: ErrorCode::InvalidRequest }
+        })?;
+        self.resolve_kind(&model, layers_domain::ModelKind::Chat, ctx.principal.env == layers_domain::KeyEnv::Live)?;
+        Ok(layers_providers::sandbox::prompt_tokens(&chat))
+    }
+
+    /// Whether every route the request would take is Anthropic's (so Anthropic's own fields
+    /// reach it unchanged). Test keys go to the sandbox unless the operator lets them out.
+    fn served_by_anthropic_only(&self, ctx: &CallContext, model: &str) -> bool {
+        let billed = ctx.principal.env == layers_domain::KeyEnv::Live;
+        if !billed && !self.test_keys.real_routes {
+            return false;
+        }
+        let Ok(entry) = self.resolve_kind(model, layers_domain::ModelKind::Chat, billed) else { return false };
+        !entry.routes.is_empty()
+            && entry.routes.iter().all(|r| {
+                self.providers.get(&r.provider).is_some_and(|a| a.kind() == layers_providers::ProviderKind::Anthropic)
+            })
+    }
+
+    /// The model's output cap, when the model is known.
+    fn output_cap_of(&self, ctx: &CallContext, model: &str) -> Option<u32> {
+        let billed = ctx.principal.env == layers_domain::KeyEnv::Live;
+        let entry = self.resolve_kind(model, layers_domain::ModelKind::Chat, billed).ok()?;
+        (entry.spec.max_output_tokens > 0).then_some(entry.spec.max_output_tokens)
     }
 }
 

@@ -20,8 +20,16 @@ fn invalid(param: &str, message: &str) -> Invalid {
     Invalid { param: param.to_owned(), message: message.to_owned() }
 }
 
+/// Fields Anthropic accepts that only change how Anthropic runs the request (not what any
+/// other provider can answer): dropped on other routes.
+const ANTHROPIC_ONLY_HARMLESS: [&str; 1] = ["context_management"];
+
 /// Translates the body (the `anthropic-beta` header is the caller's to carry over).
-pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
+/// `anthropic_route`: every route of the model is Anthropic's, so what Anthropic accepts and the
+/// chat shape has no field for goes to it unchanged (in the `anthropic` option object); on other
+/// routes such a field is translated where it has a meaning there, dropped where it changes
+/// nothing another provider answers, and otherwise refused with a 400 naming it.
+pub fn to_chat(body: &Value, anthropic_route: bool) -> Result<ChatRequest, Invalid> {
     if !body.is_object() {
         return Err(invalid("body", "the body must be a JSON object"));
     }
@@ -29,8 +37,13 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
         ProviderError::Unsupported { param, message } => Invalid { param, message },
         _ => invalid("body", "the body is not a Messages request"),
     })?;
-    if let Some((name, _)) = req.other.iter().find(|(_, v)| !v.is_null()) {
-        return Err(invalid(name, &format!("`{name}` is not supported by this gateway")));
+    let mut anthropic = Map::new();
+    for (name, value) in req.other.iter().filter(|(_, v)| !v.is_null()) {
+        if anthropic_route {
+            anthropic.insert(name.clone(), value.clone());
+        } else {
+            return Err(invalid(name, &format!("`{name}` is only honoured on Anthropic models")));
+        }
     }
     if req.max_tokens == 0 {
         return Err(invalid("max_tokens", "`max_tokens` must be a positive integer"));
@@ -54,8 +67,50 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
     if let Some(p) = req.top_p {
         put("top_p", json!(p));
     }
-    if let Some(thinking) = req.thinking.filter(|t| !t.is_null()) {
-        put("thinking", thinking);
+    let effort = req.output_config.as_ref().and_then(|c| c.effort.clone());
+    match req.thinking.filter(|t| !t.is_null()) {
+        // Adaptive thinking (the model decides how much): Anthropic's own; elsewhere the
+        // reasoning effort the request asks for (`output_config.effort`, else medium).
+        Some(t) if t.get("type").and_then(Value::as_str) == Some("adaptive") => {
+            if anthropic_route {
+                anthropic.insert("thinking".to_owned(), t);
+            } else {
+                put("reasoning_effort", json!(reasoning_effort(effort.as_deref())));
+            }
+        }
+        Some(t) if t.get("type").and_then(Value::as_str) == Some("disabled") && !anthropic_route => {}
+        Some(t) => put("thinking", t),
+        None => {}
+    }
+    if let Some(config) = req.output_config {
+        if anthropic_route {
+            let mut m = config.other;
+            if let Some(e) = config.effort {
+                m.insert("effort".to_owned(), json!(e));
+            }
+            anthropic.insert("output_config".to_owned(), Value::Object(m));
+        } else if let Some((name, _)) = config.other.iter().find(|(_, v)| !v.is_null()) {
+            return Err(invalid(&format!("output_config.{name}"), "only honoured on Anthropic models"));
+        } else if config.effort.is_some() {
+            // How hard the model works: a reasoning effort elsewhere.
+            put("reasoning_effort", json!(reasoning_effort(config.effort.as_deref())));
+        }
+    }
+    if let Some(super::inbound::OutputFormat::JsonSchema { schema }) = req.output_format {
+        if anthropic_route {
+            anthropic.insert("output_format".to_owned(), json!({"type": "json_schema", "schema": schema}));
+        } else {
+            put(
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+            );
+        }
+    }
+    if let Some(cm) = req.context_management.filter(|v| !v.is_null()) {
+        if anthropic_route {
+            anthropic.insert("context_management".to_owned(), cm);
+        }
+        debug_assert!(ANTHROPIC_ONLY_HARMLESS.contains(&"context_management"));
     }
     if let Some(stop) = req.stop_sequences {
         put("stop", json!(stop));
@@ -75,7 +130,6 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
     if cache {
         put("cache", json!(true));
     }
-    let mut anthropic = Map::new();
     if let Some(k) = req.top_k {
         anthropic.insert("top_k".to_owned(), json!(k));
     }
@@ -99,6 +153,15 @@ pub fn to_chat(body: &Value) -> Result<ChatRequest, Invalid> {
         gateway_output_cap: None,
         anthropic_beta: None,
     })
+}
+
+/// Anthropic's `effort` as a chat `reasoning_effort` (`max` is the most there is: high).
+fn reasoning_effort(effort: Option<&str>) -> &'static str {
+    match effort {
+        Some("low") => "low",
+        Some("high" | "max") => "high",
+        _ => "medium",
+    }
 }
 
 fn message(role: Role, content: Option<MessageContent>, extra: Map<String, Value>) -> ChatMessage {
@@ -219,6 +282,7 @@ fn add_block(turn: &mut Turn, role: Role, block: &BlockKind, at: &str) -> Result
         (Role::Assistant, BlockKind::RedactedThinking { data }) => {
             turn.thinking.push(json!({"type": "redacted_thinking", "data": data}));
         }
+        (Role::User, BlockKind::Document { source }) => turn.parts.push(document_part(source, at)?),
         (Role::User, BlockKind::ToolResult { tool_use_id, content, is_error }) => {
             let text = match content {
                 Some(TextOr::Text(s)) => s.clone(),
@@ -240,6 +304,21 @@ fn add_block(turn: &mut Turn, role: Role, block: &BlockKind, at: &str) -> Result
     Ok(())
 }
 
+/// A document as the chat shape carries it: a PDF as a `file` part, plain text as text.
+fn document_part(source: &super::inbound::DocumentSource, at: &str) -> Result<ContentPart, Invalid> {
+    use super::inbound::DocumentSource;
+    match source {
+        DocumentSource::Base64 { media_type, data } => {
+            let media = media_type.as_deref().unwrap_or("application/pdf");
+            let mut extra = Map::new();
+            extra.insert("file".to_owned(), json!({"file_data": format!("data:{media};base64,{data}")}));
+            Ok(ContentPart { kind: "file".to_owned(), text: None, extra })
+        }
+        DocumentSource::Text { data } => Ok(text_part(data.clone())),
+        _ => Err(invalid(&format!("{at}.source"), "documents are sent inline (base64 or text)")),
+    }
+}
+
 fn image_part(source: &ImageSource) -> ContentPart {
     let url = match source {
         ImageSource::Base64 { media_type, data } => {
@@ -258,21 +337,24 @@ mod tests {
 
     #[test]
     fn a_conversation_with_tools_becomes_a_chat_request() {
-        let req = to_chat(&json!({
-            "model": "anthropic/claude-sonnet-4-5", "max_tokens": 1024, "stream": true,
-            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-            "stop_sequences": ["END"], "top_k": 5, "metadata": {"user_id": "u1"},
-            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
-            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
-            "messages": [
-                {"role": "user", "content": [{"type": "text", "text": "Weather?"},
-                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
-                {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": "s"},
-                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
-                    {"type": "text", "text": "And tomorrow?"}]}
-            ]
-        }))
+        let req = to_chat(
+            &json!({
+                "model": "anthropic/claude-sonnet-4-5", "max_tokens": 1024, "stream": true,
+                "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                "stop_sequences": ["END"], "top_k": 5, "metadata": {"user_id": "u1"},
+                "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "Weather?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+                    {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": "s"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+                        {"type": "text", "text": "And tomorrow?"}]}
+                ]
+            }),
+            false,
+        )
         .unwrap();
         let v = serde_json::to_value(&req).unwrap();
         assert_eq!(v["max_tokens"], 1024);
@@ -293,7 +375,7 @@ mod tests {
 
     #[test]
     fn bad_requests_name_the_parameter() {
-        let param = |v: Value| to_chat(&v).unwrap_err().param;
+        let param = |v: Value| to_chat(&v, false).unwrap_err().param;
         assert_eq!(param(json!({"model": "m", "messages": []})), "max_tokens");
         assert_eq!(param(json!({"max_tokens": 5, "messages": []})), "model");
         assert_eq!(
@@ -304,7 +386,7 @@ mod tests {
             param(
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]})
             ),
-            "messages[0].content[0]"
+            "messages[0].content[0].source"
         );
         assert_eq!(
             param(
@@ -319,12 +401,18 @@ mod tests {
         assert_eq!(param(json!({"model": "m", "max_tokens": 0, "messages": []})), "max_tokens");
         assert_eq!(param(json!({"model": "m", "max_tokens": "many", "messages": []})), "max_tokens");
         let secret = "the prompt itself";
-        let bad = to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
-            {"role": "assistant", "content": [{"type": "text", "text": 42}]}], "note": null}))
+        let bad = to_chat(
+            &json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": 42}]}], "note": null}),
+            false,
+        )
         .unwrap_err();
         assert!(bad.param.starts_with("messages[1].content[0]"), "{bad:?}");
-        let bad = to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [
-            {"type": "image", "source": {"type": "url", "url": secret}}]}]}))
+        let bad = to_chat(
+            &json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [
+            {"type": "image", "source": {"type": "url", "url": secret}}]}]}),
+            false,
+        )
         .unwrap_err();
         assert_eq!(bad.param, "messages[0].content[0]");
         assert!(!bad.message.contains(secret), "{bad:?}");
@@ -339,5 +427,32 @@ mod tests {
             param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 7}]})),
             "messages[0].content"
         );
+    }
+
+    #[test]
+    fn current_fields_pass_to_anthropic_and_are_translated_or_named_elsewhere() {
+        let body = json!({"model": "m", "max_tokens": 64000, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}},
+                {"type": "text", "text": "Summarise"}]}],
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+            "output_format": {"type": "json_schema", "schema": {"type": "object"}}});
+        let there = serde_json::to_value(to_chat(&body, true).unwrap()).unwrap();
+        assert_eq!(there["anthropic"]["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(there["anthropic"]["output_config"], json!({"effort": "high"}));
+        assert_eq!(there["anthropic"]["context_management"]["edits"][0]["type"], "clear_tool_uses_20250919");
+        assert_eq!(there["anthropic"]["output_format"]["type"], "json_schema");
+        assert!(there.get("response_format").is_none() && there.get("reasoning_effort").is_none());
+        assert_eq!(there["messages"][0]["content"][0]["file"]["file_data"], "data:application/pdf;base64,JVBE");
+        let elsewhere = serde_json::to_value(to_chat(&body, false).unwrap()).unwrap();
+        assert_eq!(elsewhere["reasoning_effort"], "high");
+        assert_eq!(elsewhere["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
+        assert!(elsewhere.get("anthropic").is_none(), "context management is dropped where it means nothing");
+        // What would change the answer and cannot be honoured is named.
+        let mut mcp = body.clone();
+        mcp["mcp_servers"] = json!([{"type": "url", "url": "https://mcp.example", "name": "x"}]);
+        assert_eq!(to_chat(&mcp, false).unwrap_err().param, "mcp_servers");
+        let passed = serde_json::to_value(to_chat(&mcp, true).unwrap()).unwrap();
+        assert_eq!(passed["anthropic"]["mcp_servers"][0]["name"], "x");
     }
 }

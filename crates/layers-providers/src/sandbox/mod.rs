@@ -5,6 +5,8 @@
 mod reply;
 mod schema;
 
+pub use self::reply::prompt_tokens;
+
 use layers_domain::{tokens, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};

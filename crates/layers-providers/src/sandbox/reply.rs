@@ -134,7 +134,7 @@ impl Reply {
 }
 
 /// What a tokenizer would see of the prompt: the messages' text and the tools' definitions.
-fn prompt_tokens(req: &ChatRequest) -> u32 {
+pub fn prompt_tokens(req: &ChatRequest) -> u32 {
     let parts = req.prompt_parts();
     let text: usize = req.messages.iter().map(|m| m.joined_text().len()).sum();
     let tools = present(&req.extra, "tools").map_or(0, |t| t.to_string().len());

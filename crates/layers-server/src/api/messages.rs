@@ -35,3 +35,24 @@ pub async fn messages(
     reply_headers(&mut resp, &reply.provider, reply.credits);
     Ok(resp)
 }
+
+/// `POST /v1/messages/count_tokens`.
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(Started(started)): Extension<Started>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let ctx = CallContext { principal, request_id, started, endpoint: "count_tokens", app: Default::default() };
+    let tokens = state.core.chat.count_message_tokens(&ctx, &body)?;
+    Ok(axum::Json(serde_json::json!({"input_tokens": tokens})))
+}
+
+/// Any other path under `/v1/messages` (batches, files…): a 404 in Anthropic's shape.
+pub async fn not_offered() -> ApiError {
+    ApiError::NotFound {
+        message: "This Messages API endpoint is not offered by this gateway".into(),
+        code: layers_core::codes::ErrorCode::NotFound,
+    }
+}

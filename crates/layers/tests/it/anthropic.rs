@@ -499,3 +499,32 @@ async fn messages_usage_splits_cache_reads_and_writes_like_anthropic() {
         json!({"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 3000, "cache_creation_input_tokens": 1000})
     );
 }
+
+#[tokio::test]
+async fn todays_messages_fields_reach_an_anthropic_route_unchanged() {
+    let (app, mock) = app().await;
+    let (_, key) = app.user_with_key("today@example.com", "10").await;
+    let body = json!({
+        "model": MOCK_CLAUDE, "max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919", "keep": {"type": "tool_uses", "value": 3}}]},
+        "speed": "fast",
+    });
+    let resp = app
+        .http
+        .post(format!("{}/v1/messages", app.url))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "claude-code-20250219, oauth-2025-04-20,context-management-2025-06-27")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let sent = mock.last_request();
+    for field in ["thinking", "output_config", "context_management", "speed"] {
+        assert_eq!(sent.body[field], body[field], "{field} passes through unchanged");
+    }
+    let beta = sent.headers["anthropic-beta"].to_str().unwrap();
+    assert_eq!(beta, "claude-code-20250219,context-management-2025-06-27", "the client's login beta stays here");
+}

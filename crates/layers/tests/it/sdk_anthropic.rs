@@ -20,6 +20,7 @@ async fn run(opts: AppOptions, model: &str, expected: &str, usage: (u32, u32), t
             ("PROMPT_TOKENS", usage.0.to_string()),
             ("COMPLETION_TOKENS", usage.1.to_string()),
             ("TOOLS", if tools { "1" } else { "0" }.to_owned()),
+            ("ANTHROPIC_ROUTE", if model == MOCK_CLAUDE { "1" } else { "0" }.to_owned()),
         ],
     )
     .await;
@@ -60,4 +61,19 @@ async fn the_anthropic_sdk_on_a_gemini_route() {
 async fn the_anthropic_sdk_on_an_openai_compatible_route() {
     let mock = MockOpenAi::start().await;
     run(AppOptions::default().with_mock(&mock), MOCK_MODEL, "Hello from the mock upstream!", (12, 6), false).await;
+}
+
+#[tokio::test]
+async fn the_anthropic_sdk_with_todays_fields_on_the_sandbox_with_a_test_key() {
+    let Some(python) = sdk_python() else { return };
+    let app = TestApp::spawn().await;
+    let user = app.create_user("anthropic-today@example.com", layers_domain::Tier::Free).await;
+    let key = app.create_key(&user, layers_domain::KeyEnv::Test).await;
+    let out = run_script(
+        &python,
+        include_str!("sdk/anthropic_current.py"),
+        &[("BASE_URL", app.url.clone()), ("API_KEY", key)],
+    )
+    .await;
+    assert!(out.contains("all checks passed"), "{out}");
 }

@@ -68,12 +68,14 @@ except anthropic.NotFoundError as e:
     assert e.body["error"]["type"] == "not_found_error", e.body
 else:
     raise AssertionError("expected NotFoundError")
-try:
-    c.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}],
-                      extra_body={"frequency_penalty": 1})
-except anthropic.BadRequestError as e:
-    assert e.body["error"]["type"] == "invalid_request_error", e.body
-    assert "frequency_penalty" in e.body["error"]["message"], e.body
-else:
-    raise AssertionError("expected BadRequestError")
+if os.environ.get("ANTHROPIC_ROUTE") != "1":
+    # Elsewhere, a field only Anthropic honours is named (on Anthropic routes it goes through).
+    try:
+        c.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}],
+                          extra_body={"frequency_penalty": 1})
+    except anthropic.BadRequestError as e:
+        assert e.body["error"]["type"] == "invalid_request_error", e.body
+        assert "frequency_penalty" in e.body["error"]["message"], e.body
+    else:
+        raise AssertionError("expected BadRequestError")
 print("all checks passed")
