@@ -100,11 +100,14 @@ pub(super) enum SystemBlock {
 pub(super) struct OutputConfig {
     #[serde(default)]
     pub effort: Option<String>,
+    /// Structured outputs (where `output_format` moved): `{"type": "json_schema", "schema"}`.
+    #[serde(default)]
+    pub format: Option<OutputFormat>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum OutputFormat {
     JsonSchema { schema: Value },
@@ -235,11 +238,14 @@ pub(super) enum ImageSource {
     },
 }
 
-/// A block of a tool result: its text is what the chat shape carries.
+/// A block of a tool result: text, or an image or document the tool returned (the chat shape
+/// carries those beside the result, in the user's turn).
 #[derive(Debug, Deserialize)]
-pub(super) struct ResultBlock {
-    #[serde(default)]
-    pub text: Option<String>,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum ResultBlock {
+    Text { text: String },
+    Image { source: ImageSource },
+    Document { source: DocumentSource },
 }
 
 impl BlockKind {

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use layers_providers::chat::{ChatMessage, ContentPart, MessageContent, Role};
 use layers_providers::{ChatRequest, ProviderError};
 
-use super::inbound::{self, BlockKind, ChoiceKind, ImageSource, MessagesRequest, SystemBlock, TextOr};
+use super::inbound::{self, BlockKind, ChoiceKind, ImageSource, MessagesRequest, ResultBlock, SystemBlock, TextOr};
 
 /// A request that cannot be translated: the parameter and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,21 +82,29 @@ pub fn to_chat(body: &Value, anthropic_route: bool) -> Result<ChatRequest, Inval
         Some(t) => put("thinking", t),
         None => {}
     }
+    let mut format = req.output_format;
     if let Some(config) = req.output_config {
         if anthropic_route {
             let mut m = config.other;
             if let Some(e) = config.effort {
                 m.insert("effort".to_owned(), json!(e));
             }
+            if let Some(f) = config.format {
+                m.insert("format".to_owned(), serde_json::to_value(f).unwrap_or_default());
+            }
             anthropic.insert("output_config".to_owned(), Value::Object(m));
         } else if let Some((name, _)) = config.other.iter().find(|(_, v)| !v.is_null()) {
-            return Err(invalid(&format!("output_config.{name}"), "only honoured on Anthropic models"));
-        } else if config.effort.is_some() {
-            // How hard the model works: a reasoning effort elsewhere.
-            put("reasoning_effort", json!(reasoning_effort(config.effort.as_deref())));
+            let field = format!("output_config.{name}");
+            return Err(invalid(&field, &format!("`{field}` is only honoured on Anthropic models")));
+        } else {
+            if config.effort.is_some() {
+                // How hard the model works: a reasoning effort elsewhere.
+                put("reasoning_effort", json!(reasoning_effort(config.effort.as_deref())));
+            }
+            format = config.format.or(format);
         }
     }
-    if let Some(super::inbound::OutputFormat::JsonSchema { schema }) = req.output_format {
+    if let Some(super::inbound::OutputFormat::JsonSchema { schema }) = format {
         if anthropic_route {
             anthropic.insert("output_format".to_owned(), json!({"type": "json_schema", "schema": schema}));
         } else {
@@ -287,7 +295,20 @@ fn add_block(turn: &mut Turn, role: Role, block: &BlockKind, at: &str) -> Result
             let text = match content {
                 Some(TextOr::Text(s)) => s.clone(),
                 Some(TextOr::Blocks(inner)) => {
-                    inner.iter().filter_map(|x| x.text.as_deref()).collect::<Vec<_>>().join("\n")
+                    let mut texts = Vec::new();
+                    for (k, block) in inner.iter().enumerate() {
+                        match block {
+                            ResultBlock::Text { text } => texts.push(text.as_str()),
+                            // What the tool returned besides text goes with the user's turn
+                            // that carries the result (the chat shape has no images in tool
+                            // messages).
+                            ResultBlock::Image { source } => turn.parts.push(image_part(source)),
+                            ResultBlock::Document { source } => {
+                                turn.parts.push(document_part(source, &format!("{at}.content[{k}]"))?)
+                            }
+                        }
+                    }
+                    texts.join("\n")
                 }
                 None => String::new(),
             };
@@ -449,10 +470,34 @@ mod tests {
         assert_eq!(elsewhere["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
         assert!(elsewhere.get("anthropic").is_none(), "context management is dropped where it means nothing");
         // What would change the answer and cannot be honoured is named.
+        // Structured outputs where Anthropic moved them, `output_config.format`.
+        let moved = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}});
+        let v = serde_json::to_value(to_chat(&moved, false).unwrap()).unwrap();
+        assert_eq!(v["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
+        let v = serde_json::to_value(to_chat(&moved, true).unwrap()).unwrap();
+        assert_eq!(v["anthropic"]["output_config"]["format"]["type"], "json_schema");
         let mut mcp = body.clone();
         mcp["mcp_servers"] = json!([{"type": "url", "url": "https://mcp.example", "name": "x"}]);
         assert_eq!(to_chat(&mcp, false).unwrap_err().param, "mcp_servers");
         let passed = serde_json::to_value(to_chat(&mcp, true).unwrap()).unwrap();
         assert_eq!(passed["anthropic"]["mcp_servers"][0]["name"], "x");
+    }
+
+    #[test]
+    fn images_a_tool_returned_follow_its_result_in_the_users_turn() {
+        let req = to_chat(
+            &json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "here"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]}]}]}),
+            false,
+        )
+        .unwrap();
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(v["messages"][1], json!({"role": "tool", "tool_call_id": "t1", "content": "here"}));
+        assert_eq!(v["messages"][2]["role"], "user");
+        assert_eq!(v["messages"][2]["content"][0]["image_url"]["url"], "data:image/png;base64,AAA");
     }
 }

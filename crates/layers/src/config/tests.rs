@@ -22,6 +22,10 @@ fn the_embedded_default_needs_nothing() {
     let s = load(None, &env(&[])).unwrap();
     assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(s.database.url, "sqlite://./data/layers.db");
+    // A data_dir holds the default database too, wherever the command runs from.
+    let f = file("data_dir = \"/srv/layers\"\n");
+    let elsewhere = load(Some(f.path()), &env(&[])).unwrap();
+    assert_eq!(elsewhere.database.url, "sqlite:///srv/layers/layers.db");
     assert!(s.database.auto_migrate);
     assert!(!s.production);
     assert!(matches!(s.pepper, PepperSource::DevFile { .. }));

@@ -23,7 +23,8 @@ use super::{catalogue, traffic};
 use super::{Config, ModelConfig, Problem, ProviderConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/layers.db";
+/// The database when none is configured: `layers.db` in `data_dir` (`./data` by default).
+pub const DEFAULT_DATABASE_FILE: &str = "layers.db";
 const DEFAULT_APP_ROLE: &str = "layers_app";
 const MIN_PEPPER_BYTES: usize = 32;
 
@@ -315,7 +316,11 @@ fn check_origins(origins: &[String], problems: &mut Vec<Problem>) -> Vec<String>
 }
 
 fn check_database(c: &Config, production: bool, problems: &mut Vec<Problem>) -> Option<DatabaseSettings> {
-    let url = c.database.url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    // With no database configured, the state lives where the rest does: in `data_dir`.
+    let url = c.database.url.clone().unwrap_or_else(|| {
+        let dir = c.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("./data"));
+        format!("sqlite://{}", dir.join(DEFAULT_DATABASE_FILE).display())
+    });
     let Some(backend) = backend_of(&url) else {
         problems.push(Problem::new("database.url", "must start with sqlite:// or postgres://"));
         return None;

@@ -37,5 +37,6 @@ mod readme;
 mod routing;
 mod sdk_anthropic;
 mod sdk_openai;
+mod suites;
 mod support;
 mod upstream_errors;
