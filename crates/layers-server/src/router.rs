@@ -9,7 +9,7 @@ use layers_core::codes::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{
-    account, chat, health, key, media, messages, metrics, models, responses, security_txt, stripe_webhook,
+    account, chat, health, key, media, messages, metrics, models, openapi, responses, security_txt, stripe_webhook,
 };
 use crate::error::ApiError;
 use crate::middleware::{anthropic_dialect, client_ip, context, cors, overload, rate_headers};
@@ -17,6 +17,16 @@ use crate::pages;
 use crate::state::AppState;
 
 pub fn build_router(state: AppState) -> Router {
+    let recorder = state.recorder.clone();
+    let router = routes(state);
+    match recorder {
+        // Outermost, so it sees exactly what the client receives.
+        Some(r) => router.layer(from_fn_with_state(r, crate::middleware::record::record)),
+        None => router,
+    }
+}
+
+fn routes(state: AppState) -> Router {
     let data_plane = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/api/v1/chat", post(chat::chat_completions))
@@ -53,6 +63,7 @@ pub fn build_router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(stripe_webhook::MAX_EVENT_BYTES)),
         )
         .route("/.well-known/security.txt", get(security_txt::security_txt))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::public_metrics))

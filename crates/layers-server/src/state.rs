@@ -31,6 +31,8 @@ pub struct AppState {
     pub csp: http::HeaderValue,
     /// Where vulnerabilities are reported (`/.well-known/security.txt`), when published.
     pub disclosure_contact: Option<Arc<str>>,
+    /// Test runs only: every response, for the OpenAPI check.
+    pub recorder: Option<Arc<crate::middleware::record::ResponseRecorder>>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
         AppState {
             csp,
             disclosure_contact: None,
+            recorder: None,
             cookies,
             core,
             cors,
@@ -64,6 +67,14 @@ impl AppState {
             edge,
             metrics_access: MetricsAccess::Open,
         }
+    }
+
+    /// Records every response into a file of `dir` (`testing.record_responses_dir`).
+    pub fn with_response_recorder(mut self, dir: Option<&std::path::Path>) -> std::io::Result<Self> {
+        if let Some(dir) = dir {
+            self.recorder = Some(crate::middleware::record::ResponseRecorder::create(dir)?);
+        }
+        Ok(self)
     }
 
     pub fn with_metrics_access(mut self, access: MetricsAccess) -> Self {

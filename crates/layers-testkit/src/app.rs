@@ -250,7 +250,11 @@ level = "warn"
             extra = opts.config,
         );
         std::fs::write(&path, toml).unwrap();
-        let env: BTreeMap<String, String> = opts.env.into_iter().collect();
+        let mut env: BTreeMap<String, String> = opts.env.into_iter().collect();
+        // The suite's responses, for scripts/openapi-check (scripts/test sets the directory).
+        if let Ok(dir) = std::env::var("LAYERS_TEST_RESPONSES_DIR") {
+            env.entry("LAYERS_TESTING__RECORD_RESPONSES_DIR".into()).or_insert(dir);
+        }
         let settings = config::load(Some(&path), &env).unwrap_or_else(|e| panic!("test configuration invalid: {e}"));
         let prepared = startup::prepare(settings).await.unwrap_or_else(|e| panic!("start-up failed: {e:#}"));
         let core = prepared.core.clone();

@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Print the OpenAPI 3.1 document of the public API (what `GET /openapi.json` serves).
+    Openapi,
     /// Operator and incident commands.
     Admin {
         #[command(subcommand)]

@@ -27,6 +27,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Command::CheckConfig { print } = &cli.command {
         return check_config(cli.config.as_deref(), &env, *print);
     }
+    if let Command::Openapi = &cli.command {
+        let doc = layers_server::api::openapi::document().to_pretty_json().unwrap_or_default();
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{doc}\n").as_bytes());
+        return ExitCode::SUCCESS;
+    }
     let settings = match config::load(cli.config.as_deref(), &env) {
         Ok(s) => s,
         Err(errors) => {
@@ -42,7 +48,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             tracing::info!("migrations applied");
         }),
         Command::Admin { command } => admin::run(settings, command).await,
-        Command::CheckConfig { .. } => Ok(()),
+        Command::CheckConfig { .. } | Command::Openapi => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

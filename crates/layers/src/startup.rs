@@ -90,7 +90,9 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     edge.max_connections = fit_connection_cap(edge.max_connections);
     let state = AppState::new(core.clone(), CorsPolicy::new(settings.allowed_origins), settings.proxies, edge)
         .with_metrics_access(settings.metrics_access)
-        .with_disclosure_contact(settings.disclosure_contact.clone());
+        .with_disclosure_contact(settings.disclosure_contact.clone())
+        .with_response_recorder(settings.record_responses.as_deref())
+        .context("cannot write to testing.record_responses_dir")?;
     let metrics = match settings.metrics_listen {
         Some(addr) => Some(bind(addr).with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?),
         None => None,

@@ -8,6 +8,8 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
+pub mod openapi_schema;
 pub mod responses;
 pub mod security_txt;
 pub mod stripe_webhook;

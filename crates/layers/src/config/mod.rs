@@ -320,6 +320,8 @@ pub struct TestingConfig {
     /// Run this node's clock this many seconds ahead of the system's (calendar limits, key
     /// expiry and rotation overlaps follow it), so a browser test can reach "tomorrow".
     pub clock_ahead_secs: Option<u64>,
+    /// Record every response into a file in this directory (the test suite's OpenAPI check).
+    pub record_responses_dir: Option<PathBuf>,
 }
 
 /// `[sessions]`: how long a dashboard login lasts.

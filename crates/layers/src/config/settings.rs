@@ -64,6 +64,8 @@ pub struct Settings {
     pub webhooks: layers_core::alerts::WebhookPolicy,
     /// How far the node's clock runs ahead of the system's (tests of the binary only).
     pub clock_ahead: Duration,
+    /// `testing.record_responses_dir` (never in production).
+    pub record_responses: Option<std::path::PathBuf>,
     /// Card payments through Stripe, when `[stripe]` is configured.
     pub payments: Option<layers_core::payments::PaymentSettings>,
     /// The anomaly rules' thresholds and the operator's webhook.

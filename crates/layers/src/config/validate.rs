@@ -76,6 +76,12 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         problems
             .push(Problem::new("testing.clock_ahead_secs", "must not be set in production: the clock is the system's"));
     }
+    if production && c.testing.record_responses_dir.is_some() {
+        problems.push(Problem::new(
+            "testing.record_responses_dir",
+            "must not be set in production: responses carry your users' data",
+        ));
+    }
     let allow_private_webhooks = c.alerts.allow_private_webhooks.unwrap_or(false);
     if production && allow_private_webhooks {
         problems.push(Problem::new(
@@ -157,6 +163,7 @@ pub(super) fn validate(c: Config, env: &BTreeMap<String, String>, problems: &mut
         oidc,
         webhooks: layers_core::alerts::WebhookPolicy { allow_private: allow_private_webhooks },
         clock_ahead,
+        record_responses: c.testing.record_responses_dir.clone(),
         payments,
         anomaly,
         usage_retention,

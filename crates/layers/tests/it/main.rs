@@ -29,6 +29,7 @@ mod money_exact;
 mod money_partition;
 mod multinode;
 mod oidc;
+mod openapi;
 mod openrouter;
 mod payments;
 mod privacy;
