@@ -42,7 +42,9 @@ pub async fn record(State(recorder): State<Arc<ResponseRecorder>>, req: Request,
     let status = resp.status().as_u16();
     let media = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let entry = |body: serde_json::Value| serde_json::json!({"method": method, "path": path, "status": status, "content_type": media, "body": body});
-    if !media.starts_with("application/json") {
+    // Streams and bodies too large to hold are passed on untouched, recorded without a body.
+    let size = axum::body::HttpBody::size_hint(resp.body()).upper();
+    if !media.starts_with("application/json") || size.is_none_or(|n| n > MAX_RECORDED as u64) {
         recorder.write(&entry(serde_json::Value::Null));
         return resp;
     }
