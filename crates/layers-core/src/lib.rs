@@ -15,6 +15,7 @@
 //! - [`identity`]: sign-up, login, sessions, password reset and CSRF tokens for the pages.
 //! - [`audit`]: audit events. [`tasks`]: where background tasks are spawned and awaited.
 
+pub mod access;
 pub mod accounts;
 pub mod admission;
 pub mod alerts;
@@ -30,6 +31,7 @@ pub mod dashboard;
 pub mod erasure;
 pub mod error;
 pub mod failure;
+pub mod histogram;
 pub mod identity;
 pub mod incident;
 pub mod invalidation;

@@ -32,6 +32,42 @@ impl<S: Send + Sync> FromRequestParts<S> for Attribution {
     }
 }
 
+/// What the API handlers hand the core about a request besides its principal and body: its
+/// id and start (set by the context layer), its access-log record and the app it names.
+#[derive(Debug)]
+pub struct CallInfo {
+    request_id: layers_domain::RequestId,
+    started: tokio::time::Instant,
+    access: layers_core::access::AccessRecord,
+    app: layers_domain::attribution::App,
+}
+
+impl CallInfo {
+    pub fn context(self, principal: Principal, endpoint: &'static str) -> layers_core::chat::CallContext {
+        layers_core::chat::CallContext {
+            principal,
+            request_id: self.request_id,
+            started: self.started,
+            endpoint,
+            app: self.app,
+            access: self.access,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CallInfo {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let missing = || ApiError::Internal { detail: "the request context layer did not run".into() };
+        let request_id = parts.extensions.get::<layers_domain::RequestId>().cloned().ok_or_else(missing)?;
+        let started = parts.extensions.get::<crate::middleware::context::Started>().map(|s| s.0).ok_or_else(missing)?;
+        let access = parts.extensions.get::<layers_core::access::AccessRecord>().cloned().unwrap_or_default();
+        let Ok(Attribution(app)) = Attribution::from_request_parts(parts, state).await;
+        Ok(CallInfo { request_id, started, access, app })
+    }
+}
+
 /// The caller, authenticated by `Authorization: Bearer <key>` (or `x-api-key`).
 #[derive(Debug)]
 pub struct Authenticated(pub Principal);
@@ -58,6 +94,9 @@ impl FromRequestParts<AppState> for Authenticated {
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(principal.user_id));
         span.record("key_id", tracing::field::display(principal.key_id));
+        if let Some(access) = parts.extensions.get::<layers_core::access::AccessRecord>() {
+            access.principal(principal.user_id, principal.key_id);
+        }
         Ok(Authenticated(principal))
     }
 }

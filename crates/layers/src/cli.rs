@@ -27,7 +27,17 @@ pub enum Command {
         /// Print the effective configuration, secrets redacted.
         #[arg(long)]
         print: bool,
+        /// Print the JSON Schema of `layers.toml` (for editors) instead of checking anything.
+        #[arg(long, conflicts_with = "print")]
+        schema: bool,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `layers man > /usr/local/share/man/man1/layers.1`.
+    Man,
     /// Print the OpenAPI 3.1 document of the public API (what `GET /openapi.json` serves).
     Openapi,
     /// Operator and incident commands.

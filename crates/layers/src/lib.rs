@@ -24,13 +24,30 @@ pub const EXIT_CONFIG: u8 = 78;
 
 pub async fn run(cli: Cli) -> ExitCode {
     let env = startup::process_env();
-    if let Command::CheckConfig { print } = &cli.command {
-        return check_config(cli.config.as_deref(), &env, *print);
+    match &cli.command {
+        Command::CheckConfig { schema: true, .. } => {
+            output::emit(&serde_json::to_string_pretty(&config::schema::json_schema()).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
+        Command::CheckConfig { print, .. } => return check_config(cli.config.as_deref(), &env, *print),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "layers", &mut out);
+            output::emit(&String::from_utf8_lossy(&out));
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            if clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out).is_err() {
+                return ExitCode::FAILURE;
+            }
+            output::emit(&String::from_utf8_lossy(&out));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     if let Command::Openapi = &cli.command {
-        let doc = layers_server::api::openapi::document().to_pretty_json().unwrap_or_default();
-        // A closed pipe (`| head`) is not an error worth a panic.
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{doc}\n").as_bytes());
+        output::emit(&layers_server::api::openapi::document().to_pretty_json().unwrap_or_default());
         return ExitCode::SUCCESS;
     }
     let settings = match config::load(cli.config.as_deref(), &env) {
@@ -48,7 +65,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             tracing::info!("migrations applied");
         }),
         Command::Admin { command } => admin::run(settings, command).await,
-        Command::CheckConfig { .. } | Command::Openapi => Ok(()),
+        Command::CheckConfig { .. } | Command::Openapi | Command::Completions { .. } | Command::Man => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

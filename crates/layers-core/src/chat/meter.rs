@@ -62,6 +62,8 @@ pub(crate) struct Meter {
     reservation: Option<Reservation>,
     /// Where the request's tokens count toward a tokens-per-minute limit.
     tokens: Option<(RateLimiter, Principal)>,
+    /// The request's access-log line, told how it ended.
+    access: crate::access::AccessRecord,
 }
 
 /// HTTP's unofficial "client closed request", as nginx logs it.
@@ -76,7 +78,17 @@ impl Meter {
         reservation: Option<Reservation>,
         tokens: Option<(RateLimiter, Principal)>,
     ) -> Meter {
-        Meter { sink, row: Some(row), pricing, started, reservation, tokens }
+        Meter { sink, row: Some(row), pricing, started, reservation, tokens, access: Default::default() }
+    }
+
+    pub(crate) fn with_access(mut self, access: crate::access::AccessRecord) -> Meter {
+        self.access = access;
+        self
+    }
+
+    /// The gateway's time before the provider was called, for the access log.
+    pub(crate) fn overhead(&self, d: std::time::Duration) {
+        self.access.overhead(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// The route that answered (or failed last), for the usage row.
@@ -122,6 +134,7 @@ impl Meter {
         row.error_code = code.map(|c| c.as_str().to_owned());
         row.usage_estimated = estimated;
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let (model, provider) = (row.model.clone(), row.provider.clone());
         let charge = match self.reservation.take() {
             Some(hold) if billed => Some(hold.settle(row)),
             Some(hold) => Some(hold.release(row)),
@@ -130,11 +143,9 @@ impl Meter {
                 None
             }
         };
-        Metered {
-            usage,
-            charged: charge.map_or(MicroCredits::ZERO, |c| c.charged),
-            remaining: charge.map(|c| c.remaining),
-        }
+        let charged = charge.map_or(MicroCredits::ZERO, |c| c.charged);
+        self.access.outcome(&model, &provider, usage, charged);
+        Metered { usage, charged, remaining: charge.map(|c| c.remaining) }
     }
 
     /// The usage to bill: what the provider reported (final when `complete`), raised to what

@@ -48,6 +48,8 @@ pub struct CallContext {
     pub endpoint: &'static str,
     /// The app the request says it came from (kept with its usage).
     pub app: layers_domain::attribution::App,
+    /// What the request's access-log line will say.
+    pub access: crate::access::AccessRecord,
 }
 
 #[derive(Debug)]
@@ -399,6 +401,7 @@ impl ChatService {
             reservation,
             Some((self.limiter.clone(), ctx.principal.clone())),
         )
+        .with_access(ctx.access.clone())
     }
 }
 
@@ -418,6 +421,10 @@ impl RouteCall {
     async fn run(self, gone: CancellationToken) -> Result<ChatReply, ChatError> {
         let RouteCall { router, route, req, request_id, mut meter, credits, tasks, deadline } = self;
         let cap = route.entry.spec.max_output_tokens;
+        // Everything the gateway did before calling the provider.
+        let overhead = route.started.elapsed();
+        router.observe_overhead(overhead);
+        meter.overhead(overhead);
         let served = router.call(&route.candidates, &req, &request_id, cap, deadline, &gone).await;
         let candidate = &route.candidates[served.index];
         meter.served_by(&candidate.provider, &candidate.upstream_model);

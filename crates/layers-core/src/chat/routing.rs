@@ -67,6 +67,10 @@ pub struct RoutingStats {
 pub struct Router {
     settings: RoutingSettings,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// The gateway's time before calling a provider, per request.
+    overhead: crate::histogram::Histogram,
+    /// Each provider's time to answer (the whole body, or a stream's first chunk), per attempt.
+    upstream: Mutex<std::collections::BTreeMap<String, Arc<crate::histogram::Histogram>>>,
     /// Each route's recent time to answer (to the first chunk of a stream), in ms, smoothed:
     /// what `provider.sort: "latency"` orders by.
     latency: Mutex<HashMap<String, u64>>,
@@ -103,6 +107,8 @@ impl Router {
             settings,
             breakers: Mutex::new(HashMap::new()),
             latency: Mutex::new(HashMap::new()),
+            overhead: Default::default(),
+            upstream: Mutex::new(Default::default()),
             stats: RoutingStats::default(),
             epoch: Instant::now(),
             clock,
@@ -119,6 +125,29 @@ impl Router {
         let mut open: Vec<String> = breakers.iter().filter(|(_, b)| b.is_open()).map(|(k, _)| k.clone()).collect();
         open.sort();
         open
+    }
+
+    pub(crate) fn observe_overhead(&self, d: std::time::Duration) {
+        self.overhead.observe(d);
+    }
+
+    /// The gateway overhead histogram.
+    pub fn overhead(&self) -> crate::histogram::Snapshot {
+        self.overhead.snapshot()
+    }
+
+    /// Each provider's time-to-answer histogram, by provider name.
+    pub fn upstream_latency(&self) -> Vec<(String, crate::histogram::Snapshot)> {
+        let map = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, h)| (k.clone(), h.snapshot())).collect()
+    }
+
+    fn observe_upstream(&self, provider: &str, d: std::time::Duration) {
+        let h = {
+            let mut map = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(provider.to_owned()).or_default().clone()
+        };
+        h.observe(d);
     }
 
     /// The route's recent time to answer, once it has answered on this node.
@@ -256,7 +285,9 @@ impl Router {
                 }
                 self.stats.attempts.fetch_add(1, Ordering::Relaxed);
                 let began = Instant::now();
-                let err = match attempt(index).await {
+                let outcome = attempt(index).await;
+                self.observe_upstream(&c.provider, began.elapsed());
+                let err = match outcome {
                     Ok(answer) => {
                         self.record(c, None, probe);
                         self.record_latency(c, began.elapsed().as_millis() as u64);

@@ -3,26 +3,21 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use http::{HeaderValue, StatusCode};
-use layers_core::chat::{CallContext, ChatReply, Credits, ReplyBody};
-use layers_domain::RequestId;
+use layers_core::chat::{ChatReply, Credits, ReplyBody};
 use layers_providers::ChatRequest;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Attribution, Authenticated};
-use crate::middleware::context::Started;
+use crate::extract::{ApiJson, Authenticated, CallInfo};
 use crate::state::AppState;
 
 pub async fn chat_completions(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
-    Attribution(app): Attribution,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "chat", app };
+    let ctx = call.context(principal, "chat");
     let reply = state.core.chat.chat(&ctx, request).await?;
     Ok(render(reply))
 }

@@ -3,39 +3,32 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use http::{HeaderValue, StatusCode};
-use layers_core::chat::CallContext;
+
 use layers_core::media::{EmbeddingRequest, ImageRequest, MediaReply};
-use layers_domain::RequestId;
 
 use crate::api::chat::reply_headers;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Attribution, Authenticated};
-use crate::middleware::context::Started;
+use crate::extract::{ApiJson, Authenticated, CallInfo};
 use crate::state::AppState;
 
 pub async fn embeddings(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
-    Attribution(app): Attribution,
     ApiJson(request): ApiJson<EmbeddingRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "embeddings", app };
+    let ctx = call.context(principal, "embeddings");
     Ok(render(state.core.chat.embed(&ctx, request).await?))
 }
 
 pub async fn images(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
-    Attribution(app): Attribution,
     ApiJson(request): ApiJson<ImageRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "images", app };
+    let ctx = call.context(principal, "images");
     Ok(render(state.core.chat.image(&ctx, request).await?))
 }
 

@@ -4,29 +4,24 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::Extension;
-use layers_core::chat::CallContext;
+
 use layers_core::messages_dialect::MessagesBody;
-use layers_domain::RequestId;
 use serde_json::Value;
 
 use crate::api::chat::{json_response, reply_headers, sse_response};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Attribution, Authenticated};
-use crate::middleware::context::Started;
+use crate::extract::{ApiJson, Authenticated, CallInfo};
 use crate::state::AppState;
 
 pub async fn messages(
     headers: http::HeaderMap,
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
-    Attribution(app): Attribution,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
-    let ctx = CallContext { principal, request_id, started, endpoint: "messages", app };
+    let ctx = call.context(principal, "messages");
     let reply = state.core.chat.messages(&ctx, &body, beta).await?;
     let mut resp = match reply.body {
         MessagesBody::Json(bytes) => json_response(bytes),
@@ -39,12 +34,11 @@ pub async fn messages(
 /// `POST /v1/messages/count_tokens`.
 pub async fn count_tokens(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "count_tokens", app: Default::default() };
+    let ctx = call.context(principal, "count_tokens");
     let tokens = state.core.chat.count_message_tokens(&ctx, &body)?;
     Ok(axum::Json(serde_json::json!({"input_tokens": tokens})))
 }

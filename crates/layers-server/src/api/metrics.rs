@@ -290,6 +290,23 @@ fn routing(out: &mut String, router: &layers_core::chat::routing::Router) {
         "Routes passed over because they were out of rotation.",
         load(&r.skipped_open),
     );
+    let _ = writeln!(
+        out,
+        "# HELP layers_gateway_overhead_seconds Time the gateway spent on a request before calling the provider \
+         (authentication, limits, hold, routing)."
+    );
+    let _ = writeln!(out, "# TYPE layers_gateway_overhead_seconds histogram");
+    histogram(out, "layers_gateway_overhead_seconds", "", &router.overhead());
+    let _ = writeln!(
+        out,
+        "# HELP layers_upstream_latency_seconds Time a provider took to answer (the whole body, or a stream's first \
+         chunk), per attempt, by provider."
+    );
+    let _ = writeln!(out, "# TYPE layers_upstream_latency_seconds histogram");
+    for (provider, snapshot) in router.upstream_latency() {
+        let label = format!("provider=\"{}\"", provider.replace(['"', '\\', '\n'], "_"));
+        histogram(out, "layers_upstream_latency_seconds", &label, &snapshot);
+    }
     let open = router.open_routes();
     let _ = writeln!(out, "# HELP layers_route_open Routes out of rotation now (1), by provider/upstream model.");
     let _ = writeln!(out, "# TYPE layers_route_open gauge");
@@ -302,6 +319,19 @@ fn single(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");
     let _ = writeln!(out, "{name} {value}");
+}
+
+/// One histogram's samples (its `# HELP`/`# TYPE` written once by the caller), with `labels`
+/// (`a="b"`, or empty) on each.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &layers_core::histogram::Snapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (le, n) in layers_core::histogram::BUCKETS.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {

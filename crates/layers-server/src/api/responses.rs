@@ -4,27 +4,22 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::Extension;
-use layers_core::chat::CallContext;
+
 use layers_core::responses_dialect::ResponsesBody;
-use layers_domain::RequestId;
 use serde_json::Value;
 
 use crate::api::chat::{json_response, reply_headers, sse_response};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Attribution, Authenticated};
-use crate::middleware::context::Started;
+use crate::extract::{ApiJson, Authenticated, CallInfo};
 use crate::state::AppState;
 
 pub async fn responses(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(Started(started)): Extension<Started>,
+    call: CallInfo,
     Authenticated(principal): Authenticated,
-    Attribution(app): Attribution,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let ctx = CallContext { principal, request_id, started, endpoint: "responses", app };
+    let ctx = call.context(principal, "responses");
     let reply = state.core.chat.responses(&ctx, &body).await?;
     let mut resp = match reply.body {
         ResponsesBody::Json(bytes) => json_response(bytes),

@@ -12,6 +12,7 @@ use rand::RngCore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::access_log;
 use super::metrics::RequestMetrics;
 use crate::error::{render, ErrorBody, InternalDetail};
 
@@ -29,6 +30,8 @@ pub async fn request_context(State(metrics): State<RequestMetrics>, mut req: Req
         .unwrap_or_else(generate);
     req.extensions_mut().insert(id.clone());
     req.extensions_mut().insert(Started(started));
+    let access = layers_core::access::AccessRecord::default();
+    req.extensions_mut().insert(access.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     // Every log line of this request carries its ids; `user_id`, `key_id` and `model` are
@@ -53,13 +56,19 @@ pub async fn request_context(State(metrics): State<RequestMetrics>, mut req: Req
     if status.is_server_error() {
         let detail = resp.extensions_mut().remove::<InternalDetail>().map(|d| d.0).unwrap_or_default();
         tracing::error!(%method, %path, status = status.as_u16(), detail = %detail, "request failed");
-    } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     }
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    resp
+    let line = access_log::Line {
+        request_id: id.as_str().to_owned(),
+        method,
+        path,
+        status: status.as_u16(),
+        started,
+        record: access,
+    };
+    resp.map(|body| access_log::Logged::wrap(body, line))
 }
 
 /// `req_`, 9 base62 characters of the current millisecond, 13 random ones (77 bits): unique,

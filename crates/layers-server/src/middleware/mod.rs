@@ -1,5 +1,6 @@
 //! Cross-cutting layers, composed in one place (`router::build_router`).
 
+pub mod access_log;
 pub mod anthropic_dialect;
 pub mod client_ip;
 pub mod context;

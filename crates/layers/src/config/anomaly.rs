@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::secret::Secret;
 use super::{Config, Problem};
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalyConfig {
     /// Keys created in one hour that flag the account (default 5; 0 turns the rule off).

@@ -5,6 +5,7 @@
 mod anomaly;
 mod catalogue;
 mod env;
+pub mod schema;
 mod secret;
 mod settings;
 mod stripe;
@@ -22,11 +23,12 @@ pub use self::secret::Secret;
 pub use self::settings::{DatabaseSettings, EmailSettings, PepperSource, Settings};
 
 /// The raw configuration, as written.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Config {
     pub listen: Option<String>,
     pub env: Option<String>,
     pub public_url: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub data_dir: Option<PathBuf>,
     pub allowed_origins: Vec<String>,
     pub database: DatabaseConfig,
@@ -52,7 +54,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
 }
 
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://./data/layers.db` (default) or `postgres://…`.
@@ -68,7 +70,7 @@ pub struct DatabaseConfig {
     pub auto_migrate: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     /// Pepper of the current version (≥ 32 bytes). Outside production a generated one is kept in
@@ -85,7 +87,7 @@ pub struct KeysConfig {
     pub invalidation_poll_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: Option<usize>,
@@ -102,7 +104,7 @@ pub struct LimitsConfig {
     pub rate_window_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillingConfig {
     /// Charged price = list price × (1 + markup_percent / 100).
@@ -137,7 +139,7 @@ pub struct BillingConfig {
 }
 
 /// Per-tier settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TiersConfig {
     pub free: Option<TierConfig>,
@@ -146,7 +148,7 @@ pub struct TiersConfig {
     pub team: Option<TierConfig>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
     /// Largest estimated cost of one request, in credits (default 100 = US$1.00).
@@ -160,7 +162,7 @@ pub struct TierConfig {
 }
 
 /// What test keys may reach (SPEC §3.1).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestKeysConfig {
     /// Let test keys call the models' real routes instead of the sandbox (default false).
@@ -170,7 +172,7 @@ pub struct TestKeysConfig {
 }
 
 /// Retries, fall-over and circuit breaking of upstream routes.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Attempts on one route before the next route is tried (default 2: one retry).
@@ -187,7 +189,7 @@ pub struct RoutingConfig {
 }
 
 /// Redis: global rate limits, instant revocation across nodes, shared IP blocks.
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:6379/0` (or `rediss://`); unset means in-process state only.
@@ -223,7 +225,7 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 /// Failed-authentication blocking and how the client's IP is found (SPEC §8.4).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Failed authentications from one IP within the window that block it (default 50).
@@ -242,7 +244,7 @@ pub struct SecurityConfig {
     pub disclosure_contact: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json` (default: json in production).
@@ -251,7 +253,7 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests (default 30).
@@ -273,7 +275,7 @@ pub struct ServerConfig {
 }
 
 /// `[email]`: how the accounts' messages are delivered.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `smtps://user:password@smtp.example.com:465` (or `smtp://…?tls=required`); unset: the
@@ -285,7 +287,7 @@ pub struct EmailConfig {
 
 /// `[oidc]`: "Continue with Google" (or another OpenID Connect issuer). Off until `client_id`
 /// is set.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// Default `https://accounts.google.com`; a plain-HTTP loopback issuer is accepted outside
@@ -296,7 +298,7 @@ pub struct OidcConfig {
 }
 
 /// `[alerts]`: where the alerts people configure may be delivered.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Let alert webhooks use plain http and private addresses (local testing only; production
@@ -305,7 +307,7 @@ pub struct AlertsConfig {
 }
 
 /// `[privacy]`: data minimisation.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Delete usage rows (each request's model, tokens, latency, charge) older than this many
@@ -314,18 +316,19 @@ pub struct PrivacyConfig {
 }
 
 /// `[testing]`: knobs for tests of a running binary (production refuses every one).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestingConfig {
     /// Run this node's clock this many seconds ahead of the system's (calendar limits, key
     /// expiry and rotation overlaps follow it), so a browser test can reach "tomorrow".
     pub clock_ahead_secs: Option<u64>,
     /// Record every response into a file in this directory (the test suite's OpenAPI check).
+    #[schema(value_type = Option<String>)]
     pub record_responses_dir: Option<PathBuf>,
 }
 
 /// `[sessions]`: how long a dashboard login lasts.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
     /// Hours without a request before a session ends (default 24).
@@ -334,7 +337,7 @@ pub struct SessionsConfig {
     pub absolute_days: Option<u64>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -344,6 +347,7 @@ pub struct ProviderConfig {
     /// Environment variable holding the provider's API key.
     pub api_key_env: Option<String>,
     /// File holding the provider's API key (container secrets).
+    #[schema(value_type = Option<String>)]
     pub api_key_file: Option<PathBuf>,
     pub enabled: Option<bool>,
     pub connect_timeout_ms: Option<u64>,
@@ -355,7 +359,7 @@ pub struct ProviderConfig {
     pub allow_private_image_urls: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub name: String,
@@ -402,7 +406,7 @@ pub struct ModelConfig {
     pub created: Option<i64>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePriceConfig {
     pub quality: String,
@@ -410,7 +414,7 @@ pub struct ImagePriceConfig {
     pub per_image: f64,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub provider: String,

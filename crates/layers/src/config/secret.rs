@@ -62,3 +62,15 @@ pub fn serialize_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok,
         None => s.serialize_none(),
     }
 }
+
+/// In the configuration's JSON Schema a secret is a string (never shown: see `Serialize`).
+impl utoipa::PartialSchema for Secret {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A secret: better given in the environment than in the file"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Secret {}

@@ -16,7 +16,7 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// Packs offered when none are configured, in credits ($10, $25, $50, $100).
 pub const DEFAULT_PACKS: [i64; 4] = [1_000, 2_500, 5_000, 10_000];
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StripeConfig {
     /// `sk_live_…` (or `sk_test_…` outside production). Setting it turns payments on.
@@ -47,7 +47,7 @@ pub struct StripeConfig {
     pub reconcile_window_hours: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanPrices {
     pub starter: Option<String>,
@@ -55,7 +55,7 @@ pub struct PlanPrices {
     pub team: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanCredits {
     pub starter: Option<i64>,

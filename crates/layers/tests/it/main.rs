@@ -31,6 +31,7 @@ mod multinode;
 mod oidc;
 mod openapi;
 mod openrouter;
+mod operators;
 mod payments;
 mod privacy;
 mod ratelimit;
