@@ -127,7 +127,11 @@ struct MediaHold {
 }
 
 impl ChatService {
-    pub async fn embed(&self, ctx: &CallContext, req: EmbeddingRequest) -> Result<MediaReply, ChatError> {
+    pub async fn embed(&self, ctx: &CallContext, mut req: EmbeddingRequest) -> Result<MediaReply, ChatError> {
+        // OpenRouter's routing fields mean nothing for one embedding call; no upstream sees them.
+        for key in crate::chat::preferences::OPENROUTER_FIELDS {
+            req.extra.remove(key);
+        }
         let (texts, token_inputs) = embed_inputs(&req.input, self.limits.max_message_chars)?;
         let base64 = match req.encoding_format.as_deref() {
             None | Some("float") => false,

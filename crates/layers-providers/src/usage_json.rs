@@ -53,6 +53,13 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
 /// Writes usage in OpenAI's shape, keeping any extra detail fields the upstream sent.
 pub fn usage_value(usage: &Usage, upstream: Option<&Value>) -> Value {
     let mut v = upstream.filter(|u| u.is_object()).cloned().unwrap_or_else(|| json!({}));
+    // What an upstream (OpenRouter, say) charged the operator is not the client's figure: the
+    // gateway writes its own `cost` where it knows the debit.
+    if let Some(m) = v.as_object_mut() {
+        for key in ["cost", "cost_details", "is_byok"] {
+            m.remove(key);
+        }
+    }
     v["prompt_tokens"] = json!(usage.prompt_tokens);
     v["completion_tokens"] = json!(usage.completion_tokens);
     v["total_tokens"] = json!(usage.total_tokens());

@@ -14,6 +14,9 @@ use serde_json::Value;
 use super::ChatError;
 use crate::codes::ErrorCode;
 
+/// OpenRouter's request fields, read and removed here.
+pub const OPENROUTER_FIELDS: [&str; 5] = ["models", "provider", "usage", "transforms", "route"];
+
 /// The most models one request may name in `models`.
 pub const MAX_MODELS: usize = 8;
 

@@ -11,9 +11,29 @@ use futures_util::Stream;
 
 use super::ClientStream;
 
-/// Turns bytes of the chat SSE into bytes of a dialect's SSE (whatever events they complete).
+/// Turns bytes of the chat SSE into bytes of a dialect's SSE (whatever events they complete):
+/// a translator decodes the chat events with its `decoder` and writes each one's translation.
 pub trait SseTranslator: Send + Unpin {
-    fn push(&mut self, chat_bytes: &[u8]) -> Vec<u8>;
+    fn decoder(&mut self) -> &mut layers_providers::sse::SseDecoder;
+
+    /// Translates one chat event (its `data`) into `out`.
+    fn event(&mut self, data: &str, out: &mut Vec<u8>);
+
+    /// Ends the dialect's stream with its error event: the chat stream could not be read.
+    fn unreadable(&mut self, out: &mut Vec<u8>);
+
+    fn push(&mut self, chat_bytes: &[u8]) -> Vec<u8> {
+        let mut events = Vec::new();
+        let mut out = Vec::new();
+        if self.decoder().push(chat_bytes, &mut events).is_err() {
+            self.unreadable(&mut out);
+            return out;
+        }
+        for e in events {
+            self.event(&e.data, &mut out);
+        }
+        out
+    }
 }
 
 /// The chat stream of a request, as a dialect's events.

@@ -24,6 +24,13 @@ fn invalid(param: &str, message: &str) -> Invalid {
 /// other provider can answer): dropped on other routes.
 const ANTHROPIC_ONLY_HARMLESS: [&str; 1] = ["context_management"];
 
+/// Anthropic's fields that reach Anthropic unchanged (the hold bounds what they can cost).
+/// Others are refused by name: fields that change the price (`speed`, `inference_geo`,
+/// `container`'s hours) cannot be honoured within a hold, and an unknown field may be one.
+const ANTHROPIC_PASSTHROUGH: [&str; 1] = ["mcp_servers"];
+
+use crate::chat::preferences::OPENROUTER_FIELDS;
+
 /// Translates the body (the `anthropic-beta` header is the caller's to carry over).
 /// `anthropic_route`: every route of the model is Anthropic's, so what Anthropic accepts and the
 /// chat shape has no field for goes to it unchanged (in the `anthropic` option object); on other
@@ -38,8 +45,19 @@ pub fn to_chat(body: &Value, anthropic_route: bool) -> Result<ChatRequest, Inval
         _ => invalid("body", "the body is not a Messages request"),
     })?;
     let mut anthropic = Map::new();
+    let mut openrouter = Map::new();
     for (name, value) in req.other.iter().filter(|(_, v)| !v.is_null()) {
-        if anthropic_route {
+        if OPENROUTER_FIELDS.contains(&name.as_str()) {
+            // Read by the chat pipeline (fallbacks, route preferences), never sent upstream.
+            openrouter.insert(name.clone(), value.clone());
+        } else if !ANTHROPIC_PASSTHROUGH.contains(&name.as_str()) {
+            return Err(invalid(
+                name,
+                &format!(
+                    "`{name}` is not offered here: it is unknown, or changes what a request costs beyond its hold"
+                ),
+            ));
+        } else if anthropic_route {
             anthropic.insert(name.clone(), value.clone());
         } else {
             return Err(invalid(name, &format!("`{name}` is only honoured on Anthropic models")));
@@ -137,6 +155,9 @@ pub fn to_chat(body: &Value, anthropic_route: bool) -> Result<ChatRequest, Inval
     }
     if cache {
         put("cache", json!(true));
+    }
+    for (name, value) in openrouter {
+        put(&name, value);
     }
     if let Some(k) = req.top_k {
         anthropic.insert("top_k".to_owned(), json!(k));

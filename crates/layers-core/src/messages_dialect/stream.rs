@@ -56,17 +56,16 @@ impl MessagesSse {
 }
 
 impl SseTranslator for MessagesSse {
-    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut events = Vec::new();
-        let mut out = Vec::new();
-        if self.decoder.push(bytes, &mut events).is_err() {
-            self.error(&mut out, "api_error", "The stream could not be read");
-            return out;
-        }
-        for e in events {
-            self.event(&e.data, &mut out);
-        }
-        out
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn event(&mut self, data: &str, out: &mut Vec<u8>) {
+        MessagesSse::event(self, data, out);
+    }
+
+    fn unreadable(&mut self, out: &mut Vec<u8>) {
+        self.error(out, "api_error", "The stream could not be read");
     }
 }
 

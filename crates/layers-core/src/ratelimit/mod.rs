@@ -257,7 +257,13 @@ impl Inner {
 
     fn requests_limit(&self, p: &Principal) -> u32 {
         match p.env {
-            KeyEnv::Test => self.settings.test_key_requests_per_minute,
+            // The operator's override of an account (an abuse runbook's `--rpm 10`) binds its
+            // test keys too.
+            KeyEnv::Test => {
+                p.account_rate.requests_per_minute.map_or(self.settings.test_key_requests_per_minute, |o| {
+                    o.min(self.settings.test_key_requests_per_minute)
+                })
+            }
             KeyEnv::Live => {
                 p.account_rate.requests_per_minute.unwrap_or(self.settings.tier(p.tier).requests_per_minute)
             }

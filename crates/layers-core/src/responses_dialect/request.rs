@@ -26,6 +26,10 @@ pub struct Translated {
     pub echo: Map<String, Value>,
 }
 
+/// Fields of the chat request the translation sets itself.
+const CHAT_FIELDS: [&str; 8] =
+    ["model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "response_format"];
+
 const NOT_STORED: &str = "this gateway does not store responses: send the whole conversation in `input`";
 
 /// Translates the body of `POST /v1/responses`.
@@ -57,6 +61,14 @@ pub fn to_chat(body: &Value) -> Result<Translated, Invalid> {
     let echo = echo(&req);
     let stream = req.stream.unwrap_or(false);
     let mut extra = req.extra;
+    // The chat shape's own fields are set from the Responses fields above, never from a
+    // client's extra: an `n` or `messages` sent here would reach the provider beside them.
+    for reserved in CHAT_FIELDS {
+        if extra.get(reserved).is_some_and(|v| !v.is_null()) {
+            return Err(invalid(reserved, "not a Responses API field (the Responses fields set it)"));
+        }
+        extra.remove(reserved);
+    }
     let mut put = |key: &str, value: Value| {
         extra.insert(key.to_owned(), value);
     };
@@ -450,6 +462,9 @@ mod tests {
         );
         assert_eq!(refused(json!({"model": "m", "input": [{"role": "wizard", "content": "x"}]})), "input[0].role");
         assert_eq!(refused(json!({"model": "m"})), "input");
+        // The chat shape's own fields cannot be smuggled beside the Responses fields.
+        assert_eq!(refused(json!({"model": "m", "input": "x", "n": 8})), "n");
+        assert_eq!(refused(json!({"model": "m", "input": "x", "messages": []})), "messages");
         assert!(to_chat(
             &json!({"model": "m", "input": "x", "store": false, "include": ["reasoning.encrypted_content"],
             "truncation": "auto"})

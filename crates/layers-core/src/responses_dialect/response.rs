@@ -39,12 +39,13 @@ impl Shell {
         format!("resp_{}", self.request_id)
     }
 
-    pub fn message_id(&self) -> String {
-        format!("msg_{}", self.request_id)
+    /// The id of the message item at `index` of the output (unique within the response).
+    pub fn message_id(&self, index: usize) -> String {
+        format!("msg_{}_{index}", self.request_id)
     }
 
-    pub fn reasoning_id(&self) -> String {
-        format!("rs_{}", self.request_id)
+    pub fn reasoning_id(&self, index: usize) -> String {
+        format!("rs_{}_{index}", self.request_id)
     }
 
     /// The Response object with `output` and `usage`, in the state `ending` gives.
@@ -118,10 +119,10 @@ pub fn to_response(completion: &Value, shell: &Shell) -> Value {
     };
     let mut output = Vec::new();
     if let Some(r) = msg.reasoning_content.filter(|r| !r.is_empty()) {
-        output.push(reasoning_item(&shell.reasoning_id(), &r));
+        output.push(reasoning_item(&shell.reasoning_id(output.len()), &r));
     }
     if let Some(t) = msg.content.filter(|t| !t.is_empty()) {
-        output.push(message_item(&shell.message_id(), &t, "completed"));
+        output.push(message_item(&shell.message_id(output.len()), &t, "completed"));
     }
     for call in msg.tool_calls.into_iter().flatten() {
         let id = call.id.unwrap_or_default();

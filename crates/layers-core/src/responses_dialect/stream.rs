@@ -46,17 +46,16 @@ pub struct ResponsesSse {
 }
 
 impl SseTranslator for ResponsesSse {
-    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut events = Vec::new();
-        let mut out = Vec::new();
-        if self.decoder.push(bytes, &mut events).is_err() {
-            self.fail(&mut out, "server_error", "The stream could not be read");
-            return out;
-        }
-        for e in events {
-            self.event(&e.data, &mut out);
-        }
-        out
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
+    fn event(&mut self, data: &str, out: &mut Vec<u8>) {
+        ResponsesSse::event(self, data, out);
+    }
+
+    fn unreadable(&mut self, out: &mut Vec<u8>) {
+        self.fail(out, "server_error", "The stream could not be read");
     }
 }
 
@@ -121,7 +120,8 @@ impl ResponsesSse {
         if let Some(r) = delta.reasoning_content.filter(|r| !r.is_empty()) {
             self.switch(Open::Reasoning, out);
             self.said.push_str(&r);
-            let (id, index) = (self.shell.reasoning_id(), self.output.len());
+            let index = self.output.len();
+            let id = self.shell.reasoning_id(index);
             self.emit(
                 out,
                 "response.reasoning_summary_text.delta",
@@ -131,7 +131,8 @@ impl ResponsesSse {
         if let Some(t) = delta.content.filter(|t| !t.is_empty()) {
             self.switch(Open::Message, out);
             self.said.push_str(&t);
-            let (id, index) = (self.shell.message_id(), self.output.len());
+            let index = self.output.len();
+            let id = self.shell.message_id(index);
             self.emit(
                 out,
                 "response.output_text.delta",
@@ -161,11 +162,13 @@ impl ResponsesSse {
         }
     }
 
+    /// The open item's id (items are numbered by their place in the output).
     fn item_id(&self) -> String {
+        let index = self.output.len();
         match &self.open {
-            Open::Reasoning => self.shell.reasoning_id(),
+            Open::Reasoning => self.shell.reasoning_id(index),
             Open::Call { call_id, .. } => format!("fc_{call_id}"),
-            Open::Message | Open::None => self.shell.message_id(),
+            Open::Message | Open::None => self.shell.message_id(index),
         }
     }
 
@@ -223,7 +226,7 @@ impl ResponsesSse {
         let item = match open {
             Open::None => return,
             Open::Reasoning => {
-                let id = self.shell.reasoning_id();
+                let id = self.shell.reasoning_id(index);
                 let part = json!({"type": "summary_text", "text": said});
                 let at = json!({"item_id": id, "output_index": index, "summary_index": 0});
                 self.emit(out, "response.reasoning_summary_text.done", with(&at, "text", json!(said)));
@@ -231,7 +234,7 @@ impl ResponsesSse {
                 reasoning_item(&id, &said)
             }
             Open::Message => {
-                let id = self.shell.message_id();
+                let id = self.shell.message_id(index);
                 let at = json!({"item_id": id, "output_index": index, "content_index": 0});
                 let text = with(&with(&at, "text", json!(said)), "logprobs", json!([]));
                 self.emit(out, "response.output_text.done", text);

@@ -170,16 +170,14 @@ mod tests {
         serde_json::from_str(body).unwrap()
     }
 
+    fn call_of<'a>(req: &'a ChatRequest, request_id: &'a str) -> ChatCall<'a> {
+        ChatCall { request: req, upstream_model: "echo", request_id, deadline: Instant::now(), model_output_cap: 100 }
+    }
+
     #[tokio::test]
     async fn deterministic_and_streams_the_same_text() {
         let req = call_with(r#"{"model":"sandbox/echo","messages":[{"role":"user","content":"ping  pong"}]}"#);
-        let call = ChatCall {
-            request: &req,
-            upstream_model: "echo",
-            request_id: "r1",
-            deadline: Instant::now(),
-            model_output_cap: 100,
-        };
+        let call = call_of(&req, "r1");
         let a = SandboxAdapter.complete(&call).await.unwrap();
         let b = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(a.body["choices"], b.body["choices"]);
@@ -214,13 +212,7 @@ mod tests {
     #[tokio::test]
     async fn honours_max_tokens() {
         let req = call_with(r#"{"model":"sandbox/echo","max_tokens":3,"messages":[{"role":"user","content":"x"}]}"#);
-        let call = ChatCall {
-            request: &req,
-            upstream_model: "echo",
-            request_id: "r",
-            deadline: Instant::now(),
-            model_output_cap: 100,
-        };
+        let call = call_of(&req, "r");
         let c = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(c.usage.unwrap().completion_tokens, 3);
         assert_eq!(c.body["choices"][0]["finish_reason"], "length");
@@ -233,13 +225,7 @@ mod tests {
                 "tools":[{"type":"function","function":{"name":"get_weather",
                   "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}"#,
         );
-        let call = ChatCall {
-            request: &req,
-            upstream_model: "echo",
-            request_id: "r",
-            deadline: Instant::now(),
-            model_output_cap: 100,
-        };
+        let call = call_of(&req, "r");
         let done = SandboxAdapter.complete(&call).await.unwrap();
         assert_eq!(done.body["choices"].as_array().unwrap().len(), 2);
         let call_json = &done.body["choices"][1]["message"]["tool_calls"][0];

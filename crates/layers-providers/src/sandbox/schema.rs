@@ -9,6 +9,19 @@ use serde_json::{json, Map, Value};
 /// How deep the generator follows nested schemas (recursive `$ref`s end in the smallest value).
 const MAX_DEPTH: u32 = 12;
 
+/// The most values one instance is made of: a wide recursive schema ends in smallest values
+/// instead of growing exponentially.
+const MAX_VALUES: u32 = 2_000;
+
+/// The longest string the generator writes (`minLength` included).
+const MAX_STRING: usize = 1_000;
+
+/// The most characters of the prompt the cues are read from.
+const MAX_CUE_CHARS: usize = 20_000;
+
+/// The longest quotation looked for.
+const MAX_QUOTE: usize = 400;
+
 /// What the prompt offers to fill a schema with: its numbers and its quoted strings, taken in
 /// order, so `add(3, 5)` becomes `{"a": 3, "b": 5}`.
 pub struct Cues {
@@ -17,16 +30,20 @@ pub struct Cues {
     quoted: Vec<String>,
     next_number: usize,
     next_quoted: usize,
+    /// Values the instance may still have.
+    budget: u32,
 }
 
 impl Cues {
     pub fn new(text: &str) -> Cues {
+        let text: String = text.chars().take(MAX_CUE_CHARS).collect();
         Cues {
             text: text.split_whitespace().collect::<Vec<_>>().join(" "),
-            numbers: numbers_in(text),
-            quoted: quoted_in(text),
+            numbers: numbers_in(&text),
+            quoted: quoted_in(&text),
             next_number: 0,
             next_quoted: 0,
+            budget: MAX_VALUES,
         }
     }
 
@@ -112,9 +129,10 @@ fn quoted_in(text: &str) -> Vec<String> {
                 continue;
             }
         };
-        let end = chars[i + 1..].iter().position(|&c| c == close).map(|p| i + 1 + p);
+        let window = &chars[i + 1..chars.len().min(i + 1 + MAX_QUOTE)];
+        let end = window.iter().position(|&c| c == close).map(|p| i + 1 + p);
         match end {
-            Some(end) if end > i + 1 && end - i <= 400 => {
+            Some(end) if end > i + 1 => {
                 out.push(chars[i + 1..end].iter().collect());
                 i = end + 1;
             }
@@ -131,9 +149,10 @@ pub fn instance(schema: &Value, root: &Value, cues: &mut Cues) -> Value {
 
 fn generate(schema: &Value, root: &Value, cues: &mut Cues, depth: u32, name: Option<&str>) -> Value {
     let Value::Object(s) = schema else { return Value::String(cues.string()) };
-    if depth > MAX_DEPTH {
+    if depth > MAX_DEPTH || cues.budget == 0 {
         return smallest(s);
     }
+    cues.budget -= 1;
     if let Some(target) = s.get("$ref").and_then(Value::as_str).and_then(|r| resolve(root, r)) {
         return generate(target, root, cues, depth + 1, name);
     }
@@ -245,8 +264,8 @@ fn string(s: &Map<String, Value>, cues: &mut Cues, name: Option<&str>) -> String
             }
         }
     };
-    let max = s.get("maxLength").and_then(Value::as_u64).map_or(usize::MAX, |m| m as usize);
-    let min = s.get("minLength").and_then(Value::as_u64).map_or(0, |m| m as usize);
+    let max = s.get("maxLength").and_then(Value::as_u64).map_or(MAX_STRING, |m| (m as usize).min(MAX_STRING));
+    let min = s.get("minLength").and_then(Value::as_u64).map_or(0, |m| (m as usize).min(max));
     let mut text: String = text.chars().take(max).collect();
     let short = min.saturating_sub(text.chars().count());
     text.extend(std::iter::repeat_n('x', short));
@@ -342,6 +361,20 @@ mod tests {
         assert_eq!(v["when"], "2026-01-01T00:00:00Z");
         assert_eq!(v["flag"], true);
         assert!(v["person"]["name"].as_str().unwrap().len() >= 2);
+    }
+
+    #[test]
+    fn hostile_schemas_and_prompts_stay_small_and_quick() {
+        let huge = json!({"type": "string", "minLength": 10_000_000_000u64});
+        assert!(make(huge, "x").as_str().unwrap().len() <= MAX_STRING);
+        // Fifty properties that each hold the whole schema again: bounded, not 50^12 values.
+        let props: Map<String, Value> = (0..50).map(|i| (format!("p{i}"), json!({"$ref": "#"}))).collect();
+        let wide = json!({"type": "object", "properties": props});
+        assert!(make(wide, "x").to_string().len() < 1_000_000);
+        // Unclosed quotes: each is looked for within a bounded window (and the cues read a
+        // bounded prefix), so this is linear work.
+        let quotes = "“".repeat(300_000);
+        assert!(Cues::new(&quotes).quoted_names().is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// The request parameters every chat model takes here (translated where the provider's API
 /// differs; a provider that cannot honour one answers a 400 naming it).
-const CHAT_PARAMETERS: [&str; 14] = [
+const CHAT_PARAMETERS: [&str; 12] = [
     "max_tokens",
     "temperature",
     "top_p",
@@ -24,9 +24,7 @@ const CHAT_PARAMETERS: [&str; 14] = [
     "tool_choice",
     "parallel_tool_calls",
     "response_format",
-    "structured_outputs",
-    "reasoning",
-    "include_reasoning",
+    "reasoning_effort",
     "frequency_penalty",
     "presence_penalty",
 ];
@@ -79,7 +77,8 @@ fn model_object(m: &ModelEntry) -> Value {
             "completion": usd_per_token(p.output),
             "request": "0",
             "image": usd_per_image(p.per_image.0),
-            "web_search": "0",
+            // The fee of one search at the model's default context size (with markup).
+            "web_search": m.search_fees.map_or_else(|| "0".to_owned(), |f| f.fee(None).usd_text()),
             "internal_reasoning": usd_per_token(p.output),
             "input_cache_read": usd_per_token(p.cached_input),
             "input_cache_write": usd_per_token(p.cache_write_input),

@@ -508,7 +508,7 @@ async fn todays_messages_fields_reach_an_anthropic_route_unchanged() {
         "model": MOCK_CLAUDE, "max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}],
         "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"},
         "context_management": {"edits": [{"type": "clear_tool_uses_20250919", "keep": {"type": "tool_uses", "value": 3}}]},
-        "speed": "fast",
+        "mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "docs"}],
     });
     let resp = app
         .http
@@ -522,9 +522,33 @@ async fn todays_messages_fields_reach_an_anthropic_route_unchanged() {
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let sent = mock.last_request();
-    for field in ["thinking", "output_config", "context_management", "speed"] {
+    for field in ["thinking", "output_config", "context_management", "mcp_servers"] {
         assert_eq!(sent.body[field], body[field], "{field} passes through unchanged");
     }
     let beta = sent.headers["anthropic-beta"].to_str().unwrap();
     assert_eq!(beta, "claude-code-20250219,context-management-2025-06-27", "the client's login beta stays here");
+    // What would change the price beyond the hold is refused by name, even on Anthropic routes.
+    for (field, value) in [("speed", json!("fast")), ("inference_geo", json!("us")), ("container", json!("c_1"))] {
+        let mut priced = body.clone();
+        priced[field] = value;
+        let resp = app
+            .http
+            .post(format!("{}/v1/messages", app.url))
+            .header("x-api-key", &key)
+            .json(&priced)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        let err: Value = resp.json().await.unwrap();
+        assert!(err["error"]["message"].as_str().unwrap().contains(field), "{err}");
+    }
+    // OpenRouter's fields work here too, and never reach Anthropic.
+    let mut fallback = body.clone();
+    fallback["models"] = json!(["sandbox/echo"]);
+    fallback["provider"] = json!({"allow_fallbacks": true});
+    let resp = app.http.post(format!("{}/v1/messages", app.url)).header("x-api-key", &key).json(&fallback).send().await;
+    assert_eq!(resp.unwrap().status(), 200);
+    let sent = mock.last_request();
+    assert!(sent.body.get("models").is_none() && sent.body.get("provider").is_none(), "{}", sent.body);
 }

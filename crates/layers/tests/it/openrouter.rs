@@ -17,6 +17,12 @@ fn usd_of_credits(credits: &str) -> f64 {
     MicroCredits(micros).usd_number()
 }
 
+/// `GET /api/v1/generation?id=` with the key.
+async fn generation(app: &TestApp, key: &str, id: &str) -> Value {
+    let resp = app.get(&format!("/api/v1/generation?id={id}")).bearer_auth(key).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn models_fall_back_to_the_next_model_and_the_failed_one_costs_nothing() {
     let (openai, anthropic) = (MockOpenAi::start().await, MockAnthropic::start().await);
@@ -41,15 +47,7 @@ async fn models_fall_back_to_the_next_model_and_the_failed_one_costs_nothing() {
     let failed = rows.iter().find(|r| r.model == MOCK_MODEL).expect("the failed model's row");
     assert_eq!((failed.status, failed.charged), (502, MicroCredits::ZERO));
     // The generation is found by the answer's id and reports the answering model.
-    let g: Value = app
-        .get(&format!("/api/v1/generation?id=gen-{request_id}"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g = generation(&app, &key, &format!("gen-{request_id}")).await;
     assert_eq!(g["data"]["model"], MOCK_CLAUDE);
     assert_eq!(g["data"]["total_cost"], v["usage"]["cost"]);
     assert_eq!(usd_of_credits(g["data"]["credits_charged"].as_str().unwrap()), usd_of_credits(credits_used));
@@ -172,15 +170,7 @@ async fn the_app_a_request_came_from_is_kept_and_shown() {
     let rows = app.wait_for_usage(&user, 1).await;
     assert_eq!(rows[0].app_title.as_deref(), Some("My App"));
     assert_eq!(rows[0].app_origin.as_deref(), Some("https://myapp.example"), "only the origin is kept");
-    let g: Value = app
-        .get(&format!("/api/v1/generation?id={request_id}"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g = generation(&app, &key, &request_id).await;
     assert_eq!(
         (g["data"]["app_title"].as_str(), g["data"]["origin"].as_str()),
         (Some("My App"), Some("https://myapp.example"))

@@ -260,6 +260,11 @@ async fn test_keys_have_their_own_limit_whatever_the_tier() {
     let seen = fire(std::slice::from_ref(&app.url), &free_test_key, 12, 4, None).await;
     assert_eq!(count(&seen, 200), 12);
     assert!(seen.iter().all(|s| s.limit == Some(15)));
+    // An operator's override of an account (the abuse runbook's lower limit) binds its test keys.
+    let two = layers_store::RateOverrides { requests_per_minute: Some(2), tokens_per_minute: None };
+    app.core.accounts.set_rate(free.id, two).await.unwrap();
+    let seen = fire(std::slice::from_ref(&app.url), &free_test_key, 1, 1, None).await;
+    assert!(seen.iter().all(|s| s.limit == Some(2)), "{:?}", seen.iter().map(|s| s.limit).collect::<Vec<_>>());
 }
 
 #[tokio::test]
