@@ -98,7 +98,8 @@ pub struct LimitsConfig {
     pub image_fetches: Option<usize>,
     pub max_messages: Option<usize>,
     pub max_message_chars: Option<usize>,
-    /// Requests per minute of any test key (default 10); a tier's lower limit still applies.
+    /// Requests per minute of any test key, whatever the tier (default 300); an operator's
+    /// lower per-account limit still applies.
     pub test_key_requests_per_minute: Option<u32>,
     /// The window of the per-minute limits, in ms (default 60000). Shorter only to test.
     pub rate_window_ms: Option<u64>,
