@@ -83,7 +83,11 @@ function mailedLink(pathPrefix) {
 async function chat(key, model = 'mock/gpt-4o-mini') {
   const r = await fetch(`${base}/v1/chat/completions`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    // The app names itself, as OpenRouter's attribution headers do (the referrer's path stays out).
+    headers: {
+      authorization: `Bearer ${key}`, 'content-type': 'application/json',
+      'x-title': 'Browser story app', 'http-referer': 'https://story.example/chat?session=private',
+    },
     body: JSON.stringify({ model, max_tokens: 40, messages: [{ role: 'user', content: 'Say hello' }] }),
   });
   return { status: r.status, requestId: r.headers.get('x-request-id'), body: await r.json() };
@@ -170,6 +174,7 @@ try {
   assert.match(held, /^\d[\d,]*\.\d{2,6} credits$/);
   assert.equal(charged, `${creditsDisplay(calls[0].body.layers.credits_used_micros)} credits`, 'the charge the client was told');
   assert.notEqual(held, '0.00 credits');
+  assert.equal(await page.textContent('[data-test=app]'), 'Browser story app · https://story.example');
   await shot('dashboard-request');
 
   // The filters change the table and the chart; the CSV holds exactly the filtered rows.
