@@ -145,7 +145,11 @@ impl Router {
     fn observe_upstream(&self, provider: &str, d: std::time::Duration) {
         let h = {
             let mut map = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(provider.to_owned()).or_default().clone()
+            // The provider's name is copied only the first time it is seen.
+            match map.get(provider) {
+                Some(h) => h.clone(),
+                None => map.entry(provider.to_owned()).or_default().clone(),
+            }
         };
         h.observe(d);
     }
@@ -158,8 +162,8 @@ impl Router {
     /// Folds one answer's time into the route's smoothed latency (new = ¾ old + ¼ this).
     fn record_latency(&self, c: &Candidate, took_ms: u64) {
         let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let smoothed = latency.get(&c.key()).map_or(took_ms, |old| (old * 3 + took_ms) / 4);
-        latency.insert(c.key(), smoothed);
+        let slot = latency.entry(c.key()).or_insert(took_ms);
+        *slot = (*slot * 3 + took_ms) / 4;
     }
 
     fn now_ms(&self) -> u64 {

@@ -23,6 +23,10 @@ pub struct Line {
 
 impl Line {
     fn write(self, completed: bool) {
+        // Below the configured level, nothing of the line is gathered.
+        if !tracing::enabled!(target: "layers::access", tracing::Level::INFO) {
+            return;
+        }
         let f = self.record.facts();
         let usage = f.usage.unwrap_or_default();
         tracing::info!(
